@@ -1,0 +1,352 @@
+#include "cache/mailbox.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct cache {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        uint64_t next_id;
+        struct cache_node *by_id;  /* every object (hh) */
+        struct cache_mbox *by_raw; /* every listed or inferred mailbox (hh_raw) */
+        struct cache_mbox *root;
+        cache_name_fn name_fn;
+        void *name_ctx;
+};
+
+static void cache_node_add(struct cache *c, struct cache_node *n, enum cache_kind kind)
+{
+        n->id = c->next_id++;
+        n->kind = kind;
+        HASH_ADD(hh, c->by_id, id, sizeof(n->id), n);
+}
+
+static void cache_msg_destroy(struct cache *c, struct cache_mbox *m, struct cache_msg *msg)
+{
+        HASH_DELETE(hh, c->by_id, &msg->node);
+        HASH_DELETE(hh_uid, m->by_uid, msg);
+        HASH_DELETE(hh_name, m->by_name, msg);
+        m->nmsgs--;
+        free(msg->flags);
+        free(msg->name);
+        free(msg);
+}
+
+static void cache_msgs_clear(struct cache *c, struct cache_mbox *m)
+{
+        struct cache_msg *msg, *tmp;
+        HASH_ITER(hh_uid, m->by_uid, msg, tmp)
+        {
+                cache_msg_destroy(c, m, msg);
+        }
+}
+
+static struct cache_mbox *cache_mbox_create(struct cache *c, struct cache_mbox *parent,
+                                            const char *raw, const char *dname)
+{
+        struct cache_mbox *m = calloc(1, sizeof(*m));
+        if (!m)
+                return NULL;
+        m->raw = raw ? strdup(raw) : NULL;
+        m->dname = strdup(dname);
+        if ((raw && !m->raw) || !m->dname) {
+                free(m->raw);
+                free(m->dname);
+                free(m);
+                return NULL;
+        }
+        m->parent = parent;
+        cache_node_add(c, &m->node, CACHE_MBOX);
+        if (parent) {
+                HASH_ADD_KEYPTR(hh_child, parent->children, m->dname, strlen(m->dname), m);
+                parent->nchildren++;
+        }
+        if (m->raw)
+                HASH_ADD_KEYPTR(hh_raw, c->by_raw, m->raw, strlen(m->raw), m);
+        return m;
+}
+
+static void cache_mbox_destroy(struct cache *c, struct cache_mbox *m)
+{
+        struct cache_mbox *ch, *tmp;
+        HASH_ITER(hh_child, m->children, ch, tmp)
+        {
+                cache_mbox_destroy(c, ch);
+        }
+        cache_msgs_clear(c, m);
+        if (m->parent) {
+                HASH_DELETE(hh_child, m->parent->children, m);
+                m->parent->nchildren--;
+        }
+        if (m->raw)
+                HASH_DELETE(hh_raw, c->by_raw, m);
+        HASH_DELETE(hh, c->by_id, &m->node);
+        free(m->raw);
+        free(m->dname);
+        free(m);
+}
+
+struct cache *cache_new(cache_name_fn name_fn, void *name_ctx)
+{
+        struct cache *c = calloc(1, sizeof(*c));
+        if (!c)
+                return NULL;
+        pthread_mutex_init(&c->mu, NULL);
+        pthread_cond_init(&c->cv, NULL);
+        c->next_id = CACHE_ROOT_ID;
+        c->name_fn = name_fn;
+        c->name_ctx = name_ctx;
+        c->root = cache_mbox_create(c, NULL, NULL, "");
+        if (!c->root) {
+                free(c);
+                return NULL;
+        }
+        c->root->attrs = 1u; /* IMAP_MBX_NOSELECT: the root holds no messages */
+        c->root->listed = true;
+        return c;
+}
+
+void cache_free(struct cache *c)
+{
+        if (!c)
+                return;
+        cache_mbox_destroy(c, c->root);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+}
+
+void cache_lock(struct cache *c)
+{
+        pthread_mutex_lock(&c->mu);
+}
+
+void cache_unlock(struct cache *c)
+{
+        pthread_mutex_unlock(&c->mu);
+}
+
+void cache_wait(struct cache *c)
+{
+        pthread_cond_wait(&c->cv, &c->mu);
+}
+
+void cache_wake(struct cache *c)
+{
+        pthread_cond_broadcast(&c->cv);
+}
+
+struct cache_node *cache_node_get(struct cache *c, uint64_t id)
+{
+        struct cache_node *n;
+        HASH_FIND(hh, c->by_id, &id, sizeof(id), n);
+        return n;
+}
+
+struct cache_mbox *cache_root(struct cache *c)
+{
+        return c->root;
+}
+
+struct cache_mbox *cache_mbox_child(struct cache_mbox *parent, const char *dname)
+{
+        struct cache_mbox *m;
+        HASH_FIND(hh_child, parent->children, dname, strlen(dname), m);
+        return m;
+}
+
+struct cache_mbox *cache_mbox_by_raw(struct cache *c, const char *raw)
+{
+        struct cache_mbox *m;
+        HASH_FIND(hh_raw, c->by_raw, raw, strlen(raw), m);
+        return m;
+}
+
+struct cache_msg *cache_msg_by_name(struct cache_mbox *m, const char *name)
+{
+        struct cache_msg *msg;
+        HASH_FIND(hh_name, m->by_name, name, strlen(name), msg);
+        return msg;
+}
+
+struct cache_msg *cache_msg_by_uid(struct cache_mbox *m, uint32_t uid)
+{
+        struct cache_msg *msg;
+        HASH_FIND(hh_uid, m->by_uid, &uid, sizeof(uid), msg);
+        return msg;
+}
+
+/* ---- tree ---- */
+
+static void cache_tree_mark(struct cache_mbox *m, bool v)
+{
+        struct cache_mbox *ch, *tmp;
+        m->mark = v;
+        HASH_ITER(hh_child, m->children, ch, tmp)
+        {
+                cache_tree_mark(ch, v);
+        }
+}
+
+void cache_tree_begin(struct cache *c)
+{
+        cache_tree_mark(c->root, false);
+        c->root->mark = true;
+}
+
+int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
+                   cache_decode_fn decode)
+{
+        /* INBOX is case-insensitive (RFC 3501 §5.1): always show it as INBOX. */
+        bool inbox = strcasecmp(raw, "INBOX") == 0;
+        const char *name = inbox ? "INBOX" : raw;
+        struct cache_mbox *parent = c->root;
+        size_t len = strlen(name);
+        char *prefix = malloc(len + 1);
+        if (!prefix)
+                return -ENOMEM;
+
+        /* Walk the components, creating inferred parents (not listed
+         * themselves) on the way. An INBOX child such as "INBOX.Sub" keeps the
+         * server's spelling of the INBOX prefix in its raw name. */
+        size_t start = 0;
+        for (;;) {
+                const char *d = delim ? memchr(name + start, delim, len - start) : NULL;
+                size_t end = d ? (size_t)(d - name) : len;
+                memcpy(prefix, raw, end);
+                prefix[end] = '\0';
+                char *comp = strndup(name + start, end - start);
+                char *dname = comp ? decode(comp) : NULL;
+                free(comp);
+                if (!dname) {
+                        free(prefix);
+                        return -ENOMEM;
+                }
+                struct cache_mbox *m = cache_mbox_child(parent, dname);
+                if (!m) {
+                        m = cache_mbox_create(c, parent, d ? prefix : raw, dname);
+                        if (!m) {
+                                free(dname);
+                                free(prefix);
+                                return -ENOMEM;
+                        }
+                        m->delim = delim;
+                        if (d)
+                                m->attrs = 1u; /* NOSELECT until LIST says otherwise */
+                }
+                free(dname);
+                m->mark = true;
+                if (!d) {
+                        m->attrs = attrs;
+                        m->listed = true;
+                        m->delim = delim;
+                        break;
+                }
+                parent = m;
+                start = end + 1;
+        }
+        free(prefix);
+        return 0;
+}
+
+static void cache_tree_sweep(struct cache *c, struct cache_mbox *m)
+{
+        struct cache_mbox *ch, *tmp;
+        HASH_ITER(hh_child, m->children, ch, tmp)
+        {
+                if (!ch->mark)
+                        cache_mbox_destroy(c, ch);
+                else
+                        cache_tree_sweep(c, ch);
+        }
+}
+
+void cache_tree_end(struct cache *c)
+{
+        cache_tree_sweep(c, c->root);
+}
+
+/* ---- listing ---- */
+
+void cache_listing_begin(struct cache *c, struct cache_mbox *m, uint32_t uidvalidity,
+                         uint32_t uidnext, uint32_t exists)
+{
+        struct cache_msg *msg, *tmp;
+        /* A new UIDVALIDITY means every UID we know may name another message. */
+        if (m->uidvalidity != uidvalidity)
+                cache_msgs_clear(c, m);
+        m->uidvalidity = uidvalidity;
+        m->uidnext = uidnext;
+        m->exists = exists;
+        HASH_ITER(hh_uid, m->by_uid, msg, tmp)
+        {
+                msg->mark = false;
+        }
+}
+
+int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint64_t size,
+                      time_t internaldate, const char *flags, const char *header, size_t header_len)
+{
+        struct cache_msg *msg = cache_msg_by_uid(m, uid);
+        char *nflags = strdup(flags ? flags : "");
+        if (!nflags)
+                return -ENOMEM;
+        if (msg) {
+                /* Size, date and name of a UID never change; flags do. */
+                free(msg->flags);
+                msg->flags = nflags;
+                msg->mark = true;
+                return 0;
+        }
+        msg = calloc(1, sizeof(*msg));
+        char *name = c->name_fn(c->name_ctx, uid, header, header_len, internaldate);
+        if (!msg || !name) {
+                free(msg);
+                free(name);
+                free(nflags);
+                return -ENOMEM;
+        }
+        msg->uid = uid;
+        msg->size = size;
+        msg->internaldate = internaldate;
+        msg->flags = nflags;
+        msg->name = name;
+        msg->mbox = m;
+        msg->mark = true;
+        cache_node_add(c, &msg->node, CACHE_MSG);
+        HASH_ADD(hh_uid, m->by_uid, uid, sizeof(msg->uid), msg);
+        HASH_ADD_KEYPTR(hh_name, m->by_name, msg->name, strlen(msg->name), msg);
+        m->nmsgs++;
+        return 0;
+}
+
+void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms, unsigned gen_at_start)
+{
+        struct cache_msg *msg, *tmp;
+        HASH_ITER(hh_uid, m->by_uid, msg, tmp)
+        {
+                if (!msg->mark)
+                        cache_msg_destroy(c, m, msg);
+        }
+        m->state = m->stale_gen == gen_at_start ? CACHE_LISTING_VALID : CACHE_LISTING_STALE;
+        m->checked_ms = now_ms;
+}
+
+void cache_mbox_mark_stale(struct cache *c, const char *raw)
+{
+        struct cache_mbox *m = raw ? cache_mbox_by_raw(c, raw) : NULL;
+        if (!m)
+                return;
+        m->stale_gen++;
+        if (m->state == CACHE_LISTING_VALID)
+                m->state = CACHE_LISTING_STALE;
+}
+
+size_t cache_msg_footprint(const struct cache_msg *m)
+{
+        /* Three uthash handles, the struct, the strings and malloc's overhead. */
+        return sizeof(*m) + strlen(m->name) + 1 + strlen(m->flags) + 1 + 3 * 16;
+}

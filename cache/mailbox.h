@@ -1,0 +1,127 @@
+/* What we know about the account: the mailbox tree and each mailbox's
+ * message listing, in memory. Every object has a node id that is stable for
+ * the life of the process (the FUSE layer uses it as the inode number).
+ *
+ * Locking: one mutex (cache_lock/cache_unlock) guards everything here. It is
+ * never held across network I/O; callers copy what they need out of the
+ * objects before unlocking, because an object may be freed once unlocked
+ * (a mailbox deleted, a message expunged). */
+#ifndef IMAPFS_CACHE_MAILBOX_H
+#define IMAPFS_CACHE_MAILBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <uthash.h>
+
+#define CACHE_ROOT_ID 1
+
+enum cache_kind { CACHE_MBOX, CACHE_MSG };
+
+/* Common head of every object, found by id. */
+struct cache_node {
+        uint64_t id;
+        enum cache_kind kind;
+        UT_hash_handle hh;
+};
+
+struct cache_mbox;
+
+struct cache_msg {
+        struct cache_node node; /* first: a cache_node* is a cache_msg* when kind == CACHE_MSG */
+        uint32_t uid;
+        uint64_t size;
+        time_t internaldate;
+        char *flags; /* space-separated, as the server spells them */
+        char *name;  /* file name, never changes while the message exists */
+        struct cache_mbox *mbox;
+        bool mark; /* seen in the refresh that is being applied */
+        UT_hash_handle hh_uid;
+        UT_hash_handle hh_name;
+};
+
+enum cache_listing_state {
+        CACHE_LISTING_NONE,  /* never fetched */
+        CACHE_LISTING_VALID, /* fetched and nothing says it changed */
+        CACHE_LISTING_STALE, /* the server told us it changed */
+};
+
+struct cache_mbox {
+        struct cache_node node;
+        char *raw;      /* server name (modified UTF-7); NULL for the root */
+        char *dname;    /* this directory's name in its parent */
+        char delim;     /* hierarchy delimiter, '\0' if none */
+        unsigned attrs; /* IMAP_MBX_* from LIST */
+        bool listed;    /* present in the last LIST (false: a parent we inferred) */
+        bool mark;
+        struct cache_mbox *parent;
+        struct cache_mbox *children; /* hash by dname (hh_child) */
+        UT_hash_handle hh_child;
+        UT_hash_handle hh_raw;
+        /* Listing */
+        uint32_t uidvalidity, uidnext, exists;
+        enum cache_listing_state state;
+        int64_t checked_ms;        /* when the listing was last confirmed with the server */
+        unsigned stale_gen;        /* bumped by every change notice; a refresh that saw
+                                      a bump while it ran leaves the listing stale */
+        bool refreshing;           /* a thread is fetching the listing: others wait */
+        struct cache_msg *by_uid;  /* hash by uid (hh_uid) */
+        struct cache_msg *by_name; /* hash by name (hh_name) */
+        size_t nmsgs;
+        size_t nchildren;
+};
+
+struct cache;
+
+/* How message file names are made (fs/ decides; the cache only stores them). */
+typedef char *(*cache_name_fn)(void *ctx, uint32_t uid, const char *header, size_t header_len,
+                               time_t internaldate);
+
+struct cache *cache_new(cache_name_fn name_fn, void *name_ctx);
+void cache_free(struct cache *c);
+
+void cache_lock(struct cache *c);
+void cache_unlock(struct cache *c);
+/* Waits (with the lock held on entry and exit) until another thread's refresh ends. */
+void cache_wait(struct cache *c);
+void cache_wake(struct cache *c);
+
+/* --- lookups (lock held) --- */
+struct cache_node *cache_node_get(struct cache *c, uint64_t id);
+struct cache_mbox *cache_root(struct cache *c);
+struct cache_mbox *cache_mbox_child(struct cache_mbox *parent, const char *dname);
+struct cache_mbox *cache_mbox_by_raw(struct cache *c, const char *raw);
+struct cache_msg *cache_msg_by_name(struct cache_mbox *m, const char *name);
+struct cache_msg *cache_msg_by_uid(struct cache_mbox *m, uint32_t uid);
+
+/* --- the mailbox tree from LIST (lock held) ---
+ * cache_tree_begin(); cache_tree_add() for every LIST entry; cache_tree_end()
+ * removes mailboxes (and their messages) that were not listed again. Existing
+ * mailboxes keep their ids. decode(component) turns one raw name component
+ * into its directory name (malloc'd). */
+typedef char *(*cache_decode_fn)(const char *component);
+void cache_tree_begin(struct cache *c);
+int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
+                   cache_decode_fn decode);
+void cache_tree_end(struct cache *c);
+
+/* --- a mailbox listing (lock held) ---
+ * cache_listing_begin() (drops everything if uidvalidity changed); then
+ * cache_listing_add() per message from the server; cache_listing_end()
+ * removes messages the server no longer has and marks the listing valid. */
+void cache_listing_begin(struct cache *c, struct cache_mbox *m, uint32_t uidvalidity,
+                         uint32_t uidnext, uint32_t exists);
+int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint64_t size,
+                      time_t internaldate, const char *flags, const char *header,
+                      size_t header_len);
+void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms,
+                       unsigned gen_at_start);
+
+/* Marks a mailbox's listing as changed on the server (EXISTS, EXPUNGE...). */
+void cache_mbox_mark_stale(struct cache *c, const char *raw);
+
+/* Bytes the metadata of n messages costs in memory (for the README figure). */
+size_t cache_msg_footprint(const struct cache_msg *m);
+
+#endif

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# imapfs demo: installs what is missing, builds, starts a throwaway local
+# Dovecot loaded with sample mail, mounts it and shows it in use.
+#
+#   examples/demo.sh          run the demo (leaves the mount up to play with)
+#   examples/demo.sh stop     unmount and stop the demo server
+#
+# Everything lives in /tmp/imapfs-demo; nothing on the system is configured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+dir=/tmp/imapfs-demo
+mnt=$dir/mail
+
+stop_demo() {
+        if grep -qs " $mnt fuse" /proc/mounts; then
+                fusermount3 -u "$mnt" || fusermount3 -uz "$mnt"
+        fi
+        [ -f "$dir/dovecot/dovecot.conf" ] && /usr/bin/python3 tests/integration/dovecot.py stop "$dir/dovecot"
+        echo "demo stopped"
+}
+
+if [ "${1:-}" = stop ]; then
+        stop_demo
+        exit 0
+fi
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '\033[36m$ %s\033[0m\n' "$*"; bash -c "$*" || true; }
+
+step "installing what is missing and building"
+bash examples/install-deps.sh
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+imapfs=$top/build/fs/imapfs
+
+step "starting a throwaway Dovecot on 127.0.0.1 with sample mail"
+stop_demo >/dev/null 2>&1 || true
+mkdir -p "$dir" "$mnt"
+/usr/bin/python3 tests/integration/dovecot.py start "$dir/dovecot" --sample >"$dir/server.env"
+# shellcheck disable=SC1091
+. "$dir/server.env"
+echo "server: imaps://$IMAP_USER@$IMAP_HOST:$IMAPS_PORT (self-signed certificate $IMAP_CAFILE)"
+
+step "mounting"
+mountcmd="$imapfs imaps://$IMAP_USER@$IMAP_HOST:$IMAPS_PORT $mnt -o cafile=$IMAP_CAFILE,password_file=$IMAP_PASSWORD_FILE"
+printf '\033[36m$ %s\033[0m\n' "$mountcmd"
+$mountcmd
+
+step "using it"
+cd "$mnt"
+show "ls"
+show "ls -l INBOX | head -n 12"
+first=$(ls INBOX | grep -m1 'Grüße' || ls INBOX | head -n 1)
+show "head -n 12 'INBOX/$first'"
+show "getfattr -d 'INBOX/$first'"
+show "grep -rl 'Nested' INBOX | head -n 5"
+show "find . -name '*.eml' | wc -l"
+show "head -c 200 Big/*.eml | head -n 5   # fetches one block, not the whole message"
+cd "$top"
+
+cat <<EOF
+
+The mount stays up: try it yourself, e.g.  ls $mnt/INBOX
+To unmount and stop the demo server:       examples/demo.sh stop
+(or by hand: fusermount3 -u $mnt; python3 tests/integration/dovecot.py stop $dir/dovecot)
+EOF

@@ -1,0 +1,67 @@
+/* The account: the one place that asks imap/ and stores the answers in
+ * cache/. The FUSE operations call these functions and then read the cache
+ * under its lock. No FUSE types here, so the policy (when to revalidate, how
+ * much to read ahead) reads on its own. */
+#ifndef IMAPFS_FS_ACCOUNT_H
+#define IMAPFS_FS_ACCOUNT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/blocks.h"
+#include "cache/mailbox.h"
+#include "imap/pool.h"
+#include "imap/session.h"
+
+struct account_opts {
+        bool names_uid;     /* -o names=uid */
+        int revalidate_ms;  /* how old a listing may be before a lookup/opendir checks it */
+        size_t connections; /* pool size */
+        size_t mem_cache;   /* bytes of message content kept in memory */
+        bool read_only;
+};
+
+struct account {
+        struct imap_account imap;
+        struct account_opts opts;
+        struct imap_pool *pool;
+        struct cache *cache;
+        struct blocks *blocks;
+        int64_t tree_checked_ms; /* guarded by the cache lock */
+        bool tree_refreshing;
+        atomic_ullong fetches, fetched_bytes; /* content fetches, for the log at exit */
+};
+
+/* Per open message: what a read needs without taking the cache lock, plus
+ * the read-ahead state of this file handle. */
+struct account_file {
+        uint64_t mbox_id;
+        char *mailbox; /* raw name */
+        uint32_t uidvalidity, uid;
+        uint64_t size;
+        atomic_ullong next_off; /* where a sequential read would continue */
+        atomic_uint ra_blocks;  /* current read-ahead, in blocks */
+};
+
+int account_init(struct account *a);
+void account_destroy(struct account *a);
+
+/* Runs LIST and rebuilds the tree if it is older than max_age_ms (0: always). */
+int account_refresh_tree(struct account *a, int max_age_ms);
+
+/* Makes sure the listing of mailbox id is known and no older than
+ * max_age_ms (confirming with the server if it is older; -1: any age will do
+ * once fetched). Returns 0, -ENOENT (mailbox gone), -ENOTDIR, -EIO. */
+int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms);
+
+/* Opens message id for reading. */
+int account_file_open(struct account *a, uint64_t msg_id, struct account_file **out);
+void account_file_close(struct account_file *f);
+
+/* Reads [off, off+len) of the message into buf; *got < len only at the end. */
+int account_file_read(struct account *a, struct account_file *f, uint64_t off, size_t len,
+                      char *buf, size_t *got);
+
+#endif

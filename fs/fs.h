@@ -1,0 +1,37 @@
+/* The FUSE daemon's shared state and the operation tables' parts. */
+#ifndef IMAPFS_FS_FS_H
+#define IMAPFS_FS_FS_H
+
+#define FUSE_USE_VERSION 34
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+
+#include "fs/account.h"
+
+struct fs {
+        struct account acct;
+        struct fuse_session *se;
+        uid_t uid;
+        gid_t gid;
+        time_t mount_time;
+        double entry_timeout; /* seconds the kernel may trust a name or attribute */
+};
+
+static inline struct fs *fs_of(fuse_req_t req)
+{
+        return fuse_req_userdata(req);
+}
+
+/* Fills st from a cache node (cache lock held). */
+void fs_stat_node(const struct fs *fs, const struct cache_node *n, struct stat *st);
+
+/* Each ops_*.c file fills in its part of the table. */
+void ops_dir_register(struct fuse_lowlevel_ops *ops);
+void ops_file_register(struct fuse_lowlevel_ops *ops);
+void ops_xattr_register(struct fuse_lowlevel_ops *ops);
+void ops_misc_register(struct fuse_lowlevel_ops *ops);
+
+/* Errors from the account layer as the errno a FUSE caller should see. */
+int fs_errno(int r);
+
+#endif

@@ -1,0 +1,188 @@
+/* imapfs: start-up. Everything that can fail for a reason the user must hear
+ * (options, password, network, certificate, login) happens before the mount
+ * and before daemonizing, so it ends in a one-line error and a non-zero exit
+ * with nothing mounted. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs/fs.h"
+#include "fs/opts.h"
+#include "fs/password.h"
+#include "imap/conn.h"
+#include "imap/log.h"
+
+#define DEFAULT_MEM_CACHE (64u << 20)
+#define MAX_LITERAL (256u << 20)
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+        (void)userdata;
+        if (conn->capable & FUSE_CAP_READDIRPLUS)
+                conn->want |= FUSE_CAP_READDIRPLUS;
+        if (conn->capable & FUSE_CAP_ASYNC_READ)
+                conn->want |= FUSE_CAP_ASYNC_READ;
+        /* Reads run concurrently in threads; the kernel may read ahead well
+         * beyond the request because message bytes never change. */
+        conn->max_readahead = 1u << 20;
+}
+
+static void fs_register(struct fuse_lowlevel_ops *ops)
+{
+        memset(ops, 0, sizeof(*ops));
+        ops->init = fs_init;
+        ops_dir_register(ops);
+        ops_file_register(ops);
+        ops_xattr_register(ops);
+        ops_misc_register(ops);
+}
+
+/* fsname shows in /proc/mounts and df; commas would split mount options. */
+static void main_add_fsname(struct fuse_args *args, const struct imap_account *a)
+{
+        char opt[600];
+        snprintf(opt, sizeof(opt), "-ofsname=imap%s://%s@%s:%u,subtype=imapfs",
+                 a->security == IMAP_SEC_TLS ? "s" : "", a->user, a->host, a->port);
+        for (char *p = opt + 9; *p && p < strstr(opt, ",subtype"); p++)
+                if (*p == ',' || *p == '\\')
+                        *p = '_';
+        fuse_opt_add_arg(args, opt);
+}
+
+static int main_setup_account(struct fs *fs, const struct opts *o)
+{
+        struct account *a = &fs->acct;
+        char err[512];
+
+        if (opts_parse_url(o->url, &a->imap, err, sizeof(err)) < 0) {
+                fprintf(stderr, "imapfs: %s\n", err);
+                return -1;
+        }
+        a->imap.allow_plaintext = o->allow_plaintext;
+        a->imap.timeout_ms = (int)o->timeout * 1000;
+        a->imap.max_literal = MAX_LITERAL;
+        a->opts.names_uid = o->names && strcmp(o->names, "uid") == 0;
+        a->opts.connections = o->connections;
+        a->opts.read_only = o->read_only;
+        a->opts.revalidate_ms = 5000;
+        a->opts.mem_cache = DEFAULT_MEM_CACHE;
+        if (o->mem_cache && !opts_parse_size(o->mem_cache, &a->opts.mem_cache)) {
+                fprintf(stderr, "imapfs: -o mem_cache= takes a size like 64M\n");
+                return -1;
+        }
+        a->imap.password = password_get(o->password_command, o->password_file, err, sizeof(err));
+        if (!a->imap.password) {
+                fprintf(stderr, "imapfs: %s\n", err);
+                return -1;
+        }
+        a->imap.tls = imap_tls_ctx_new(o->cafile, err, sizeof(err));
+        if (!a->imap.tls) {
+                fprintf(stderr, "imapfs: %s\n", err);
+                return -1;
+        }
+        if (account_init(a) < 0) {
+                fprintf(stderr, "imapfs: out of memory\n");
+                return -1;
+        }
+        /* Connect and log in now, so that a wrong host, password or
+         * certificate is reported here and nothing gets mounted. */
+        struct imap_session *s;
+        int r = imap_session_open(&a->imap, &s, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "imapfs: %s\n", err);
+                return -1;
+        }
+        imap_pool_adopt(a->pool, s);
+        r = account_refresh_tree(a, 0);
+        if (r < 0) {
+                fprintf(stderr, "imapfs: cannot list the mailboxes: %s\n", strerror(-r));
+                return -1;
+        }
+        return 0;
+}
+
+int main(int argc, char *argv[])
+{
+        struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+        struct fuse_cmdline_opts fo;
+        struct fuse_lowlevel_ops ops;
+        struct opts o;
+        static struct fs fs;
+        int ret = 1;
+
+        signal(SIGPIPE, SIG_IGN);
+        memset(&fo, 0, sizeof(fo));
+        if (opts_parse(&args, &o) < 0)
+                goto out_args;
+        if (o.show_help) {
+                opts_usage(argv[0]);
+                printf("FUSE options:\n");
+                fuse_cmdline_help();
+                fuse_lowlevel_help();
+                ret = 0;
+                goto out_args;
+        }
+        if (o.show_version) {
+                printf("imapfs %s\nFUSE library %s\n", IMAPFS_VERSION, fuse_pkgversion());
+                ret = 0;
+                goto out_args;
+        }
+        if (fuse_parse_cmdline(&args, &fo) != 0)
+                goto out_args;
+        if (!o.url || !fo.mountpoint) {
+                fprintf(stderr, "imapfs: usage: imapfs [options] imaps://USER@HOST[:PORT] "
+                                "MOUNTPOINT (see --help)\n");
+                goto out_args;
+        }
+        log_init(false, o.debug);
+        fs.uid = getuid();
+        fs.gid = getgid();
+        fs.mount_time = time(NULL);
+        fs.entry_timeout = 5.0;
+        if (main_setup_account(&fs, &o) < 0)
+                goto out_acct;
+        main_add_fsname(&args, &fs.acct.imap);
+        fs_register(&ops);
+        fs.se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
+        if (!fs.se)
+                goto out_acct;
+        if (fuse_set_signal_handlers(fs.se) != 0)
+                goto out_session;
+        if (fuse_session_mount(fs.se, fo.mountpoint) != 0) {
+                fprintf(stderr, "imapfs: cannot mount on %s\n", fo.mountpoint);
+                goto out_signals;
+        }
+        fuse_daemonize(fo.foreground);
+        if (!fo.foreground)
+                log_init(true, o.debug);
+        log_info("mounted %s@%s on %s", fs.acct.imap.user, fs.acct.imap.host, fo.mountpoint);
+        if (fo.singlethread) {
+                ret = fuse_session_loop(fs.se);
+        } else {
+                struct fuse_loop_config cfg = {.clone_fd = 0, .max_idle_threads = 16};
+                ret = fuse_session_loop_mt(fs.se, &cfg);
+        }
+        ret = ret == 0 ? 0 : 1;
+        log_info("unmounted; %llu content fetches, %llu bytes", (unsigned long long)fs.acct.fetches,
+                 (unsigned long long)fs.acct.fetched_bytes);
+        fuse_session_unmount(fs.se);
+out_signals:
+        fuse_remove_signal_handlers(fs.se);
+out_session:
+        fuse_session_destroy(fs.se);
+out_acct:
+        account_destroy(&fs.acct);
+        imap_tls_ctx_free(fs.acct.imap.tls);
+        password_free(fs.acct.imap.password);
+        free(fs.acct.imap.user);
+        free(fs.acct.imap.host);
+out_args:
+        free(fo.mountpoint);
+        opts_free(&o);
+        fuse_opt_free_args(&args);
+        return ret;
+}

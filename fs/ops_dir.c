@@ -1,0 +1,350 @@
+/* Directories: lookup, getattr, readdir(plus), statfs. All answered from the
+ * cache; the listing is fetched or revalidated when a directory is opened or
+ * a name is not found in a listing older than the revalidation window. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#include "fs/fs.h"
+#include "imap/log.h"
+
+int fs_errno(int r)
+{
+        switch (r) {
+        case -ENOENT:
+        case -ENOTDIR:
+        case -EISDIR:
+        case -ENOMEM:
+        case -EACCES:
+                return -r;
+        default:
+                return EIO;
+        }
+}
+
+void fs_stat_node(const struct fs *fs, const struct cache_node *n, struct stat *st)
+{
+        memset(st, 0, sizeof(*st));
+        st->st_ino = n->id;
+        st->st_uid = fs->uid;
+        st->st_gid = fs->gid;
+        st->st_blksize = BLOCK_SIZE;
+        if (n->kind == CACHE_MBOX) {
+                const struct cache_mbox *m = (const struct cache_mbox *)n;
+                st->st_mode = S_IFDIR | 0755;
+                st->st_nlink = 2 + m->nchildren;
+                st->st_size = 4096;
+                st->st_mtime = st->st_ctime = st->st_atime = fs->mount_time;
+        } else {
+                const struct cache_msg *msg = (const struct cache_msg *)n;
+                st->st_mode = S_IFREG | 0444;
+                st->st_nlink = 1;
+                st->st_size = (off_t)msg->size;
+                st->st_blocks = (blkcnt_t)((msg->size + 511) / 512);
+                st->st_mtime = st->st_ctime = st->st_atime = msg->internaldate;
+        }
+}
+
+/* Finds name in directory parent (lock held). */
+static struct cache_node *ops_dir_find(struct cache *c, fuse_ino_t parent, const char *name,
+                                       int *err)
+{
+        struct cache_node *pn = cache_node_get(c, parent);
+        if (!pn) {
+                *err = ENOENT;
+                return NULL;
+        }
+        if (pn->kind != CACHE_MBOX) {
+                *err = ENOTDIR;
+                return NULL;
+        }
+        struct cache_mbox *m = (struct cache_mbox *)pn;
+        struct cache_mbox *child = cache_mbox_child(m, name);
+        if (child)
+                return &child->node;
+        struct cache_msg *msg = cache_msg_by_name(m, name);
+        if (msg)
+                return &msg->node;
+        *err = ENOENT;
+        return NULL;
+}
+
+static bool ops_dir_needs_listing(struct cache *c, fuse_ino_t ino)
+{
+        struct cache_node *n = cache_node_get(c, ino);
+        if (!n || n->kind != CACHE_MBOX)
+                return false;
+        const struct cache_mbox *m = (const struct cache_mbox *)n;
+        return m->raw && !(m->attrs & 1u) && m->state != CACHE_LISTING_VALID;
+}
+
+static int ops_dir_reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const char *name)
+{
+        struct fuse_entry_param e;
+        int err = 0;
+        memset(&e, 0, sizeof(e));
+        cache_lock(fs->acct.cache);
+        struct cache_node *n = ops_dir_find(fs->acct.cache, parent, name, &err);
+        if (n) {
+                fs_stat_node(fs, n, &e.attr);
+                e.ino = n->id;
+                e.attr_timeout = e.entry_timeout = fs->entry_timeout;
+        }
+        cache_unlock(fs->acct.cache);
+        if (!n)
+                return err;
+        fuse_reply_entry(req, &e);
+        return 0;
+}
+
+static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+        struct fs *fs = fs_of(req);
+        struct account *a = &fs->acct;
+
+        cache_lock(a->cache);
+        bool need = ops_dir_needs_listing(a->cache, parent);
+        cache_unlock(a->cache);
+        if (need)
+                account_refresh_listing(a, parent, -1);
+        if (ops_dir_reply_entry(req, fs, parent, name) == 0)
+                return;
+        /* Not there: maybe it is new on the server. Look again if what we know
+         * is older than the revalidation window. */
+        int r = parent == CACHE_ROOT_ID ? account_refresh_tree(a, a->opts.revalidate_ms)
+                                        : account_refresh_listing(a, parent, a->opts.revalidate_ms);
+        int err = ops_dir_reply_entry(req, fs, parent, name);
+        if (err == 0)
+                return;
+        if (r < 0 && err == ENOENT && r != -ENOENT)
+                err = fs_errno(r);
+        if (err == ENOENT) {
+                /* Negative entry: the kernel may skip asking again for a while. */
+                struct fuse_entry_param e;
+                memset(&e, 0, sizeof(e));
+                e.entry_timeout = fs->entry_timeout;
+                fuse_reply_entry(req, &e);
+                return;
+        }
+        fuse_reply_err(req, err);
+}
+
+static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        struct fs *fs = fs_of(req);
+        struct stat st;
+        (void)fi;
+        cache_lock(fs->acct.cache);
+        struct cache_node *n = cache_node_get(fs->acct.cache, ino);
+        if (n)
+                fs_stat_node(fs, n, &st);
+        cache_unlock(fs->acct.cache);
+        if (!n)
+                fuse_reply_err(req, ENOENT);
+        else
+                fuse_reply_attr(req, &st, fs->entry_timeout);
+}
+
+/* A directory's entries, taken when it is opened so that readdir offsets
+ * stay meaningful while the listing changes underneath. */
+struct dirsnap {
+        size_t n;
+        struct dirsnap_ent {
+                char *name;
+                struct stat st;
+        } * v;
+};
+
+static void ops_dirsnap_free(struct dirsnap *d)
+{
+        if (!d)
+                return;
+        for (size_t i = 0; i < d->n; i++)
+                free(d->v[i].name);
+        free(d->v);
+        free(d);
+}
+
+static int ops_dirsnap_add(struct dirsnap *d, size_t cap, const char *name, const struct stat *st)
+{
+        if (d->n >= cap)
+                return -ENOMEM;
+        d->v[d->n].name = strdup(name);
+        if (!d->v[d->n].name)
+                return -ENOMEM;
+        d->v[d->n].st = *st;
+        d->n++;
+        return 0;
+}
+
+static int ops_dirsnap_take(struct fs *fs, fuse_ino_t ino, struct dirsnap **out)
+{
+        struct cache *c = fs->acct.cache;
+        struct dirsnap *d = calloc(1, sizeof(*d));
+        if (!d)
+                return ENOMEM;
+        cache_lock(c);
+        struct cache_node *n = cache_node_get(c, ino);
+        if (!n || n->kind != CACHE_MBOX) {
+                cache_unlock(c);
+                free(d);
+                return n ? ENOTDIR : ENOENT;
+        }
+        struct cache_mbox *m = (struct cache_mbox *)n;
+        size_t cap = 2 + m->nchildren + m->nmsgs;
+        d->v = calloc(cap, sizeof(*d->v));
+        int r = d->v ? 0 : -ENOMEM;
+        struct stat st;
+        fs_stat_node(fs, &m->node, &st);
+        if (r == 0)
+                r = ops_dirsnap_add(d, cap, ".", &st);
+        if (m->parent)
+                fs_stat_node(fs, &m->parent->node, &st);
+        if (r == 0)
+                r = ops_dirsnap_add(d, cap, "..", &st);
+        struct cache_mbox *ch, *ctmp;
+        HASH_ITER(hh_child, m->children, ch, ctmp)
+        {
+                fs_stat_node(fs, &ch->node, &st);
+                if (r == 0)
+                        r = ops_dirsnap_add(d, cap, ch->dname, &st);
+        }
+        struct cache_msg *msg, *mtmp;
+        HASH_ITER(hh_uid, m->by_uid, msg, mtmp)
+        {
+                fs_stat_node(fs, &msg->node, &st);
+                if (r == 0)
+                        r = ops_dirsnap_add(d, cap, msg->name, &st);
+        }
+        cache_unlock(c);
+        if (r < 0) {
+                ops_dirsnap_free(d);
+                return ENOMEM;
+        }
+        *out = d;
+        return 0;
+}
+
+static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        struct fs *fs = fs_of(req);
+        struct account *a = &fs->acct;
+        int r = ino == CACHE_ROOT_ID ? account_refresh_tree(a, a->opts.revalidate_ms)
+                                     : account_refresh_listing(a, ino, a->opts.revalidate_ms);
+        if (r == -ENOENT || r == -ENOTDIR) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        if (r < 0) {
+                /* The server is away: what we know is better than nothing, but
+                 * a folder never listed can't be shown. */
+                cache_lock(a->cache);
+                bool never = ops_dir_needs_listing(a->cache, ino);
+                struct cache_node *n = cache_node_get(a->cache, ino);
+                bool listed = n && n->kind == CACHE_MBOX &&
+                              ((struct cache_mbox *)n)->state != CACHE_LISTING_NONE;
+                cache_unlock(a->cache);
+                if (never && !listed) {
+                        fuse_reply_err(req, fs_errno(r));
+                        return;
+                }
+        }
+        struct dirsnap *d;
+        int err = ops_dirsnap_take(fs, ino, &d);
+        if (err) {
+                fuse_reply_err(req, err);
+                return;
+        }
+        fi->fh = (uint64_t)(uintptr_t)d;
+        fi->cache_readdir = 0;
+        fuse_reply_open(req, fi);
+}
+
+static void ops_readdir_common(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+                               bool plus)
+{
+        struct fs *fs = fs_of(req);
+        struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+        char *buf = malloc(size);
+        size_t used = 0;
+        if (!buf) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        for (size_t i = (size_t)off; i < d->n; i++) {
+                const struct dirsnap_ent *de = &d->v[i];
+                size_t need;
+                if (plus) {
+                        struct fuse_entry_param e;
+                        memset(&e, 0, sizeof(e));
+                        e.attr = de->st;
+                        /* "." and ".." carry no lookup reference (ino 0). */
+                        bool dots = i < 2;
+                        e.ino = dots ? 0 : de->st.st_ino;
+                        e.attr_timeout = e.entry_timeout = dots ? 0 : fs->entry_timeout;
+                        need = fuse_add_direntry_plus(req, buf + used, size - used, de->name, &e,
+                                                      (off_t)i + 1);
+                } else {
+                        need = fuse_add_direntry(req, buf + used, size - used, de->name, &de->st,
+                                                 (off_t)i + 1);
+                }
+                if (need > size - used)
+                        break;
+                used += need;
+        }
+        fuse_reply_buf(req, buf, used);
+        free(buf);
+}
+
+static void ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                        struct fuse_file_info *fi)
+{
+        (void)ino;
+        ops_readdir_common(req, size, off, fi, false);
+}
+
+static void ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                            struct fuse_file_info *fi)
+{
+        (void)ino;
+        ops_readdir_common(req, size, off, fi, true);
+}
+
+static void ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        (void)ino;
+        ops_dirsnap_free((struct dirsnap *)(uintptr_t)fi->fh);
+        fuse_reply_err(req, 0);
+}
+
+static void ops_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+        struct statvfs sv;
+        (void)ino;
+        memset(&sv, 0, sizeof(sv));
+        sv.f_bsize = sv.f_frsize = BLOCK_SIZE;
+        sv.f_namemax = 255;
+        fuse_reply_statfs(req, &sv);
+}
+
+static void ops_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+        /* Nodes live as long as their mailbox or message does, so inode numbers
+         * stay stable for the life of the mount; nothing to release here. */
+        (void)ino;
+        (void)nlookup;
+        fuse_reply_none(req);
+}
+
+void ops_dir_register(struct fuse_lowlevel_ops *ops)
+{
+        ops->lookup = ops_lookup;
+        ops->forget = ops_forget;
+        ops->getattr = ops_getattr;
+        ops->opendir = ops_opendir;
+        ops->readdir = ops_readdir;
+        ops->readdirplus = ops_readdirplus;
+        ops->releasedir = ops_releasedir;
+        ops->statfs = ops_statfs;
+}

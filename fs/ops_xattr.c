@@ -1,0 +1,149 @@
+/* Extended attributes: IMAP facts about a message or a folder, one table of
+ * names per kind of node. Read-only until the write path lands. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fs/fs.h"
+#include "imap/date.h"
+
+#define XATTR_VALUE_MAX 4096
+
+/* Writes the value into out (cap bytes); returns its length, or -1 when the
+ * attribute has no value for this node (ENODATA). Cache lock held. */
+typedef int (*xattr_get_fn)(const void *node, char *out, size_t cap);
+
+static int xattr_msg_uid(const void *n, char *out, size_t cap)
+{
+        return snprintf(out, cap, "%u", ((const struct cache_msg *)n)->uid);
+}
+
+static int xattr_msg_flags(const void *n, char *out, size_t cap)
+{
+        return snprintf(out, cap, "%s", ((const struct cache_msg *)n)->flags);
+}
+
+static int xattr_msg_date(const void *n, char *out, size_t cap)
+{
+        imap_date_format_internal(((const struct cache_msg *)n)->internaldate, out, cap);
+        return (int)strlen(out);
+}
+
+static int xattr_msg_size(const void *n, char *out, size_t cap)
+{
+        return snprintf(out, cap, "%llu", (unsigned long long)((const struct cache_msg *)n)->size);
+}
+
+static int xattr_mbox_name(const void *n, char *out, size_t cap)
+{
+        const struct cache_mbox *m = n;
+        return m->raw ? snprintf(out, cap, "%s", m->raw) : -1;
+}
+
+static int xattr_mbox_uidvalidity(const void *n, char *out, size_t cap)
+{
+        const struct cache_mbox *m = n;
+        return m->state != CACHE_LISTING_NONE ? snprintf(out, cap, "%u", m->uidvalidity) : -1;
+}
+
+static int xattr_mbox_delim(const void *n, char *out, size_t cap)
+{
+        const struct cache_mbox *m = n;
+        if (!m->raw)
+                return -1;
+        return m->delim ? snprintf(out, cap, "%c", m->delim) : 0;
+}
+
+struct xattr_def {
+        const char *name;
+        xattr_get_fn get;
+};
+
+static const struct xattr_def xattr_msg[] = {
+    {"user.imap.uid", xattr_msg_uid},
+    {"user.imap.flags", xattr_msg_flags},
+    {"user.imap.internaldate", xattr_msg_date},
+    {"user.imap.size", xattr_msg_size},
+    {NULL, NULL},
+};
+
+static const struct xattr_def xattr_mbox[] = {
+    {"user.imap.mailbox", xattr_mbox_name},
+    {"user.imap.uidvalidity", xattr_mbox_uidvalidity},
+    {"user.imap.delimiter", xattr_mbox_delim},
+    {NULL, NULL},
+};
+
+static void ops_reply_value(fuse_req_t req, const char *val, size_t len, size_t size)
+{
+        if (size == 0)
+                fuse_reply_xattr(req, len);
+        else if (len > size)
+                fuse_reply_err(req, ERANGE);
+        else
+                fuse_reply_buf(req, val, len);
+}
+
+static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+        struct fs *fs = fs_of(req);
+        char val[XATTR_VALUE_MAX];
+        int len = -2;
+
+        /* uidvalidity is only known once the folder was selected. */
+        if (strcmp(name, "user.imap.uidvalidity") == 0)
+                account_refresh_listing(&fs->acct, ino, -1);
+        cache_lock(fs->acct.cache);
+        struct cache_node *n = cache_node_get(fs->acct.cache, ino);
+        if (n) {
+                const struct xattr_def *t = n->kind == CACHE_MSG ? xattr_msg : xattr_mbox;
+                for (; t->name; t++)
+                        if (strcmp(t->name, name) == 0) {
+                                len = t->get(n, val, sizeof(val));
+                                break;
+                        }
+        }
+        cache_unlock(fs->acct.cache);
+        if (!n)
+                fuse_reply_err(req, ENOENT);
+        else if (len < 0)
+                fuse_reply_err(req, ENODATA);
+        else
+                ops_reply_value(req, val, (size_t)len < sizeof(val) ? (size_t)len : sizeof(val) - 1,
+                                size);
+}
+
+static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+        struct fs *fs = fs_of(req);
+        char list[512];
+        size_t len = 0;
+        char val[XATTR_VALUE_MAX];
+
+        cache_lock(fs->acct.cache);
+        struct cache_node *n = cache_node_get(fs->acct.cache, ino);
+        if (n) {
+                const struct xattr_def *t = n->kind == CACHE_MSG ? xattr_msg : xattr_mbox;
+                for (; t->name; t++) {
+                        size_t nl = strlen(t->name) + 1;
+                        if (t->get(n, val, sizeof(val)) < 0 &&
+                            strcmp(t->name, "user.imap.uidvalidity"))
+                                continue; /* no value and none to come (the root) */
+                        if (len + nl <= sizeof(list)) {
+                                memcpy(list + len, t->name, nl);
+                                len += nl;
+                        }
+                }
+        }
+        cache_unlock(fs->acct.cache);
+        if (!n)
+                fuse_reply_err(req, ENOENT);
+        else
+                ops_reply_value(req, list, len, size);
+}
+
+void ops_xattr_register(struct fuse_lowlevel_ops *ops)
+{
+        ops->getxattr = ops_getxattr;
+        ops->listxattr = ops_listxattr;
+}

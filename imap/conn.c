@@ -1,0 +1,280 @@
+#include "imap/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+struct imap_conn {
+        int fd;
+        SSL *ssl;
+};
+
+int64_t imap_now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int conn_wait(int fd, short events, int64_t deadline)
+{
+        for (;;) {
+                int64_t left = deadline - imap_now_ms();
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                struct pollfd p = {.fd = fd, .events = events};
+                int r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+                if (r > 0)
+                        return 0;
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+        }
+}
+
+SSL_CTX *imap_tls_ctx_new(const char *cafile, char *err, size_t errlen)
+{
+        SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx) {
+                snprintf(err, errlen, "cannot create TLS context");
+                return NULL;
+        }
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+                ERR_clear_error(); /* no system store is survivable when cafile is given */
+        if (cafile && SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
+                snprintf(err, errlen, "cannot load cafile %s: %s", cafile,
+                         ERR_reason_error_string(ERR_get_error()));
+                SSL_CTX_free(ctx);
+                return NULL;
+        }
+        return ctx;
+}
+
+void imap_tls_ctx_free(SSL_CTX *ctx)
+{
+        SSL_CTX_free(ctx);
+}
+
+static int conn_try_addr(const struct addrinfo *ai, int64_t deadline)
+{
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+                int e = errno;
+                if (e != EINPROGRESS) {
+                        close(fd);
+                        return -e;
+                }
+                int r = conn_wait(fd, POLLOUT, deadline);
+                socklen_t sl = sizeof(e);
+                if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) == 0 && e != 0)
+                        r = -e;
+                if (r < 0) {
+                        close(fd);
+                        return r;
+                }
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        return fd;
+}
+
+int imap_conn_connect(const char *host, unsigned port, int64_t deadline, struct imap_conn **out,
+                      char *err, size_t errlen)
+{
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+        struct addrinfo *res = NULL;
+        char portstr[16];
+
+        snprintf(portstr, sizeof(portstr), "%u", port);
+        /* getaddrinfo has no deadline of its own; name lookups are the one
+         * step that can outlive the timeout (the resolver's own limits apply). */
+        int g = getaddrinfo(host, portstr, &hints, &res);
+        if (g != 0) {
+                snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(g));
+                return -EHOSTUNREACH;
+        }
+        int fd = -ECONNREFUSED;
+        for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+                fd = conn_try_addr(ai, deadline);
+                if (fd >= 0 || fd == -ETIMEDOUT)
+                        break;
+        }
+        freeaddrinfo(res);
+        if (fd < 0) {
+                snprintf(err, errlen, "cannot connect to %s port %u: %s", host, port,
+                         strerror(-fd));
+                return fd;
+        }
+        struct imap_conn *c = calloc(1, sizeof(*c));
+        if (!c) {
+                close(fd);
+                return -ENOMEM;
+        }
+        c->fd = fd;
+        *out = c;
+        return 0;
+}
+
+static bool conn_host_is_ip(const char *host)
+{
+        unsigned char buf[sizeof(struct in6_addr)];
+        return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+int imap_conn_start_tls(struct imap_conn *c, SSL_CTX *ctx, const char *host, int64_t deadline,
+                        char *err, size_t errlen)
+{
+        SSL *ssl = SSL_new(ctx);
+        if (!ssl) {
+                snprintf(err, errlen, "cannot create TLS session");
+                return -ENOMEM;
+        }
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        if (conn_host_is_ip(host)) {
+                X509_VERIFY_PARAM_set1_ip_asc(param, host);
+        } else {
+                X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                SSL_set1_host(ssl, host);
+                SSL_set_tlsext_host_name(ssl, host);
+        }
+        SSL_set_fd(ssl, c->fd);
+        for (;;) {
+                ERR_clear_error();
+                int r = SSL_connect(ssl);
+                if (r == 1)
+                        break;
+                int e = SSL_get_error(ssl, r);
+                int w = -EIO;
+                if (e == SSL_ERROR_WANT_READ)
+                        w = conn_wait(c->fd, POLLIN, deadline);
+                else if (e == SSL_ERROR_WANT_WRITE)
+                        w = conn_wait(c->fd, POLLOUT, deadline);
+                if (w == 0)
+                        continue;
+                long vr = SSL_get_verify_result(ssl);
+                if (vr != X509_V_OK)
+                        snprintf(err, errlen, "TLS certificate of %s not trusted: %s", host,
+                                 X509_verify_cert_error_string(vr));
+                else if (w == -ETIMEDOUT)
+                        snprintf(err, errlen, "TLS handshake with %s timed out", host);
+                else
+                        snprintf(err, errlen, "TLS handshake with %s failed: %s", host,
+                                 ERR_reason_error_string(ERR_peek_last_error())
+                                     ? ERR_reason_error_string(ERR_peek_last_error())
+                                     : "connection closed");
+                SSL_free(ssl);
+                return vr != X509_V_OK ? -EPERM : w;
+        }
+        c->ssl = ssl;
+        return 0;
+}
+
+ssize_t imap_conn_read(struct imap_conn *c, void *buf, size_t len, int64_t deadline)
+{
+        for (;;) {
+                int w;
+                if (c->ssl) {
+                        ERR_clear_error();
+                        int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+                        if (n > 0)
+                                return n;
+                        int e = SSL_get_error(c->ssl, n);
+                        if (e == SSL_ERROR_ZERO_RETURN)
+                                return 0;
+                        if (e == SSL_ERROR_WANT_READ)
+                                w = conn_wait(c->fd, POLLIN, deadline);
+                        else if (e == SSL_ERROR_WANT_WRITE)
+                                w = conn_wait(c->fd, POLLOUT, deadline);
+                        else
+                                return e == SSL_ERROR_SYSCALL && n == 0 ? 0 : -EIO;
+                } else {
+                        ssize_t n = recv(c->fd, buf, len, 0);
+                        if (n >= 0)
+                                return n;
+                        if (errno == EINTR)
+                                continue;
+                        if (errno != EAGAIN && errno != EWOULDBLOCK)
+                                return -errno;
+                        w = conn_wait(c->fd, POLLIN, deadline);
+                }
+                if (w < 0)
+                        return w;
+        }
+}
+
+int imap_conn_write(struct imap_conn *c, const void *buf, size_t len, int64_t deadline)
+{
+        const char *p = buf;
+        while (len > 0) {
+                int w;
+                if (c->ssl) {
+                        ERR_clear_error();
+                        int n = SSL_write(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+                        if (n > 0) {
+                                p += n;
+                                len -= (size_t)n;
+                                continue;
+                        }
+                        int e = SSL_get_error(c->ssl, n);
+                        if (e == SSL_ERROR_WANT_READ)
+                                w = conn_wait(c->fd, POLLIN, deadline);
+                        else if (e == SSL_ERROR_WANT_WRITE)
+                                w = conn_wait(c->fd, POLLOUT, deadline);
+                        else
+                                return -EIO;
+                } else {
+                        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+                        if (n >= 0) {
+                                p += n;
+                                len -= (size_t)n;
+                                continue;
+                        }
+                        if (errno == EINTR)
+                                continue;
+                        if (errno != EAGAIN && errno != EWOULDBLOCK)
+                                return -errno;
+                        w = conn_wait(c->fd, POLLOUT, deadline);
+                }
+                if (w < 0)
+                        return w;
+        }
+        return 0;
+}
+
+bool imap_conn_is_tls(const struct imap_conn *c)
+{
+        return c->ssl != NULL;
+}
+
+void imap_conn_close(struct imap_conn *c)
+{
+        if (!c)
+                return;
+        if (c->ssl) {
+                /* No close_notify round trip: the peer may be gone, and waiting
+                 * for it would break the deadline promise. */
+                SSL_set_quiet_shutdown(c->ssl, 1);
+                SSL_free(c->ssl);
+        }
+        close(c->fd);
+        free(c);
+}

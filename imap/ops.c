@@ -1,0 +1,304 @@
+#include "imap/ops.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap/date.h"
+#include "imap/log.h"
+
+/* Maps a finished command to the errno the callers use. */
+static int ops_result(const char *what, const struct imap_result *res)
+{
+        if (res->status == IMAP_ST_OK)
+                return 0;
+        if (strcmp(res->code, "NONEXISTENT") == 0 || strcmp(res->code, "TRYCREATE") == 0)
+                return -ENOENT;
+        log_warn("%s failed: %s%s%s%s", what, res->code[0] ? "[" : "", res->code,
+                 res->code[0] ? "] " : "", res->text);
+        return -EPROTO;
+}
+
+static bool ops_is_untagged(const struct imap_response *r, const char *name)
+{
+        return r->kind == IMAP_RESP_UNTAGGED && r->name && strcmp(r->name, name) == 0;
+}
+
+/* ---- LIST ---- */
+
+struct list_ctx {
+        imap_list_fn fn;
+        void *ctx;
+};
+
+static unsigned ops_mbox_attrs(const struct imap_value *list)
+{
+        static const struct {
+                const char *name;
+                unsigned bit;
+        } table[] = {
+            {"\\Noselect", IMAP_MBX_NOSELECT},
+            {"\\NoInferiors", IMAP_MBX_NOINFERIORS},
+            {"\\HasChildren", IMAP_MBX_HASCHILDREN},
+            {"\\HasNoChildren", IMAP_MBX_HASNOCHILDREN},
+            {"\\NonExistent", IMAP_MBX_NONEXISTENT | IMAP_MBX_NOSELECT},
+            {"\\Trash", IMAP_MBX_TRASH},
+            {"\\Sent", IMAP_MBX_SENT},
+            {"\\Drafts", IMAP_MBX_DRAFTS},
+            {"\\Junk", IMAP_MBX_JUNK},
+            {"\\Archive", IMAP_MBX_ARCHIVE},
+            {"\\All", IMAP_MBX_ALL},
+            {"\\Flagged", IMAP_MBX_FLAGGED},
+        };
+        unsigned attrs = 0;
+        for (const struct imap_value *v = list ? list->first : NULL; v; v = v->next)
+                for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+                        if (imap_value_is(v, table[i].name))
+                                attrs |= table[i].bit;
+        return attrs;
+}
+
+static bool ops_list_data(void *vctx, const struct imap_response *r)
+{
+        struct list_ctx *c = vctx;
+        if (!ops_is_untagged(r, "LIST"))
+                return false;
+        const struct imap_value *attrs = r->args;
+        const struct imap_value *delim = attrs ? attrs->next : NULL;
+        const struct imap_value *name = delim ? delim->next : NULL;
+        if (!attrs || attrs->type != IMAP_LIST || !name ||
+            (name->type != IMAP_STRING && name->type != IMAP_ATOM && name->type != IMAP_NUMBER) ||
+            memchr(name->s, '\0', name->len))
+                return true; /* malformed entry: skip it rather than fail the listing */
+        char d = delim->type == IMAP_STRING && delim->len == 1 ? delim->s[0] : '\0';
+        c->fn(c->ctx, name->s, d, ops_mbox_attrs(attrs));
+        return true;
+}
+
+int imap_list_all(struct imap_session *s, imap_list_fn fn, void *ctx)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct list_ctx c = {fn, ctx};
+        const struct imap_caps *caps = imap_session_caps(s);
+
+        imap_session_cmd_init(s, &cmd);
+        /* SPECIAL-USE servers add \Trash etc. with RETURN (SPECIAL-USE); the
+         * write path needs them to find the trash folder. */
+        imap_cmd_add(&cmd, caps->special_use ? "LIST \"\" \"*\" RETURN (SPECIAL-USE)"
+                                             : "LIST \"\" \"*\"");
+        int r = imap_session_cmd(s, &cmd, ops_list_data, &c, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : ops_result("LIST", &res);
+}
+
+/* ---- SELECT ---- */
+
+static bool ops_select_data(void *vctx, const struct imap_response *r)
+{
+        struct imap_select_info *info = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED)
+                return false;
+        if (r->has_number && r->name && strcmp(r->name, "EXISTS") == 0) {
+                info->exists = r->number;
+                return true;
+        }
+        if (r->status == IMAP_ST_OK && r->code) {
+                const struct imap_value *a = r->code_args;
+                uint64_t n = a && a->type == IMAP_NUMBER ? a->num : 0;
+                if (strcmp(r->code, "UIDVALIDITY") == 0)
+                        info->uidvalidity = (uint32_t)n;
+                else if (strcmp(r->code, "UIDNEXT") == 0)
+                        info->uidnext = (uint32_t)n;
+                else if (strcmp(r->code, "HIGHESTMODSEQ") == 0)
+                        info->highestmodseq = n;
+                else
+                        return false;
+                return true;
+        }
+        /* FLAGS, RECENT and friends are not needed by the read path. */
+        return r->name && (strcmp(r->name, "FLAGS") == 0 || strcmp(r->name, "RECENT") == 0);
+}
+
+int imap_select(struct imap_session *s, const char *mailbox, struct imap_select_info *info)
+{
+        const char *cur = imap_session_selected(s);
+        if (cur && strcmp(cur, mailbox) == 0) {
+                *info = *imap_session_sel_info(s);
+                return 0;
+        }
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct imap_select_info si = {0};
+
+        /* Until SELECT answers, the session is in no known mailbox: a failed
+         * SELECT leaves none selected (RFC 3501 §6.3.1). */
+        imap_session_set_selected(s, NULL, NULL);
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "SELECT ");
+        imap_cmd_str(&cmd, mailbox);
+        int r = imap_session_cmd(s, &cmd, ops_select_data, &si, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        if (res.status != IMAP_ST_OK)
+                return res.status == IMAP_ST_NO ? -ENOENT : ops_result("SELECT", &res);
+        si.read_only = strcmp(res.code, "READ-ONLY") == 0;
+        imap_session_set_selected(s, mailbox, &si);
+        *info = si;
+        return 0;
+}
+
+/* ---- UID FETCH of the listing ---- */
+
+struct listing_ctx {
+        imap_msg_fn fn;
+        void *ctx;
+        char *flagbuf;
+        size_t flagcap;
+};
+
+/* Joins a FLAGS list into "\Seen \Flagged $Label1". \Recent is left out:
+ * it describes the session that saw the message first, not the message, so
+ * it would differ with whichever pooled connection fetched the listing. */
+static const char *ops_flags_join(struct listing_ctx *c, const struct imap_value *list)
+{
+        size_t need = 1;
+        for (const struct imap_value *v = list ? list->first : NULL; v; v = v->next)
+                need += v->len + 1;
+        if (need > c->flagcap) {
+                char *nb = realloc(c->flagbuf, need);
+                if (!nb)
+                        return "";
+                c->flagbuf = nb;
+                c->flagcap = need;
+        }
+        size_t o = 0;
+        for (const struct imap_value *v = list ? list->first : NULL; v; v = v->next) {
+                if (v->type != IMAP_ATOM || imap_value_is(v, "\\Recent"))
+                        continue;
+                if (o)
+                        c->flagbuf[o++] = ' ';
+                memcpy(c->flagbuf + o, v->s, v->len);
+                o += v->len;
+        }
+        c->flagbuf[o] = '\0';
+        return c->flagbuf;
+}
+
+static bool ops_listing_data(void *vctx, const struct imap_response *r)
+{
+        struct listing_ctx *c = vctx;
+        if (!ops_is_untagged(r, "FETCH") || !r->args || r->args->type != IMAP_LIST)
+                return false;
+        const struct imap_value *l = r->args;
+        const struct imap_value *uid = imap_fetch_item(l, "UID");
+        const struct imap_value *size = imap_fetch_item(l, "RFC822.SIZE");
+        const struct imap_value *date = imap_fetch_item(l, "INTERNALDATE");
+        const struct imap_value *flags = imap_fetch_item(l, "FLAGS");
+        const struct imap_value *hdr = imap_fetch_item_prefix(l, "BODY[HEADER.FIELDS", NULL);
+        /* An unsolicited flag update has no size or date: let it be an event. */
+        if (!uid || uid->type != IMAP_NUMBER || !size || size->type != IMAP_NUMBER || !date)
+                return false;
+        struct imap_msg_info m = {
+            .uid = (uint32_t)uid->num,
+            .size = size->num,
+            .flags = ops_flags_join(c, flags),
+            .header = hdr && hdr->type == IMAP_STRING ? hdr->s : "",
+            .header_len = hdr && hdr->type == IMAP_STRING ? hdr->len : 0,
+        };
+        if (date->type != IMAP_STRING || !imap_date_parse_internal(date->s, &m.internaldate))
+                m.internaldate = 0;
+        c->fn(c->ctx, &m);
+        return true;
+}
+
+int imap_fetch_listing(struct imap_session *s, imap_msg_fn fn, void *ctx)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct listing_ctx c = {fn, ctx, NULL, 0};
+
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE FLAGS "
+                           "BODY.PEEK[HEADER.FIELDS (DATE SUBJECT)])");
+        int r = imap_session_cmd(s, &cmd, ops_listing_data, &c, &res);
+        imap_cmd_free(&cmd);
+        free(c.flagbuf);
+        return r < 0 ? r : ops_result("UID FETCH (listing)", &res);
+}
+
+/* ---- UID FETCH of a byte range ---- */
+
+struct range_ctx {
+        uint32_t uid;
+        uint64_t off;
+        size_t len;
+        char *buf;
+        size_t got;
+        bool found;
+};
+
+static bool ops_range_data(void *vctx, const struct imap_response *r)
+{
+        struct range_ctx *c = vctx;
+        if (!ops_is_untagged(r, "FETCH") || !r->args || r->args->type != IMAP_LIST)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        const struct imap_value *name = NULL;
+        const struct imap_value *body = imap_fetch_item_prefix(r->args, "BODY[]", &name);
+        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !body)
+                return false;
+        /* The server echoes the origin: "BODY[]<65536>". A different origin
+         * would put bytes at the wrong offset, so it is treated as no data. */
+        unsigned long long origin = 0;
+        if (name && sscanf(name->s, "BODY[]<%llu>", &origin) != 1)
+                origin = 0;
+        if (origin != c->off)
+                return true;
+        if (body->type == IMAP_NIL) {
+                c->found = true;
+                return true;
+        }
+        if (body->type != IMAP_STRING)
+                return true;
+        size_t n = body->len < c->len ? body->len : c->len;
+        memcpy(c->buf, body->s, n);
+        c->got = n;
+        c->found = true;
+        return true;
+}
+
+int imap_fetch_range(struct imap_session *s, uint32_t uid, uint64_t off, size_t len, void *buf,
+                     size_t *got)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct range_ctx c = {.uid = uid, .off = off, .len = len, .buf = buf};
+
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID FETCH %u (UID BODY.PEEK[]<%llu.%zu>)", uid, (unsigned long long)off,
+                     len);
+        int r = imap_session_cmd(s, &cmd, ops_range_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        if (!c.found)
+                return res.status == IMAP_ST_BAD ? ops_result("UID FETCH", &res) : -ENOENT;
+        *got = c.got;
+        return 0;
+}
+
+int imap_noop(struct imap_session *s)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "NOOP");
+        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : ops_result("NOOP", &res);
+}

@@ -1,0 +1,63 @@
+/* The IMAP commands imapfs uses, each one round trip, results as plain
+ * structs. Errors: 0 on OK; -EIO the session broke; -ENOENT the server said
+ * the mailbox/message is gone (NO [NONEXISTENT] / TRYCREATE or no data);
+ * -EPROTO other NO/BAD (the server's text is logged). */
+#ifndef IMAPFS_IMAP_OPS_H
+#define IMAPFS_IMAP_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "imap/session.h"
+
+enum imap_mbox_attr {
+        IMAP_MBX_NOSELECT = 1u << 0,
+        IMAP_MBX_NOINFERIORS = 1u << 1,
+        IMAP_MBX_HASCHILDREN = 1u << 2,
+        IMAP_MBX_HASNOCHILDREN = 1u << 3,
+        IMAP_MBX_NONEXISTENT = 1u << 4,
+        IMAP_MBX_TRASH = 1u << 5,
+        IMAP_MBX_SENT = 1u << 6,
+        IMAP_MBX_DRAFTS = 1u << 7,
+        IMAP_MBX_JUNK = 1u << 8,
+        IMAP_MBX_ARCHIVE = 1u << 9,
+        IMAP_MBX_ALL = 1u << 10,
+        IMAP_MBX_FLAGGED = 1u << 11,
+};
+
+/* One LIST entry: name is the raw (modified UTF-7) mailbox name; delim is
+ * '\0' when the server has no hierarchy (NIL). */
+typedef void (*imap_list_fn)(void *ctx, const char *name, char delim, unsigned attrs);
+int imap_list_all(struct imap_session *s, imap_list_fn fn, void *ctx);
+
+/* SELECT mailbox unless the session has it selected already (then no round
+ * trip and info comes from the last SELECT updated by EXISTS). */
+int imap_select(struct imap_session *s, const char *mailbox, struct imap_select_info *info);
+
+/* What a listing needs of one message. Pointers are valid during the callback. */
+struct imap_msg_info {
+        uint32_t uid;
+        uint64_t size;
+        time_t internaldate;
+        const char *flags;  /* space-separated, as the server spelled them */
+        const char *header; /* the DATE and SUBJECT header lines, raw */
+        size_t header_len;
+};
+typedef void (*imap_msg_fn)(void *ctx, const struct imap_msg_info *m);
+
+/* One UID FETCH 1:* of UID, RFC822.SIZE, INTERNALDATE, FLAGS and the Date and
+ * Subject header fields of every message in the selected mailbox. */
+int imap_fetch_listing(struct imap_session *s, imap_msg_fn fn, void *ctx);
+
+/* UID FETCH uid BODY.PEEK[]<off.len> into buf (which holds len bytes).
+ * *got is how many bytes the server sent (short at the end of the message).
+ * -ENOENT if the server sent nothing for that UID (expunged). */
+int imap_fetch_range(struct imap_session *s, uint32_t uid, uint64_t off, size_t len, void *buf,
+                     size_t *got);
+
+/* NOOP: lets the server deliver pending EXISTS/EXPUNGE/FETCH as events. */
+int imap_noop(struct imap_session *s);
+
+#endif

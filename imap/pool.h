@@ -1,0 +1,34 @@
+/* A few sessions to one account, handed out one caller at a time, with
+ * mailbox affinity so that a read in a folder reuses the session that
+ * already has it selected. Broken sessions are replaced on the next get. */
+#ifndef IMAPFS_IMAP_POOL_H
+#define IMAPFS_IMAP_POOL_H
+
+#include <stddef.h>
+
+#include "imap/session.h"
+
+struct imap_pool;
+
+/* The pool keeps a pointer to acct; it must outlive the pool. */
+struct imap_pool *imap_pool_new(const struct imap_account *acct, size_t size);
+void imap_pool_free(struct imap_pool *p);
+
+/* Hands over the first session at mount time (opened before daemonizing). */
+void imap_pool_adopt(struct imap_pool *p, struct imap_session *s);
+
+/* What a session is wanted for. Bulk work (message content) may hold all
+ * sessions but one, so that listings and lookups always find a connection
+ * while big messages are being read. */
+enum imap_pool_use { IMAP_POOL_META, IMAP_POOL_BULK };
+
+/* Gets a session for exclusive use, preferring one with mailbox (may be NULL)
+ * selected; connects one if needed. Waits at most the account's timeout for a
+ * free slot. Returns 0 or a negative errno (-EIO, -ETIMEDOUT, -EACCES...). */
+int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use use,
+                  struct imap_session **out);
+
+/* Returns a session; a broken one is closed here. */
+void imap_pool_put(struct imap_pool *p, struct imap_session *s);
+
+#endif

@@ -1,0 +1,503 @@
+#include "imap/session.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap/conn.h"
+#include "imap/log.h"
+
+#define SESSION_READ_CHUNK (64u * 1024)
+
+struct imap_session {
+        int id;
+        const struct imap_account *acct;
+        struct imap_conn *conn;
+        char *rbuf; /* received bytes; the next response starts at rstart */
+        size_t rstart, rlen, rcap;
+        struct imap_framer fr;
+        unsigned tagseq;
+        struct imap_caps caps;
+        char *selected;
+        struct imap_select_info sel;
+        bool broken;
+        char who[16]; /* "s3", for log lines */
+};
+
+static atomic_int session_ids;
+
+static void session_break(struct imap_session *s, const char *why)
+{
+        if (!s->broken)
+                log_warn("%s: connection dropped: %s", s->who, why);
+        s->broken = true;
+        imap_conn_close(s->conn);
+        s->conn = NULL;
+}
+
+/* Reads until one complete response is framed, then parses it. */
+static int session_read_response(struct imap_session *s, int64_t deadline,
+                                 struct imap_response **out)
+{
+        for (;;) {
+                ssize_t n = imap_frame(&s->fr, s->rbuf + s->rstart, s->rlen - s->rstart,
+                                       s->acct->max_literal);
+                if (n < 0) {
+                        session_break(s, n == -E2BIG ? "server sent an oversized response"
+                                                     : "malformed literal from server");
+                        return -EIO;
+                }
+                if (n > 0) {
+                        const char *line = s->rbuf + s->rstart;
+                        log_proto(s->who, "S", line, (size_t)n);
+                        int r = imap_parse(line, (size_t)n, out);
+                        s->rstart += (size_t)n;
+                        imap_framer_reset(&s->fr);
+                        if (r < 0) {
+                                session_break(s, "unparsable response from server");
+                                return -EIO;
+                        }
+                        return 0;
+                }
+                /* Compact lazily so that a burst of small responses is not
+                 * memmoved once per response. */
+                if (s->rstart > 0 && (s->rstart == s->rlen || s->rstart > s->rcap / 2)) {
+                        memmove(s->rbuf, s->rbuf + s->rstart, s->rlen - s->rstart);
+                        s->rlen -= s->rstart;
+                        s->rstart = 0;
+                }
+                size_t want = SESSION_READ_CHUNK;
+                if (s->fr.literal_left > want)
+                        want = s->fr.literal_left > (64u << 20) ? (64u << 20) : s->fr.literal_left;
+                if (s->rcap - s->rlen < want) {
+                        size_t ncap = s->rcap ? s->rcap : SESSION_READ_CHUNK;
+                        while (ncap - s->rlen < want)
+                                ncap *= 2;
+                        char *nb = realloc(s->rbuf, ncap);
+                        if (!nb) {
+                                session_break(s, "out of memory");
+                                return -EIO;
+                        }
+                        s->rbuf = nb;
+                        s->rcap = ncap;
+                }
+                ssize_t got =
+                    imap_conn_read(s->conn, s->rbuf + s->rlen, s->rcap - s->rlen, deadline);
+                if (got <= 0) {
+                        session_break(s, got == 0            ? "server closed the connection"
+                                         : got == -ETIMEDOUT ? "timed out waiting for server"
+                                                             : "read error");
+                        return -EIO;
+                }
+                s->rlen += (size_t)got;
+        }
+}
+
+static void session_caps_word(struct imap_caps *c, const char *w)
+{
+        static const struct {
+                const char *name;
+                size_t off;
+        } table[] = {
+            {"IMAP4REV1", offsetof(struct imap_caps, imap4rev1)},
+            {"LITERAL+", offsetof(struct imap_caps, literal_plus)},
+            {"LITERAL-", offsetof(struct imap_caps, literal_minus)},
+            {"UIDPLUS", offsetof(struct imap_caps, uidplus)},
+            {"MOVE", offsetof(struct imap_caps, move)},
+            {"CONDSTORE", offsetof(struct imap_caps, condstore)},
+            {"QRESYNC", offsetof(struct imap_caps, qresync)},
+            {"IDLE", offsetof(struct imap_caps, idle)},
+            {"NOTIFY", offsetof(struct imap_caps, notify)},
+            {"ESEARCH", offsetof(struct imap_caps, esearch)},
+            {"ENABLE", offsetof(struct imap_caps, enable)},
+            {"SPECIAL-USE", offsetof(struct imap_caps, special_use)},
+            {"BINARY", offsetof(struct imap_caps, binary)},
+            {"STARTTLS", offsetof(struct imap_caps, starttls)},
+            {"LOGINDISABLED", offsetof(struct imap_caps, logindisabled)},
+            {"AUTH=PLAIN", offsetof(struct imap_caps, auth_plain)},
+            {"SASL-IR", offsetof(struct imap_caps, sasl_ir)},
+        };
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+                if (strcasecmp(w, table[i].name) == 0)
+                        *(bool *)((char *)c + table[i].off) = true;
+}
+
+static void session_caps_set(struct imap_session *s, const struct imap_value *v)
+{
+        memset(&s->caps, 0, sizeof(s->caps));
+        for (; v; v = v->next)
+                if (v->type == IMAP_ATOM)
+                        session_caps_word(&s->caps, v->s);
+}
+
+/* Capabilities can come as "* CAPABILITY ..." or as a [CAPABILITY ...] code
+ * on any status response; both replace what we knew. */
+static bool session_note_caps(struct imap_session *s, const struct imap_response *r)
+{
+        if (r->code && strcmp(r->code, "CAPABILITY") == 0) {
+                session_caps_set(s, r->code_args);
+                return false;
+        }
+        if (r->kind == IMAP_RESP_UNTAGGED && r->name && strcmp(r->name, "CAPABILITY") == 0) {
+                session_caps_set(s, r->args);
+                return true;
+        }
+        return false;
+}
+
+static void session_event(struct imap_session *s, const struct imap_response *r)
+{
+        if (r->status == IMAP_ST_BYE) {
+                log_info("%s: server says BYE: %s", s->who, r->text ? r->text : "");
+                return;
+        }
+        if (r->code && strcmp(r->code, "ALERT") == 0)
+                log_warn("server alert: %s", r->text);
+        if (s->selected && r->has_number && r->name && strcmp(r->name, "EXISTS") == 0)
+                s->sel.exists = r->number;
+        if (s->acct->on_event)
+                s->acct->on_event(s->acct->event_ctx, s->selected, r);
+}
+
+static int session_send(struct imap_session *s, const char *buf, size_t len, bool redact,
+                        int64_t deadline)
+{
+        if (redact)
+                log_proto(s->who, "C", "<command with credentials redacted>", 35);
+        else
+                log_proto(s->who, "C", buf, len);
+        int r = imap_conn_write(s->conn, buf, len, deadline);
+        if (r < 0) {
+                session_break(s, r == -ETIMEDOUT ? "timed out sending" : "write error");
+                return -EIO;
+        }
+        return 0;
+}
+
+/* Waits for the "+" that allows the rest of a synchronizing literal. A tagged
+ * answer instead means the server refused the command. */
+static int session_await_continuation(struct imap_session *s, const char *tag, imap_data_fn fn,
+                                      void *ctx, struct imap_result *res, int64_t deadline,
+                                      bool *done)
+{
+        for (;;) {
+                struct imap_response *r;
+                if (session_read_response(s, deadline, &r) < 0)
+                        return -EIO;
+                if (r->kind == IMAP_RESP_CONTINUATION) {
+                        imap_response_free(r);
+                        return 0;
+                }
+                if (r->kind == IMAP_RESP_TAGGED && strcmp(r->tag, tag) == 0) {
+                        res->status = r->status;
+                        snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
+                        snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
+                        *done = true;
+                        imap_response_free(r);
+                        return 0;
+                }
+                bool claimed = session_note_caps(s, r) || (fn && fn(ctx, r));
+                if (!claimed)
+                        session_event(s, r);
+                imap_response_free(r);
+        }
+}
+
+int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
+                     struct imap_result *res)
+{
+        char tag[16];
+        int64_t deadline = imap_now_ms() + s->acct->timeout_ms;
+        bool done = false;
+
+        memset(res, 0, sizeof(*res));
+        if (s->broken)
+                return -EIO;
+        if (cmd->oom)
+                return -ENOMEM;
+        imap_cmd_add(cmd, "\r\n");
+        snprintf(tag, sizeof(tag), "A%u", ++s->tagseq);
+        size_t taglen = strlen(tag);
+
+        /* The tag and the first segment go out in one write so that a small
+         * command is one TCP segment. */
+        size_t first = cmd->nsplits ? cmd->splits[0] : cmd->len;
+        char *line = malloc(taglen + 1 + first);
+        if (!line)
+                return -ENOMEM;
+        memcpy(line, tag, taglen);
+        line[taglen] = ' ';
+        memcpy(line + taglen + 1, cmd->buf, first);
+        int r = session_send(s, line, taglen + 1 + first, cmd->redact, deadline);
+        free(line);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < cmd->nsplits && !done; i++) {
+                if (session_await_continuation(s, tag, fn, ctx, res, deadline, &done) < 0)
+                        return -EIO;
+                if (done)
+                        break;
+                size_t end = i + 1 < cmd->nsplits ? cmd->splits[i + 1] : cmd->len;
+                if (session_send(s, cmd->buf + cmd->splits[i], end - cmd->splits[i], cmd->redact,
+                                 deadline) < 0)
+                        return -EIO;
+        }
+        while (!done) {
+                struct imap_response *resp;
+                if (session_read_response(s, deadline, &resp) < 0)
+                        return -EIO;
+                if (resp->kind == IMAP_RESP_TAGGED) {
+                        session_note_caps(s, resp);
+                        if (strcmp(resp->tag, tag) == 0) {
+                                res->status = resp->status;
+                                snprintf(res->code, sizeof(res->code), "%s",
+                                         resp->code ? resp->code : "");
+                                snprintf(res->text, sizeof(res->text), "%s",
+                                         resp->text ? resp->text : "");
+                                done = true;
+                        }
+                } else if (resp->kind == IMAP_RESP_UNTAGGED) {
+                        bool claimed = session_note_caps(s, resp) || (fn && fn(ctx, resp));
+                        if (!claimed)
+                                session_event(s, resp);
+                        if (resp->status == IMAP_ST_BYE) {
+                                imap_response_free(resp);
+                                session_break(s, "server said BYE");
+                                return -EIO;
+                        }
+                }
+                /* A stray "+" outside a literal is ignored. */
+                imap_response_free(resp);
+        }
+        if (res->status == IMAP_ST_BAD)
+                log_warn("%s: server rejected a command: %s", s->who, res->text);
+        return 0;
+}
+
+static int session_simple(struct imap_session *s, const char *command, struct imap_result *res)
+{
+        struct imap_cmd c;
+        imap_session_cmd_init(s, &c);
+        imap_cmd_add(&c, "%s", command);
+        int r = imap_session_cmd(s, &c, NULL, NULL, res);
+        imap_cmd_free(&c);
+        return r;
+}
+
+static int session_greeting(struct imap_session *s, int64_t deadline, char *err, size_t errlen,
+                            bool *preauth)
+{
+        struct imap_response *r;
+        if (session_read_response(s, deadline, &r) < 0) {
+                snprintf(err, errlen, "no IMAP greeting from %s", s->acct->host);
+                return -EPROTO;
+        }
+        int ret = 0;
+        if (r->kind != IMAP_RESP_UNTAGGED ||
+            (r->status != IMAP_ST_OK && r->status != IMAP_ST_PREAUTH)) {
+                snprintf(err, errlen, "server refused the connection: %s", r->text ? r->text : "");
+                ret = -ECONNREFUSED;
+        }
+        *preauth = r->status == IMAP_ST_PREAUTH;
+        session_note_caps(s, r);
+        imap_response_free(r);
+        return ret;
+}
+
+static int session_starttls(struct imap_session *s, char *err, size_t errlen)
+{
+        struct imap_result res;
+        const struct imap_account *a = s->acct;
+
+        if (!s->caps.imap4rev1 && session_simple(s, "CAPABILITY", &res) < 0)
+                goto broken;
+        if (!s->caps.starttls) {
+                if (!a->allow_plaintext) {
+                        snprintf(err, errlen,
+                                 "%s does not offer STARTTLS; refusing to log in without TLS "
+                                 "(use imaps:// or -o allow_plaintext)",
+                                 a->host);
+                        return -EPERM;
+                }
+                log_warn("%s does not offer STARTTLS: password and mail travel unencrypted "
+                         "(allow_plaintext)",
+                         a->host);
+                return 0;
+        }
+        if (session_simple(s, "STARTTLS", &res) < 0)
+                goto broken;
+        if (res.status != IMAP_ST_OK) {
+                snprintf(err, errlen, "STARTTLS refused: %s", res.text);
+                return -EPROTO;
+        }
+        /* Bytes the server sent before the handshake are not trustworthy. */
+        s->rstart = s->rlen = 0;
+        imap_framer_reset(&s->fr);
+        int r = imap_conn_start_tls(s->conn, a->tls, a->host, imap_now_ms() + a->timeout_ms, err,
+                                    errlen);
+        if (r < 0)
+                return r;
+        memset(&s->caps, 0, sizeof(s->caps));
+        return 0;
+broken:
+        snprintf(err, errlen, "connection to %s lost during STARTTLS", a->host);
+        return -EIO;
+}
+
+static int session_login(struct imap_session *s, char *err, size_t errlen)
+{
+        const struct imap_account *a = s->acct;
+        struct imap_result res;
+        struct imap_cmd c;
+
+        if (!s->caps.imap4rev1 && session_simple(s, "CAPABILITY", &res) < 0)
+                goto broken;
+        imap_session_cmd_init(s, &c);
+        c.redact = true;
+        if (s->caps.logindisabled) {
+                if (!s->caps.auth_plain) {
+                        imap_cmd_free(&c);
+                        snprintf(err, errlen, "server allows neither LOGIN nor AUTHENTICATE PLAIN");
+                        return -EPROTO;
+                }
+                /* SASL PLAIN: "\0user\0password", base64, sent as initial response. */
+                size_t ul = strlen(a->user), pl = strlen(a->password);
+                unsigned char *raw = malloc(ul + pl + 2);
+                char *b64 = malloc(4 * ((ul + pl + 4) / 3) + 1);
+                if (!raw || !b64) {
+                        free(raw);
+                        free(b64);
+                        imap_cmd_free(&c);
+                        return -ENOMEM;
+                }
+                raw[0] = '\0';
+                memcpy(raw + 1, a->user, ul);
+                raw[1 + ul] = '\0';
+                memcpy(raw + 2 + ul, a->password, pl);
+                EVP_EncodeBlock((unsigned char *)b64, raw, (int)(ul + pl + 2));
+                imap_cmd_add(&c, "AUTHENTICATE PLAIN %s", b64);
+                OPENSSL_cleanse(raw, ul + pl + 2);
+                OPENSSL_cleanse(b64, strlen(b64));
+                free(raw);
+                free(b64);
+        } else {
+                imap_cmd_add(&c, "LOGIN ");
+                imap_cmd_str(&c, a->user);
+                imap_cmd_add(&c, " ");
+                imap_cmd_str(&c, a->password);
+        }
+        int r = imap_session_cmd(s, &c, NULL, NULL, &res);
+        OPENSSL_cleanse(c.buf, c.len);
+        imap_cmd_free(&c);
+        if (r < 0)
+                goto broken;
+        if (res.status != IMAP_ST_OK) {
+                snprintf(err, errlen, "login as %s failed: %s", a->user, res.text);
+                return -EACCES;
+        }
+        if (!s->caps.imap4rev1 && session_simple(s, "CAPABILITY", &res) < 0)
+                goto broken;
+        return 0;
+broken:
+        snprintf(err, errlen, "connection to %s lost during login", a->host);
+        return -EIO;
+}
+
+int imap_session_open(const struct imap_account *a, struct imap_session **out, char *err,
+                      size_t errlen)
+{
+        struct imap_session *s = calloc(1, sizeof(*s));
+        int64_t deadline = imap_now_ms() + a->timeout_ms;
+        bool preauth = false;
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->acct = a;
+        s->id = atomic_fetch_add(&session_ids, 1) + 1;
+        snprintf(s->who, sizeof(s->who), "s%d", s->id);
+        r = imap_conn_connect(a->host, a->port, deadline, &s->conn, err, errlen);
+        if (r < 0)
+                goto fail;
+        if (a->security == IMAP_SEC_TLS) {
+                r = imap_conn_start_tls(s->conn, a->tls, a->host, deadline, err, errlen);
+                if (r < 0)
+                        goto fail;
+        }
+        r = session_greeting(s, deadline, err, errlen, &preauth);
+        if (r < 0)
+                goto fail;
+        if (a->security == IMAP_SEC_STARTTLS && !preauth) {
+                r = session_starttls(s, err, errlen);
+                if (r < 0)
+                        goto fail;
+        }
+        if (!preauth) {
+                r = session_login(s, err, errlen);
+                if (r < 0)
+                        goto fail;
+        }
+        log_dbg("%s: logged in to %s as %s", s->who, a->host, a->user);
+        *out = s;
+        return 0;
+fail:
+        imap_session_free(s);
+        return r;
+}
+
+void imap_session_free(struct imap_session *s)
+{
+        if (!s)
+                return;
+        imap_conn_close(s->conn);
+        free(s->rbuf);
+        free(s->selected);
+        free(s);
+}
+
+bool imap_session_broken(const struct imap_session *s)
+{
+        return s->broken;
+}
+
+const struct imap_caps *imap_session_caps(const struct imap_session *s)
+{
+        return &s->caps;
+}
+
+void imap_session_cmd_init(const struct imap_session *s, struct imap_cmd *cmd)
+{
+        imap_cmd_init(cmd, s->caps.literal_plus || s->caps.literal_minus);
+        if (!s->caps.literal_plus && s->caps.literal_minus)
+                cmd->literal_minus_max = 4096;
+}
+
+const char *imap_session_selected(const struct imap_session *s)
+{
+        return s->selected;
+}
+
+void imap_session_set_selected(struct imap_session *s, const char *mailbox,
+                               const struct imap_select_info *info)
+{
+        free(s->selected);
+        s->selected = mailbox ? strdup(mailbox) : NULL;
+        if (info)
+                s->sel = *info;
+        else
+                memset(&s->sel, 0, sizeof(s->sel));
+}
+
+struct imap_select_info *imap_session_sel_info(struct imap_session *s)
+{
+        return &s->sel;
+}
+
+int imap_session_id(const struct imap_session *s)
+{
+        return s->id;
+}

@@ -1,0 +1,100 @@
+/* One authenticated IMAP connection and the commands run on it.
+ *
+ * A session runs one command at a time (the pool gives concurrency); each
+ * command has a deadline. Any transport failure, timeout, protocol error or
+ * BYE marks the session broken: every later command on it fails at once with
+ * -EIO and the pool replaces it. */
+#ifndef IMAPFS_IMAP_SESSION_H
+#define IMAPFS_IMAP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imap/parse.h"
+#include "imap/quote.h"
+
+typedef struct ssl_ctx_st SSL_CTX;
+struct imap_conn;
+struct imap_session;
+
+enum imap_security {
+        IMAP_SEC_TLS,      /* imaps:// — TLS from the first byte */
+        IMAP_SEC_STARTTLS, /* imap:// — STARTTLS, refused if absent unless allow_plaintext */
+};
+
+/* Untagged responses that no command claimed (EXISTS, EXPUNGE, FETCH FLAGS,
+ * VANISHED, BYE, alerts). mailbox is the session's selected mailbox or NULL.
+ * Called on the thread running the command; must not call back into the session. */
+typedef void (*imap_event_fn)(void *ctx, const char *mailbox, const struct imap_response *r);
+
+/* Everything needed to open sessions to one account. Owned by the caller,
+ * read-only while sessions exist. */
+struct imap_account {
+        char *host;
+        unsigned port;
+        enum imap_security security;
+        bool allow_plaintext;
+        char *user;
+        char *password;
+        SSL_CTX *tls;
+        int timeout_ms;       /* deadline of one server operation */
+        uint64_t max_literal; /* largest literal accepted from the server */
+        imap_event_fn on_event;
+        void *event_ctx;
+};
+
+struct imap_caps {
+        bool imap4rev1, literal_plus, literal_minus, uidplus, move, condstore, qresync, idle,
+            notify, esearch, enable, special_use, binary, starttls, logindisabled, auth_plain,
+            sasl_ir;
+};
+
+/* The outcome of a command the server answered. */
+struct imap_result {
+        enum imap_status status; /* OK, NO or BAD */
+        char code[32];           /* response code atom, "" if none */
+        char text[256];          /* server's text, for the log and error messages */
+};
+
+/* Called for each untagged response while a command runs. Return true if the
+ * response was the command's data (it is then not reported as an event). */
+typedef bool (*imap_data_fn)(void *ctx, const struct imap_response *r);
+
+/* Connects, secures, reads the greeting, logs in, learns capabilities.
+ * Returns 0, or a negative errno with a one-line reason in err:
+ * -EACCES wrong credentials, -EPERM certificate or plaintext refusal,
+ * -ECONNREFUSED / -ETIMEDOUT / -EHOSTUNREACH network, -EPROTO protocol. */
+int imap_session_open(const struct imap_account *a, struct imap_session **out, char *err,
+                      size_t errlen);
+void imap_session_free(struct imap_session *s);
+
+/* Sends cmd (with a fresh tag) and reads until its tagged response. Returns
+ * 0 when the server answered (see res->status), or -EIO when the session
+ * broke (timeout, disconnect, garbage); the reason is logged. */
+int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
+                     struct imap_result *res);
+
+bool imap_session_broken(const struct imap_session *s);
+const struct imap_caps *imap_session_caps(const struct imap_session *s);
+/* Starts a command with the literal mode this server supports. */
+void imap_session_cmd_init(const struct imap_session *s, struct imap_cmd *cmd);
+
+/* What SELECT told us, kept current by EXISTS while the mailbox stays selected. */
+struct imap_select_info {
+        uint32_t uidvalidity;
+        uint32_t uidnext;
+        uint32_t exists;
+        uint64_t highestmodseq;
+        bool read_only;
+};
+
+/* Selected-mailbox bookkeeping used by imap/ops.c. */
+const char *imap_session_selected(const struct imap_session *s);
+/* mailbox NULL: nothing selected. */
+void imap_session_set_selected(struct imap_session *s, const char *mailbox,
+                               const struct imap_select_info *info);
+struct imap_select_info *imap_session_sel_info(struct imap_session *s);
+int imap_session_id(const struct imap_session *s);
+
+#endif
