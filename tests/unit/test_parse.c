@@ -1269,6 +1269,40 @@ START_TEST(parse_fuzz)
 }
 END_TEST
 
+/* Lines near IMAP_MAX_LINE built to provoke quadratic scans: each must parse
+ * (or fail) in linear time. */
+START_TEST(parse_hostile_long_lines)
+{
+        static const char *const units[] = {"[", "a[", "[(", "\"\\\\\" ", "1 ", "(",
+                                            ")", "(a", "{",  "]",         "~",  "[\"]"};
+        const size_t body = IMAP_MAX_LINE - 16;
+        char *buf = malloc(body + 16);
+        ck_assert_ptr_nonnull(buf);
+        for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
+                size_t ul = strlen(units[u]), len = 0;
+                memcpy(buf, "* X ", 4);
+                len = 4;
+                while (len + ul <= body) {
+                        memcpy(buf + len, units[u], ul);
+                        len += ul;
+                }
+                memcpy(buf + len, "\r\n", 2);
+                len += 2;
+                ck_assert_int_eq(frame_once(buf, len, BIG_MAX), (ssize_t)len);
+                struct imap_response *r = NULL;
+                int err = imap_parse(buf, len, &r);
+                ck_assert_msg(err == 0 || err == -EPROTO, "unit %zu: %d", u, err);
+                imap_response_free(r);
+                /* The same inside a response code. */
+                memcpy(buf, "* OK [X ", 8);
+                err = imap_parse(buf, len, &r);
+                ck_assert_msg(err == 0 || err == -EPROTO, "unit %zu: %d", u, err);
+                imap_response_free(r);
+        }
+        free(buf);
+}
+END_TEST
+
 /* Framing must not depend on how the bytes arrive: for random streams of
  * lines and literals, feeding any sequence of growing prefixes gives 0 until
  * the same answer as one call on the whole buffer. */
@@ -1457,6 +1491,7 @@ static Suite *parse_suite(void)
         tcase_add_test(tc, parse_tagged_must_be_status);
         tcase_add_test(tc, parse_trailing_garbage);
         tcase_add_test(tc, parse_fuzz);
+        tcase_add_test(tc, parse_hostile_long_lines);
         tcase_add_test(tc, frame_fuzz_split_consistency);
         suite_add_tcase(s, tc);
 

@@ -1,0 +1,423 @@
+/* Sessions against a scripted fake server on 127.0.0.1: login with literals,
+ * STARTTLS refusal, deadlines, BYE, unsolicited responses, redaction. The
+ * server is a thread that reads the client's lines and answers from a script,
+ * so every byte the session sees is known. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "imap/conn.h"
+#include "imap/ops.h"
+#include "imap/session.h"
+#include "tests/unit/unit_main.h"
+
+/* One step: wait for a client line containing expect (NULL: don't read),
+ * or for exactly raw_len raw bytes; then send reply with "$T" replaced by the
+ * tag of the last line read. reply NULL: close the connection. */
+struct step {
+        const char *expect;
+        size_t raw_len;
+        const char *reply;
+        int stall_ms; /* sleep before replying */
+};
+
+struct fake {
+        int lfd;
+        unsigned port;
+        const struct step *script;
+        char log[8192]; /* everything the client sent */
+        size_t loglen;
+        bool failed;
+        char why[256];
+        pthread_t thread;
+};
+
+static ssize_t fake_read_line(int fd, char *buf, size_t cap)
+{
+        size_t n = 0;
+        while (n + 1 < cap) {
+                ssize_t r = read(fd, buf + n, 1);
+                if (r <= 0)
+                        return -1;
+                n++;
+                if (buf[n - 1] == '\n')
+                        break;
+        }
+        buf[n] = '\0';
+        return (ssize_t)n;
+}
+
+static void fake_log(struct fake *f, const char *b, size_t n)
+{
+        if (f->loglen + n < sizeof(f->log)) {
+                memcpy(f->log + f->loglen, b, n);
+                f->loglen += n;
+                f->log[f->loglen] = '\0';
+        }
+}
+
+static void *fake_main(void *arg)
+{
+        struct fake *f = arg;
+        int fd = accept(f->lfd, NULL, NULL);
+        char line[4096], tag[32] = "";
+        if (fd < 0)
+                return NULL;
+        for (const struct step *s = f->script; s->expect || s->raw_len || s->reply; s++) {
+                if (s->raw_len) {
+                        size_t got = 0;
+                        while (got < s->raw_len) {
+                                ssize_t r = read(fd, line + got, s->raw_len - got);
+                                if (r <= 0)
+                                        goto out;
+                                got += (size_t)r;
+                        }
+                        fake_log(f, line, got);
+                } else if (s->expect) {
+                        ssize_t n = fake_read_line(fd, line, sizeof(line));
+                        if (n < 0)
+                                goto out;
+                        fake_log(f, line, (size_t)n);
+                        if (!strstr(line, s->expect)) {
+                                f->failed = true;
+                                snprintf(f->why, sizeof(f->why), "expected %.100s, got %.100s",
+                                         s->expect, line);
+                                goto out;
+                        }
+                        sscanf(line, "%31s", tag);
+                }
+                if (s->stall_ms)
+                        usleep((useconds_t)s->stall_ms * 1000);
+                if (!s->reply)
+                        goto out;
+                char out[4096];
+                size_t o = 0;
+                for (const char *p = s->reply; *p && o + 40 < sizeof(out); p++) {
+                        if (p[0] == '$' && p[1] == 'T') {
+                                o += (size_t)snprintf(out + o, sizeof(out) - o, "%s", tag);
+                                p++;
+                        } else {
+                                out[o++] = *p;
+                        }
+                }
+                if (write(fd, out, o) < 0)
+                        goto out;
+        }
+        /* Script done: wait for the client to go away. */
+        while (read(fd, line, sizeof(line)) > 0)
+                ;
+out:
+        close(fd);
+        return NULL;
+}
+
+static void fake_start(struct fake *f, const struct step *script)
+{
+        memset(f, 0, sizeof(*f));
+        f->script = script;
+        f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        ck_assert_int_eq(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        socklen_t sl = sizeof(sa);
+        getsockname(f->lfd, (struct sockaddr *)&sa, &sl);
+        f->port = ntohs(sa.sin_port);
+        ck_assert_int_eq(listen(f->lfd, 1), 0);
+        pthread_create(&f->thread, NULL, fake_main, f);
+}
+
+static void fake_stop(struct fake *f)
+{
+        pthread_join(f->thread, NULL);
+        close(f->lfd);
+        ck_assert_msg(!f->failed, "%s", f->why);
+}
+
+static struct imap_account fake_acct(unsigned port, const char *password, bool plaintext)
+{
+        return (struct imap_account){
+            .host = "127.0.0.1",
+            .port = port,
+            .security = IMAP_SEC_STARTTLS,
+            .allow_plaintext = plaintext,
+            .user = "alice",
+            .password = (char *)password,
+            .timeout_ms = 2000,
+            .max_literal = 1 << 20,
+        };
+}
+
+#define GREETING "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n"
+
+START_TEST(test_refuses_without_starttls)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        fake_start(&f, script);
+        struct imap_account a = fake_acct(f.port, "pw", false);
+        struct imap_session *s = NULL;
+        char err[256];
+        int r = imap_session_open(&a, &s, err, sizeof(err));
+        ck_assert_int_eq(r, -EPERM);
+        ck_assert_ptr_null(s);
+        ck_assert_ptr_nonnull(strstr(err, "STARTTLS"));
+        fake_stop(&f);
+        ck_assert_ptr_null(strstr(f.log, "LOGIN")); /* the password never left */
+}
+END_TEST
+
+START_TEST(test_login_quoted_then_capability)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN \"alice\" \"p\\\\w\\\"d\"", 0,
+             "$T OK [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS MOVE] hi\r\n", 0},
+            {"NOOP", 0, "* 3 EXISTS\r\n$T OK done\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        fake_start(&f, script);
+        struct imap_account a = fake_acct(f.port, "p\\w\"d", true);
+        struct imap_session *s = NULL;
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        ck_assert(imap_session_caps(s)->uidplus);
+        ck_assert(imap_session_caps(s)->move);
+        ck_assert(imap_session_caps(s)->literal_plus);
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_login_synchronizing_literal)
+{
+        /* A password with CR LF can't be quoted: it must go as a literal, and
+         * without LITERAL+ the client must wait for "+" before sending it. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN \"alice\" {9}", 0, "+ go ahead\r\n", 0},
+            {NULL, 11, "$T OK logged in\r\n", 0},
+            {"CAPABILITY", 0, "* CAPABILITY IMAP4rev1\r\n$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        fake_start(&f, script);
+        struct imap_account a = fake_acct(f.port, "a\r\nB OK x", true);
+        struct imap_session *s = NULL;
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+        ck_assert_ptr_nonnull(strstr(f.log, "{9}\r\na\r\nB OK x\r\n"));
+}
+END_TEST
+
+START_TEST(test_login_refused)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        fake_start(&f, script);
+        struct imap_account a = fake_acct(f.port, "wrong", true);
+        struct imap_session *s = NULL;
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), -EACCES);
+        ck_assert_ptr_nonnull(strstr(err, "Authentication failed"));
+        ck_assert_ptr_null(strstr(err, "wrong"));
+        fake_stop(&f);
+}
+END_TEST
+
+static int open_plain(struct fake *f, const struct step *script, struct imap_account *a,
+                      struct imap_session **s)
+{
+        char err[256];
+        fake_start(f, script);
+        *a = fake_acct(f->port, "pw", true);
+        return imap_session_open(a, s, err, sizeof(err));
+}
+
+#define LOGIN_OK                                                                                   \
+        {                                                                                          \
+                "LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0                               \
+        }
+
+START_TEST(test_deadline_breaks_session)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"NOOP", 0, "$T OK too late\r\n", 1500}, /* answers after the deadline */
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        a.timeout_ms = 300;
+        int64_t t0 = imap_now_ms();
+        ck_assert_int_eq(imap_noop(s), -EIO);
+        int64_t took = imap_now_ms() - t0;
+        ck_assert_int_ge(took, 250);
+        ck_assert_int_lt(took, 2000);
+        ck_assert(imap_session_broken(s));
+        ck_assert_int_eq(imap_noop(s), -EIO); /* fails at once from now on */
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_bye_breaks_session)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"NOOP", 0, "* BYE server shutting down\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_noop(s), -EIO);
+        ck_assert(imap_session_broken(s));
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+struct events {
+        int exists, expunge, fetch;
+        char mailbox[32];
+};
+
+static void on_event(void *ctx, const char *mailbox, const struct imap_response *r)
+{
+        struct events *e = ctx;
+        snprintf(e->mailbox, sizeof(e->mailbox), "%s", mailbox ? mailbox : "");
+        if (strcmp(r->name, "EXISTS") == 0)
+                e->exists = (int)r->number;
+        else if (strcmp(r->name, "EXPUNGE") == 0)
+                e->expunge = (int)r->number;
+        else if (strcmp(r->name, "FETCH") == 0)
+                e->fetch++;
+}
+
+START_TEST(test_select_and_unsolicited_events)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"SELECT \"Work\"", 0,
+             "* FLAGS (\\Seen)\r\n* 2 EXISTS\r\n* OK [UIDVALIDITY 77] x\r\n"
+             "* OK [UIDNEXT 9] x\r\n$T OK [READ-WRITE] done\r\n",
+             0},
+            {"UID FETCH 5 (UID BODY.PEEK[]<0.10>)", 0,
+             "* 4 EXPUNGE\r\n* 1 FETCH (FLAGS (\\Seen))\r\n"
+             "* 2 FETCH (UID 5 BODY[]<0> {10}\r\n0123\r\n6789)\r\n* 3 EXISTS\r\n$T OK\r\n",
+             0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        struct events ev = {0};
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        a.on_event = on_event;
+        a.event_ctx = &ev;
+        struct imap_select_info si;
+        ck_assert_int_eq(imap_select(s, "Work", &si), 0);
+        ck_assert_uint_eq(si.uidvalidity, 77);
+        ck_assert_uint_eq(si.uidnext, 9);
+        ck_assert_uint_eq(si.exists, 2);
+        ck_assert_int_eq(ev.exists, 0); /* SELECT's own EXISTS is data, not an event */
+        /* Selecting it again costs nothing. */
+        ck_assert_int_eq(imap_select(s, "Work", &si), 0);
+        char buf[10];
+        size_t got = 0;
+        ck_assert_int_eq(imap_fetch_range(s, 5, 0, sizeof(buf), buf, &got), 0);
+        ck_assert_uint_eq(got, 10);
+        ck_assert(memcmp(buf, "0123\r\n6789", 10) == 0);
+        ck_assert_int_eq(ev.expunge, 4);
+        ck_assert_int_eq(ev.exists, 3);
+        ck_assert_int_eq(ev.fetch, 1);
+        ck_assert_str_eq(ev.mailbox, "Work");
+        ck_assert_uint_eq(imap_session_sel_info(s)->exists, 3);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_hostile_mailbox_name_is_literal)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"SELECT {18}", 0, "+ ok\r\n", 0},
+            {NULL, 20, "$T NO [NONEXISTENT] no such mailbox\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_select_info si;
+        ck_assert_int_eq(imap_select(s, "x\r\nA9 DELETE INBOX", &si), -ENOENT);
+        ck_assert_ptr_null(imap_session_selected(s));
+        imap_session_free(s);
+        fake_stop(&f);
+        /* The hostile bytes went out only inside the literal. */
+        ck_assert_ptr_nonnull(strstr(f.log, "{18}\r\nx\r\nA9 DELETE INBOX\r\n"));
+}
+END_TEST
+
+START_TEST(test_oversized_literal_refused)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"NOOP", 0, "* 1 FETCH (BODY[] {999999999999}\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_noop(s), -EIO);
+        ck_assert(imap_session_broken(s));
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+int main(void)
+{
+        signal(SIGPIPE, SIG_IGN); /* the fake server may write to a closed client */
+        Suite *s = suite_create("session");
+        TCase *tc = tcase_create("core");
+        tcase_set_timeout(tc, 20);
+        tcase_add_test(tc, test_refuses_without_starttls);
+        tcase_add_test(tc, test_login_quoted_then_capability);
+        tcase_add_test(tc, test_login_synchronizing_literal);
+        tcase_add_test(tc, test_login_refused);
+        tcase_add_test(tc, test_deadline_breaks_session);
+        tcase_add_test(tc, test_bye_breaks_session);
+        tcase_add_test(tc, test_select_and_unsolicited_events);
+        tcase_add_test(tc, test_hostile_mailbox_name_is_literal);
+        tcase_add_test(tc, test_oversized_literal_refused);
+        suite_add_tcase(s, tc);
+        return unit_run(s);
+}
