@@ -76,6 +76,37 @@ void account_destroy(struct account *a)
         blocks_free(a->blocks);
 }
 
+/* ---- running commands ---- */
+
+typedef int (*account_op_fn)(struct imap_session *s, void *ctx);
+
+/* Runs fn on a pooled session. A connection that the server closed while it
+ * sat idle (autologout, a server restart) fails at once on its next command;
+ * that failure is retried once on a new connection, so the caller does not
+ * see it. A failure that took time (a timeout) is not retried: the deadline
+ * promise is worth more. fn must start from scratch each time it is called. */
+static int account_run(struct account *a, const char *mailbox, enum imap_pool_use use,
+                       account_op_fn fn, void *ctx)
+{
+        for (int attempt = 0;; attempt++) {
+                struct imap_session *s;
+                int64_t t0 = imap_now_ms();
+                int r = imap_pool_get(a->pool, mailbox, use, &s);
+                if (r < 0)
+                        return r;
+                bool reused = imap_session_last_activity(s) < t0;
+                r = fn(s, ctx);
+                bool broke = imap_session_broken(s);
+                imap_pool_put(a->pool, s);
+                if (r == -EIO && broke && reused && attempt == 0 &&
+                    imap_now_ms() - t0 < a->imap.timeout_ms / 2) {
+                        log_dbg("retrying on a new connection");
+                        continue;
+                }
+                return r;
+        }
+}
+
 /* ---- the mailbox tree ---- */
 
 struct tree_entry {
@@ -89,6 +120,14 @@ struct tree_acc {
         size_t n, cap;
         bool oom;
 };
+
+static void account_tree_reset(struct tree_acc *t)
+{
+        for (size_t i = 0; i < t->n; i++)
+                free(t->v[i].raw);
+        free(t->v);
+        memset(t, 0, sizeof(*t));
+}
 
 static void account_tree_collect(void *ctx, const char *name, char delim, unsigned attrs)
 {
@@ -111,6 +150,12 @@ static void account_tree_collect(void *ctx, const char *name, char delim, unsign
         t->v[t->n++] = (struct tree_entry){raw, delim, attrs};
 }
 
+static int account_tree_fetch(struct imap_session *s, void *ctx)
+{
+        account_tree_reset(ctx);
+        return imap_list_all(s, account_tree_collect, ctx);
+}
+
 int account_refresh_tree(struct account *a, int max_age_ms)
 {
         cache_lock(a->cache);
@@ -130,12 +175,7 @@ int account_refresh_tree(struct account *a, int max_age_ms)
 
         /* The network part runs without the cache lock. */
         struct tree_acc t = {0};
-        struct imap_session *s;
-        int r = imap_pool_get(a->pool, NULL, IMAP_POOL_META, &s);
-        if (r == 0) {
-                r = imap_list_all(s, account_tree_collect, &t);
-                imap_pool_put(a->pool, s);
-        }
+        int r = account_run(a, NULL, IMAP_POOL_META, account_tree_fetch, &t);
         if (r == 0 && t.oom)
                 r = -ENOMEM;
 
@@ -151,9 +191,7 @@ int account_refresh_tree(struct account *a, int max_age_ms)
         a->tree_refreshing = false;
         cache_wake(a->cache);
         cache_unlock(a->cache);
-        for (size_t i = 0; i < t.n; i++)
-                free(t.v[i].raw);
-        free(t.v);
+        account_tree_reset(&t);
         return r == -ENOENT ? -EIO : r;
 }
 
@@ -214,35 +252,39 @@ static void account_listing_free(struct listing_acc *l)
         free(l->v);
 }
 
-/* Talks to the server: confirms or refetches one listing. Runs without the
- * cache lock; *known describes what the cache holds. */
-static int account_fetch_listing(struct account *a, const char *raw, bool have_listing,
-                                 uint32_t known_uidvalidity, uint32_t known_uidnext,
-                                 uint32_t known_exists, struct listing_acc *out,
-                                 struct imap_select_info *si, bool *changed)
+/* What a listing refresh knows going in and learns from the server. */
+struct listing_job {
+        const char *raw;
+        bool have_listing;
+        uint32_t known_uidvalidity, known_uidnext, known_exists;
+        struct listing_acc out;
+        struct imap_select_info si;
+        bool changed;
+};
+
+/* Confirms or refetches one listing. Runs without the cache lock. */
+static int account_listing_fetch(struct imap_session *s, void *ctx)
 {
-        struct imap_session *s;
-        int r = imap_pool_get(a->pool, raw, IMAP_POOL_META, &s);
-        if (r < 0)
-                return r;
+        struct listing_job *j = ctx;
+        account_listing_free(&j->out);
+        memset(&j->out, 0, sizeof(j->out));
         const char *sel = imap_session_selected(s);
-        bool was_selected = sel && strcmp(sel, raw) == 0;
-        r = imap_select(s, raw, si);
+        bool was_selected = sel && strcmp(sel, j->raw) == 0;
+        int r = imap_select(s, j->raw, &j->si);
         if (r == 0 && was_selected)
                 r = imap_noop(s); /* lets EXISTS/EXPUNGE/FETCH arrive as events */
-        if (r == 0) {
-                *si = *imap_session_sel_info(s);
-                /* A fresh SELECT tells counts, not flags: only a listing that
-                 * stayed selected (and so got every change as an event) can be
-                 * confirmed without fetching it again. */
-                *changed = !have_listing || !was_selected || si->uidvalidity != known_uidvalidity ||
-                           si->exists != known_exists ||
-                           (si->uidnext && si->uidnext != known_uidnext);
-        }
-        if (r == 0 && *changed && si->exists > 0)
-                r = imap_fetch_listing(s, account_listing_collect, out);
-        imap_pool_put(a->pool, s);
-        if (r == 0 && out->oom)
+        if (r < 0)
+                return r;
+        j->si = *imap_session_sel_info(s);
+        /* A fresh SELECT tells counts, not flags: only a listing that stayed
+         * selected (and so got every change as an event) can be confirmed
+         * without fetching it again. */
+        j->changed = !j->have_listing || !was_selected ||
+                     j->si.uidvalidity != j->known_uidvalidity || j->si.exists != j->known_exists ||
+                     (j->si.uidnext && j->si.uidnext != j->known_uidnext);
+        if (j->changed && j->si.exists > 0)
+                r = imap_fetch_listing(s, account_listing_collect, &j->out);
+        if (r == 0 && j->out.oom)
                 r = -ENOMEM;
         return r;
 }
@@ -287,10 +329,17 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
                 return -ENOMEM;
         }
 
-        struct listing_acc l = {0};
-        struct imap_select_info si = {0};
-        bool changed = false;
-        int r = account_fetch_listing(a, raw, have && !stale, uv, un, ex, &l, &si, &changed);
+        struct listing_job j = {
+            .raw = raw,
+            .have_listing = have && !stale,
+            .known_uidvalidity = uv,
+            .known_uidnext = un,
+            .known_exists = ex,
+        };
+        int r = account_run(a, raw, IMAP_POOL_META, account_listing_fetch, &j);
+        struct listing_acc *l = &j.out;
+        struct imap_select_info si = j.si;
+        bool changed = j.changed;
 
         cache_lock(a->cache);
         /* The mailbox may have been removed from the tree while we were away:
@@ -299,10 +348,10 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
         if (m2 && m2->node.id == mbox_id) {
                 if (r == 0 && changed) {
                         cache_listing_begin(a->cache, m2, si.uidvalidity, si.uidnext, si.exists);
-                        for (size_t i = 0; i < l.n; i++)
-                                cache_listing_add(a->cache, m2, l.v[i].uid, l.v[i].size,
-                                                  l.v[i].internaldate, l.v[i].flags, l.v[i].header,
-                                                  l.v[i].header_len);
+                        for (size_t i = 0; i < l->n; i++)
+                                cache_listing_add(a->cache, m2, l->v[i].uid, l->v[i].size,
+                                                  l->v[i].internaldate, l->v[i].flags, l->v[i].header,
+                                                  l->v[i].header_len);
                         cache_listing_end(a->cache, m2, imap_now_ms(), gen);
                         log_dbg("listing of %s: %zu messages", raw, m2->nmsgs);
                 } else if (r == 0) {
@@ -316,7 +365,7 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
         }
         cache_wake(a->cache);
         cache_unlock(a->cache);
-        account_listing_free(&l);
+        account_listing_free(l);
         free(raw);
         return r;
 }
@@ -365,6 +414,26 @@ static struct block_key account_key(const struct account_file *f, uint64_t index
         return (struct block_key){f->mbox_id, f->uidvalidity, f->uid, index};
 }
 
+struct range_job {
+        const struct account_file *f;
+        uint64_t off;
+        size_t len;
+        char *buf;
+        size_t got;
+};
+
+static int account_range_fetch(struct imap_session *s, void *ctx)
+{
+        struct range_job *j = ctx;
+        struct imap_select_info si;
+        int r = imap_select(s, j->f->mailbox, &si);
+        if (r == 0 && si.uidvalidity != j->f->uidvalidity)
+                r = -ESTALE; /* the UID names another message now */
+        if (r == 0)
+                r = imap_fetch_range(s, j->f->uid, j->off, j->len, j->buf, &j->got);
+        return r;
+}
+
 /* Fetches blocks [first, first+count) (all claimed by us) in one UID FETCH. */
 static int account_fetch_blocks(struct account *a, struct account_file *f, uint64_t first,
                                 unsigned count)
@@ -375,21 +444,9 @@ static int account_fetch_blocks(struct account *a, struct account_file *f, uint6
                 end = f->size;
         size_t len = (size_t)(end - off);
         char *buf = malloc(len ? len : 1);
-        size_t got = 0;
-        int r = buf ? 0 : -ENOMEM;
-        struct imap_session *s = NULL;
-
-        if (r == 0)
-                r = imap_pool_get(a->pool, f->mailbox, IMAP_POOL_BULK, &s);
-        if (r == 0) {
-                struct imap_select_info si;
-                r = imap_select(s, f->mailbox, &si);
-                if (r == 0 && si.uidvalidity != f->uidvalidity)
-                        r = -ESTALE; /* the UID names another message now */
-                if (r == 0)
-                        r = imap_fetch_range(s, f->uid, off, len, buf, &got);
-                imap_pool_put(a->pool, s);
-        }
+        struct range_job j = {.f = f, .off = off, .len = len, .buf = buf};
+        int r = buf ? account_run(a, f->mailbox, IMAP_POOL_BULK, account_range_fetch, &j) : -ENOMEM;
+        size_t got = j.got;
         if (r == 0) {
                 atomic_fetch_add(&a->fetches, 1);
                 atomic_fetch_add(&a->fetched_bytes, got);

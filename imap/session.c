@@ -25,6 +25,7 @@ struct imap_session {
         char *selected;
         struct imap_select_info sel;
         bool broken;
+        int64_t last_activity;
         char who[16]; /* "s3", for log lines */
 };
 
@@ -54,6 +55,7 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                 if (n > 0) {
                         const char *line = s->rbuf + s->rstart;
                         log_proto(s->who, "S", line, (size_t)n);
+                        s->last_activity = imap_now_ms();
                         int r = imap_parse(line, (size_t)n, out);
                         s->rstart += (size_t)n;
                         imap_framer_reset(&s->fr);
@@ -462,6 +464,11 @@ void imap_session_free(struct imap_session *s)
 bool imap_session_broken(const struct imap_session *s)
 {
         return s->broken;
+}
+
+int64_t imap_session_last_activity(const struct imap_session *s)
+{
+        return s->last_activity;
 }
 
 const struct imap_caps *imap_session_caps(const struct imap_session *s)
