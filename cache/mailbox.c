@@ -30,6 +30,7 @@ static void cache_msg_destroy(struct cache *c, struct cache_mbox *m, struct cach
         HASH_DELETE(hh_uid, m->by_uid, msg);
         HASH_DELETE(hh_name, m->by_name, msg);
         m->nmsgs--;
+        m->sorted_dirty = true;
         free(msg->flags);
         free(msg->name);
         free(msg);
@@ -84,6 +85,7 @@ static void cache_mbox_destroy(struct cache *c, struct cache_mbox *m)
         if (m->raw)
                 HASH_DELETE(hh_raw, c->by_raw, m);
         HASH_DELETE(hh, c->by_id, &m->node);
+        free(m->sorted);
         free(m->raw);
         free(m->dname);
         free(m);
@@ -320,6 +322,7 @@ int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint6
         HASH_ADD(hh_uid, m->by_uid, uid, sizeof(msg->uid), msg);
         HASH_ADD_KEYPTR(hh_name, m->by_name, msg->name, strlen(msg->name), msg);
         m->nmsgs++;
+        m->sorted_dirty = true;
         return 0;
 }
 
@@ -333,6 +336,34 @@ void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms, un
         }
         m->state = m->stale_gen == gen_at_start ? CACHE_LISTING_VALID : CACHE_LISTING_STALE;
         m->checked_ms = now_ms;
+}
+
+static int cache_msg_cmp(const void *a, const void *b)
+{
+        const struct cache_msg *x = *(const struct cache_msg *const *)a;
+        const struct cache_msg *y = *(const struct cache_msg *const *)b;
+        return strcmp(x->name, y->name);
+}
+
+struct cache_msg **cache_mbox_sorted(struct cache_mbox *m)
+{
+        if (m->sorted && !m->sorted_dirty)
+                return m->sorted;
+        struct cache_msg **v = realloc(m->sorted, (m->nmsgs ? m->nmsgs : 1) * sizeof(*v));
+        if (!v)
+                return NULL;
+        size_t i = 0;
+        struct cache_msg *msg, *tmp;
+        HASH_ITER(hh_uid, m->by_uid, msg, tmp)
+        {
+                v[i++] = msg;
+        }
+        qsort(v, i, sizeof(*v), cache_msg_cmp);
+        for (i = 0; i < m->nmsgs; i++)
+                v[i]->sorted_idx = i;
+        m->sorted = v;
+        m->sorted_dirty = false;
+        return v;
 }
 
 void cache_mbox_mark_stale(struct cache *c, const char *raw)

@@ -36,7 +36,8 @@ struct cache_msg {
         char *flags; /* space-separated, as the server spells them */
         char *name;  /* file name, never changes while the message exists */
         struct cache_mbox *mbox;
-        bool mark; /* seen in the refresh that is being applied */
+        bool mark;         /* seen in the refresh that is being applied */
+        size_t sorted_idx; /* position in mbox->sorted */
         UT_hash_handle hh_uid;
         UT_hash_handle hh_name;
 };
@@ -70,6 +71,14 @@ struct cache_mbox {
         struct cache_msg *by_name; /* hash by name (hh_name) */
         size_t nmsgs;
         size_t nchildren;
+        /* Messages in file-name order (the order of readdir, ls and shell
+         * globs), rebuilt lazily after the listing changes. */
+        struct cache_msg **sorted;
+        bool sorted_dirty;
+        /* Access pattern, for read-ahead across files: where the last open
+         * was in sorted order and how many opens in a row followed it. */
+        size_t last_open_idx;
+        unsigned scan_streak;
 };
 
 struct cache;
@@ -117,6 +126,10 @@ int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint6
                       size_t header_len);
 void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms,
                        unsigned gen_at_start);
+
+/* The messages of m sorted by name (lock held); NULL only on ENOMEM. The array
+ * holds m->nmsgs entries and stays valid until the listing changes. */
+struct cache_msg **cache_mbox_sorted(struct cache_mbox *m);
 
 /* Marks a mailbox's listing as changed on the server (EXISTS, EXPUNGE...). */
 void cache_mbox_mark_stale(struct cache *c, const char *raw);

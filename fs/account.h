@@ -43,6 +43,12 @@ struct account_file {
         uint64_t size;
         atomic_ullong next_off; /* where a sequential read would continue */
         atomic_uint ra_blocks;  /* current read-ahead, in blocks */
+        /* Read-ahead across files: when this open continues a scan of the
+         * folder, the messages after it whose first block comes along with
+         * this file's first fetch. Taken (and cleared) by the first read. */
+        uint32_t *ahead;
+        size_t nahead;
+        atomic_flag ahead_taken;
 };
 
 int account_init(struct account *a);

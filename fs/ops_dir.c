@@ -210,12 +210,14 @@ static int ops_dirsnap_take(struct fs *fs, fuse_ino_t ino, struct dirsnap **out)
                 if (r == 0)
                         r = ops_dirsnap_add(d, cap, ch->dname, &st);
         }
-        struct cache_msg *msg, *mtmp;
-        HASH_ITER(hh_uid, m->by_uid, msg, mtmp)
-        {
-                fs_stat_node(fs, &msg->node, &st);
-                if (r == 0)
-                        r = ops_dirsnap_add(d, cap, msg->name, &st);
+        /* Name order, so that tools that read in readdir order (grep -r,
+         * find) walk messages in the order read-ahead across files expects. */
+        struct cache_msg **sorted = m->nmsgs ? cache_mbox_sorted(m) : NULL;
+        if (m->nmsgs && !sorted)
+                r = -ENOMEM;
+        for (size_t i = 0; r == 0 && i < m->nmsgs; i++) {
+                fs_stat_node(fs, &sorted[i]->node, &st);
+                r = ops_dirsnap_add(d, cap, sorted[i]->name, &st);
         }
         cache_unlock(c);
         if (r < 0) {

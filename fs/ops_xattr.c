@@ -90,6 +90,14 @@ static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
         char val[XATTR_VALUE_MAX];
         int len = -2;
 
+        /* Only user.* attributes exist here. "Not supported" (rather than "no
+         * such attribute") for security.* and system.* lets tools like ls
+         * remember per file system that there are no labels or ACLs, instead of
+         * asking again for every file. */
+        if (strncmp(name, "user.", 5) != 0) {
+                fuse_reply_err(req, ENOTSUP);
+                return;
+        }
         /* uidvalidity is only known once the folder was selected. */
         if (strcmp(name, "user.imap.uidvalidity") == 0)
                 account_refresh_listing(&fs->acct, ino, -1);

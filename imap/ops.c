@@ -291,6 +291,50 @@ int imap_fetch_range(struct imap_session *s, uint32_t uid, uint64_t off, size_t 
         return 0;
 }
 
+struct heads_ctx {
+        imap_body_fn fn;
+        void *ctx;
+};
+
+static bool ops_heads_data(void *vctx, const struct imap_response *r)
+{
+        struct heads_ctx *c = vctx;
+        if (!ops_is_untagged(r, "FETCH") || !r->args || r->args->type != IMAP_LIST)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        const struct imap_value *name = NULL;
+        const struct imap_value *body = imap_fetch_item_prefix(r->args, "BODY[]", &name);
+        if (!uid || uid->type != IMAP_NUMBER || !body || uid->num > UINT32_MAX)
+                return false;
+        if (name && strcmp(name->s, "BODY[]<0>") != 0 && strcmp(name->s, "BODY[]") != 0)
+                return true; /* not the origin we asked for */
+        if (body->type == IMAP_STRING)
+                c->fn(c->ctx, (uint32_t)uid->num, body->s, body->len);
+        else if (body->type == IMAP_NIL)
+                c->fn(c->ctx, (uint32_t)uid->num, "", 0);
+        return true;
+}
+
+int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t len, imap_body_fn fn,
+                     void *ctx)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct heads_ctx c = {fn, ctx};
+
+        size_t need = imap_uidset_format(uids, n, NULL, 0);
+        char *set = malloc(need + 1);
+        if (!set)
+                return -ENOMEM;
+        imap_uidset_format(uids, n, set, need + 1);
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID FETCH %s (UID BODY.PEEK[]<0.%zu>)", set, len);
+        free(set);
+        int r = imap_session_cmd(s, &cmd, ops_heads_data, &c, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : ops_result("UID FETCH (heads)", &res);
+}
+
 int imap_noop(struct imap_session *s)
 {
         struct imap_cmd cmd;

@@ -57,6 +57,14 @@ int imap_fetch_listing(struct imap_session *s, imap_msg_fn fn, void *ctx);
 int imap_fetch_range(struct imap_session *s, uint32_t uid, uint64_t off, size_t len, void *buf,
                      size_t *got);
 
+/* The first len bytes of several messages in one command:
+ * UID FETCH uid-set (UID BODY.PEEK[]<0.len>). fn gets each message's bytes
+ * (data valid during the call). Messages the server no longer has are simply
+ * not reported. uids is sorted in place. */
+typedef void (*imap_body_fn)(void *ctx, uint32_t uid, const char *data, size_t len);
+int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t len, imap_body_fn fn,
+                     void *ctx);
+
 /* NOOP: lets the server deliver pending EXISTS/EXPUNGE/FETCH as events. */
 int imap_noop(struct imap_session *s);
 
