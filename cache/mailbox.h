@@ -79,6 +79,7 @@ struct cache_mbox {
          * was in sorted order and how many opens in a row followed it. */
         size_t last_open_idx;
         unsigned scan_streak;
+        size_t ahead_next; /* first sorted position not yet queued for read-ahead */
 };
 
 struct cache;

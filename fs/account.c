@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fs/ahead.h"
 #include "fs/names.h"
 #include "imap/conn.h"
 #include "imap/header.h"
@@ -17,12 +18,6 @@
  * message few round trips. */
 #define RA_MIN_BLOCKS 1u
 #define RA_MAX_BLOCKS 16u
-/* Read-ahead across files: after SCAN_MIN opens in a row in name order, the
- * first block of the next 4, 8, ... up to AHEAD_MAX messages is fetched along
- * with the current one, at most AHEAD_BYTES in one command. */
-#define SCAN_MIN 2u
-#define AHEAD_MAX 64u
-#define AHEAD_BYTES (2u << 20)
 /* How many times a reader waits for someone else's fetch before giving up. */
 #define READ_MAX_WAITS 4
 
@@ -70,13 +65,15 @@ int account_init(struct account *a)
         a->pool = imap_pool_new(&a->imap, a->opts.connections);
         a->cache = cache_new(account_name, a);
         a->blocks = blocks_new(a->opts.mem_cache);
-        if (!a->pool || !a->cache || !a->blocks)
+        a->ahead = ahead_new(a);
+        if (!a->pool || !a->cache || !a->blocks || !a->ahead)
                 return -ENOMEM;
         return 0;
 }
 
 void account_destroy(struct account *a)
 {
+        ahead_free(a->ahead); /* first: its thread uses the pool and the blocks */
         imap_pool_free(a->pool);
         cache_free(a->cache);
         blocks_free(a->blocks);
@@ -84,15 +81,13 @@ void account_destroy(struct account *a)
 
 /* ---- running commands ---- */
 
-typedef int (*account_op_fn)(struct imap_session *s, void *ctx);
-
 /* Runs fn on a pooled session. A connection that the server closed while it
  * sat idle (autologout, a server restart) fails at once on its next command;
  * that failure is retried once on a new connection, so the caller does not
  * see it. A failure that took time (a timeout) is not retried: the deadline
  * promise is worth more. fn must start from scratch each time it is called. */
-static int account_run(struct account *a, const char *mailbox, enum imap_pool_use use,
-                       account_op_fn fn, void *ctx)
+int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, account_op_fn fn,
+                void *ctx)
 {
         for (int attempt = 0;; attempt++) {
                 struct imap_session *s;
@@ -378,36 +373,6 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
 
 /* ---- reading ---- */
 
-/* Notes where this open falls in the folder's name order and, during a scan,
- * picks the messages to read ahead (lock held). */
-static void account_plan_ahead(struct cache_msg *msg, struct account_file *f)
-{
-        struct cache_mbox *mb = msg->mbox;
-        struct cache_msg **sorted = cache_mbox_sorted(mb);
-        if (!sorted)
-                return;
-        size_t idx = msg->sorted_idx;
-        if (idx == mb->last_open_idx + 1)
-                mb->scan_streak++;
-        else if (idx != mb->last_open_idx)
-                mb->scan_streak = 0;
-        mb->last_open_idx = idx;
-        if (mb->scan_streak < SCAN_MIN)
-                return;
-        unsigned shift = mb->scan_streak - SCAN_MIN;
-        size_t want = shift >= 4 ? AHEAD_MAX : 4u << shift;
-        f->ahead = malloc(want * sizeof(*f->ahead));
-        if (!f->ahead)
-                return;
-        uint64_t bytes = 0;
-        for (size_t i = idx + 1; i < mb->nmsgs && f->nahead < want && bytes < AHEAD_BYTES; i++) {
-                if (sorted[i]->size == 0)
-                        continue;
-                f->ahead[f->nahead++] = sorted[i]->uid;
-                bytes += sorted[i]->size < BLOCK_SIZE ? sorted[i]->size : BLOCK_SIZE;
-        }
-}
-
 int account_file_open(struct account *a, uint64_t msg_id, struct account_file **out)
 {
         struct account_file *f = calloc(1, sizeof(*f));
@@ -426,7 +391,7 @@ int account_file_open(struct account *a, uint64_t msg_id, struct account_file **
         f->uidvalidity = msg->mbox->uidvalidity;
         f->uid = msg->uid;
         f->size = msg->size;
-        account_plan_ahead(msg, f);
+        ahead_on_open(a->ahead, msg);
         cache_unlock(a->cache);
         if (!f->mailbox) {
                 free(f);
@@ -434,7 +399,6 @@ int account_file_open(struct account *a, uint64_t msg_id, struct account_file **
         }
         atomic_init(&f->next_off, 0);
         atomic_init(&f->ra_blocks, RA_MIN_BLOCKS);
-        atomic_flag_clear(&f->ahead_taken);
         *out = f;
         return 0;
 }
@@ -444,7 +408,6 @@ void account_file_close(struct account_file *f)
         if (!f)
                 return;
         free(f->mailbox);
-        free(f->ahead);
         free(f);
 }
 
@@ -510,70 +473,6 @@ static int account_fetch_blocks(struct account *a, struct account_file *f, uint6
         return r;
 }
 
-struct heads_job {
-        struct account *a;
-        const struct account_file *f;
-        uint32_t *uids; /* block 0 of each is claimed by us */
-        size_t n;
-};
-
-static void account_heads_put(void *ctx, uint32_t uid, const char *data, size_t len)
-{
-        struct heads_job *j = ctx;
-        struct block_key k = account_key(j->f, 0);
-        k.uid = uid;
-        blocks_put(j->a->blocks, &k, data, len < BLOCK_SIZE ? len : BLOCK_SIZE);
-}
-
-static int account_heads_fetch(struct imap_session *s, void *ctx)
-{
-        struct heads_job *j = ctx;
-        struct imap_select_info si;
-        int r = imap_select(s, j->f->mailbox, &si);
-        if (r == 0 && si.uidvalidity != j->f->uidvalidity)
-                return -ESTALE;
-        /* imap_fetch_heads sorts its argument: give it a copy. */
-        uint32_t *copy = r == 0 ? malloc(j->n * sizeof(*copy)) : NULL;
-        if (r == 0 && !copy)
-                return -ENOMEM;
-        if (r == 0) {
-                memcpy(copy, j->uids, j->n * sizeof(*copy));
-                r = imap_fetch_heads(s, copy, j->n, BLOCK_SIZE, account_heads_put, j);
-        }
-        free(copy);
-        return r;
-}
-
-/* Fetches block 0 of this message (claimed by the caller) and of the
- * messages planned at open, in one command. */
-static int account_fetch_ahead(struct account *a, struct account_file *f)
-{
-        uint32_t *uids = malloc((f->nahead + 1) * sizeof(*uids));
-        if (!uids)
-                return account_fetch_blocks(a, f, 0, 1);
-        size_t n = 0;
-        uids[n++] = f->uid;
-        for (size_t i = 0; i < f->nahead; i++) {
-                struct block_key k = account_key(f, 0);
-                k.uid = f->ahead[i];
-                if (blocks_try_claim(a->blocks, &k))
-                        uids[n++] = f->ahead[i];
-        }
-        struct heads_job j = {a, f, uids, n};
-        int r = account_run(a, f->mailbox, IMAP_POOL_BULK, account_heads_fetch, &j);
-        if (r == 0) {
-                atomic_fetch_add(&a->fetches, 1);
-        }
-        /* Claims the answer did not fill (expunged, or the command failed). */
-        for (size_t i = 0; i < n; i++) {
-                struct block_key k = account_key(f, 0);
-                k.uid = uids[i];
-                blocks_abandon(a->blocks, &k);
-        }
-        free(uids);
-        return r;
-}
-
 int account_file_read(struct account *a, struct account_file *f, uint64_t off, size_t len,
                       char *buf, size_t *got)
 {
@@ -611,12 +510,6 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
                         continue;
                 case BLOCKS_CLAIMED:
                         break;
-                }
-                if (idx == 0 && f->nahead && !atomic_flag_test_and_set(&f->ahead_taken)) {
-                        int r = account_fetch_ahead(a, f);
-                        if (r < 0 && r != -ENOMEM)
-                                return r == -ENOENT || r == -ESTALE ? -EIO : r;
-                        continue;
                 }
                 /* Fetch what this read needs, and read-ahead beyond it, in one
                  * command, stopping at a block someone else has or fetches. */

@@ -29,6 +29,7 @@ struct account {
         struct imap_pool *pool;
         struct cache *cache;
         struct blocks *blocks;
+        struct ahead *ahead;
         int64_t tree_checked_ms; /* guarded by the cache lock */
         bool tree_refreshing;
         atomic_ullong fetches, fetched_bytes; /* content fetches, for the log at exit */
@@ -43,13 +44,13 @@ struct account_file {
         uint64_t size;
         atomic_ullong next_off; /* where a sequential read would continue */
         atomic_uint ra_blocks;  /* current read-ahead, in blocks */
-        /* Read-ahead across files: when this open continues a scan of the
-         * folder, the messages after it whose first block comes along with
-         * this file's first fetch. Taken (and cleared) by the first read. */
-        uint32_t *ahead;
-        size_t nahead;
-        atomic_flag ahead_taken;
 };
+
+/* Runs fn on a pooled session; a connection the server closed while idle is
+ * replaced and fn run again once (fn must start from scratch each call). */
+typedef int (*account_op_fn)(struct imap_session *s, void *ctx);
+int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, account_op_fn fn,
+                void *ctx);
 
 int account_init(struct account *a);
 void account_destroy(struct account *a);

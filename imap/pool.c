@@ -10,8 +10,10 @@
 #include "imap/conn.h"
 #include "imap/log.h"
 
-/* After a failed connect, callers fail at once for this long instead of each
- * waiting for their own connect attempt while the server is away. */
+/* After a connect or a command that timed out, callers fail at once
+ * for this long instead of each waiting out their own deadline while the
+ * server is away or silent (the kernel retries a failed read at once, and
+ * that retry must not double the time the user waits). */
 #define POOL_RETRY_MS 500
 
 struct pool_slot {
@@ -125,6 +127,11 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
         int idx = -1;
 
         pthread_mutex_lock(&p->mu);
+        if (imap_now_ms() < p->retry_after) {
+                int e = p->last_err;
+                pthread_mutex_unlock(&p->mu);
+                return e;
+        }
         while ((use == IMAP_POOL_BULK && p->bulk_busy >= bulk_max) ||
                (idx = pool_pick(p, mailbox)) < 0) {
                 struct timespec ts;
@@ -166,7 +173,10 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
                 if (!p->was_down)
                         log_warn("cannot reach the server: %s", err);
                 p->was_down = true;
-                p->retry_after = imap_now_ms() + POOL_RETRY_MS;
+                /* A refused connection fails fast by itself; only a server
+                 * that lets us wait out the deadline earns the pause. */
+                if (r == -ETIMEDOUT)
+                        p->retry_after = imap_now_ms() + POOL_RETRY_MS;
                 p->last_err = r == -EACCES ? -EACCES : -EIO;
                 pool_slot_free(p, sl);
                 pthread_cond_broadcast(&p->cv);
@@ -191,6 +201,10 @@ void imap_pool_put(struct imap_pool *p, struct imap_session *s)
                 pool_slot_free(p, &p->slots[i]);
                 p->slots[i].last_used = imap_now_ms();
                 if (imap_session_broken(s)) {
+                        if (imap_session_timed_out(s)) {
+                                p->retry_after = imap_now_ms() + POOL_RETRY_MS;
+                                p->last_err = -EIO;
+                        }
                         imap_session_free(s);
                         p->slots[i].s = NULL;
                 }

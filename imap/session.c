@@ -25,6 +25,7 @@ struct imap_session {
         char *selected;
         struct imap_select_info sel;
         bool broken;
+        bool timed_out; /* broke because the server went silent past the deadline */
         int64_t last_activity;
         char who[16]; /* "s3", for log lines */
 };
@@ -90,6 +91,7 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                 ssize_t got =
                     imap_conn_read(s->conn, s->rbuf + s->rlen, s->rcap - s->rlen, deadline);
                 if (got <= 0) {
+                        s->timed_out = got == -ETIMEDOUT;
                         session_break(s, got == 0            ? "server closed the connection"
                                          : got == -ETIMEDOUT ? "timed out waiting for server"
                                                              : "read error");
@@ -174,6 +176,7 @@ static int session_send(struct imap_session *s, const char *buf, size_t len, boo
                 log_proto(s->who, "C", buf, len);
         int r = imap_conn_write(s->conn, buf, len, deadline);
         if (r < 0) {
+                s->timed_out = r == -ETIMEDOUT;
                 session_break(s, r == -ETIMEDOUT ? "timed out sending" : "write error");
                 return -EIO;
         }
@@ -447,6 +450,8 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         *out = s;
         return 0;
 fail:
+        if (s->timed_out)
+                r = -ETIMEDOUT; /* the pool pauses after timeouts, not after refusals */
         imap_session_free(s);
         return r;
 }
@@ -464,6 +469,11 @@ void imap_session_free(struct imap_session *s)
 bool imap_session_broken(const struct imap_session *s)
 {
         return s->broken;
+}
+
+bool imap_session_timed_out(const struct imap_session *s)
+{
+        return s->timed_out;
 }
 
 int64_t imap_session_last_activity(const struct imap_session *s)

@@ -76,6 +76,8 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
                      struct imap_result *res);
 
 bool imap_session_broken(const struct imap_session *s);
+/* The session broke because the server did not answer within the deadline. */
+bool imap_session_timed_out(const struct imap_session *s);
 /* When the server last answered anything on this session (monotonic ms). */
 int64_t imap_session_last_activity(const struct imap_session *s);
 const struct imap_caps *imap_session_caps(const struct imap_session *s);

@@ -1,0 +1,230 @@
+#include "fs/ahead.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs/account.h"
+#include "imap/log.h"
+#include "imap/ops.h"
+
+/* A scan starts after SCAN_MIN opens in a row in name order. Batches grow
+ * 4, 8, ... up to BATCH_MAX messages (and BATCH_BYTES), and the next batch is
+ * queued when less than half a batch is left ahead of the reader. */
+#define SCAN_MIN 2u
+#define BATCH_MAX 64u
+#define BATCH_BYTES (2u << 20)
+#define QUEUE_MAX 2u
+
+struct ahead_job {
+        struct ahead_job *next;
+        uint64_t mbox_id;
+        uint32_t uidvalidity;
+        char *mailbox;
+        uint32_t *uids; /* block 0 of each is claimed by this job */
+        size_t n;
+};
+
+struct ahead {
+        struct account *a;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        struct ahead_job *head, *tail;
+        size_t queued;
+        bool started, stop;
+        pthread_t thread;
+};
+
+static void ahead_job_free(struct ahead_job *j)
+{
+        free(j->mailbox);
+        free(j->uids);
+        free(j);
+}
+
+static struct block_key ahead_key(const struct ahead_job *j, uint32_t uid)
+{
+        return (struct block_key){j->mbox_id, j->uidvalidity, uid, 0};
+}
+
+/* Gives back the claims a job did not fill (expunged, or the fetch failed). */
+static void ahead_job_release(struct ahead *h, struct ahead_job *j)
+{
+        for (size_t i = 0; i < j->n; i++) {
+                struct block_key k = ahead_key(j, j->uids[i]);
+                blocks_abandon(h->a->blocks, &k);
+        }
+}
+
+struct ahead_run {
+        struct ahead *h;
+        struct ahead_job *j;
+        uint32_t *copy;
+};
+
+static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
+{
+        struct ahead_run *run = ctx;
+        struct block_key k = ahead_key(run->j, uid);
+        blocks_put(run->h->a->blocks, &k, data, len < BLOCK_SIZE ? len : BLOCK_SIZE);
+}
+
+static int ahead_fetch(struct imap_session *s, void *ctx)
+{
+        struct ahead_run *run = ctx;
+        struct imap_select_info si;
+        int r = imap_select(s, run->j->mailbox, &si);
+        if (r == 0 && si.uidvalidity != run->j->uidvalidity)
+                return -ESTALE;
+        if (r < 0)
+                return r;
+        /* imap_fetch_heads sorts its argument in place. */
+        memcpy(run->copy, run->j->uids, run->j->n * sizeof(*run->copy));
+        return imap_fetch_heads(s, run->copy, run->j->n, BLOCK_SIZE, ahead_put, run);
+}
+
+static void *ahead_main(void *arg)
+{
+        struct ahead *h = arg;
+        pthread_mutex_lock(&h->mu);
+        for (;;) {
+                while (!h->head && !h->stop)
+                        pthread_cond_wait(&h->cv, &h->mu);
+                struct ahead_job *j = h->head;
+                if (!j)
+                        break;
+                h->head = j->next;
+                if (!h->head)
+                        h->tail = NULL;
+                pthread_mutex_unlock(&h->mu);
+
+                struct ahead_run run = {h, j, malloc(j->n * sizeof(uint32_t))};
+                int r = -ENOMEM;
+                if (run.copy && !h->stop)
+                        r = account_run(h->a, j->mailbox, IMAP_POOL_BULK, ahead_fetch, &run);
+                if (r == 0)
+                        atomic_fetch_add(&h->a->fetches, 1);
+                else
+                        log_dbg("read-ahead of %zu messages in %s failed: %d", j->n, j->mailbox, r);
+                free(run.copy);
+                ahead_job_release(h, j);
+                ahead_job_free(j);
+
+                pthread_mutex_lock(&h->mu);
+                h->queued--;
+        }
+        /* Stopping: drop what was never fetched. */
+        while (h->head) {
+                struct ahead_job *j = h->head;
+                h->head = j->next;
+                ahead_job_release(h, j);
+                ahead_job_free(j);
+        }
+        pthread_mutex_unlock(&h->mu);
+        return NULL;
+}
+
+struct ahead *ahead_new(struct account *a)
+{
+        struct ahead *h = calloc(1, sizeof(*h));
+        if (!h)
+                return NULL;
+        h->a = a;
+        pthread_mutex_init(&h->mu, NULL);
+        pthread_cond_init(&h->cv, NULL);
+        return h;
+}
+
+void ahead_free(struct ahead *h)
+{
+        if (!h)
+                return;
+        pthread_mutex_lock(&h->mu);
+        h->stop = true;
+        pthread_cond_signal(&h->cv);
+        bool started = h->started;
+        pthread_mutex_unlock(&h->mu);
+        if (started)
+                pthread_join(h->thread, NULL);
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
+        free(h);
+}
+
+/* Queues a job; false if the queue is full or the thread can't start. The
+ * thread starts with the first job, which comes after daemonizing (a thread
+ * started before fork() would not survive it). */
+static bool ahead_enqueue(struct ahead *h, struct ahead_job *j)
+{
+        pthread_mutex_lock(&h->mu);
+        bool ok = !h->stop && h->queued < QUEUE_MAX;
+        if (ok && !h->started) {
+                ok = pthread_create(&h->thread, NULL, ahead_main, h) == 0;
+                h->started = ok;
+        }
+        if (ok) {
+                if (h->tail)
+                        h->tail->next = j;
+                else
+                        h->head = j;
+                h->tail = j;
+                h->queued++;
+                pthread_cond_signal(&h->cv);
+        }
+        pthread_mutex_unlock(&h->mu);
+        return ok;
+}
+
+void ahead_on_open(struct ahead *h, struct cache_msg *msg)
+{
+        struct cache_mbox *mb = msg->mbox;
+        struct cache_msg **sorted = cache_mbox_sorted(mb);
+        if (!sorted || !h)
+                return;
+        size_t idx = msg->sorted_idx;
+        if (idx == mb->last_open_idx + 1) {
+                mb->scan_streak++;
+        } else if (idx != mb->last_open_idx) {
+                mb->scan_streak = 0;
+                mb->ahead_next = 0;
+        }
+        mb->last_open_idx = idx;
+        if (mb->scan_streak < SCAN_MIN)
+                return;
+        unsigned shift = mb->scan_streak - SCAN_MIN;
+        size_t want = shift >= 4 ? BATCH_MAX : 4u << shift;
+        size_t start = mb->ahead_next > idx + 1 ? mb->ahead_next : idx + 1;
+        if (start - (idx + 1) >= want / 2 || start >= mb->nmsgs)
+                return; /* enough is on its way */
+
+        struct ahead_job *j = calloc(1, sizeof(*j));
+        if (!j || !(j->uids = malloc(want * sizeof(*j->uids))) || !(j->mailbox = strdup(mb->raw))) {
+                if (j)
+                        ahead_job_free(j);
+                return;
+        }
+        j->mbox_id = mb->node.id;
+        j->uidvalidity = mb->uidvalidity;
+        uint64_t bytes = 0;
+        size_t i = start;
+        for (; i < mb->nmsgs && i < start + want && bytes < BATCH_BYTES; i++) {
+                struct block_key k = ahead_key(j, sorted[i]->uid);
+                if (sorted[i]->size == 0 || !blocks_try_claim(h->a->blocks, &k))
+                        continue; /* empty, cached already, or being fetched */
+                j->uids[j->n++] = sorted[i]->uid;
+                bytes += sorted[i]->size < BLOCK_SIZE ? sorted[i]->size : BLOCK_SIZE;
+        }
+        if (j->n == 0) {
+                mb->ahead_next = i;
+                ahead_job_free(j);
+                return;
+        }
+        if (!ahead_enqueue(h, j)) {
+                ahead_job_release(h, j);
+                ahead_job_free(j);
+                return;
+        }
+        mb->ahead_next = i;
+}

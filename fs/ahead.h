@@ -1,0 +1,21 @@
+/* Read-ahead across files. When files of a folder are opened one after
+ * another in name order (cat *, grep -r, a file manager's preview), a
+ * background thread fetches the first block of the next messages, in batches
+ * of one UID FETCH each, so the network works while the reader is busy with
+ * the files it already has. */
+#ifndef IMAPFS_FS_AHEAD_H
+#define IMAPFS_FS_AHEAD_H
+
+struct account;
+struct cache_msg;
+struct ahead;
+
+struct ahead *ahead_new(struct account *a);
+/* Stops the thread (waiting for the batch in flight) and frees everything. */
+void ahead_free(struct ahead *h);
+
+/* Called when msg is opened, with the cache lock held: updates the folder's
+ * scan state and, during a scan, queues the next batch. Never blocks on I/O. */
+void ahead_on_open(struct ahead *h, struct cache_msg *msg);
+
+#endif
