@@ -262,6 +262,7 @@ START_TEST(test_deadline_breaks_session)
             {NULL, 0, GREETING, 0},
             LOGIN_OK,
             {"NOOP", 0, "$T OK too late\r\n", 1500}, /* answers after the deadline */
+            {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
