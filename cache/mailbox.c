@@ -338,6 +338,80 @@ void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms, un
         m->checked_ms = now_ms;
 }
 
+uint64_t cache_id_alloc(struct cache *c)
+{
+        return c->next_id++;
+}
+
+void cache_mbox_remove(struct cache *c, struct cache_mbox *m)
+{
+        if (m != c->root)
+                cache_mbox_destroy(c, m);
+}
+
+void cache_msg_remove(struct cache *c, struct cache_msg *msg)
+{
+        cache_msg_destroy(c, msg->mbox, msg);
+}
+
+int cache_msg_set_flags(struct cache_msg *msg, const char *flags)
+{
+        char *f = strdup(flags);
+        if (!f)
+                return -ENOMEM;
+        free(msg->flags);
+        msg->flags = f;
+        return 0;
+}
+
+/* Gives m and its subtree raw names under a new prefix (old_len bytes of
+ * each raw name are replaced by new_prefix). */
+static int cache_mbox_reprefix(struct cache *c, struct cache_mbox *m, size_t old_len,
+                               const char *new_prefix)
+{
+        size_t rest = strlen(m->raw) - old_len;
+        size_t np = strlen(new_prefix);
+        char *raw = malloc(np + rest + 1);
+        if (!raw)
+                return -ENOMEM;
+        memcpy(raw, new_prefix, np);
+        memcpy(raw + np, m->raw + old_len, rest + 1);
+        HASH_DELETE(hh_raw, c->by_raw, m);
+        free(m->raw);
+        m->raw = raw;
+        HASH_ADD_KEYPTR(hh_raw, c->by_raw, m->raw, strlen(m->raw), m);
+        struct cache_mbox *ch, *tmp;
+        HASH_ITER(hh_child, m->children, ch, tmp)
+        {
+                if (ch->raw && cache_mbox_reprefix(c, ch, old_len, new_prefix) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+int cache_mbox_rename(struct cache *c, struct cache_mbox *m, struct cache_mbox *new_parent,
+                      const char *new_dname, const char *new_raw)
+{
+        char *dname = strdup(new_dname);
+        if (!dname || !m->raw) {
+                free(dname);
+                return -ENOMEM;
+        }
+        int r = cache_mbox_reprefix(c, m, strlen(m->raw), new_raw);
+        if (r < 0) {
+                free(dname);
+                return r;
+        }
+        HASH_DELETE(hh_child, m->parent->children, m);
+        m->parent->nchildren--;
+        free(m->dname);
+        m->dname = dname;
+        m->parent = new_parent;
+        HASH_ADD_KEYPTR(hh_child, new_parent->children, m->dname, strlen(m->dname), m);
+        new_parent->nchildren++;
+        return 0;
+}
+
 static int cache_msg_cmp(const void *a, const void *b)
 {
         const struct cache_msg *x = *(const struct cache_msg *const *)a;

@@ -128,6 +128,20 @@ int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint6
 void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms,
                        unsigned gen_at_start);
 
+/* --- changes we made ourselves (lock held), applied after the server said OK --- */
+/* A new id for something that is not in the cache (a file being written). */
+uint64_t cache_id_alloc(struct cache *c);
+/* Removes a mailbox, its children and their messages. */
+void cache_mbox_remove(struct cache *c, struct cache_mbox *m);
+/* Moves m (and its subtree) under new_parent as new_dname with server name
+ * new_raw; the subtree's raw names change prefix. Ids are kept. */
+int cache_mbox_rename(struct cache *c, struct cache_mbox *m, struct cache_mbox *new_parent,
+                      const char *new_dname, const char *new_raw);
+/* Removes one message (expunged or moved away). */
+void cache_msg_remove(struct cache *c, struct cache_msg *msg);
+/* Replaces one message's flags. */
+int cache_msg_set_flags(struct cache_msg *msg, const char *flags);
+
 /* The messages of m sorted by name (lock held); NULL only on ENOMEM. The array
  * holds m->nmsgs entries and stays valid until the listing changes. */
 struct cache_msg **cache_mbox_sorted(struct cache_mbox *m);

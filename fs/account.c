@@ -37,7 +37,7 @@ static char *account_name(void *ctx, uint32_t uid, const char *header, size_t he
 
 /* A mailbox name component as a directory name: decoded from modified
  * UTF-7 when it is valid, else shown as the server spelled it, then escaped. */
-static char *account_decode_component(const char *comp)
+char *account_decode_component(const char *comp)
 {
         char *utf8 = imap_utf7_decode(comp, strlen(comp));
         char *esc = names_escape_component(utf8 ? utf8 : comp);
@@ -183,9 +183,12 @@ int account_refresh_tree(struct account *a, int max_age_ms)
         cache_lock(a->cache);
         if (r == 0) {
                 cache_tree_begin(a->cache);
-                for (size_t i = 0; i < t.n; i++)
+                for (size_t i = 0; i < t.n; i++) {
                         cache_tree_add(a->cache, t.v[i].raw, t.v[i].delim, t.v[i].attrs,
                                        account_decode_component);
+                        if (!a->hier_delim)
+                                a->hier_delim = t.v[i].delim;
+                }
                 cache_tree_end(a->cache);
                 a->tree_checked_ms = imap_now_ms();
         }
@@ -194,6 +197,51 @@ int account_refresh_tree(struct account *a, int max_age_ms)
         cache_unlock(a->cache);
         account_tree_reset(&t);
         return r == -ENOENT ? -EIO : r;
+}
+
+char *account_child_raw(const struct account *a, const struct cache_mbox *parent, const char *name,
+                        int *err)
+{
+        char delim = parent->raw ? parent->delim : a->hier_delim;
+        /* A name that is not a valid escape is taken as typed: "100%" is a
+         * fine folder name, it just lists as "100%25" afterwards. */
+        char *comp = names_unescape_component(name);
+        if (!comp)
+                comp = strdup(name);
+        if (!comp) {
+                *err = -ENOMEM;
+                return NULL;
+        }
+        char *enc = NULL;
+        *err = -EINVAL;
+        if (*comp && !(delim && strchr(comp, delim)))
+                enc = imap_utf7_encode(comp, strlen(comp));
+        free(comp);
+        if (!enc)
+                return NULL;
+        if (!parent->raw) {
+                *err = 0;
+                return enc;
+        }
+        if (!delim) {
+                free(enc);
+                *err = -EPERM; /* a server without hierarchy has no subfolders */
+                return NULL;
+        }
+        size_t pl = strlen(parent->raw), el = strlen(enc);
+        char *raw = malloc(pl + 1 + el + 1);
+        if (raw) {
+                memcpy(raw, parent->raw, pl);
+                raw[pl] = delim;
+                memcpy(raw + pl + 1, enc, el + 1);
+        }
+        free(enc);
+        if (!raw) {
+                *err = -ENOMEM;
+                return NULL;
+        }
+        *err = 0;
+        return raw;
 }
 
 /* ---- a mailbox listing ---- */

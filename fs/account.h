@@ -21,6 +21,9 @@ struct account_opts {
         size_t connections; /* pool size */
         size_t mem_cache;   /* bytes of message content kept in memory */
         bool read_only;
+        /* -o trash=: NULL = the \Trash special-use folder if there is one;
+         * "" = none (expunge); else that folder's server name (modified UTF-7). */
+        char *trash;
 };
 
 struct account {
@@ -31,6 +34,7 @@ struct account {
         struct blocks *blocks;
         struct ahead *ahead;
         int64_t tree_checked_ms; /* guarded by the cache lock */
+        char hier_delim;         /* the server's hierarchy delimiter (from LIST) */
         bool tree_refreshing;
         atomic_ullong fetches, fetched_bytes; /* content fetches, for the log at exit */
 };
@@ -57,6 +61,15 @@ void account_destroy(struct account *a);
 
 /* Runs LIST and rebuilds the tree if it is older than max_age_ms (0: always). */
 int account_refresh_tree(struct account *a, int max_age_ms);
+
+/* Turns a directory name typed by the user into the server name of a child
+ * of parent (lock held): unescaped, encoded to modified UTF-7, joined with
+ * the delimiter. NULL with *err = -EINVAL for a name IMAP can't hold. */
+char *account_child_raw(const struct account *a, const struct cache_mbox *parent, const char *name,
+                        int *err);
+
+/* The directory name a server name component shows as (decoded, escaped). */
+char *account_decode_component(const char *comp);
 
 /* Makes sure the listing of mailbox id is known and no older than
  * max_age_ms (confirming with the server if it is older; -1: any age will do

@@ -7,10 +7,16 @@
 #include <sys/stat.h>
 
 #include "fs/account.h"
+#include "fs/inval.h"
+#include "fs/staging.h"
 
 struct fs {
         struct account acct;
         struct fuse_session *se;
+        struct staging *staging; /* files being written, until their APPEND */
+        struct inval *inval;     /* kernel cache invalidations after replies */
+        bool read_only;          /* -o ro: every change is EROFS */
+        char tmpdir[4096];       /* for staged files that outgrow memory */
         uid_t uid;
         gid_t gid;
         time_t mount_time;
@@ -24,12 +30,14 @@ static inline struct fs *fs_of(fuse_req_t req)
 
 /* Fills st from a cache node (cache lock held). */
 void fs_stat_node(const struct fs *fs, const struct cache_node *n, struct stat *st);
+/* Fills st for a file being written. */
+void fs_stat_staged(const struct fs *fs, const struct staged_info *sd, struct stat *st);
 
 /* Each ops_*.c file fills in its part of the table. */
 void ops_dir_register(struct fuse_lowlevel_ops *ops);
 void ops_file_register(struct fuse_lowlevel_ops *ops);
 void ops_xattr_register(struct fuse_lowlevel_ops *ops);
-void ops_misc_register(struct fuse_lowlevel_ops *ops);
+void ops_write_register(struct fuse_lowlevel_ops *ops);
 
 /* Errors from the account layer as the errno a FUSE caller should see. */
 int fs_errno(int r);

@@ -15,8 +15,11 @@
 #include "fs/password.h"
 #include "imap/conn.h"
 #include "imap/log.h"
+#include "imap/utf7.h"
 
 #define DEFAULT_MEM_CACHE (64u << 20)
+/* A file being written stays in memory up to this size, then in a temp file. */
+#define STAGE_MEM_MAX (4u << 20)
 #define MAX_LITERAL (256u << 20)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
@@ -38,7 +41,7 @@ static void fs_register(struct fuse_lowlevel_ops *ops)
         ops_dir_register(ops);
         ops_file_register(ops);
         ops_xattr_register(ops);
-        ops_misc_register(ops);
+        ops_write_register(ops);
 }
 
 /* fsname shows in /proc/mounts and df; commas would split mount options. */
@@ -51,6 +54,18 @@ static void main_add_fsname(struct fuse_args *args, const struct imap_account *a
                 if (*p == ',' || *p == '\\')
                         *p = '_';
         fuse_opt_add_arg(args, opt);
+}
+
+/* Where files being written go once they outgrow memory: a 0700 directory
+ * of ours under $XDG_RUNTIME_DIR, else /tmp. */
+static const char *main_tmpdir(char *buf, size_t cap)
+{
+        const char *run = getenv("XDG_RUNTIME_DIR");
+        if (run && *run)
+                snprintf(buf, cap, "%s/imapfs", run);
+        else
+                snprintf(buf, cap, "/tmp/imapfs-%u", (unsigned)getuid());
+        return buf;
 }
 
 static int main_setup_account(struct fs *fs, const struct opts *o)
@@ -68,6 +83,24 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
         a->opts.names_uid = o->names && strcmp(o->names, "uid") == 0;
         a->opts.connections = o->connections;
         a->opts.read_only = o->read_only;
+        fs->read_only = o->read_only;
+        if (o->trash) {
+                /* Given as the folder's name in UTF-8; the server knows it in
+                 * modified UTF-7. */
+                a->opts.trash = strcmp(o->trash, "none") == 0
+                                    ? strdup("")
+                                    : imap_utf7_encode(o->trash, strlen(o->trash));
+                if (!a->opts.trash) {
+                        fprintf(stderr, "imapfs: -o trash= takes a folder name or none\n");
+                        return -1;
+                }
+        }
+        fs->staging = staging_new(STAGE_MEM_MAX, main_tmpdir(fs->tmpdir, sizeof(fs->tmpdir)));
+        fs->inval = inval_new();
+        if (!fs->staging || !fs->inval) {
+                fprintf(stderr, "imapfs: out of memory\n");
+                return -1;
+        }
         a->opts.revalidate_ms = 5000;
         a->opts.mem_cache = DEFAULT_MEM_CACHE;
         if (o->mem_cache && !opts_parse_size(o->mem_cache, &a->opts.mem_cache)) {
@@ -150,6 +183,7 @@ int main(int argc, char *argv[])
         fs.se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
         if (!fs.se)
                 goto out_acct;
+        inval_set_session(fs.inval, fs.se);
         if (fuse_set_signal_handlers(fs.se) != 0)
                 goto out_session;
         if (fuse_session_mount(fs.se, fo.mountpoint) != 0) {
@@ -167,6 +201,9 @@ int main(int argc, char *argv[])
                 ret = fuse_session_loop_mt(fs.se, &cfg);
         }
         ret = ret == 0 ? 0 : 1;
+        /* Stop sending notifications before the session goes. */
+        inval_free(fs.inval);
+        fs.inval = NULL;
         log_info("unmounted; %llu content fetches, %llu bytes", (unsigned long long)fs.acct.fetches,
                  (unsigned long long)fs.acct.fetched_bytes);
         fuse_session_unmount(fs.se);
@@ -175,7 +212,10 @@ out_signals:
 out_session:
         fuse_session_destroy(fs.se);
 out_acct:
+        inval_free(fs.inval); /* only when start-up failed before the loop */
         account_destroy(&fs.acct);
+        staging_free(fs.staging);
+        free(fs.acct.opts.trash);
         imap_tls_ctx_free(fs.acct.imap.tls);
         password_free(fs.acct.imap.password);
         free(fs.acct.imap.user);

@@ -17,6 +17,15 @@ int fs_errno(int r)
         case -EISDIR:
         case -ENOMEM:
         case -EACCES:
+        case -EEXIST:
+        case -ENOTEMPTY:
+        case -EPERM:
+        case -EINVAL:
+        case -EDQUOT:
+        case -EFBIG:
+        case -EROFS:
+        case -EBUSY:
+        case -ENOTSUP:
                 return -r;
         default:
                 return EIO;
@@ -32,18 +41,34 @@ void fs_stat_node(const struct fs *fs, const struct cache_node *n, struct stat *
         st->st_blksize = BLOCK_SIZE;
         if (n->kind == CACHE_MBOX) {
                 const struct cache_mbox *m = (const struct cache_mbox *)n;
-                st->st_mode = S_IFDIR | 0755;
+                st->st_mode = S_IFDIR | (fs->read_only ? 0555 : 0755);
                 st->st_nlink = 2 + m->nchildren;
                 st->st_size = 4096;
                 st->st_mtime = st->st_ctime = st->st_atime = fs->mount_time;
         } else {
                 const struct cache_msg *msg = (const struct cache_msg *)n;
-                st->st_mode = S_IFREG | 0444;
+                /* 0644 so that rm does not ask; messages still can't be
+                 * opened for writing (EACCES). */
+                st->st_mode = S_IFREG | (fs->read_only ? 0444 : 0644);
                 st->st_nlink = 1;
                 st->st_size = (off_t)msg->size;
                 st->st_blocks = (blkcnt_t)((msg->size + 511) / 512);
                 st->st_mtime = st->st_ctime = st->st_atime = msg->internaldate;
         }
+}
+
+void fs_stat_staged(const struct fs *fs, const struct staged_info *sd, struct stat *st)
+{
+        memset(st, 0, sizeof(*st));
+        st->st_ino = sd->id;
+        st->st_uid = fs->uid;
+        st->st_gid = fs->gid;
+        st->st_blksize = BLOCK_SIZE;
+        st->st_mode = S_IFREG | 0644;
+        st->st_nlink = 1;
+        st->st_size = (off_t)sd->size;
+        st->st_blocks = (blkcnt_t)((sd->size + 511) / 512);
+        st->st_mtime = st->st_ctime = st->st_atime = sd->mtime;
 }
 
 /* Finds name in directory parent (lock held). */
@@ -98,10 +123,28 @@ static int ops_dir_reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t parent,
         return 0;
 }
 
+static bool ops_lookup_staged(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const char *name)
+{
+        struct staged_info sd;
+        if (!staging_lookup(fs->staging, parent, name, &sd))
+                return false;
+        struct fuse_entry_param e;
+        memset(&e, 0, sizeof(e));
+        fs_stat_staged(fs, &sd, &e.attr);
+        e.ino = sd.id;
+        /* It changes with every write and vanishes on close: don't cache it. */
+        e.attr_timeout = e.entry_timeout = 0;
+        fuse_reply_entry(req, &e);
+        return true;
+}
+
 static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
         struct fs *fs = fs_of(req);
         struct account *a = &fs->acct;
+
+        if (ops_lookup_staged(req, fs, parent, name))
+                return;
 
         cache_lock(a->cache);
         bool need = ops_dir_needs_listing(a->cache, parent);
@@ -135,6 +178,12 @@ static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
         struct fs *fs = fs_of(req);
         struct stat st;
         (void)fi;
+        struct staged_info sd;
+        if (staging_get(fs->staging, ino, &sd)) {
+                fs_stat_staged(fs, &sd, &st);
+                fuse_reply_attr(req, &st, 0);
+                return;
+        }
         cache_lock(fs->acct.cache);
         struct cache_node *n = cache_node_get(fs->acct.cache, ino);
         if (n)
@@ -170,12 +219,35 @@ static int ops_dirsnap_add(struct dirsnap *d, size_t cap, const char *name, cons
 {
         if (d->n >= cap)
                 return -ENOMEM;
+        if (!name[0])
+                return 0; /* no valid name (can't happen with escaping) */
         d->v[d->n].name = strdup(name);
         if (!d->v[d->n].name)
                 return -ENOMEM;
         d->v[d->n].st = *st;
         d->n++;
         return 0;
+}
+
+struct dirsnap_staged {
+        struct fs *fs;
+        struct dirsnap *d;
+        int err;
+};
+
+static void ops_dirsnap_staged(void *vctx, const char *name, const struct staged_info *info)
+{
+        struct dirsnap_staged *c = vctx;
+        struct dirsnap_ent *nv = realloc(c->d->v, (c->d->n + 1) * sizeof(*nv));
+        if (!nv) {
+                c->err = -ENOMEM;
+                return;
+        }
+        c->d->v = nv;
+        struct stat st;
+        fs_stat_staged(c->fs, info, &st);
+        if (ops_dirsnap_add(c->d, c->d->n + 1, name, &st) < 0)
+                c->err = -ENOMEM;
 }
 
 static int ops_dirsnap_take(struct fs *fs, fuse_ino_t ino, struct dirsnap **out)
@@ -220,6 +292,13 @@ static int ops_dirsnap_take(struct fs *fs, fuse_ino_t ino, struct dirsnap **out)
                 r = ops_dirsnap_add(d, cap, sorted[i]->name, &st);
         }
         cache_unlock(c);
+        if (r == 0) {
+                /* Files being written show too, so that cp and file managers
+                 * see what they just created. */
+                struct dirsnap_staged ctx = {fs, d, 0};
+                staging_list(fs->staging, ino, ops_dirsnap_staged, &ctx);
+                r = ctx.err;
+        }
         if (r < 0) {
                 ops_dirsnap_free(d);
                 return ENOMEM;

@@ -1,9 +1,11 @@
 /* Extended attributes: IMAP facts about a message or a folder, one table of
- * names per kind of node. Read-only until the write path lands. */
+ * names per kind of node. user.imap.flags can be set: on a message it is a
+ * UID STORE, on a file being written it is kept for its APPEND. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "fs/account_write.h"
 #include "fs/fs.h"
 #include "imap/date.h"
 
@@ -89,6 +91,18 @@ static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
         struct fs *fs = fs_of(req);
         char val[XATTR_VALUE_MAX];
         int len = -2;
+        struct staged_info sd;
+
+        if (staging_get(fs->staging, ino, &sd)) {
+                len = strcmp(name, "user.imap.flags") == 0
+                          ? staging_get_flags(fs->staging, ino, val, sizeof(val))
+                          : -1;
+                if (len < 0)
+                        fuse_reply_err(req, strncmp(name, "user.", 5) ? ENOTSUP : ENODATA);
+                else
+                        ops_reply_value(req, val, (size_t)len, size);
+                return;
+        }
 
         /* Only user.* attributes exist here. "Not supported" (rather than "no
          * such attribute") for security.* and system.* lets tools like ls
@@ -127,6 +141,13 @@ static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         char list[512];
         size_t len = 0;
         char val[XATTR_VALUE_MAX];
+        struct staged_info sd;
+
+        if (staging_get(fs->staging, ino, &sd)) {
+                static const char names[] = "user.imap.flags";
+                ops_reply_value(req, names, sizeof(names), size);
+                return;
+        }
 
         cache_lock(fs->acct.cache);
         struct cache_node *n = cache_node_get(fs->acct.cache, ino);
@@ -150,8 +171,72 @@ static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
                 ops_reply_value(req, list, len, size);
 }
 
+/* Setting on a file being written: flags and the date are kept for the
+ * APPEND; the other user.imap.* facts (uid, size) are the server's to give
+ * and are ignored, so that cp -a from one folder to another works. */
+static int ops_setxattr_staged(struct fs *fs, fuse_ino_t ino, const char *name, const char *value,
+                               size_t size)
+{
+        if (strcmp(name, "user.imap.flags") == 0) {
+                int r = account_flags_check(value, size);
+                return r < 0 ? r : staging_set_flags(fs->staging, ino, value, size);
+        }
+        if (strcmp(name, "user.imap.internaldate") == 0) {
+                char buf[64];
+                time_t t;
+                if (size >= sizeof(buf))
+                        return -EINVAL;
+                memcpy(buf, value, size);
+                buf[size] = '\0';
+                if (!imap_date_parse_internal(buf, &t))
+                        return -EINVAL;
+                return staging_set_date(fs->staging, ino, t);
+        }
+        return strncmp(name, "user.imap.", 10) == 0 ? 0 : -ENOTSUP;
+}
+
+static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                         size_t size, int flags)
+{
+        struct fs *fs = fs_of(req);
+        struct staged_info sd;
+        int r;
+        (void)flags;
+        if (fs->read_only) {
+                fuse_reply_err(req, EROFS);
+                return;
+        }
+        if (staging_get(fs->staging, ino, &sd))
+                r = ops_setxattr_staged(fs, ino, name, value, size);
+        else if (strcmp(name, "user.imap.flags") == 0)
+                r = account_set_flags(&fs->acct, ino, value, size);
+        else
+                r = strncmp(name, "user.imap.", 10) == 0 ? -EPERM : -ENOTSUP;
+        fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
+}
+
+static void ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+        struct fs *fs = fs_of(req);
+        struct staged_info sd;
+        int r;
+        if (fs->read_only) {
+                fuse_reply_err(req, EROFS);
+                return;
+        }
+        if (strcmp(name, "user.imap.flags") != 0)
+                r = strncmp(name, "user.imap.", 10) == 0 ? -EPERM : -ENOTSUP;
+        else if (staging_get(fs->staging, ino, &sd))
+                r = staging_set_flags(fs->staging, ino, "", 0);
+        else
+                r = account_set_flags(&fs->acct, ino, "", 0);
+        fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
+}
+
 void ops_xattr_register(struct fuse_lowlevel_ops *ops)
 {
         ops->getxattr = ops_getxattr;
         ops->listxattr = ops_listxattr;
+        ops->setxattr = ops_setxattr;
+        ops->removexattr = ops_removexattr;
 }

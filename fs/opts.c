@@ -106,6 +106,7 @@ void opts_free(struct opts *o)
         free(o->cafile);
         free(o->names);
         free(o->mem_cache);
+        free(o->trash);
 }
 
 void opts_usage(const char *prog)
@@ -125,6 +126,8 @@ void opts_usage(const char *prog)
                "    -o timeout=SECONDS       deadline of one server operation (default 30)\n"
                "    -o connections=N         IMAP connections to use at most (default 4)\n"
                "    -o mem_cache=SIZE        message content kept in memory (default 64M)\n"
+               "    -o trash=FOLDER|none     where rm moves messages (default: the server's\n"
+               "                             \\Trash folder if it has one; none: expunge)\n"
                "    -h, --help               this help\n"
                "    -V, --version            version\n"
                "\n",

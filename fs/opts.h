@@ -16,6 +16,7 @@ struct opts {
         char *cafile;
         char *names;
         char *mem_cache;
+        char *trash;
         unsigned timeout;
         unsigned connections;
         int allow_plaintext;

@@ -9,18 +9,6 @@
 #include "imap/date.h"
 #include "imap/log.h"
 
-/* Maps a finished command to the errno the callers use. */
-static int ops_result(const char *what, const struct imap_result *res)
-{
-        if (res->status == IMAP_ST_OK)
-                return 0;
-        if (strcmp(res->code, "NONEXISTENT") == 0 || strcmp(res->code, "TRYCREATE") == 0)
-                return -ENOENT;
-        log_warn("%s failed: %s%s%s%s", what, res->code[0] ? "[" : "", res->code,
-                 res->code[0] ? "] " : "", res->text);
-        return -EPROTO;
-}
-
 static bool ops_is_untagged(const struct imap_response *r, const char *name)
 {
         return r->kind == IMAP_RESP_UNTAGGED && r->name && strcmp(r->name, name) == 0;
@@ -91,10 +79,25 @@ int imap_list_all(struct imap_session *s, imap_list_fn fn, void *ctx)
                                              : "LIST \"\" \"*\"");
         int r = imap_session_cmd(s, &cmd, ops_list_data, &c, &res);
         imap_cmd_free(&cmd);
-        return r < 0 ? r : ops_result("LIST", &res);
+        return r < 0 ? r : imap_result_errno("LIST", &res);
 }
 
 /* ---- SELECT ---- */
+
+/* "(\Seen \*)" → "\Seen \*" into out (cut if too long). */
+static void ops_join_atoms(const struct imap_value *list, char *out, size_t cap)
+{
+        size_t o = 0;
+        out[0] = '\0';
+        for (const struct imap_value *v = list->first; v; v = v->next) {
+                if (v->type != IMAP_ATOM)
+                        continue;
+                int n = snprintf(out + o, cap - o, "%s%s", o ? " " : "", v->s);
+                if (n < 0 || (size_t)n >= cap - o)
+                        break;
+                o += (size_t)n;
+        }
+}
 
 static bool ops_select_data(void *vctx, const struct imap_response *r)
 {
@@ -114,6 +117,8 @@ static bool ops_select_data(void *vctx, const struct imap_response *r)
                         info->uidnext = (uint32_t)n;
                 else if (strcmp(r->code, "HIGHESTMODSEQ") == 0)
                         info->highestmodseq = n;
+                else if (strcmp(r->code, "PERMANENTFLAGS") == 0 && a && a->type == IMAP_LIST)
+                        ops_join_atoms(a, info->permanentflags, sizeof(info->permanentflags));
                 else
                         return false;
                 return true;
@@ -144,7 +149,7 @@ int imap_select(struct imap_session *s, const char *mailbox, struct imap_select_
         if (r < 0)
                 return r;
         if (res.status != IMAP_ST_OK)
-                return res.status == IMAP_ST_NO ? -ENOENT : ops_result("SELECT", &res);
+                return res.status == IMAP_ST_NO ? -ENOENT : imap_result_errno("SELECT", &res);
         si.read_only = strcmp(res.code, "READ-ONLY") == 0;
         imap_session_set_selected(s, mailbox, &si);
         *info = si;
@@ -227,7 +232,7 @@ int imap_fetch_listing(struct imap_session *s, imap_msg_fn fn, void *ctx)
         int r = imap_session_cmd(s, &cmd, ops_listing_data, &c, &res);
         imap_cmd_free(&cmd);
         free(c.flagbuf);
-        return r < 0 ? r : ops_result("UID FETCH (listing)", &res);
+        return r < 0 ? r : imap_result_errno("UID FETCH (listing)", &res);
 }
 
 /* ---- UID FETCH of a byte range ---- */
@@ -286,7 +291,7 @@ int imap_fetch_range(struct imap_session *s, uint32_t uid, uint64_t off, size_t 
         if (r < 0)
                 return r;
         if (!c.found)
-                return res.status == IMAP_ST_BAD ? ops_result("UID FETCH", &res) : -ENOENT;
+                return res.status == IMAP_ST_BAD ? imap_result_errno("UID FETCH", &res) : -ENOENT;
         *got = c.got;
         return 0;
 }
@@ -332,7 +337,7 @@ int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t le
         free(set);
         int r = imap_session_cmd(s, &cmd, ops_heads_data, &c, &res);
         imap_cmd_free(&cmd);
-        return r < 0 ? r : ops_result("UID FETCH (heads)", &res);
+        return r < 0 ? r : imap_result_errno("UID FETCH (heads)", &res);
 }
 
 int imap_noop(struct imap_session *s)
@@ -344,5 +349,5 @@ int imap_noop(struct imap_session *s)
         imap_cmd_add(&cmd, "NOOP");
         int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
         imap_cmd_free(&cmd);
-        return r < 0 ? r : ops_result("NOOP", &res);
+        return r < 0 ? r : imap_result_errno("NOOP", &res);
 }

@@ -20,11 +20,11 @@
 #define IMAP_MAX_DEPTH 64
 
 struct imap_framer {
-        size_t scanned;      /* bytes of the current response already examined (the last
-                              * few bytes of an unfinished line are looked at again, so a
-                              * literal spec split across reads is seen whole) */
+        size_t scanned;        /* bytes of the current response already examined (the last
+                                * few bytes of an unfinished line are looked at again, so a
+                                * literal spec split across reads is seen whole) */
         uint64_t literal_left; /* bytes of a literal still to skip (a hint for read sizes) */
-        size_t line_bytes;   /* non-literal bytes seen in this response */
+        size_t line_bytes;     /* non-literal bytes seen in this response */
 };
 
 /* Reset before the first call and after every complete response (imap_frame
@@ -54,9 +54,9 @@ enum imap_vtype {
 
 struct imap_value {
         enum imap_vtype type;
-        char *s;      /* ATOM/NUMBER/STRING bytes, always NUL-terminated; len is authoritative */
+        char *s; /* ATOM/NUMBER/STRING bytes, always NUL-terminated; len is authoritative */
         size_t len;
-        uint64_t num; /* IMAP_NUMBER */
+        uint64_t num;             /* IMAP_NUMBER */
         struct imap_value *first; /* IMAP_LIST: first child, NULL if empty */
         struct imap_value *next;  /* next sibling */
 };
@@ -78,19 +78,19 @@ enum imap_status {
 
 struct imap_response {
         enum imap_rkind kind;
-        char *tag;          /* TAGGED only */
-        bool has_number;    /* "* 12 FETCH": number = 12 */
+        char *tag;       /* TAGGED only */
+        bool has_number; /* "* 12 FETCH": number = 12 */
         uint32_t number;
-        char *name;         /* upper-cased keyword: "OK", "FETCH", "EXISTS", "LIST", "CAPABILITY"...;
-                             * "" for a continuation, never NULL */
+        char *name; /* upper-cased keyword: "OK", "FETCH", "EXISTS", "LIST", "CAPABILITY"...;
+                     * "" for a continuation, never NULL */
         enum imap_status status;
         /* Status responses (OK/NO/BAD/BYE/PREAUTH) and continuations: */
-        char *code;               /* upper-cased response code atom ("UIDVALIDITY"), or NULL */
+        char *code;                   /* upper-cased response code atom ("UIDVALIDITY"), or NULL */
         struct imap_value *code_args; /* values after the code atom inside [ ], or NULL; if
                                        * they are not values (an unknown code's free text),
                                        * one IMAP_STRING holding the raw text */
-        char *text;               /* human-readable text after the code, "" if none; never
-                                   * NULL. A "[" without "]" is kept in the text, code NULL */
+        char *text;                   /* human-readable text after the code, "" if none; never
+                                       * NULL. A "[" without "]" is kept in the text, code NULL */
         /* Data responses: every value after the name, e.g. for FETCH one IMAP_LIST;
          * for CAPABILITY/SEARCH/FLAGS a run of atoms/numbers/lists. */
         struct imap_value *args;
@@ -102,9 +102,8 @@ struct imap_response {
  * imap_response_free(). On malformed input returns -EPROTO (or -ENOMEM) and
  * *out is NULL. Malformed includes: a NUL anywhere outside a literal, a control
  * byte where a value should start, CR/LF in a quoted string, a tagged response
- * that is not OK/NO/BAD/BYE/PREAUTH, "* N" with N > 2^32-1, unbalanced parentheses, nesting deeper than
- * IMAP_MAX_DEPTH, a literal longer than the bytes given, anything after the
- * final line end. */
+ * that is not OK/NO/BAD/BYE/PREAUTH, "* N" with N > 2^32-1, unbalanced parentheses, nesting deeper
+ * than IMAP_MAX_DEPTH, a literal longer than the bytes given, anything after the final line end. */
 int imap_parse(const char *buf, size_t len, struct imap_response **out);
 void imap_response_free(struct imap_response *r);
 

@@ -20,6 +20,7 @@ struct pool_slot {
         struct imap_session *s;
         bool busy;
         bool bulk;
+        bool forget; /* drop the selection when the session comes back */
         int64_t last_used;
 };
 
@@ -192,6 +193,22 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
         return 0;
 }
 
+void imap_pool_forget_mailbox(struct imap_pool *p, const char *mailbox)
+{
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->n; i++) {
+                struct pool_slot *sl = &p->slots[i];
+                const char *sel = sl->s ? imap_session_selected(sl->s) : NULL;
+                if (!sel || strcmp(sel, mailbox) != 0)
+                        continue;
+                if (sl->busy)
+                        sl->forget = true;
+                else
+                        imap_session_set_selected(sl->s, NULL, NULL);
+        }
+        pthread_mutex_unlock(&p->mu);
+}
+
 void imap_pool_put(struct imap_pool *p, struct imap_session *s)
 {
         pthread_mutex_lock(&p->mu);
@@ -199,6 +216,9 @@ void imap_pool_put(struct imap_pool *p, struct imap_session *s)
                 if (p->slots[i].s != s)
                         continue;
                 pool_slot_free(p, &p->slots[i]);
+                if (p->slots[i].forget)
+                        imap_session_set_selected(s, NULL, NULL);
+                p->slots[i].forget = false;
                 p->slots[i].last_used = imap_now_ms();
                 if (imap_session_broken(s)) {
                         if (imap_session_timed_out(s)) {

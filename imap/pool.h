@@ -28,6 +28,11 @@ enum imap_pool_use { IMAP_POOL_META, IMAP_POOL_BULK };
 int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use use,
                   struct imap_session **out);
 
+/* After a mailbox was renamed or deleted: no idle session may go on
+ * believing it has that name selected (the name may come back meaning
+ * another mailbox). Busy sessions are marked and forget it when returned. */
+void imap_pool_forget_mailbox(struct imap_pool *p, const char *mailbox);
+
 /* Returns a session; a broken one is closed here. */
 void imap_pool_put(struct imap_pool *p, struct imap_session *s);
 

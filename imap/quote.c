@@ -163,6 +163,11 @@ void imap_cmd_string(struct imap_cmd *c, const char *s, size_t len)
                 cmd_literal(c, s, len);
 }
 
+void imap_cmd_literal(struct imap_cmd *c, const char *s, size_t len)
+{
+        cmd_literal(c, s, len);
+}
+
 void imap_cmd_str(struct imap_cmd *c, const char *s)
 {
         /* A missing string is a caller bug; sending "" in its place could

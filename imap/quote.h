@@ -16,10 +16,10 @@ struct imap_cmd {
         size_t len, cap;
         size_t *splits; /* offsets just after each "{n}\r\n" that needs a continuation */
         size_t nsplits;
-        bool literal_plus; /* use non-synchronizing {n+} literals (LITERAL+/LITERAL-) */
+        bool literal_plus;        /* use non-synchronizing {n+} literals (LITERAL+/LITERAL-) */
         size_t literal_minus_max; /* with LITERAL- only: {n+} up to this size, else 0 = unlimited */
-        bool redact;       /* the command carries a secret: never log its arguments */
-        bool oom;          /* an allocation failed; the command must not be sent */
+        bool redact;              /* the command carries a secret: never log its arguments */
+        bool oom;                 /* an allocation failed; the command must not be sent */
 };
 
 void imap_cmd_init(struct imap_cmd *c, bool literal_plus);
@@ -34,7 +34,10 @@ void imap_cmd_add(struct imap_cmd *c, const char *fmt, ...) __attribute__((forma
  * literal. */
 void imap_cmd_string(struct imap_cmd *c, const char *s, size_t len);
 
-/* Same for a NUL-terminated string. */
+/* Appends s[0..len) as a literal whatever it holds (message bodies). */
+void imap_cmd_literal(struct imap_cmd *c, const char *s, size_t len);
+
+/* Same as imap_cmd_string for a NUL-terminated string. */
 void imap_cmd_str(struct imap_cmd *c, const char *s);
 
 /* True if a quoted string can carry these bytes (used by imap_cmd_string). */

@@ -128,6 +128,8 @@ static void session_caps_word(struct imap_caps *c, const char *w)
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)
                         *(bool *)((char *)c + table[i].off) = true;
+        if (strncasecmp(w, "APPENDLIMIT=", 12) == 0)
+                c->appendlimit = strtoull(w + 12, NULL, 10);
 }
 
 static void session_caps_set(struct imap_session *s, const struct imap_value *v)
@@ -167,6 +169,44 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
                 s->acct->on_event(s->acct->event_ctx, s->selected, r);
 }
 
+static void session_fill_result(struct imap_result *res, const struct imap_response *r)
+{
+        res->status = r->status;
+        snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
+        snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
+        size_t o = 0;
+        res->args[0] = '\0';
+        for (const struct imap_value *v = r->code_args; v; v = v->next) {
+                if (v->type != IMAP_ATOM && v->type != IMAP_NUMBER)
+                        continue;
+                int n = snprintf(res->args + o, sizeof(res->args) - o, "%s%s", o ? " " : "", v->s);
+                if (n < 0 || (size_t)n >= sizeof(res->args) - o)
+                        break;
+                o += (size_t)n;
+        }
+}
+
+int imap_result_errno(const char *what, const struct imap_result *res)
+{
+        static const struct {
+                const char *code;
+                int err;
+        } table[] = {
+            {"NONEXISTENT", -ENOENT},   {"TRYCREATE", -ENOENT}, {"ALREADYEXISTS", -EEXIST},
+            {"OVERQUOTA", -EDQUOT},     {"TOOBIG", -EFBIG},     {"LIMIT", -EFBIG},
+            {"NOPERM", -EACCES},        {"INUSE", -EBUSY},      {"CANNOT", -EPERM},
+            {"EXPUNGEISSUED", -ENOENT}, {"SERVERBUG", -EIO},    {"UNAVAILABLE", -EAGAIN},
+        };
+        if (res->status == IMAP_ST_OK)
+                return 0;
+        log_warn("%s failed: %s%s%s%s", what, res->code[0] ? "[" : "", res->code,
+                 res->code[0] ? "] " : "", res->text);
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+                if (strcmp(res->code, table[i].code) == 0)
+                        return table[i].err;
+        return -EPROTO;
+}
+
 static int session_send(struct imap_session *s, const char *buf, size_t len, bool redact,
                         int64_t deadline)
 {
@@ -198,9 +238,7 @@ static int session_await_continuation(struct imap_session *s, const char *tag, i
                         return 0;
                 }
                 if (r->kind == IMAP_RESP_TAGGED && strcmp(r->tag, tag) == 0) {
-                        res->status = r->status;
-                        snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
-                        snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
+                        session_fill_result(res, r);
                         *done = true;
                         imap_response_free(r);
                         return 0;
@@ -258,11 +296,7 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
                 if (resp->kind == IMAP_RESP_TAGGED) {
                         session_note_caps(s, resp);
                         if (strcmp(resp->tag, tag) == 0) {
-                                res->status = resp->status;
-                                snprintf(res->code, sizeof(res->code), "%s",
-                                         resp->code ? resp->code : "");
-                                snprintf(res->text, sizeof(res->text), "%s",
-                                         resp->text ? resp->text : "");
+                                session_fill_result(res, resp);
                                 done = true;
                         }
                 } else if (resp->kind == IMAP_RESP_UNTAGGED) {

@@ -48,14 +48,23 @@ struct imap_caps {
         bool imap4rev1, literal_plus, literal_minus, uidplus, move, condstore, qresync, idle,
             notify, esearch, enable, special_use, binary, starttls, logindisabled, auth_plain,
             sasl_ir;
+        uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 
 /* The outcome of a command the server answered. */
 struct imap_result {
         enum imap_status status; /* OK, NO or BAD */
         char code[32];           /* response code atom, "" if none */
+        char args[256];          /* the code's atom/number arguments, space-separated
+                                    ("38505 3955" for APPENDUID) */
         char text[256];          /* server's text, for the log and error messages */
 };
+
+/* The errno a finished command stands for: 0 for OK; from the response
+ * code where there is one (ALREADYEXISTS -EEXIST, NONEXISTENT -ENOENT,
+ * OVERQUOTA -EDQUOT, TOOBIG/LIMIT -EFBIG, NOPERM -EACCES, ...), else -EPROTO.
+ * Failures are logged with what and the server's text. */
+int imap_result_errno(const char *what, const struct imap_result *res);
 
 /* Called for each untagged response while a command runs. Return true if the
  * response was the command's data (it is then not reported as an event). */
@@ -91,6 +100,8 @@ struct imap_select_info {
         uint32_t exists;
         uint64_t highestmodseq;
         bool read_only;
+        /* PERMANENTFLAGS as sent ("\Seen \Deleted \*"); "" if the server sent none */
+        char permanentflags[512];
 };
 
 /* Selected-mailbox bookkeeping used by imap/ops.c. */

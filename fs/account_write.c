@@ -1,0 +1,512 @@
+#include "fs/account_write.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap/log.h"
+#include "imap/ops.h"
+#include "imap/ops_write.h"
+#include "imap/utf7.h"
+
+#define MBX_NOSELECT 1u    /* IMAP_MBX_NOSELECT */
+#define MBX_NOINFERIORS 2u /* IMAP_MBX_NOINFERIORS */
+#define MBX_TRASH (1u << 5)
+
+static bool write_is_inbox(const char *raw)
+{
+        return raw && strcasecmp(raw, "INBOX") == 0;
+}
+
+/* The directory named name in parent (lock held). */
+static struct cache_mbox *write_find_dir(struct account *a, uint64_t parent, const char *name,
+                                         int *err)
+{
+        struct cache_node *n = cache_node_get(a->cache, parent);
+        if (!n || n->kind != CACHE_MBOX) {
+                *err = n ? -ENOTDIR : -ENOENT;
+                return NULL;
+        }
+        struct cache_mbox *m = cache_mbox_child((struct cache_mbox *)n, name);
+        if (!m)
+                *err = -ENOENT;
+        return m;
+}
+
+static struct cache_mbox *write_parent(struct account *a, uint64_t parent, int *err)
+{
+        struct cache_node *n = cache_node_get(a->cache, parent);
+        if (!n || n->kind != CACHE_MBOX) {
+                *err = n ? -ENOTDIR : -ENOENT;
+                return NULL;
+        }
+        return (struct cache_mbox *)n;
+}
+
+/* ---- folders ---- */
+
+static int write_create(struct imap_session *s, void *ctx)
+{
+        return imap_create(s, ctx);
+}
+
+int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t *id)
+{
+        int err = 0;
+        cache_lock(a->cache);
+        struct cache_mbox *p = write_parent(a, parent, &err);
+        char *raw = NULL;
+        if (p && (cache_mbox_child(p, name) || cache_msg_by_name(p, name)))
+                err = -EEXIST;
+        else if (p && (p->attrs & MBX_NOINFERIORS))
+                err = -EPERM;
+        else if (p)
+                raw = account_child_raw(a, p, name, &err);
+        char delim = p && p->raw ? p->delim : a->hier_delim;
+        cache_unlock(a->cache);
+        if (!raw)
+                return err;
+
+        int r = account_run(a, NULL, IMAP_POOL_META, write_create, raw);
+        if (r == 0) {
+                cache_lock(a->cache);
+                r = cache_tree_add(a->cache, raw, delim, 0, account_decode_component);
+                struct cache_mbox *m = r == 0 ? cache_mbox_by_raw(a->cache, raw) : NULL;
+                if (m)
+                        *id = m->node.id;
+                else if (r == 0)
+                        r = -EIO;
+                cache_unlock(a->cache);
+        }
+        free(raw);
+        return r;
+}
+
+struct rmdir_job {
+        const char *raw;
+        bool selectable;
+};
+
+static int write_rmdir(struct imap_session *s, void *ctx)
+{
+        struct rmdir_job *j = ctx;
+        if (j->selectable) {
+                /* The cache may not know about mail that arrived just now:
+                 * ask the server, and never delete a folder that holds mail. */
+                uint32_t n = 0;
+                int r = imap_status_messages(s, j->raw, &n);
+                if (r < 0)
+                        return r;
+                if (n > 0)
+                        return -ENOTEMPTY;
+        }
+        return imap_delete(s, j->raw);
+}
+
+int account_rmdir(struct account *a, uint64_t parent, const char *name)
+{
+        int err = 0;
+        cache_lock(a->cache);
+        struct cache_mbox *m = write_find_dir(a, parent, name, &err);
+        char *raw = NULL;
+        bool selectable = false;
+        if (m && write_is_inbox(m->raw))
+                err = -EPERM;
+        else if (m && (m->nchildren > 0 || m->nmsgs > 0))
+                err = -ENOTEMPTY;
+        else if (m && !(raw = strdup(m->raw)))
+                err = -ENOMEM;
+        if (m)
+                selectable = !(m->attrs & MBX_NOSELECT);
+        cache_unlock(a->cache);
+        if (!raw)
+                return err;
+
+        struct rmdir_job j = {raw, selectable};
+        int r = account_run(a, NULL, IMAP_POOL_META, write_rmdir, &j);
+        if (r == 0) {
+                imap_pool_forget_mailbox(a->pool, raw);
+                cache_lock(a->cache);
+                struct cache_mbox *m2 = cache_mbox_by_raw(a->cache, raw);
+                if (m2)
+                        cache_mbox_remove(a->cache, m2);
+                cache_unlock(a->cache);
+        }
+        free(raw);
+        return r;
+}
+
+struct rename_job {
+        const char *from, *to;
+};
+
+static int write_rename_dir(struct imap_session *s, void *ctx)
+{
+        struct rename_job *j = ctx;
+        return imap_rename(s, j->from, j->to);
+}
+
+static int account_rename_dir(struct account *a, struct cache_mbox *m, struct cache_mbox *np,
+                              const char *newname)
+{
+        int err = 0;
+        if (write_is_inbox(m->raw))
+                return -EPERM; /* RENAME INBOX moves its messages instead: not a rename */
+        if (cache_mbox_child(np, newname))
+                return -EEXIST;
+        if (cache_msg_by_name(np, newname))
+                return -ENOTDIR;
+        if (np->attrs & MBX_NOINFERIORS)
+                return -EPERM;
+        uint64_t id = m->node.id, npid = np->node.id;
+        char *to = account_child_raw(a, np, newname, &err);
+        char *from = to ? strdup(m->raw) : NULL;
+        cache_unlock(a->cache);
+        int r = !to ? err : !from ? -ENOMEM : 0;
+        if (r == 0) {
+                struct rename_job j = {from, to};
+                r = account_run(a, NULL, IMAP_POOL_META, write_rename_dir, &j);
+        }
+        if (r == 0) {
+                imap_pool_forget_mailbox(a->pool, from);
+                const char *last = to;
+                char d = np->raw ? np->delim : a->hier_delim;
+                if (d && strrchr(to, d))
+                        last = strrchr(to, d) + 1;
+                char *dname = account_decode_component(last);
+                cache_lock(a->cache);
+                struct cache_node *n = cache_node_get(a->cache, id);
+                struct cache_node *pn = cache_node_get(a->cache, npid);
+                if (n && pn && n->kind == CACHE_MBOX && pn->kind == CACHE_MBOX && dname)
+                        r = cache_mbox_rename(a->cache, (struct cache_mbox *)n,
+                                              (struct cache_mbox *)pn, dname, to);
+                else
+                        a->tree_checked_ms = 0; /* lost track: the next lookup re-lists */
+                cache_unlock(a->cache);
+                free(dname);
+        }
+        free(from);
+        free(to);
+        cache_lock(a->cache); /* the caller unlocks */
+        return r;
+}
+
+/* ---- messages ---- */
+
+/* What a command on one message needs, copied out of the cache. */
+struct msg_ref {
+        char *mailbox;
+        uint32_t uidvalidity, uid;
+        uint64_t mbox_id;
+};
+
+static int msg_ref_take(struct cache_msg *msg, struct msg_ref *ref)
+{
+        ref->mailbox = strdup(msg->mbox->raw);
+        ref->uidvalidity = msg->mbox->uidvalidity;
+        ref->uid = msg->uid;
+        ref->mbox_id = msg->mbox->node.id;
+        return ref->mailbox ? 0 : -ENOMEM;
+}
+
+/* SELECTs the message's mailbox and checks that its UID still means it. */
+static int write_select_ref(struct imap_session *s, const struct msg_ref *ref,
+                            struct imap_select_info *si)
+{
+        int r = imap_select(s, ref->mailbox, si);
+        if (r == 0 && si->uidvalidity != ref->uidvalidity)
+                r = -ESTALE;
+        return r;
+}
+
+/* Applies a message's removal to the cache once the server confirmed it. */
+static void write_forget_msg(struct account *a, const struct msg_ref *ref, const char *also_stale)
+{
+        cache_lock(a->cache);
+        struct cache_mbox *m = cache_mbox_by_raw(a->cache, ref->mailbox);
+        struct cache_msg *msg =
+            m && m->uidvalidity == ref->uidvalidity ? cache_msg_by_uid(m, ref->uid) : NULL;
+        if (msg)
+                cache_msg_remove(a->cache, msg);
+        if (also_stale)
+                cache_mbox_mark_stale(a->cache, also_stale);
+        cache_unlock(a->cache);
+}
+
+struct move_job {
+        struct msg_ref ref;
+        const char *target; /* NULL: expunge */
+};
+
+static int write_move(struct imap_session *s, void *ctx)
+{
+        struct move_job *j = ctx;
+        struct imap_select_info si;
+        int r = write_select_ref(s, &j->ref, &si);
+        if (r < 0)
+                return r;
+        if (!j->target)
+                return imap_expunge_uid(s, j->ref.uid);
+        uint32_t new_uid;
+        return imap_move_uid(s, j->ref.uid, j->target, &new_uid);
+}
+
+static int account_move_msg(struct account *a, struct cache_msg *msg, struct cache_mbox *np,
+                            const char *newname)
+{
+        if (np == msg->mbox)
+                return -EPERM; /* a message's name comes from its content */
+        if (!np->raw || (np->attrs & MBX_NOSELECT))
+                return -EPERM;
+        if (cache_msg_by_name(np, newname))
+                return -EEXIST;
+        if (cache_mbox_child(np, newname))
+                return -EISDIR;
+        struct move_job j = {.target = strdup(np->raw)};
+        int r = j.target ? msg_ref_take(msg, &j.ref) : -ENOMEM;
+        cache_unlock(a->cache);
+        if (r == 0)
+                r = account_run(a, j.ref.mailbox, IMAP_POOL_META, write_move, &j);
+        if (r == 0)
+                write_forget_msg(a, &j.ref, j.target);
+        free(j.ref.mailbox);
+        free((char *)j.target);
+        cache_lock(a->cache);
+        return r == -ESTALE ? -ENOENT : r;
+}
+
+int account_rename(struct account *a, uint64_t parent, const char *name, uint64_t newparent,
+                   const char *newname)
+{
+        int err = 0;
+        cache_lock(a->cache);
+        struct cache_mbox *p = write_parent(a, parent, &err);
+        struct cache_mbox *np = p ? write_parent(a, newparent, &err) : NULL;
+        if (np) {
+                struct cache_mbox *m = cache_mbox_child(p, name);
+                struct cache_msg *msg = m ? NULL : cache_msg_by_name(p, name);
+                if (m)
+                        err = account_rename_dir(a, m, np, newname);
+                else if (msg)
+                        err = account_move_msg(a, msg, np, newname);
+                else
+                        err = -ENOENT;
+        }
+        cache_unlock(a->cache);
+        return err;
+}
+
+/* The folder that unlink moves messages to (lock held): NULL for none. */
+static char *write_trash(struct account *a)
+{
+        if (a->opts.trash)
+                return *a->opts.trash ? strdup(a->opts.trash) : NULL;
+        struct cache_mbox *root = cache_root(a->cache);
+        struct cache_mbox *stack[64];
+        size_t n = 0;
+        stack[n++] = root;
+        while (n > 0) {
+                struct cache_mbox *m = stack[--n], *ch, *tmp;
+                if (m->raw && (m->attrs & MBX_TRASH) && !(m->attrs & MBX_NOSELECT))
+                        return strdup(m->raw);
+                HASH_ITER(hh_child, m->children, ch, tmp)
+                {
+                        if (n < sizeof(stack) / sizeof(stack[0]))
+                                stack[n++] = ch;
+                }
+        }
+        return NULL;
+}
+
+int account_unlink(struct account *a, uint64_t parent, const char *name)
+{
+        int err = 0;
+        cache_lock(a->cache);
+        struct cache_mbox *p = write_parent(a, parent, &err);
+        struct cache_msg *msg = p ? cache_msg_by_name(p, name) : NULL;
+        struct move_job j = {0};
+        if (p && !msg)
+                err = cache_mbox_child(p, name) ? -EISDIR : -ENOENT;
+        if (msg) {
+                err = msg_ref_take(msg, &j.ref);
+                j.target = write_trash(a);
+                /* In the trash itself, unlink means gone. */
+                if (j.target && strcmp(j.target, j.ref.mailbox) == 0) {
+                        free((char *)j.target);
+                        j.target = NULL;
+                }
+        }
+        cache_unlock(a->cache);
+        if (!msg || err < 0) {
+                free(j.ref.mailbox);
+                free((char *)j.target);
+                return err;
+        }
+        int r = account_run(a, j.ref.mailbox, IMAP_POOL_META, write_move, &j);
+        if (r == 0)
+                write_forget_msg(a, &j.ref, j.target);
+        else if (r == -ENOENT && j.target)
+                log_warn("trash folder %s does not exist on the server", j.target);
+        free(j.ref.mailbox);
+        free((char *)j.target);
+        return r == -ESTALE ? -ENOENT : r;
+}
+
+/* ---- flags ---- */
+
+int account_flags_check(const char *flags, size_t len)
+{
+        size_t i = 0;
+        while (i < len) {
+                while (i < len && flags[i] == ' ')
+                        i++;
+                size_t start = i;
+                while (i < len && flags[i] != ' ')
+                        i++;
+                if (i > start && !imap_flag_valid(flags + start, i - start))
+                        return -EINVAL;
+        }
+        return 0;
+}
+
+/* True if the mailbox lets flag be stored (PERMANENTFLAGS; \* allows any
+ * keyword). A server that sent no PERMANENTFLAGS is taken at its word later. */
+static bool write_flag_permitted(const char *perm, const char *flag, size_t len)
+{
+        if (!*perm)
+                return true;
+        if (flag[0] != '\\' && strstr(perm, "\\*"))
+                return true;
+        for (const char *p = perm; *p;) {
+                size_t l = strcspn(p, " ");
+                if (l == len && strncasecmp(p, flag, len) == 0)
+                        return true;
+                p += l;
+                while (*p == ' ')
+                        p++;
+        }
+        return false;
+}
+
+struct flags_job {
+        struct msg_ref ref;
+        char *flags; /* normalised: single spaces */
+        char out[1024];
+};
+
+static int write_flags(struct imap_session *s, void *ctx)
+{
+        struct flags_job *j = ctx;
+        struct imap_select_info si;
+        int r = write_select_ref(s, &j->ref, &si);
+        if (r < 0)
+                return r;
+        for (const char *p = j->flags; *p;) {
+                size_t l = strcspn(p, " ");
+                if (!write_flag_permitted(si.permanentflags, p, l)) {
+                        log_warn("%s does not allow the flag %.*s", j->ref.mailbox, (int)l, p);
+                        return -EPERM;
+                }
+                p += l;
+                while (*p == ' ')
+                        p++;
+        }
+        return imap_store_flags(s, j->ref.uid, j->flags, j->out, sizeof(j->out));
+}
+
+/* "  \Seen   $A " → "\Seen $A" (malloc'd). */
+static char *write_flags_normalise(const char *flags, size_t len)
+{
+        char *out = malloc(len + 1);
+        size_t o = 0;
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < len; i++) {
+                if (flags[i] == ' ' || flags[i] == '\t' || flags[i] == '\n') {
+                        if (o && out[o - 1] != ' ')
+                                out[o++] = ' ';
+                        continue;
+                }
+                out[o++] = flags[i];
+        }
+        while (o && out[o - 1] == ' ')
+                o--;
+        out[o] = '\0';
+        return out;
+}
+
+int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, size_t len)
+{
+        struct flags_job j = {0};
+        j.flags = write_flags_normalise(flags, len);
+        if (!j.flags)
+                return -ENOMEM;
+        int r = account_flags_check(j.flags, strlen(j.flags));
+        if (r == 0) {
+                cache_lock(a->cache);
+                struct cache_node *n = cache_node_get(a->cache, msg_id);
+                if (!n || n->kind != CACHE_MSG)
+                        r = n ? -EPERM : -ENOENT;
+                else
+                        r = msg_ref_take((struct cache_msg *)n, &j.ref);
+                cache_unlock(a->cache);
+        }
+        if (r == 0)
+                r = account_run(a, j.ref.mailbox, IMAP_POOL_META, write_flags, &j);
+        if (r == 0) {
+                cache_lock(a->cache);
+                struct cache_node *n = cache_node_get(a->cache, msg_id);
+                if (n && n->kind == CACHE_MSG)
+                        r = cache_msg_set_flags((struct cache_msg *)n, j.out);
+                cache_unlock(a->cache);
+        }
+        free(j.ref.mailbox);
+        free(j.flags);
+        return r == -ESTALE ? -ENOENT : r;
+}
+
+/* ---- APPEND ---- */
+
+struct append_job {
+        const char *mailbox;
+        const char *flags;
+        time_t date;
+        const char *data;
+        size_t len;
+        uint32_t uid;
+};
+
+static int write_append(struct imap_session *s, void *ctx)
+{
+        struct append_job *j = ctx;
+        return imap_append(s, j->mailbox, j->flags, j->date, j->data, j->len, &j->uid);
+}
+
+int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t len,
+                   const char *flags, time_t date)
+{
+        cache_lock(a->cache);
+        struct cache_node *n = cache_node_get(a->cache, mbox_id);
+        char *mailbox = NULL;
+        int r = 0;
+        if (!n || n->kind != CACHE_MBOX)
+                r = n ? -ENOTDIR : -ENOENT;
+        else if (!((struct cache_mbox *)n)->raw || (((struct cache_mbox *)n)->attrs & MBX_NOSELECT))
+                r = -EPERM;
+        else if (!(mailbox = strdup(((struct cache_mbox *)n)->raw)))
+                r = -ENOMEM;
+        cache_unlock(a->cache);
+        if (r < 0)
+                return r;
+        struct append_job j = {mailbox, flags, date, data, len, 0};
+        r = account_run(a, NULL, IMAP_POOL_META, write_append, &j);
+        if (r == 0) {
+                log_dbg("appended %zu bytes to %s as UID %u", len, mailbox, j.uid);
+                cache_lock(a->cache);
+                cache_mbox_mark_stale(a->cache, mailbox);
+                cache_unlock(a->cache);
+        }
+        free(mailbox);
+        return r;
+}

@@ -1,0 +1,44 @@
+/* Changes to the account: each function checks what it can in the cache,
+ * runs the IMAP sequence, and only after the server said OK applies the
+ * change to the cache. Directory entries are (parent id, name) as the
+ * kernel gives them. Errors are negative errno values meant for the caller
+ * of the file operation. */
+#ifndef IMAPFS_FS_ACCOUNT_WRITE_H
+#define IMAPFS_FS_ACCOUNT_WRITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "fs/account.h"
+
+/* CREATE. *id gets the new directory's id. */
+int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t *id);
+
+/* DELETE of an empty folder: -ENOTEMPTY if it has messages or subfolders,
+ * -EPERM for INBOX. */
+int account_rmdir(struct account *a, uint64_t parent, const char *name);
+
+/* RENAME of a folder and its subtree (ids are kept), or UID MOVE of a message
+ * to another folder. -EPERM for INBOX and for renaming a message within its
+ * folder; -EEXIST when the target exists. */
+int account_rename(struct account *a, uint64_t parent, const char *name, uint64_t newparent,
+                   const char *newname);
+
+/* Removes a message: moved to the trash folder, or expunged (UID EXPUNGE) in
+ * the trash folder, with -o trash=none or when there is none. */
+int account_unlink(struct account *a, uint64_t parent, const char *name);
+
+/* Checks a space-separated flag list from user.imap.flags: -EINVAL for
+ * \Recent, unknown system flags and keywords with characters IMAP forbids. */
+int account_flags_check(const char *flags, size_t len);
+
+/* UID STORE FLAGS: replaces the message's flags with flags (checked). */
+int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, size_t len);
+
+/* APPEND data to folder mbox_id, with flags (may be NULL) and INTERNALDATE
+ * date (0: the server's now). */
+int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t len,
+                   const char *flags, time_t date);
+
+#endif

@@ -1,0 +1,136 @@
+#include "fs/inval.h"
+
+#define FUSE_USE_VERSION 34
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imap/log.h"
+
+struct inval_item {
+        struct inval_item *next;
+        uint64_t ino;
+        char *name; /* NULL: an inode, not an entry */
+};
+
+struct inval {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        struct inval_item *head, *tail;
+        struct fuse_session *se;
+        bool started, stop;
+        pthread_t thread;
+};
+
+struct inval *inval_new(void)
+{
+        struct inval *q = calloc(1, sizeof(*q));
+        if (!q)
+                return NULL;
+        pthread_mutex_init(&q->mu, NULL);
+        pthread_cond_init(&q->cv, NULL);
+        return q;
+}
+
+void inval_set_session(struct inval *q, struct fuse_session *se)
+{
+        pthread_mutex_lock(&q->mu);
+        q->se = se;
+        pthread_mutex_unlock(&q->mu);
+}
+
+static void inval_send(struct fuse_session *se, struct inval_item *it)
+{
+        int r = it->name ? fuse_lowlevel_notify_inval_entry(se, it->ino, it->name, strlen(it->name))
+                         : fuse_lowlevel_notify_inval_inode(se, it->ino, 0, 0);
+        /* -ENOENT: the kernel had nothing cached; nothing to do. */
+        if (r < 0 && r != -ENOENT)
+                log_dbg("kernel cache invalidation failed: %s", strerror(-r));
+}
+
+static void *inval_main(void *arg)
+{
+        struct inval *q = arg;
+        pthread_mutex_lock(&q->mu);
+        for (;;) {
+                while (!q->head && !q->stop)
+                        pthread_cond_wait(&q->cv, &q->mu);
+                struct inval_item *it = q->head;
+                if (!it)
+                        break;
+                q->head = it->next;
+                if (!q->head)
+                        q->tail = NULL;
+                struct fuse_session *se = q->se;
+                pthread_mutex_unlock(&q->mu);
+                if (se)
+                        inval_send(se, it);
+                free(it->name);
+                free(it);
+                pthread_mutex_lock(&q->mu);
+        }
+        pthread_mutex_unlock(&q->mu);
+        return NULL;
+}
+
+void inval_free(struct inval *q)
+{
+        if (!q)
+                return;
+        pthread_mutex_lock(&q->mu);
+        q->stop = true;
+        pthread_cond_signal(&q->cv);
+        bool started = q->started;
+        pthread_mutex_unlock(&q->mu);
+        if (started)
+                pthread_join(q->thread, NULL);
+        while (q->head) {
+                struct inval_item *it = q->head;
+                q->head = it->next;
+                free(it->name);
+                free(it);
+        }
+        pthread_mutex_destroy(&q->mu);
+        pthread_cond_destroy(&q->cv);
+        free(q);
+}
+
+static void inval_push(struct inval *q, uint64_t ino, const char *name)
+{
+        struct inval_item *it = calloc(1, sizeof(*it));
+        if (!it || (name && !(it->name = strdup(name)))) {
+                free(it);
+                return; /* the entry times out by itself (entry_timeout) */
+        }
+        it->ino = ino;
+        pthread_mutex_lock(&q->mu);
+        /* Started on first use: after daemonizing, which a thread would not survive. */
+        if (!q->started && !q->stop)
+                q->started = pthread_create(&q->thread, NULL, inval_main, q) == 0;
+        if (!q->started) {
+                pthread_mutex_unlock(&q->mu);
+                free(it->name);
+                free(it);
+                return;
+        }
+        if (q->tail)
+                q->tail->next = it;
+        else
+                q->head = it;
+        q->tail = it;
+        pthread_cond_signal(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+}
+
+void inval_entry(struct inval *q, uint64_t parent, const char *name)
+{
+        inval_push(q, parent, name);
+}
+
+void inval_inode(struct inval *q, uint64_t ino)
+{
+        inval_push(q, ino, NULL);
+}

@@ -1,0 +1,26 @@
+/* Telling the kernel to forget what it cached: a directory entry that no
+ * longer means what it did (a message moved away under a name the user typed,
+ * a file that became a message on close). The kernel holds directory locks
+ * while an operation runs, so these notifications can't be sent from inside
+ * the operation; a thread sends them right after the reply. Live sync will
+ * feed the same queue. */
+#ifndef IMAPFS_FS_INVAL_H
+#define IMAPFS_FS_INVAL_H
+
+#include <stdint.h>
+
+struct fuse_session;
+struct inval;
+
+struct inval *inval_new(void);
+/* The session notifications go to (set once it exists). */
+void inval_set_session(struct inval *q, struct fuse_session *se);
+/* Stops the thread after sending what is queued. */
+void inval_free(struct inval *q);
+
+/* Forget the entry name in directory parent. */
+void inval_entry(struct inval *q, uint64_t parent, const char *name);
+/* Forget the attributes and listing of inode ino. */
+void inval_inode(struct inval *q, uint64_t ino);
+
+#endif

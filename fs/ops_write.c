@@ -1,0 +1,229 @@
+/* Changing the tree: mkdir, rmdir, rename, unlink, create, setattr. Each
+ * reply comes after the server answered; with -o ro every one is EROFS. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fs/account_write.h"
+#include "fs/fs.h"
+
+static bool ops_refuse_ro(fuse_req_t req)
+{
+        if (!fs_of(req)->read_only)
+                return false;
+        fuse_reply_err(req, EROFS);
+        return true;
+}
+
+static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+        struct fs *fs = fs_of(req);
+        uint64_t id = 0;
+        (void)mode;
+        if (ops_refuse_ro(req))
+                return;
+        int r = account_mkdir(&fs->acct, parent, name, &id);
+        if (r < 0) {
+                fuse_reply_err(req, fs_errno(r));
+                return;
+        }
+        struct fuse_entry_param e;
+        memset(&e, 0, sizeof(e));
+        cache_lock(fs->acct.cache);
+        struct cache_node *n = cache_node_get(fs->acct.cache, id);
+        bool same_name = false;
+        if (n) {
+                fs_stat_node(fs, n, &e.attr);
+                same_name = strcmp(((struct cache_mbox *)n)->dname, name) == 0;
+        }
+        cache_unlock(fs->acct.cache);
+        if (!n) {
+                fuse_reply_err(req, EIO);
+                return;
+        }
+        e.ino = id;
+        /* A name that lists differently ("100%" shows as "100%25") must not
+         * stay in the kernel's cache under the typed spelling. */
+        e.attr_timeout = e.entry_timeout = same_name ? fs->entry_timeout : 0;
+        fuse_reply_entry(req, &e);
+        if (!same_name)
+                inval_entry(fs->inval, parent, name);
+}
+
+static void ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+        if (ops_refuse_ro(req))
+                return;
+        int r = account_rmdir(&fs_of(req)->acct, parent, name);
+        fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
+}
+
+static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+        struct fs *fs = fs_of(req);
+        if (ops_refuse_ro(req))
+                return;
+        struct staged_info sd;
+        if (staging_lookup(fs->staging, parent, name, &sd)) {
+                /* A file still being written: drop it, nothing reached the server. */
+                uint64_t p;
+                char *n = NULL;
+                staging_remove(fs->staging, sd.id, &p, &n);
+                free(n);
+                fuse_reply_err(req, 0);
+                return;
+        }
+        int r = account_unlink(&fs->acct, parent, name);
+        fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
+}
+
+static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                       const char *newname, unsigned int flags)
+{
+        struct fs *fs = fs_of(req);
+        if (ops_refuse_ro(req))
+                return;
+        if (flags) {
+                fuse_reply_err(req, EINVAL); /* RENAME_EXCHANGE / NOREPLACE: not in IMAP */
+                return;
+        }
+        cache_lock(fs->acct.cache);
+        struct cache_node *pn = cache_node_get(fs->acct.cache, parent);
+        bool is_msg = pn && pn->kind == CACHE_MBOX &&
+                      cache_msg_by_name((struct cache_mbox *)pn, name) != NULL;
+        cache_unlock(fs->acct.cache);
+        int r = account_rename(&fs->acct, parent, name, newparent, newname);
+        fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
+        /* The kernel now believes the message sits at newname; it sits under
+         * its own name (and new UID) in the target folder. */
+        if (r == 0 && is_msg) {
+                inval_entry(fs->inval, newparent, newname);
+                inval_inode(fs->inval, newparent);
+        }
+}
+
+static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                       struct fuse_file_info *fi)
+{
+        struct fs *fs = fs_of(req);
+        (void)mode;
+        if (ops_refuse_ro(req))
+                return;
+        cache_lock(fs->acct.cache);
+        struct cache_node *pn = cache_node_get(fs->acct.cache, parent);
+        int err = 0;
+        if (!pn || pn->kind != CACHE_MBOX)
+                err = pn ? ENOTDIR : ENOENT;
+        else if (!((struct cache_mbox *)pn)->raw || (((struct cache_mbox *)pn)->attrs & 1u))
+                err = EPERM; /* the root and \Noselect folders hold no messages */
+        else if (cache_msg_by_name((struct cache_mbox *)pn, name) ||
+                 cache_mbox_child((struct cache_mbox *)pn, name))
+                err = EEXIST;
+        uint64_t id = err ? 0 : cache_id_alloc(fs->acct.cache);
+        cache_unlock(fs->acct.cache);
+        if (!err) {
+                int r = staging_create(fs->staging, id, parent, name);
+                if (r == 0)
+                        r = staging_open(fs->staging, id);
+                err = -r;
+        }
+        if (err) {
+                fuse_reply_err(req, err);
+                return;
+        }
+        struct staged_info sd;
+        staging_get(fs->staging, id, &sd);
+        struct fuse_entry_param e;
+        memset(&e, 0, sizeof(e));
+        fs_stat_staged(fs, &sd, &e.attr);
+        e.ino = id;
+        fi->fh = 0;
+        fi->direct_io = 1;
+        fuse_reply_create(req, &e, fi);
+}
+
+static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                        struct fuse_file_info *fi)
+{
+        struct fs *fs = fs_of(req);
+        struct stat st;
+        (void)fi;
+        if (ops_refuse_ro(req))
+                return;
+        struct staged_info sd;
+        if (staging_get(fs->staging, ino, &sd)) {
+                int r = 0;
+                if (to_set & FUSE_SET_ATTR_SIZE)
+                        r = staging_truncate(fs->staging, ino, attr->st_size);
+                /* The mtime given before close becomes the INTERNALDATE
+                 * (cp -p, touch -d); mode and owner have no IMAP meaning and
+                 * are accepted so that cp -p does not fail. */
+                if (r == 0 && (to_set & FUSE_SET_ATTR_MTIME))
+                        r = staging_set_mtime(fs->staging, ino, attr->st_mtime);
+                if (r == 0 && (to_set & FUSE_SET_ATTR_MTIME_NOW))
+                        r = staging_set_mtime(fs->staging, ino, time(NULL));
+                if (r < 0 || !staging_get(fs->staging, ino, &sd)) {
+                        fuse_reply_err(req, r < 0 ? -r : ENOENT);
+                        return;
+                }
+                fs_stat_staged(fs, &sd, &st);
+                fuse_reply_attr(req, &st, 0);
+                return;
+        }
+        cache_lock(fs->acct.cache);
+        struct cache_node *n = cache_node_get(fs->acct.cache, ino);
+        if (n)
+                fs_stat_node(fs, n, &st);
+        cache_unlock(fs->acct.cache);
+        if (!n) {
+                fuse_reply_err(req, ENOENT);
+                return;
+        }
+        if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+                fuse_reply_err(req, EPERM);
+                return;
+        }
+        if (to_set & FUSE_SET_ATTR_SIZE) {
+                fuse_reply_err(req, n->kind == CACHE_MSG ? EACCES : EISDIR);
+                return;
+        }
+        /* Times: accepted and ignored, so that touch, cp -p and rsync work;
+         * a message's date is its INTERNALDATE, which IMAP can't change. */
+        fuse_reply_attr(req, &st, fs->entry_timeout);
+}
+
+static void ops_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d)
+{
+        (void)p, (void)n, (void)m, (void)d;
+        if (!ops_refuse_ro(req))
+                fuse_reply_err(req, EPERM);
+}
+
+static void ops_symlink(fuse_req_t req, const char *link, fuse_ino_t p, const char *n)
+{
+        (void)link, (void)p, (void)n;
+        if (!ops_refuse_ro(req))
+                fuse_reply_err(req, EPERM);
+}
+
+static void ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t np, const char *nn)
+{
+        (void)ino, (void)np, (void)nn;
+        if (!ops_refuse_ro(req))
+                fuse_reply_err(req, EPERM);
+}
+
+void ops_write_register(struct fuse_lowlevel_ops *ops)
+{
+        ops->mkdir = ops_mkdir;
+        ops->rmdir = ops_rmdir;
+        ops->unlink = ops_unlink;
+        ops->rename = ops_rename;
+        ops->create = ops_create;
+        ops->setattr = ops_setattr;
+        ops->mknod = ops_mknod;
+        ops->symlink = ops_symlink;
+        ops->link = ops_link;
+}

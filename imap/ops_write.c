@@ -1,0 +1,294 @@
+#include "imap/ops_write.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "imap/date.h"
+#include "imap/log.h"
+#include "imap/ops.h"
+
+/* A command with one mailbox argument: "CREATE <mailbox>". */
+static int ops_mailbox_cmd(struct imap_session *s, const char *verb, const char *mailbox)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "%s ", verb);
+        imap_cmd_str(&cmd, mailbox);
+        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : imap_result_errno(verb, &res);
+}
+
+int imap_create(struct imap_session *s, const char *mailbox)
+{
+        return ops_mailbox_cmd(s, "CREATE", mailbox);
+}
+
+int imap_delete(struct imap_session *s, const char *mailbox)
+{
+        /* A session that has the mailbox selected would be left in limbo. */
+        const char *sel = imap_session_selected(s);
+        if (sel && strcmp(sel, mailbox) == 0)
+                imap_session_set_selected(s, NULL, NULL);
+        return ops_mailbox_cmd(s, "DELETE", mailbox);
+}
+
+int imap_rename(struct imap_session *s, const char *from, const char *to)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+
+        const char *sel = imap_session_selected(s);
+        if (sel && strcmp(sel, from) == 0)
+                imap_session_set_selected(s, NULL, NULL);
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "RENAME ");
+        imap_cmd_str(&cmd, from);
+        imap_cmd_add(&cmd, " ");
+        imap_cmd_str(&cmd, to);
+        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : imap_result_errno("RENAME", &res);
+}
+
+struct status_ctx {
+        uint32_t messages;
+        bool found;
+};
+
+static bool ops_status_data(void *vctx, const struct imap_response *r)
+{
+        struct status_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "STATUS") != 0)
+                return false;
+        const struct imap_value *list = r->args ? r->args->next : NULL;
+        const struct imap_value *n = imap_fetch_item(list, "MESSAGES");
+        if (n && n->type == IMAP_NUMBER) {
+                c->messages = (uint32_t)n->num;
+                c->found = true;
+        }
+        return true;
+}
+
+int imap_status_messages(struct imap_session *s, const char *mailbox, uint32_t *messages)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct status_ctx c = {0};
+
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "STATUS ");
+        imap_cmd_str(&cmd, mailbox);
+        imap_cmd_add(&cmd, " (MESSAGES)");
+        int r = imap_session_cmd(s, &cmd, ops_status_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("STATUS", &res);
+        if (r == 0 && !c.found)
+                r = -EPROTO;
+        *messages = c.messages;
+        return r;
+}
+
+bool imap_flag_valid(const char *flag, size_t len)
+{
+        static const char *const system[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted",
+                                             "\\Draft"};
+        if (len == 0)
+                return false;
+        if (flag[0] == '\\') {
+                for (size_t i = 0; i < sizeof(system) / sizeof(system[0]); i++)
+                        if (strlen(system[i]) == len && strncasecmp(flag, system[i], len) == 0)
+                                return true;
+                return false; /* \Recent can't be set; other \words are not flags */
+        }
+        for (size_t i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char)flag[i];
+                if (ch <= 0x20 || ch >= 0x7f || strchr("(){%*\"\\]", ch))
+                        return false;
+        }
+        return true;
+}
+
+struct flags_ctx {
+        uint32_t uid;
+        char *out;
+        size_t cap;
+        bool found;
+};
+
+static bool ops_flags_data(void *vctx, const struct imap_response *r)
+{
+        struct flags_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
+        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !flags ||
+            flags->type != IMAP_LIST)
+                return false;
+        size_t o = 0;
+        c->out[0] = '\0';
+        for (const struct imap_value *v = flags->first; v; v = v->next) {
+                if (v->type != IMAP_ATOM || imap_value_is(v, "\\Recent"))
+                        continue;
+                int n = snprintf(c->out + o, c->cap - o, "%s%s", o ? " " : "", v->s);
+                if (n < 0 || (size_t)n >= c->cap - o)
+                        break;
+                o += (size_t)n;
+        }
+        c->found = true;
+        return true;
+}
+
+int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char *out, size_t cap)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct flags_ctx c = {uid, out, cap, false};
+
+        /* flags were checked flag by flag: they are atoms and safe as they are. */
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID STORE %u FLAGS (%s)", uid, flags);
+        int r = imap_session_cmd(s, &cmd, ops_flags_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("UID STORE", &res);
+        if (r == 0 && !c.found)
+                snprintf(out, cap, "%s", flags); /* a server that stays silent */
+        return r;
+}
+
+static int ops_simple(struct imap_session *s, const char *what, const char *fmt, uint32_t uid)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, fmt, uid);
+        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : imap_result_errno(what, &res);
+}
+
+int imap_expunge_uid(struct imap_session *s, uint32_t uid)
+{
+        if (!imap_session_caps(s)->uidplus) {
+                log_warn("the server has no UIDPLUS: removing one message would need a plain "
+                         "EXPUNGE, which also removes what other clients marked \\Deleted");
+                return -EPERM;
+        }
+        int r = ops_simple(s, "UID STORE \\Deleted", "UID STORE %u +FLAGS.SILENT (\\Deleted)", uid);
+        if (r == 0)
+                r = ops_simple(s, "UID EXPUNGE", "UID EXPUNGE %u", uid);
+        return r;
+}
+
+/* COPYUID <uidvalidity> <source set> <dest set>: for one message the dest
+ * set is one UID. */
+static uint32_t ops_copyuid(const char *args)
+{
+        unsigned long v = 0, dst = 0;
+        char src[64];
+        if (sscanf(args, "%lu %63s %lu", &v, src, &dst) == 3 && dst <= UINT32_MAX)
+                return (uint32_t)dst;
+        return 0;
+}
+
+struct move_ctx {
+        uint32_t new_uid;
+};
+
+/* UID MOVE reports COPYUID in an untagged OK before its EXPUNGEs. */
+static bool ops_move_data(void *vctx, const struct imap_response *r)
+{
+        struct move_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || r->status != IMAP_ST_OK || !r->code ||
+            strcmp(r->code, "COPYUID") != 0)
+                return false;
+        char args[128] = "";
+        size_t o = 0;
+        for (const struct imap_value *v = r->code_args; v && o < sizeof(args) - 1; v = v->next) {
+                int n = snprintf(args + o, sizeof(args) - o, "%s%s", o ? " " : "", v->s);
+                if (n < 0 || (size_t)n >= sizeof(args) - o)
+                        break;
+                o += (size_t)n;
+        }
+        c->new_uid = ops_copyuid(args);
+        return true;
+}
+
+int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target, uint32_t *new_uid)
+{
+        const struct imap_caps *caps = imap_session_caps(s);
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct move_ctx c = {0};
+
+        *new_uid = 0;
+        if (!caps->move && !caps->uidplus) {
+                log_warn("the server has neither MOVE nor UIDPLUS: a message can't be moved "
+                         "without a plain EXPUNGE");
+                return -EPERM;
+        }
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID %s %u ", caps->move ? "MOVE" : "COPY", uid);
+        imap_cmd_str(&cmd, target);
+        int r = imap_session_cmd(s, &cmd, ops_move_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno(caps->move ? "UID MOVE" : "UID COPY", &res);
+        if (r < 0)
+                return r;
+        *new_uid = c.new_uid;
+        if (strcmp(res.code, "COPYUID") == 0)
+                *new_uid = ops_copyuid(res.args);
+        if (caps->move)
+                return 0;
+        /* Copied: only now may the original go. */
+        return imap_expunge_uid(s, uid);
+}
+
+int imap_append(struct imap_session *s, const char *mailbox, const char *flags, time_t date,
+                const char *data, size_t len, uint32_t *new_uid)
+{
+        const struct imap_caps *caps = imap_session_caps(s);
+        struct imap_cmd cmd;
+        struct imap_result res;
+
+        *new_uid = 0;
+        if (caps->appendlimit && len > caps->appendlimit)
+                return -EFBIG;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "APPEND ");
+        imap_cmd_str(&cmd, mailbox);
+        if (flags && *flags)
+                imap_cmd_add(&cmd, " (%s)", flags);
+        if (date) {
+                char d[40];
+                imap_date_format_internal(date, d, sizeof(d));
+                imap_cmd_add(&cmd, " \"%s\"", d);
+        }
+        imap_cmd_add(&cmd, " ");
+        /* Always a literal: a message is never a quoted string. */
+        imap_cmd_literal(&cmd, data, len);
+        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("APPEND", &res);
+        if (r == 0 && strcmp(res.code, "APPENDUID") == 0) {
+                unsigned long v, u;
+                if (sscanf(res.args, "%lu %lu", &v, &u) == 2 && u <= UINT32_MAX)
+                        *new_uid = (uint32_t)u;
+        }
+        return r;
+}

@@ -1,0 +1,54 @@
+/* The IMAP commands that change the account. Each one is a short, explicit
+ * sequence whose failure points are named in its comment; results come from
+ * the server's answer (APPENDUID, COPYUID, FETCH FLAGS), never from hope.
+ * Errors as imap_result_errno(): -EEXIST, -ENOENT, -EDQUOT, -EFBIG, -EACCES,
+ * -EPERM (refused, or the server lacks what a safe sequence needs), -EIO (the
+ * session broke: the outcome is unknown), -EPROTO (other NO/BAD). */
+#ifndef IMAPFS_IMAP_OPS_WRITE_H
+#define IMAPFS_IMAP_OPS_WRITE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "imap/session.h"
+
+int imap_create(struct imap_session *s, const char *mailbox);
+int imap_delete(struct imap_session *s, const char *mailbox);
+int imap_rename(struct imap_session *s, const char *from, const char *to);
+
+/* STATUS mailbox (MESSAGES): how many messages it holds. */
+int imap_status_messages(struct imap_session *s, const char *mailbox, uint32_t *messages);
+
+/* True if flag may be sent in a flag list: a system flag other than \Recent,
+ * or a keyword made of atom characters (no \ ( ) { " % * ] SP CTL, 8-bit). */
+bool imap_flag_valid(const char *flag, size_t len);
+
+/* UID STORE uid FLAGS (flags) in the selected mailbox; flags is a
+ * space-separated list already checked with imap_flag_valid. The flags the
+ * server reports afterwards go to out (space-separated, \Recent left out). */
+int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char *out,
+                     size_t cap);
+
+/* Removes one message from the selected mailbox and nothing else:
+ * UID STORE uid +FLAGS.SILENT (\Deleted), then UID EXPUNGE uid. Never a
+ * plain EXPUNGE or CLOSE, which would also remove messages that other clients
+ * marked \Deleted. Needs UIDPLUS (-EPERM without it). */
+int imap_expunge_uid(struct imap_session *s, uint32_t uid);
+
+/* Moves one message of the selected mailbox to target: UID MOVE where the
+ * server has MOVE; else UID COPY, and only after it succeeded,
+ * imap_expunge_uid(). *new_uid is its UID in target from COPYUID, 0 if the
+ * server did not say. A failure after the copy leaves the message in both
+ * places, never in neither. */
+int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target, uint32_t *new_uid);
+
+/* APPEND mailbox (flags) date {len} with data. flags may be NULL/"";
+ * date 0 leaves INTERNALDATE to the server (now). *new_uid from APPENDUID,
+ * 0 if the server did not say. Refused before sending when the server's
+ * APPENDLIMIT is smaller than len (-EFBIG). */
+int imap_append(struct imap_session *s, const char *mailbox, const char *flags, time_t date,
+                const char *data, size_t len, uint32_t *new_uid);
+
+#endif
