@@ -320,6 +320,7 @@ static int account_listing_fetch(struct imap_session *s, void *ctx)
         const char *sel = imap_session_selected(s);
         bool was_selected = sel && strcmp(sel, j->raw) == 0;
         int r = imap_select(s, j->raw, &j->si);
+        unsigned events = imap_session_events(s);
         if (r == 0 && was_selected)
                 r = imap_noop(s); /* lets EXISTS/EXPUNGE/FETCH arrive as events */
         if (r < 0)
@@ -328,7 +329,7 @@ static int account_listing_fetch(struct imap_session *s, void *ctx)
         /* A fresh SELECT tells counts, not flags: only a listing that stayed
          * selected (and so got every change as an event) can be confirmed
          * without fetching it again. */
-        j->changed = !j->have_listing || !was_selected ||
+        j->changed = !j->have_listing || !was_selected || imap_session_events(s) != events ||
                      j->si.uidvalidity != j->known_uidvalidity || j->si.exists != j->known_exists ||
                      (j->si.uidnext && j->si.uidnext != j->known_uidnext);
         if (j->changed && j->si.exists > 0)

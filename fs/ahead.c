@@ -117,11 +117,12 @@ static void *ahead_main(void *arg)
                 h->head = j->next;
                 if (!h->head)
                         h->tail = NULL;
+                bool stopping = h->stop;
                 pthread_mutex_unlock(&h->mu);
 
                 struct ahead_run run = {h, j, malloc(j->n * sizeof(uint32_t))};
                 int r = -ENOMEM;
-                if (run.copy && !h->stop)
+                if (run.copy && !stopping)
                         r = account_run(h->a, j->mailbox, IMAP_POOL_BULK, ahead_fetch, &run);
                 if (r == 0)
                         atomic_fetch_add(&h->a->fetches, 1);

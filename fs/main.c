@@ -20,7 +20,10 @@
 #define DEFAULT_MEM_CACHE (64u << 20)
 /* A file being written stays in memory up to this size, then in a temp file. */
 #define STAGE_MEM_MAX (4u << 20)
-#define MAX_LITERAL (256u << 20)
+/* The most literal bytes one server response may carry. imapfs never asks
+ * for more than 1 MiB of a message in one response; the bound keeps a hostile
+ * server from making us allocate without limit. */
+#define MAX_LITERAL (16u << 20)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -103,8 +106,11 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
         }
         a->opts.revalidate_ms = 5000;
         a->opts.mem_cache = DEFAULT_MEM_CACHE;
-        if (o->mem_cache && !opts_parse_size(o->mem_cache, &a->opts.mem_cache)) {
-                fprintf(stderr, "imapfs: -o mem_cache= takes a size like 64M\n");
+        /* Below a few MiB, blocks of one read would evict each other and be
+         * fetched twice. */
+        if (o->mem_cache && (!opts_parse_size(o->mem_cache, &a->opts.mem_cache) ||
+                             a->opts.mem_cache < (4u << 20))) {
+                fprintf(stderr, "imapfs: -o mem_cache= takes a size from 4M up, like 64M\n");
                 return -1;
         }
         a->imap.password = password_get(o->password_command, o->password_file, err, sizeof(err));

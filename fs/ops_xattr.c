@@ -130,9 +130,19 @@ static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
                 fuse_reply_err(req, ENOENT);
         else if (len < 0)
                 fuse_reply_err(req, ENODATA);
+        else if ((size_t)len >= sizeof(val))
+                fuse_reply_err(req, E2BIG); /* longer than we can hold: never cut silently */
         else
-                ops_reply_value(req, val, (size_t)len < sizeof(val) ? (size_t)len : sizeof(val) - 1,
-                                size);
+                ops_reply_value(req, val, (size_t)len, size);
+}
+
+/* uidvalidity has no value until the folder was selected, but a folder that
+ * can hold messages will have one: list it so getfattr -d asks for it. */
+static bool ops_xattr_will_have(const struct cache_node *n, const char *name)
+{
+        const struct cache_mbox *m = (const struct cache_mbox *)n;
+        return n->kind == CACHE_MBOX && strcmp(name, "user.imap.uidvalidity") == 0 && m->raw &&
+               !(m->attrs & 1u);
 }
 
 static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
@@ -155,9 +165,8 @@ static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
                 const struct xattr_def *t = n->kind == CACHE_MSG ? xattr_msg : xattr_mbox;
                 for (; t->name; t++) {
                         size_t nl = strlen(t->name) + 1;
-                        if (t->get(n, val, sizeof(val)) < 0 &&
-                            strcmp(t->name, "user.imap.uidvalidity"))
-                                continue; /* no value and none to come (the root) */
+                        if (t->get(n, val, sizeof(val)) < 0 && !ops_xattr_will_have(n, t->name))
+                                continue; /* no value, and none to come */
                         if (len + nl <= sizeof(list)) {
                                 memcpy(list + len, t->name, nl);
                                 len += nl;

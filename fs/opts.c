@@ -219,28 +219,22 @@ int opts_parse_url(const char *url, struct imap_account *a, char *err, size_t er
 
 bool opts_parse_size(const char *s, size_t *out)
 {
+        static const char units[] = "KMG";
         char *end;
+        if (*s < '0' || *s > '9')
+                return false;
+        errno = 0;
         unsigned long long v = strtoull(s, &end, 10);
-        if (end == s)
+        if (errno)
                 return false;
-        switch (toupper((unsigned char)*end)) {
-        case 'G':
-                v <<= 10;
-                /* fall through */
-        case 'M':
-                v <<= 10;
-                /* fall through */
-        case 'K':
-                v <<= 10;
+        const char *u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
+        unsigned shift = u ? 10u * (unsigned)(u - units + 1) : 0;
+        if (u)
                 end++;
-                break;
-        case '\0':
-                break;
-        default:
-                return false;
-        }
         if (*end && !(toupper((unsigned char)*end) == 'B' && end[1] == '\0'))
                 return false;
-        *out = (size_t)v;
+        if (v > (SIZE_MAX >> shift))
+                return false;
+        *out = (size_t)(v << shift);
         return true;
 }

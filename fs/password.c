@@ -66,6 +66,10 @@ char *password_get(const char *command, const char *file, char *err, size_t errl
         char *env = envp && *envp ? strdup(envp) : NULL;
         char *pw = NULL;
 
+        /* unsetenv only drops the pointer: the bytes would still show in
+         * /proc/PID/environ. */
+        if (envp)
+                OPENSSL_cleanse((char *)envp, strlen(envp));
         unsetenv("IMAPFS_PASSWORD");
         if (command)
                 pw = password_from_command(command, err, errlen);

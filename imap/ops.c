@@ -149,7 +149,10 @@ int imap_select(struct imap_session *s, const char *mailbox, struct imap_select_
         if (r < 0)
                 return r;
         if (res.status != IMAP_ST_OK)
-                return res.status == IMAP_ST_NO ? -ENOENT : imap_result_errno("SELECT", &res);
+                /* A plain NO is how most servers say "no such mailbox"; a NO
+                 * with a code (UNAVAILABLE, INUSE, LIMIT) is a passing refusal. */
+                return res.status == IMAP_ST_NO && !res.code[0] ? -ENOENT
+                                                                : imap_result_errno("SELECT", &res);
         si.read_only = strcmp(res.code, "READ-ONLY") == 0;
         imap_session_set_selected(s, mailbox, &si);
         *info = si;
@@ -237,6 +240,31 @@ int imap_fetch_listing(struct imap_session *s, imap_msg_fn fn, void *ctx)
 
 /* ---- UID FETCH of a byte range ---- */
 
+/* True if the item name says the bytes start at off: "BODY[]<off>", or
+ * "BODY[]" for off 0. Parsed strictly: a hostile server's digits can't
+ * overflow anything. */
+static bool ops_origin_is(const struct imap_value *name, uint64_t off)
+{
+        if (!name)
+                return off == 0;
+        const char *p = name->s;
+        if (strncasecmp(p, "BODY[]", 6) != 0)
+                return false;
+        p += 6;
+        if (*p == '\0')
+                return off == 0;
+        if (*p++ != '<')
+                return false;
+        uint64_t v = 0;
+        const char *digits = p;
+        while (*p >= '0' && *p <= '9') {
+                if (v > (UINT64_MAX - 9) / 10)
+                        return false;
+                v = v * 10 + (uint64_t)(*p++ - '0');
+        }
+        return p > digits && p[0] == '>' && p[1] == '\0' && v == off;
+}
+
 struct range_ctx {
         uint32_t uid;
         uint64_t off;
@@ -258,10 +286,7 @@ static bool ops_range_data(void *vctx, const struct imap_response *r)
                 return false;
         /* The server echoes the origin: "BODY[]<65536>". A different origin
          * would put bytes at the wrong offset, so it is treated as no data. */
-        unsigned long long origin = 0;
-        if (name && sscanf(name->s, "BODY[]<%llu>", &origin) != 1)
-                origin = 0;
-        if (origin != c->off)
+        if (!ops_origin_is(name, c->off))
                 return true;
         if (body->type == IMAP_NIL) {
                 c->found = true;
@@ -311,7 +336,7 @@ static bool ops_heads_data(void *vctx, const struct imap_response *r)
         const struct imap_value *body = imap_fetch_item_prefix(r->args, "BODY[]", &name);
         if (!uid || uid->type != IMAP_NUMBER || !body || uid->num > UINT32_MAX)
                 return false;
-        if (name && strcmp(name->s, "BODY[]<0>") != 0 && strcmp(name->s, "BODY[]") != 0)
+        if (!ops_origin_is(name, 0))
                 return true; /* not the origin we asked for */
         if (body->type == IMAP_STRING)
                 c->fn(c->ctx, (uint32_t)uid->num, body->s, body->len);

@@ -28,6 +28,7 @@ void imap_framer_reset(struct imap_framer *f)
         f->scanned = 0;
         f->literal_left = 0;
         f->line_bytes = 0;
+        f->literal_total = 0;
 }
 
 static bool frame_is_digit(char c)
@@ -127,8 +128,9 @@ ssize_t imap_frame(struct imap_framer *f, const char *buf, size_t len, uint64_t 
                         imap_framer_reset(f);
                         return (ssize_t)(eol + 1);
                 }
-                if (n > max_literal)
+                if (n > max_literal || f->literal_total + n > max_literal)
                         return -E2BIG;
+                f->literal_total += n;
                 f->literal_left = n;
                 pos = eol + 1;
         }

@@ -20,11 +20,12 @@
 #define IMAP_MAX_DEPTH 64
 
 struct imap_framer {
-        size_t scanned;        /* bytes of the current response already examined (the last
-                                * few bytes of an unfinished line are looked at again, so a
-                                * literal spec split across reads is seen whole) */
-        uint64_t literal_left; /* bytes of a literal still to skip (a hint for read sizes) */
-        size_t line_bytes;     /* non-literal bytes seen in this response */
+        size_t scanned;         /* bytes of the current response already examined (the last
+                                 * few bytes of an unfinished line are looked at again, so a
+                                 * literal spec split across reads is seen whole) */
+        uint64_t literal_left;  /* bytes of a literal still to skip (a hint for read sizes) */
+        size_t line_bytes;      /* non-literal bytes seen in this response */
+        uint64_t literal_total; /* literal bytes announced in this response */
 };
 
 /* Reset before the first call and after every complete response (imap_frame
@@ -34,7 +35,9 @@ void imap_framer_reset(struct imap_framer *f);
 /* Looks for the end of the response that starts at buf[0]. buf holds all bytes
  * received so far for this response (the caller appends and calls again).
  * Returns the length of the complete response (including its final CRLF),
- * 0 if more bytes are needed, -E2BIG if a literal is larger than max_literal or
+ * 0 if more bytes are needed, -E2BIG if the literals of the response add up to
+ * more than max_literal (so one response never costs more than max_literal
+ * plus IMAP_MAX_LINE bytes, however many literals it announces) or
  * the line is longer than IMAP_MAX_LINE, -EPROTO for a malformed literal spec,
  * -EINVAL if len is smaller than on the previous call for this response.
  * A bare LF ends a line as well as CRLF does. A line whose last '{' (within the

@@ -198,12 +198,14 @@ void imap_pool_forget_mailbox(struct imap_pool *p, const char *mailbox)
         pthread_mutex_lock(&p->mu);
         for (size_t i = 0; i < p->n; i++) {
                 struct pool_slot *sl = &p->slots[i];
-                const char *sel = sl->s ? imap_session_selected(sl->s) : NULL;
-                if (!sel || strcmp(sel, mailbox) != 0)
-                        continue;
-                if (sl->busy)
+                /* A busy session's selection belongs to the thread using it:
+                 * don't read it, just make it start over when it comes back. */
+                if (sl->busy) {
                         sl->forget = true;
-                else
+                        continue;
+                }
+                const char *sel = sl->s ? imap_session_selected(sl->s) : NULL;
+                if (sel && strcmp(sel, mailbox) == 0)
                         imap_session_set_selected(sl->s, NULL, NULL);
         }
         pthread_mutex_unlock(&p->mu);

@@ -131,22 +131,34 @@ static void cmd_quoted(struct imap_cmd *c, const char *s, size_t len)
         c->len = (size_t)(d - c->buf);
 }
 
+/* Records that the session must wait for "+" after what was built so far. */
+static void cmd_split(struct imap_cmd *c)
+{
+        size_t *ns = realloc(c->splits, (c->nsplits + 1) * sizeof(*ns));
+        if (!ns) {
+                c->oom = true;
+                return;
+        }
+        c->splits = ns;
+        c->splits[c->nsplits++] = c->len;
+}
+
 static void cmd_literal(struct imap_cmd *c, const char *s, size_t len)
 {
         bool plus = c->literal_plus && (c->literal_minus_max == 0 || len <= c->literal_minus_max);
         imap_cmd_add(c, "{%zu%s}\r\n", len, plus ? "+" : "");
         if (c->oom)
                 return;
-        if (!plus) {
-                size_t *ns = realloc(c->splits, (c->nsplits + 1) * sizeof(*ns));
-                if (!ns) {
-                        c->oom = true;
-                        return;
-                }
-                c->splits = ns;
-                c->splits[c->nsplits++] = c->len;
-        }
+        if (!plus)
+                cmd_split(c);
         cmd_append(c, s, len);
+}
+
+void imap_cmd_await_continuation(struct imap_cmd *c)
+{
+        imap_cmd_add(c, "\r\n");
+        if (!c->oom)
+                cmd_split(c);
 }
 
 void imap_cmd_string(struct imap_cmd *c, const char *s, size_t len)

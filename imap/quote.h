@@ -34,6 +34,10 @@ void imap_cmd_add(struct imap_cmd *c, const char *fmt, ...) __attribute__((forma
  * literal. */
 void imap_cmd_string(struct imap_cmd *c, const char *s, size_t len);
 
+/* Ends the line here and makes the session wait for the server's "+"
+ * before sending the rest (SASL exchanges without an initial response). */
+void imap_cmd_await_continuation(struct imap_cmd *c);
+
 /* Appends s[0..len) as a literal whatever it holds (message bodies). */
 void imap_cmd_literal(struct imap_cmd *c, const char *s, size_t len);
 

@@ -26,6 +26,12 @@ struct imap_session {
         struct imap_select_info sel;
         bool broken;
         bool timed_out; /* broke because the server went silent past the deadline */
+        /* The deadline counts silence, not transfer time: every read that
+         * brings bytes moves it to now + timeout, up to this cap (0: no
+         * extension), so a big answer on a slow link is not cut off while a
+         * server that trickles bytes still can't hold us forever. */
+        int64_t deadline_ext, deadline_cap;
+        unsigned events; /* changes to the selected mailbox reported so far */
         int64_t last_activity;
         char who[16]; /* "s3", for log lines */
 };
@@ -73,6 +79,13 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                         s->rlen -= s->rstart;
                         s->rstart = 0;
                 }
+                /* A big response grew the buffer: give the memory back once
+                 * it is empty, so idle sessions don't keep their peak. */
+                if (s->rlen == 0 && s->rcap > 4 * SESSION_READ_CHUNK) {
+                        free(s->rbuf);
+                        s->rbuf = NULL;
+                        s->rcap = 0;
+                }
                 size_t want = SESSION_READ_CHUNK;
                 if (s->fr.literal_left > want)
                         want = s->fr.literal_left > (64u << 20) ? (64u << 20) : s->fr.literal_left;
@@ -88,8 +101,12 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                         s->rbuf = nb;
                         s->rcap = ncap;
                 }
-                ssize_t got =
-                    imap_conn_read(s->conn, s->rbuf + s->rlen, s->rcap - s->rlen, deadline);
+                int64_t dl = deadline > s->deadline_ext ? deadline : s->deadline_ext;
+                ssize_t got = imap_conn_read(s->conn, s->rbuf + s->rlen, s->rcap - s->rlen, dl);
+                if (got > 0 && s->deadline_cap) {
+                        int64_t ext = imap_now_ms() + s->acct->timeout_ms;
+                        s->deadline_ext = ext < s->deadline_cap ? ext : s->deadline_cap;
+                }
                 if (got <= 0) {
                         s->timed_out = got == -ETIMEDOUT;
                         session_break(s, got == 0            ? "server closed the connection"
@@ -163,8 +180,15 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
         }
         if (r->code && strcmp(r->code, "ALERT") == 0)
                 log_warn("server alert: %s", r->text);
+        if (s->selected && r->name &&
+            (strcmp(r->name, "EXISTS") == 0 || strcmp(r->name, "EXPUNGE") == 0 ||
+             strcmp(r->name, "FETCH") == 0 || strcmp(r->name, "VANISHED") == 0))
+                s->events++;
         if (s->selected && r->has_number && r->name && strcmp(r->name, "EXISTS") == 0)
                 s->sel.exists = r->number;
+        if (s->selected && r->has_number && r->name && strcmp(r->name, "EXPUNGE") == 0 &&
+            s->sel.exists > 0)
+                s->sel.exists--;
         if (s->acct->on_event)
                 s->acct->on_event(s->acct->event_ctx, s->selected, r);
 }
@@ -257,6 +281,8 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
         int64_t deadline = imap_now_ms() + s->acct->timeout_ms;
         bool done = false;
 
+        s->deadline_ext = 0;
+        s->deadline_cap = imap_now_ms() + 10 * (int64_t)s->acct->timeout_ms;
         memset(res, 0, sizeof(*res));
         if (s->broken)
                 return -EIO;
@@ -418,7 +444,14 @@ static int session_login(struct imap_session *s, char *err, size_t errlen)
                 raw[1 + ul] = '\0';
                 memcpy(raw + 2 + ul, a->password, pl);
                 EVP_EncodeBlock((unsigned char *)b64, raw, (int)(ul + pl + 2));
-                imap_cmd_add(&c, "AUTHENTICATE PLAIN %s", b64);
+                /* With SASL-IR the response rides on the command line; without
+                 * it, it follows the server's empty "+" challenge. */
+                imap_cmd_add(&c, "AUTHENTICATE PLAIN");
+                if (s->caps.sasl_ir)
+                        imap_cmd_add(&c, " ");
+                else
+                        imap_cmd_await_continuation(&c);
+                imap_cmd_add(&c, "%s", b64);
                 OPENSSL_cleanse(raw, ul + pl + 2);
                 OPENSSL_cleanse(b64, strlen(b64));
                 free(raw);
@@ -470,6 +503,19 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         r = session_greeting(s, deadline, err, errlen, &preauth);
         if (r < 0)
                 goto fail;
+        if (a->security == IMAP_SEC_STARTTLS && preauth && !a->allow_plaintext) {
+                /* PREAUTH before STARTTLS would put the whole session in the
+                 * clear, and a man in the middle can send it (the STARTTLS
+                 * downgrade of CVE-2020-14093). */
+                snprintf(err, errlen,
+                         "%s sent PREAUTH before TLS; refusing an unencrypted session "
+                         "(use imaps:// or -o allow_plaintext)",
+                         a->host);
+                r = -EPERM;
+                goto fail;
+        }
+        if (a->security == IMAP_SEC_STARTTLS && preauth)
+                log_warn("%s sent PREAUTH: the session is unencrypted (allow_plaintext)", a->host);
         if (a->security == IMAP_SEC_STARTTLS && !preauth) {
                 r = session_starttls(s, err, errlen);
                 if (r < 0)
@@ -503,6 +549,11 @@ void imap_session_free(struct imap_session *s)
 bool imap_session_broken(const struct imap_session *s)
 {
         return s->broken;
+}
+
+unsigned imap_session_events(const struct imap_session *s)
+{
+        return s->events;
 }
 
 bool imap_session_timed_out(const struct imap_session *s)

@@ -85,6 +85,9 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
                      struct imap_result *res);
 
 bool imap_session_broken(const struct imap_session *s);
+/* How many unsolicited changes (EXISTS, EXPUNGE, FETCH, VANISHED) of the
+ * selected mailbox the session has seen: compare before and after a NOOP. */
+unsigned imap_session_events(const struct imap_session *s);
 /* The session broke because the server did not answer within the deadline. */
 bool imap_session_timed_out(const struct imap_session *s);
 /* When the server last answered anything on this session (monotonic ms). */

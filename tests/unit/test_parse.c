@@ -288,6 +288,31 @@ START_TEST(frame_literal_over_max_is_e2big)
 }
 END_TEST
 
+START_TEST(frame_literal_total_is_bounded)
+{
+        /* Many literals each under the limit must not add up past it: one
+         * response never costs more than max_literal plus a line. */
+        struct imap_framer f;
+        imap_framer_reset(&f);
+        char buf[64];
+        memcpy(buf, "* 1 FETCH (A {600}\r\n", 21);
+        ck_assert_int_eq(imap_frame(&f, buf, 21, 1000), 0);
+        char big[800];
+        size_t n = 0;
+        memcpy(big, buf, 21);
+        n = 21;
+        memset(big + n, 'x', 600);
+        n += 600;
+        memcpy(big + n, " B {600}\r\n", 11);
+        n += 11;
+        ck_assert_int_eq(imap_frame(&f, big, n, 1000), -E2BIG);
+        /* The same two literals fit a larger bound. */
+        imap_framer_reset(&f);
+        memcpy(big + n, "x)\r\n", 5);
+        ck_assert_int_eq(imap_frame(&f, big, n, 1200), 0);
+}
+END_TEST
+
 START_TEST(frame_absurd_literal_is_eproto)
 {
         ck_assert_int_eq(frame_once(S("* 1 FETCH (BODY[] {99999999999999999999}\r\n"), BIG_MAX),
@@ -1413,6 +1438,7 @@ static Suite *parse_suite(void)
         Suite *s = suite_create("parse");
         TCase *tc = tcase_create("frame");
         tcase_add_test(tc, frame_simple_line);
+        tcase_add_test(tc, frame_literal_total_is_bounded);
         tcase_add_test(tc, frame_bare_lf);
         tcase_add_test(tc, frame_incomplete_needs_more);
         tcase_add_test(tc, frame_empty_input);

@@ -176,6 +176,45 @@ START_TEST(test_refuses_without_starttls)
 }
 END_TEST
 
+START_TEST(test_refuses_preauth_before_starttls)
+{
+        /* A man in the middle can answer PREAUTH to skip STARTTLS. */
+        static const struct step script[] = {
+            {NULL, 0, "* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] welcome\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        fake_start(&f, script);
+        struct imap_account a = fake_acct(f.port, "pw", false);
+        struct imap_session *s = NULL;
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), -EPERM);
+        ck_assert_ptr_nonnull(strstr(err, "PREAUTH"));
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_authenticate_plain_without_sasl_ir)
+{
+        /* LOGINDISABLED: AUTHENTICATE PLAIN; no SASL-IR: the response waits
+         * for the server's "+". base64("\0alice\0pw") = AGFsaWNlAHB3 */
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=PLAIN] hi\r\n", 0},
+            {"AUTHENTICATE PLAIN\r", 0, "+ \r\n", 0},
+            {"AGFsaWNlAHB3", 0, "A1 OK [CAPABILITY IMAP4rev1] in\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        fake_start(&f, script);
+        struct imap_account a = fake_acct(f.port, "pw", true);
+        struct imap_session *s = NULL;
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
 START_TEST(test_login_quoted_then_capability)
 {
         static const struct step script[] = {
@@ -411,6 +450,8 @@ int main(void)
         TCase *tc = tcase_create("core");
         tcase_set_timeout(tc, 20);
         tcase_add_test(tc, test_refuses_without_starttls);
+        tcase_add_test(tc, test_refuses_preauth_before_starttls);
+        tcase_add_test(tc, test_authenticate_plain_without_sasl_ir);
         tcase_add_test(tc, test_login_quoted_then_capability);
         tcase_add_test(tc, test_login_synchronizing_literal);
         tcase_add_test(tc, test_login_refused);
