@@ -166,18 +166,6 @@ int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, ch
         return r;
 }
 
-static int ops_simple(struct imap_session *s, const char *what, const char *fmt, uint32_t uid)
-{
-        struct imap_cmd cmd;
-        struct imap_result res;
-
-        imap_session_cmd_init(s, &cmd);
-        imap_cmd_add(&cmd, fmt, uid);
-        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
-        imap_cmd_free(&cmd);
-        return r < 0 ? r : imap_result_errno(what, &res);
-}
-
 int imap_expunge_uid(struct imap_session *s, uint32_t uid)
 {
         if (!imap_session_caps(s)->uidplus) {
@@ -185,10 +173,23 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid)
                          "EXPUNGE, which also removes what other clients marked \\Deleted");
                 return -EPERM;
         }
-        int r = ops_simple(s, "UID STORE \\Deleted", "UID STORE %u +FLAGS.SILENT (\\Deleted)", uid);
-        if (r == 0)
-                r = ops_simple(s, "UID EXPUNGE", "UID EXPUNGE %u", uid);
-        return r;
+        /* Both in one round trip. Safe: if the STORE fails, the message has
+         * no \Deleted of ours and UID EXPUNGE of its UID removes nothing that
+         * wasn't marked \Deleted already. */
+        struct imap_cmd store, expunge;
+        struct imap_cmd *cmds[2] = {&store, &expunge};
+        struct imap_result res[2];
+        imap_session_cmd_init(s, &store);
+        imap_cmd_add(&store, "UID STORE %u +FLAGS.SILENT (\\Deleted)", uid);
+        imap_session_cmd_init(s, &expunge);
+        imap_cmd_add(&expunge, "UID EXPUNGE %u", uid);
+        int r = imap_session_pipeline(s, cmds, 2, NULL, NULL, res);
+        imap_cmd_free(&store);
+        imap_cmd_free(&expunge);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("UID STORE \\Deleted", &res[0]);
+        return r < 0 ? r : imap_result_errno("UID EXPUNGE", &res[1]);
 }
 
 /* COPYUID <uidvalidity> <source set> <dest set>: for one message the dest

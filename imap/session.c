@@ -274,6 +274,44 @@ static int session_await_continuation(struct imap_session *s, const char *tag, i
         }
 }
 
+/* Reads responses until every tag in tags[0..n) has its tagged answer
+ * (res[i] for tags[i]); untagged ones go to fn, else become events. */
+static int session_collect(struct imap_session *s, char **tags, size_t n, imap_data_fn fn,
+                           void *ctx, struct imap_result *res, int64_t deadline)
+{
+        size_t left = n;
+        while (left > 0) {
+                struct imap_response *resp;
+                if (session_read_response(s, deadline, &resp) < 0)
+                        return -EIO;
+                if (resp->kind == IMAP_RESP_TAGGED) {
+                        session_note_caps(s, resp);
+                        for (size_t i = 0; i < n; i++)
+                                if (tags[i] && strcmp(resp->tag, tags[i]) == 0) {
+                                        session_fill_result(&res[i], resp);
+                                        if (res[i].status == IMAP_ST_BAD)
+                                                log_warn("%s: server rejected a command: %s",
+                                                         s->who, res[i].text);
+                                        tags[i] = NULL;
+                                        left--;
+                                        break;
+                                }
+                } else if (resp->kind == IMAP_RESP_UNTAGGED) {
+                        bool claimed = session_note_caps(s, resp) || (fn && fn(ctx, resp));
+                        if (!claimed)
+                                session_event(s, resp);
+                        if (resp->status == IMAP_ST_BYE) {
+                                imap_response_free(resp);
+                                session_break(s, "server said BYE");
+                                return -EIO;
+                        }
+                }
+                /* A stray "+" outside a literal is ignored. */
+                imap_response_free(resp);
+        }
+        return 0;
+}
+
 int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
                      struct imap_result *res)
 {
@@ -315,32 +353,59 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
                                  deadline) < 0)
                         return -EIO;
         }
-        while (!done) {
-                struct imap_response *resp;
-                if (session_read_response(s, deadline, &resp) < 0)
-                        return -EIO;
-                if (resp->kind == IMAP_RESP_TAGGED) {
-                        session_note_caps(s, resp);
-                        if (strcmp(resp->tag, tag) == 0) {
-                                session_fill_result(res, resp);
-                                done = true;
-                        }
-                } else if (resp->kind == IMAP_RESP_UNTAGGED) {
-                        bool claimed = session_note_caps(s, resp) || (fn && fn(ctx, resp));
-                        if (!claimed)
-                                session_event(s, resp);
-                        if (resp->status == IMAP_ST_BYE) {
-                                imap_response_free(resp);
-                                session_break(s, "server said BYE");
-                                return -EIO;
-                        }
+        if (done)
+                return 0;
+        char *tags[1] = {tag};
+        return session_collect(s, tags, 1, fn, ctx, res, deadline);
+}
+
+int imap_session_pipeline(struct imap_session *s, struct imap_cmd **cmds, size_t n, imap_data_fn fn,
+                          void *ctx, struct imap_result *res)
+{
+        bool simple = n <= 16;
+        for (size_t i = 0; i < n && simple; i++)
+                simple = cmds[i]->nsplits == 0 && !cmds[i]->oom;
+        if (!simple) {
+                /* Synchronizing literals need a round trip each anyway. */
+                for (size_t i = 0; i < n; i++) {
+                        int r = imap_session_cmd(s, cmds[i], fn, ctx, &res[i]);
+                        if (r < 0)
+                                return r;
                 }
-                /* A stray "+" outside a literal is ignored. */
-                imap_response_free(resp);
+                return 0;
         }
-        if (res->status == IMAP_ST_BAD)
-                log_warn("%s: server rejected a command: %s", s->who, res->text);
-        return 0;
+        int64_t deadline = imap_now_ms() + s->acct->timeout_ms;
+        s->deadline_ext = 0;
+        s->deadline_cap = imap_now_ms() + 10 * (int64_t)s->acct->timeout_ms;
+        memset(res, 0, n * sizeof(*res));
+        if (s->broken)
+                return -EIO;
+        char tagbuf[16][16];
+        char *tags[16];
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+                imap_cmd_add(cmds[i], "\r\n");
+                snprintf(tagbuf[i], sizeof(tagbuf[i]), "A%u", ++s->tagseq);
+                tags[i] = tagbuf[i];
+                total += strlen(tags[i]) + 1 + cmds[i]->len;
+        }
+        /* All the commands in one write: one round trip for all of them. */
+        char *buf = malloc(total ? total : 1);
+        if (!buf)
+                return -ENOMEM;
+        size_t o = 0;
+        bool redact = false;
+        for (size_t i = 0; i < n; i++) {
+                o += (size_t)sprintf(buf + o, "%s ", tags[i]);
+                memcpy(buf + o, cmds[i]->buf, cmds[i]->len);
+                o += cmds[i]->len;
+                redact |= cmds[i]->redact;
+        }
+        int r = session_send(s, buf, o, redact, deadline);
+        free(buf);
+        if (r < 0)
+                return r;
+        return session_collect(s, tags, n, fn, ctx, res, deadline);
 }
 
 static int session_simple(struct imap_session *s, const char *command, struct imap_result *res)

@@ -84,6 +84,14 @@ void imap_session_free(struct imap_session *s);
 int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
                      struct imap_result *res);
 
+/* Sends up to 16 commands in one write and then reads all their answers:
+ * one round trip for the lot (RFC 3501 §5.5). Each still succeeds or fails on
+ * its own (res[i]); the caller must only pipeline commands that are safe to
+ * run whatever the earlier ones answered. Commands with synchronizing
+ * literals are sent one after another. */
+int imap_session_pipeline(struct imap_session *s, struct imap_cmd **cmds, size_t n, imap_data_fn fn,
+                          void *ctx, struct imap_result *res);
+
 bool imap_session_broken(const struct imap_session *s);
 /* How many unsolicited changes (EXISTS, EXPUNGE, FETCH, VANISHED) of the
  * selected mailbox the session has seen: compare before and after a NOOP. */

@@ -16,6 +16,7 @@
 
 #include "imap/conn.h"
 #include "imap/ops.h"
+#include "imap/ops_write.h"
 #include "imap/session.h"
 #include "tests/unit/unit_main.h"
 
@@ -401,6 +402,46 @@ START_TEST(test_select_and_unsolicited_events)
 }
 END_TEST
 
+START_TEST(test_expunge_is_pipelined_uid_expunge)
+{
+        /* Both commands must be on the wire before the server answers the
+         * first: the fake reads both lines, then replies. Never a plain
+         * EXPUNGE. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            {"A2 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0, "", 0},
+            {"A3 UID EXPUNGE 5\r", 0, "A2 OK stored\r\n* 4 EXPUNGE\r\nA3 OK gone\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_expunge_uid(s, 5), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_expunge_refused_without_uidplus)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_expunge_uid(s, 5), -EPERM);
+        imap_session_free(s);
+        fake_stop(&f);
+        ck_assert_ptr_null(strstr(f.log, "EXPUNGE"));
+}
+END_TEST
+
 START_TEST(test_hostile_mailbox_name_is_literal)
 {
         static const struct step script[] = {
@@ -459,6 +500,8 @@ int main(void)
         tcase_add_test(tc, test_bye_breaks_session);
         tcase_add_test(tc, test_select_and_unsolicited_events);
         tcase_add_test(tc, test_hostile_mailbox_name_is_literal);
+        tcase_add_test(tc, test_expunge_is_pipelined_uid_expunge);
+        tcase_add_test(tc, test_expunge_refused_without_uidplus);
         tcase_add_test(tc, test_oversized_literal_refused);
         suite_add_tcase(s, tc);
         return unit_run(s);
