@@ -349,6 +349,29 @@ void cache_mbox_remove(struct cache *c, struct cache_mbox *m)
                 cache_mbox_destroy(c, m);
 }
 
+int cache_msg_move(struct cache *c, struct cache_msg *msg, struct cache_mbox *target,
+                   uint32_t new_uid, char *new_name)
+{
+        (void)c;
+        if (cache_msg_by_uid(target, new_uid) || cache_msg_by_name(target, new_name))
+                return -EEXIST;
+        struct cache_mbox *src = msg->mbox;
+        HASH_DELETE(hh_uid, src->by_uid, msg);
+        HASH_DELETE(hh_name, src->by_name, msg);
+        src->nmsgs--;
+        src->sorted_dirty = true;
+        free(msg->name);
+        msg->name = new_name;
+        msg->uid = new_uid;
+        msg->mbox = target;
+        msg->mark = true;
+        HASH_ADD(hh_uid, target->by_uid, uid, sizeof(msg->uid), msg);
+        HASH_ADD_KEYPTR(hh_name, target->by_name, msg->name, strlen(msg->name), msg);
+        target->nmsgs++;
+        target->sorted_dirty = true;
+        return 0;
+}
+
 void cache_msg_remove(struct cache *c, struct cache_msg *msg)
 {
         cache_msg_destroy(c, msg->mbox, msg);

@@ -137,6 +137,11 @@ void cache_mbox_remove(struct cache *c, struct cache_mbox *m);
  * new_raw; the subtree's raw names change prefix. Ids are kept. */
 int cache_mbox_rename(struct cache *c, struct cache_mbox *m, struct cache_mbox *new_parent,
                       const char *new_dname, const char *new_raw);
+/* Moves one message to another mailbox where the server gave it new_uid
+ * (COPYUID): the same node (same id, so the kernel's inode stays right), now
+ * called new_name (taken over). -EEXIST if target already has that UID. */
+int cache_msg_move(struct cache *c, struct cache_msg *msg, struct cache_mbox *target,
+                   uint32_t new_uid, char *new_name);
 /* Removes one message (expunged or moved away). */
 void cache_msg_remove(struct cache *c, struct cache_msg *msg);
 /* Replaces one message's flags. */

@@ -95,7 +95,7 @@ int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, 
                 int r = imap_pool_get(a->pool, mailbox, use, &s);
                 if (r < 0)
                         return r;
-                bool reused = imap_session_last_activity(s) < t0;
+                bool reused = imap_session_used(s);
                 r = fn(s, ctx);
                 bool broke = imap_session_broken(s);
                 imap_pool_put(a->pool, s);

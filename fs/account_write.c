@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fs/names.h"
 #include "imap/log.h"
 #include "imap/ops.h"
 #include "imap/ops_write.h"
@@ -69,6 +70,8 @@ int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t
                 return err;
 
         int r = account_run(a, NULL, IMAP_POOL_META, write_create, raw);
+        if (r == -EEXIST)
+                account_refresh_tree(a, 0); /* made elsewhere: show it */
         if (r == 0) {
                 cache_lock(a->cache);
                 r = cache_tree_add(a->cache, raw, delim, 0, account_decode_component);
@@ -236,7 +239,8 @@ static void write_forget_msg(struct account *a, const struct msg_ref *ref, const
 
 struct move_job {
         struct msg_ref ref;
-        const char *target; /* NULL: expunge */
+        const char *target;                /* NULL: expunge */
+        uint32_t new_uidvalidity, new_uid; /* where it went (COPYUID) */
 };
 
 static int write_move(struct imap_session *s, void *ctx)
@@ -248,8 +252,37 @@ static int write_move(struct imap_session *s, void *ctx)
                 return r;
         if (!j->target)
                 return imap_expunge_uid(s, j->ref.uid);
-        uint32_t new_uid;
-        return imap_move_uid(s, j->ref.uid, j->target, &new_uid);
+        return imap_move_uid(s, j->ref.uid, j->target, &j->new_uidvalidity, &j->new_uid);
+}
+
+/* After a move the server confirmed with COPYUID, the message's node goes
+ * with it: same inode, its new UID and name, in the target's listing. GNU mv
+ * stats the target name right after renaming several files; that name then
+ * still finds this very message (until the kernel is told to forget it),
+ * and nothing has to be fetched again. False if that can't be done (no
+ * COPYUID, a target listing of another UIDVALIDITY): the caller forgets it. */
+static bool write_follow_move(struct account *a, const struct move_job *j)
+{
+        if (!j->new_uid || !j->new_uidvalidity)
+                return false;
+        bool moved = false;
+        cache_lock(a->cache);
+        struct cache_mbox *src = cache_mbox_by_raw(a->cache, j->ref.mailbox);
+        struct cache_mbox *dst = cache_mbox_by_raw(a->cache, j->target);
+        struct cache_msg *msg = src && src->uidvalidity == j->ref.uidvalidity
+                                    ? cache_msg_by_uid(src, j->ref.uid)
+                                    : NULL;
+        if (msg && dst && dst->state == CACHE_LISTING_NONE && dst->nmsgs == 0)
+                dst->uidvalidity = j->new_uidvalidity; /* the listing will agree */
+        if (msg && dst && dst->uidvalidity == j->new_uidvalidity) {
+                char *name = names_message_reuid(msg->name, msg->uid, j->new_uid);
+                if (name && cache_msg_move(a->cache, msg, dst, j->new_uid, name) == 0)
+                        moved = true;
+                else
+                        free(name);
+        }
+        cache_unlock(a->cache);
+        return moved;
 }
 
 static int account_move_msg(struct account *a, struct cache_msg *msg, struct cache_mbox *np,
@@ -268,7 +301,7 @@ static int account_move_msg(struct account *a, struct cache_msg *msg, struct cac
         cache_unlock(a->cache);
         if (r == 0)
                 r = account_run(a, j.ref.mailbox, IMAP_POOL_META, write_move, &j);
-        if (r == 0)
+        if (r == 0 && !write_follow_move(a, &j))
                 write_forget_msg(a, &j.ref, j.target);
         free(j.ref.mailbox);
         free((char *)j.target);

@@ -7,13 +7,15 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "imap/log.h"
 
 struct inval_item {
         struct inval_item *next;
         uint64_t ino;
-        char *name; /* NULL: an inode, not an entry */
+        char *name;          /* NULL: an inode, not an entry */
+        struct timespec due; /* not before (CLOCK_MONOTONIC); 0 = now */
 };
 
 struct inval {
@@ -31,7 +33,11 @@ struct inval *inval_new(void)
         if (!q)
                 return NULL;
         pthread_mutex_init(&q->mu, NULL);
-        pthread_cond_init(&q->cv, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&q->cv, &ca);
+        pthread_condattr_destroy(&ca);
         return q;
 }
 
@@ -61,6 +67,15 @@ static void *inval_main(void *arg)
                 struct inval_item *it = q->head;
                 if (!it)
                         break;
+                if (it->due.tv_sec && !q->stop) {
+                        struct timespec now;
+                        clock_gettime(CLOCK_MONOTONIC, &now);
+                        if (now.tv_sec < it->due.tv_sec ||
+                            (now.tv_sec == it->due.tv_sec && now.tv_nsec < it->due.tv_nsec)) {
+                                pthread_cond_timedwait(&q->cv, &q->mu, &it->due);
+                                continue;
+                        }
+                }
                 q->head = it->next;
                 if (!q->head)
                         q->tail = NULL;
@@ -98,7 +113,7 @@ void inval_free(struct inval *q)
         free(q);
 }
 
-static void inval_push(struct inval *q, uint64_t ino, const char *name)
+static void inval_push(struct inval *q, uint64_t ino, const char *name, int delay_ms)
 {
         struct inval_item *it = calloc(1, sizeof(*it));
         if (!it || (name && !(it->name = strdup(name)))) {
@@ -106,6 +121,15 @@ static void inval_push(struct inval *q, uint64_t ino, const char *name)
                 return; /* the entry times out by itself (entry_timeout) */
         }
         it->ino = ino;
+        if (delay_ms > 0) {
+                clock_gettime(CLOCK_MONOTONIC, &it->due);
+                it->due.tv_sec += delay_ms / 1000;
+                it->due.tv_nsec += (long)(delay_ms % 1000) * 1000000;
+                if (it->due.tv_nsec >= 1000000000) {
+                        it->due.tv_sec++;
+                        it->due.tv_nsec -= 1000000000;
+                }
+        }
         pthread_mutex_lock(&q->mu);
         /* Started on first use: after daemonizing, which a thread would not survive. */
         if (!q->started && !q->stop)
@@ -127,10 +151,15 @@ static void inval_push(struct inval *q, uint64_t ino, const char *name)
 
 void inval_entry(struct inval *q, uint64_t parent, const char *name)
 {
-        inval_push(q, parent, name);
+        inval_push(q, parent, name, 0);
+}
+
+void inval_entry_later(struct inval *q, uint64_t parent, const char *name, int delay_ms)
+{
+        inval_push(q, parent, name, delay_ms);
 }
 
 void inval_inode(struct inval *q, uint64_t ino)
 {
-        inval_push(q, ino, NULL);
+        inval_push(q, ino, NULL, 0);
 }

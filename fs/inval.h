@@ -20,6 +20,10 @@ void inval_free(struct inval *q);
 
 /* Forget the entry name in directory parent. */
 void inval_entry(struct inval *q, uint64_t parent, const char *name);
+/* The same after delay_ms: for a name that may be used once more right
+ * away (GNU mv stats the target of each rename) but must not linger. Items
+ * are sent in order, so give every delayed one the same delay. */
+void inval_entry_later(struct inval *q, uint64_t parent, const char *name, int delay_ms);
 /* Forget the attributes and listing of inode ino. */
 void inval_inode(struct inval *q, uint64_t ino);
 

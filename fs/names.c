@@ -201,3 +201,30 @@ malformed:
         free(out);
         return NULL;
 }
+
+char *names_message_reuid(const char *name, unsigned old_uid, unsigned new_uid)
+{
+        char old_suffix[32], new_suffix[32];
+        size_t len = strlen(name);
+        bool bare = false;
+
+        snprintf(old_suffix, sizeof(old_suffix), " [%u].eml", old_uid);
+        size_t ol = strlen(old_suffix);
+        if (len < ol || strcmp(name + len - ol, old_suffix) != 0) {
+                snprintf(old_suffix, sizeof(old_suffix), "%u.eml", old_uid);
+                if (strcmp(name, old_suffix) != 0)
+                        return NULL;
+                bare = true;
+                ol = len;
+        }
+        snprintf(new_suffix, sizeof(new_suffix), bare ? "%u.eml" : " [%u].eml", new_uid);
+        size_t nl = strlen(new_suffix);
+        if (len - ol + nl > NAME_MAX_BYTES)
+                return NULL;
+        char *out = malloc(len - ol + nl + 1);
+        if (!out)
+                return NULL;
+        memcpy(out, name, len - ol);
+        memcpy(out + len - ol, new_suffix, nl + 1);
+        return out;
+}

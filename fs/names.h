@@ -23,6 +23,12 @@
 char *names_message(unsigned uid, const char *date_hdr, const char *subject_hdr,
                     time_t internaldate);
 
+/* The name a message gets when it moves to another folder under new_uid:
+ * the same name with the UID in it replaced (" [old].eml" or "old.eml").
+ * NULL if name doesn't end that way or the result would not fit 255 bytes;
+ * the caller then lets the next listing name it. */
+char *names_message_reuid(const char *name, unsigned old_uid, unsigned new_uid);
+
 /* "<UID>.eml" (for -o names=uid). */
 char *names_message_uid(unsigned uid);
 

@@ -97,11 +97,10 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         int r = account_rename(&fs->acct, parent, name, newparent, newname);
         fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
         /* The kernel now believes the message sits at newname; it sits under
-         * its own name (and new UID) in the target folder. */
-        if (r == 0 && is_msg) {
-                inval_entry(fs->inval, newparent, newname);
-                inval_inode(fs->inval, newparent);
-        }
+         * its own name (and new UID) in the target folder, as the same inode.
+         * The typed name may serve once more (GNU mv stats it), then goes. */
+        if (r == 0 && is_msg)
+                inval_entry_later(fs->inval, newparent, newname, 1000);
 }
 
 static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,

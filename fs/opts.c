@@ -29,6 +29,7 @@ static const struct fuse_opt opts_table[] = {
     OPT("timeout=%u", timeout, 0),
     OPT("connections=%u", connections, 0),
     OPT("mem_cache=%s", mem_cache, 0),
+    OPT("trash=%s", trash, 0),
     OPT("allow_plaintext", allow_plaintext, 1),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),

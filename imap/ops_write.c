@@ -29,13 +29,29 @@ int imap_create(struct imap_session *s, const char *mailbox)
         return ops_mailbox_cmd(s, "CREATE", mailbox);
 }
 
+/* Leaves the selected mailbox without expunging anything: UNSELECT (RFC
+ * 3691), or else a SELECT that must fail, which leaves none selected. Never
+ * CLOSE: it expunges what other clients marked \Deleted. A session that
+ * deletes or renames its own selected mailbox gets BYE from some servers. */
+static int ops_unselect(struct imap_session *s, const char *mailbox)
+{
+        const char *sel = imap_session_selected(s);
+        if (!sel || strcmp(sel, mailbox) != 0)
+                return 0;
+        imap_session_set_selected(s, NULL, NULL);
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, imap_session_caps(s)->unselect ? "UNSELECT" : "EXAMINE \"\"");
+        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : 0;
+}
+
 int imap_delete(struct imap_session *s, const char *mailbox)
 {
-        /* A session that has the mailbox selected would be left in limbo. */
-        const char *sel = imap_session_selected(s);
-        if (sel && strcmp(sel, mailbox) == 0)
-                imap_session_set_selected(s, NULL, NULL);
-        return ops_mailbox_cmd(s, "DELETE", mailbox);
+        int r = ops_unselect(s, mailbox);
+        return r < 0 ? r : ops_mailbox_cmd(s, "DELETE", mailbox);
 }
 
 int imap_rename(struct imap_session *s, const char *from, const char *to)
@@ -43,15 +59,15 @@ int imap_rename(struct imap_session *s, const char *from, const char *to)
         struct imap_cmd cmd;
         struct imap_result res;
 
-        const char *sel = imap_session_selected(s);
-        if (sel && strcmp(sel, from) == 0)
-                imap_session_set_selected(s, NULL, NULL);
+        int r = ops_unselect(s, from);
+        if (r < 0)
+                return r;
         imap_session_cmd_init(s, &cmd);
         imap_cmd_add(&cmd, "RENAME ");
         imap_cmd_str(&cmd, from);
         imap_cmd_add(&cmd, " ");
         imap_cmd_str(&cmd, to);
-        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
         imap_cmd_free(&cmd);
         return r < 0 ? r : imap_result_errno("RENAME", &res);
 }
@@ -193,18 +209,21 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid)
 }
 
 /* COPYUID <uidvalidity> <source set> <dest set>: for one message the dest
- * set is one UID. */
-static uint32_t ops_copyuid(const char *args)
+ * set is one UID. False if the arguments don't say that. */
+static bool ops_copyuid(const char *args, uint32_t *uidvalidity, uint32_t *uid)
 {
         unsigned long v = 0, dst = 0;
         char src[64];
-        if (sscanf(args, "%lu %63s %lu", &v, src, &dst) == 3 && dst <= UINT32_MAX)
-                return (uint32_t)dst;
-        return 0;
+        if (sscanf(args, "%lu %63s %lu", &v, src, &dst) != 3 || v > UINT32_MAX ||
+            dst > UINT32_MAX || strchr(src, ':') || strchr(src, ','))
+                return false;
+        *uidvalidity = (uint32_t)v;
+        *uid = (uint32_t)dst;
+        return true;
 }
 
 struct move_ctx {
-        uint32_t new_uid;
+        uint32_t uidvalidity, uid;
 };
 
 /* UID MOVE reports COPYUID in an untagged OK before its EXPUNGEs. */
@@ -222,18 +241,19 @@ static bool ops_move_data(void *vctx, const struct imap_response *r)
                         break;
                 o += (size_t)n;
         }
-        c->new_uid = ops_copyuid(args);
+        ops_copyuid(args, &c->uidvalidity, &c->uid);
         return true;
 }
 
-int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target, uint32_t *new_uid)
+int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target,
+                  uint32_t *new_uidvalidity, uint32_t *new_uid)
 {
         const struct imap_caps *caps = imap_session_caps(s);
         struct imap_cmd cmd;
         struct imap_result res;
-        struct move_ctx c = {0};
+        struct move_ctx c = {0, 0};
 
-        *new_uid = 0;
+        *new_uid = *new_uidvalidity = 0;
         if (!caps->move && !caps->uidplus) {
                 log_warn("the server has neither MOVE nor UIDPLUS: a message can't be moved "
                          "without a plain EXPUNGE");
@@ -249,9 +269,10 @@ int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target, uint
         r = imap_result_errno(caps->move ? "UID MOVE" : "UID COPY", &res);
         if (r < 0)
                 return r;
-        *new_uid = c.new_uid;
         if (strcmp(res.code, "COPYUID") == 0)
-                *new_uid = ops_copyuid(res.args);
+                ops_copyuid(res.args, &c.uidvalidity, &c.uid);
+        *new_uidvalidity = c.uidvalidity;
+        *new_uid = c.uid;
         if (caps->move)
                 return 0;
         /* Copied: only now may the original go. */

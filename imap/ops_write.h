@@ -39,10 +39,11 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid);
 
 /* Moves one message of the selected mailbox to target: UID MOVE where the
  * server has MOVE; else UID COPY, and only after it succeeded,
- * imap_expunge_uid(). *new_uid is its UID in target from COPYUID, 0 if the
- * server did not say. A failure after the copy leaves the message in both
- * places, never in neither. */
-int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target, uint32_t *new_uid);
+ * imap_expunge_uid(). *new_uidvalidity and *new_uid say where it is in target
+ * (COPYUID), 0 if the server did not say. A failure after the copy leaves the
+ * message in both places, never in neither. */
+int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target,
+                  uint32_t *new_uidvalidity, uint32_t *new_uid);
 
 /* APPEND mailbox (flags) date {len} with data. flags may be NULL/"";
  * date 0 leaves INTERNALDATE to the server (now). *new_uid from APPENDUID,

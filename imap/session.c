@@ -32,6 +32,7 @@ struct imap_session {
          * server that trickles bytes still can't hold us forever. */
         int64_t deadline_ext, deadline_cap;
         unsigned events; /* changes to the selected mailbox reported so far */
+        unsigned ncmds;  /* commands since login */
         int64_t last_activity;
         char who[16]; /* "s3", for log lines */
 };
@@ -326,6 +327,7 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
                 return -EIO;
         if (cmd->oom)
                 return -ENOMEM;
+        s->ncmds++;
         imap_cmd_add(cmd, "\r\n");
         snprintf(tag, sizeof(tag), "A%u", ++s->tagseq);
         size_t taglen = strlen(tag);
@@ -383,6 +385,7 @@ int imap_session_pipeline(struct imap_session *s, struct imap_cmd **cmds, size_t
         char tagbuf[16][16];
         char *tags[16];
         size_t total = 0;
+        s->ncmds += (unsigned)n;
         for (size_t i = 0; i < n; i++) {
                 imap_cmd_add(cmds[i], "\r\n");
                 snprintf(tagbuf[i], sizeof(tagbuf[i]), "A%u", ++s->tagseq);
@@ -592,6 +595,7 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
                         goto fail;
         }
         log_dbg("%s: logged in to %s as %s", s->who, a->host, a->user);
+        s->ncmds = 0;
         *out = s;
         return 0;
 fail:
@@ -614,6 +618,11 @@ void imap_session_free(struct imap_session *s)
 bool imap_session_broken(const struct imap_session *s)
 {
         return s->broken;
+}
+
+bool imap_session_used(const struct imap_session *s)
+{
+        return s->ncmds > 0;
 }
 
 unsigned imap_session_events(const struct imap_session *s)

@@ -47,7 +47,7 @@ struct imap_account {
 struct imap_caps {
         bool imap4rev1, literal_plus, literal_minus, uidplus, move, condstore, qresync, idle,
             notify, esearch, enable, special_use, binary, starttls, logindisabled, auth_plain,
-            sasl_ir;
+            sasl_ir, unselect;
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 
@@ -93,6 +93,9 @@ int imap_session_pipeline(struct imap_session *s, struct imap_cmd **cmds, size_t
                           void *ctx, struct imap_result *res);
 
 bool imap_session_broken(const struct imap_session *s);
+/* True once a command ran after login: a failure then may be a connection
+ * the server dropped while it sat idle. */
+bool imap_session_used(const struct imap_session *s);
 /* How many unsolicited changes (EXISTS, EXPUNGE, FETCH, VANISHED) of the
  * selected mailbox the session has seen: compare before and after a NOOP. */
 unsigned imap_session_events(const struct imap_session *s);

@@ -132,3 +132,95 @@ def measure(fn):
     t = time.monotonic()
     r = fn()
     return r, time.monotonic() - t
+
+
+# -- helpers of the write-path tests (test_write, test_trash, test_append_faults) -----------
+import errno as _errno  # noqa: E402
+
+
+def errno_of(fn):
+    """Runs fn(); None if it succeeded, else the errno of the OSError it raised."""
+    try:
+        fn()
+    except OSError as e:
+        return e.errno
+    return None
+
+
+def ename(e):
+    """errno → 'EEXIST' ('success' for None)."""
+    return "success" if e is None else _errno.errorcode.get(e, str(e))
+
+
+def crlf(data):
+    """Bare LF → CRLF (CRLF and bare CR unchanged): what an APPEND of a file must send."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+
+def mailbox_names(c):
+    """{decoded full name ('/' as the server spells its delimiter): (flags, delim, raw)}."""
+    return {D.mutf7_decode(raw): (flags, delim, raw) for flags, delim, raw in D.list_mailboxes(c)}
+
+
+def server_messages(srv, mailbox, bodies=True, user=None):
+    """(meta, bodies) of one mailbox (UTF-8 name) on a connection of its own; EXAMINE."""
+    c = srv.client(user)
+    try:
+        return server_view(c, mailbox, bodies)
+    finally:
+        c.logout()
+
+
+def account_state(srv, user=None, bodies=True, skip=()):
+    """{decoded mailbox name: {uid: (frozenset of flags without \\Recent, body or size)}} of
+    every selectable mailbox (but those in skip), on a connection of its own."""
+    c = srv.client(user)
+    try:
+        res = {}
+        for name, (flags, delim, raw) in mailbox_names(c).items():
+            if is_noselect(flags) or name in skip:
+                continue
+            typ, data = c.select(D.imap_quote(raw), readonly=True)
+            assert typ == "OK", (name, data)
+            meta = D.fetch_meta(c)
+            b = D.fetch_bodies(c) if bodies and meta else {}
+            res[name] = {u: (frozenset(flags_set(m["flags"])), b.get(u, m["size"])) for u, m in meta.items()}
+        return res
+    finally:
+        c.logout()
+
+
+class RawlogMark:
+    """What the client sent to Dovecot (rawlog=True) after this mark, timestamps stripped.
+
+        mark = RawlogMark(srv); ...; mark.lines() / mark.commands()"""
+
+    TS = re.compile(rb"^\d+\.\d+ ", re.M)
+
+    def __init__(self, srv, user=None):
+        self.dir = srv.rawlog_dir(user)
+        self.sizes = self._sizes()
+
+    def _sizes(self):
+        res = {}
+        for f in os.listdir(self.dir):
+            if f.endswith(".in"):
+                res[f] = os.path.getsize(os.path.join(self.dir, f))
+        return res
+
+    def data(self):
+        out = b""
+        for f in sorted(self._sizes()):
+            with open(os.path.join(self.dir, f), "rb") as fh:
+                fh.seek(self.sizes.get(f, 0))
+                out += self.TS.sub(b"", fh.read())
+        return out
+
+    def lines(self):
+        return self.data().decode("utf-8", "replace").split("\r\n")
+
+    def commands(self, pattern):
+        """Lines that look like a tagged command matching pattern (regex, case-insensitive,
+        matched right after the tag), e.g. commands(r"UID EXPUNGE")."""
+        rx = re.compile(r"^\S+ (?:%s)" % pattern, re.I)
+        return [l for l in self.lines() if rx.match(l)]

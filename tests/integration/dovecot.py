@@ -20,7 +20,7 @@ in /etc. Set IMAPFS_TEST_MAIL_USER to use another existing user. When not root, 
 Dovecot process (login, internal, mail) runs as the invoking user.
 
 Shell use (for examples/demo.sh):
-    python3 tests/integration/dovecot.py start DIR [--sample]   # prints VAR=value lines
+    python3 tests/integration/dovecot.py start DIR [--sample] [--trash]   # prints VAR=value lines
     python3 tests/integration/dovecot.py stop DIR
 """
 
@@ -151,8 +151,8 @@ namespace inbox {{
   inbox = yes
   separator = /
   prefix =
-}}
-
+{special_use}}}
+{quota}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {dir}/passwd
@@ -206,7 +206,35 @@ protocol imap {{
   mail_max_userip_connections = 50
   rawlog_dir = {rawlog_dir}
 }}
+{extra_conf}"""
+
+
+# quota=True: the quota plugin with the "count" backend (the one that works with sdbox;
+# it needs quota_vsizes). No limit by default: give a user one with passwd-file extra
+# fields, e.g. add_user("full", pw, extra="userdb_quota_rule=*:storage=100K
+# userdb_quota_max_mail_size=50K"). Over the limit, APPEND gets
+# "NO [OVERQUOTA] Quota exceeded (mailbox for user is full)"; a message larger than
+# quota_max_mail_size gets "NO [LIMIT] Mail size is larger than the maximum size allowed
+# by server configuration". Dovecot 2.3.19 advertises neither QUOTA (imap_quota is not
+# loaded) nor APPENDLIMIT here.
+QUOTA_CONF = """\
+mail_plugins = $mail_plugins quota
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+}
 """
+
+
+def special_use_conf(special_use):
+    """{mailbox name (UTF-8): "\\Trash" ...} → mailbox sections inside namespace inbox.
+    The mailbox itself is not created (auto = no): LIST shows the attribute once it exists."""
+    out = []
+    for name, attr in special_use.items():
+        if '"' in name or "\\" in name or "\n" in name:
+            raise ValueError("special_use mailbox name can't hold quotes, backslashes, newlines")
+        out.append('  mailbox "%s" {\n    special_use = %s\n  }\n' % (name, attr))
+    return "".join(out)
 
 
 class Dovecot:
@@ -214,10 +242,14 @@ class Dovecot:
 
     d = Dovecot(); d.start(); ... d.stop(); d.cleanup()
     d.imaps_port, d.imap_port, d.cafile, d.user, d.password, d.password_file
+
+    Optional: special_use={"Trash": "\\Trash"} (RFC 6154 attributes, default none),
+    quota=True (see QUOTA_CONF), extra_conf (text appended to dovecot.conf).
     """
 
     def __init__(self, dir=None, ssl=True, user=DEFAULT_USER, password=DEFAULT_PASSWORD,
-                 rawlog=False, mail_debug=False, certfile=None, keyfile=None):
+                 rawlog=False, mail_debug=False, certfile=None, keyfile=None,
+                 special_use=None, quota=False, extra_conf=""):
         self.owns_dir = dir is None
         if dir is None:
             dir = tempfile.mkdtemp(prefix="dc", dir="/tmp")
@@ -229,6 +261,9 @@ class Dovecot:
         self.ssl = ssl
         self.rawlog = rawlog
         self.mail_debug = mail_debug
+        self.special_use = dict(special_use or {})
+        self.quota = quota
+        self.extra_conf = extra_conf
         self.user = user
         self.password = password
         self.users = {}
@@ -310,7 +345,10 @@ class Dovecot:
             imaps_ssl="yes" if self.ssl else "no",
             mail_debug="yes" if self.mail_debug else "no",
             imap_port=self.imap_port, imaps_port=self.imaps_port,
-            rawlog_dir=(self.dir + "/rawlog/%u") if self.rawlog else "")
+            rawlog_dir=(self.dir + "/rawlog/%u") if self.rawlog else "",
+            special_use=special_use_conf(self.special_use),
+            quota=QUOTA_CONF if self.quota else "",
+            extra_conf=self.extra_conf)
         with open(self.conf, "w") as f:
             f.write(conf)
 
@@ -626,12 +664,15 @@ def main(argv):
     ap.add_argument("--no-ssl", action="store_true", help="ssl=no (no STARTTLS, plaintext login)")
     ap.add_argument("--sample", action="store_true", help="load mailgen's sample mail (start only)")
     ap.add_argument("--rawlog", action="store_true")
+    ap.add_argument("--trash", action="store_true",
+                    help="a mailbox Trash with the \\Trash special-use attribute (RFC 6154)")
     a = ap.parse_args(argv)
     if a.action == "stop":
         d = Dovecot(a.dir)
         d.stop()
         return 0
-    d = Dovecot(a.dir, ssl=not a.no_ssl, rawlog=a.rawlog)
+    d = Dovecot(a.dir, ssl=not a.no_ssl, rawlog=a.rawlog,
+                special_use={"Trash": "\\Trash"} if a.trash else None)
     if a.action in ("vars",):
         d.imaps_port, d.imap_port = _ports_from_conf(d.conf)
         sys.stdout.write(d.shell_vars())
@@ -645,6 +686,8 @@ def main(argv):
         sys.stdout.write(d.shell_vars())
         return 0
     d.start()
+    if a.trash:
+        d.doveadm("mailbox", "create", "-u", d.user, "Trash", check=False)  # may exist
     if a.sample:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import mailgen
