@@ -15,7 +15,22 @@ struct cache {
         struct cache_mbox *root;
         cache_name_fn name_fn;
         void *name_ctx;
+        cache_observe_fn observer;
+        void *observer_ctx;
 };
+
+static void cache_notify(struct cache *c, enum cache_change what, uint64_t parent, const char *name,
+                         uint64_t id)
+{
+        if (c->observer)
+                c->observer(c->observer_ctx, what, parent, name, id);
+}
+
+void cache_set_observer(struct cache *c, cache_observe_fn fn, void *ctx)
+{
+        c->observer = fn;
+        c->observer_ctx = ctx;
+}
 
 static void cache_node_add(struct cache *c, struct cache_node *n, enum cache_kind kind)
 {
@@ -26,6 +41,7 @@ static void cache_node_add(struct cache *c, struct cache_node *n, enum cache_kin
 
 static void cache_msg_destroy(struct cache *c, struct cache_mbox *m, struct cache_msg *msg)
 {
+        cache_notify(c, CACHE_NAME_REMOVED, m->node.id, msg->name, msg->node.id);
         HASH_DELETE(hh, c->by_id, &msg->node);
         HASH_DELETE(hh_uid, m->by_uid, msg);
         HASH_DELETE(hh_name, m->by_name, msg);
@@ -64,6 +80,7 @@ static struct cache_mbox *cache_mbox_create(struct cache *c, struct cache_mbox *
         if (parent) {
                 HASH_ADD_KEYPTR(hh_child, parent->children, m->dname, strlen(m->dname), m);
                 parent->nchildren++;
+                cache_notify(c, CACHE_NAME_ADDED, parent->node.id, m->dname, m->node.id);
         }
         if (m->raw)
                 HASH_ADD_KEYPTR(hh_raw, c->by_raw, m->raw, strlen(m->raw), m);
@@ -79,6 +96,7 @@ static void cache_mbox_destroy(struct cache *c, struct cache_mbox *m)
         }
         cache_msgs_clear(c, m);
         if (m->parent) {
+                cache_notify(c, CACHE_NAME_REMOVED, m->parent->node.id, m->dname, m->node.id);
                 HASH_DELETE(hh_child, m->parent->children, m);
                 m->parent->nchildren--;
         }
@@ -274,8 +292,10 @@ void cache_tree_end(struct cache *c)
 /* ---- listing ---- */
 
 void cache_listing_begin(struct cache *c, struct cache_mbox *m, uint32_t uidvalidity,
-                         uint32_t uidnext, uint32_t exists)
+                         uint32_t uidnext, uint32_t exists, uint64_t highestmodseq)
 {
+        m->observed = m->state != CACHE_LISTING_NONE;
+        m->highestmodseq = highestmodseq;
         struct cache_msg *msg, *tmp;
         /* A new UIDVALIDITY means every UID we know may name another message. */
         if (m->uidvalidity != uidvalidity)
@@ -323,6 +343,8 @@ int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint6
         HASH_ADD_KEYPTR(hh_name, m->by_name, msg->name, strlen(msg->name), msg);
         m->nmsgs++;
         m->sorted_dirty = true;
+        if (m->observed)
+                cache_notify(c, CACHE_NAME_ADDED, m->node.id, msg->name, msg->node.id);
         return 0;
 }
 
@@ -335,6 +357,7 @@ void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms, un
                         cache_msg_destroy(c, m, msg);
         }
         m->state = m->stale_gen == gen_at_start ? CACHE_LISTING_VALID : CACHE_LISTING_STALE;
+        m->observed = true;
         m->checked_ms = now_ms;
 }
 

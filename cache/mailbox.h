@@ -62,7 +62,9 @@ struct cache_mbox {
         UT_hash_handle hh_raw;
         /* Listing */
         uint32_t uidvalidity, uidnext, exists;
+        uint64_t highestmodseq; /* CONDSTORE: changes of any kind raise it */
         enum cache_listing_state state;
+        bool observed;             /* report changes to the observer (not during a first listing) */
         int64_t checked_ms;        /* when the listing was last confirmed with the server */
         unsigned stale_gen;        /* bumped by every change notice; a refresh that saw
                                       a bump while it ran leaves the listing stale */
@@ -88,7 +90,16 @@ struct cache;
 typedef char *(*cache_name_fn)(void *ctx, uint32_t uid, const char *header, size_t header_len,
                                time_t internaldate);
 
+/* What changed in the tree, for whoever must tell the kernel: a name that
+ * appeared in or disappeared from directory parent. Called with the cache
+ * lock held: it must only queue work. Messages found by a folder's first
+ * listing are not reported (nothing can have cached them). */
+enum cache_change { CACHE_NAME_ADDED, CACHE_NAME_REMOVED };
+typedef void (*cache_observe_fn)(void *ctx, enum cache_change what, uint64_t parent,
+                                 const char *name, uint64_t id);
+
 struct cache *cache_new(cache_name_fn name_fn, void *name_ctx);
+void cache_set_observer(struct cache *c, cache_observe_fn fn, void *ctx);
 void cache_free(struct cache *c);
 
 void cache_lock(struct cache *c);
@@ -121,7 +132,7 @@ void cache_tree_end(struct cache *c);
  * cache_listing_add() per message from the server; cache_listing_end()
  * removes messages the server no longer has and marks the listing valid. */
 void cache_listing_begin(struct cache *c, struct cache_mbox *m, uint32_t uidvalidity,
-                         uint32_t uidnext, uint32_t exists);
+                         uint32_t uidnext, uint32_t exists, uint64_t highestmodseq);
 int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint64_t size,
                       time_t internaldate, const char *flags, const char *header,
                       size_t header_len);

@@ -397,7 +397,8 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
         struct cache_mbox *m2 = cache_mbox_by_raw(a->cache, raw);
         if (m2 && m2->node.id == mbox_id) {
                 if (r == 0 && changed) {
-                        cache_listing_begin(a->cache, m2, si.uidvalidity, si.uidnext, si.exists);
+                        cache_listing_begin(a->cache, m2, si.uidvalidity, si.uidnext, si.exists,
+                                            si.highestmodseq);
                         for (size_t i = 0; i < l->n; i++)
                                 cache_listing_add(a->cache, m2, l->v[i].uid, l->v[i].size,
                                                   l->v[i].internaldate, l->v[i].flags,

@@ -448,8 +448,7 @@ static int write_flags(struct imap_session *s, void *ctx)
         return imap_store_flags(s, j->ref.uid, j->flags, j->out, sizeof(j->out));
 }
 
-/* "  \Seen   $A " → "\Seen $A" (malloc'd). */
-static char *write_flags_normalise(const char *flags, size_t len)
+char *account_flags_normalise(const char *flags, size_t len)
 {
         char *out = malloc(len + 1);
         size_t o = 0;
@@ -472,7 +471,7 @@ static char *write_flags_normalise(const char *flags, size_t len)
 int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, size_t len)
 {
         struct flags_job j = {0};
-        j.flags = write_flags_normalise(flags, len);
+        j.flags = account_flags_normalise(flags, len);
         if (!j.flags)
                 return -ENOMEM;
         int r = account_flags_check(j.flags, strlen(j.flags));

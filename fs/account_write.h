@@ -29,6 +29,10 @@ int account_rename(struct account *a, uint64_t parent, const char *name, uint64_
  * the trash folder, with -o trash=none or when there is none. */
 int account_unlink(struct account *a, uint64_t parent, const char *name);
 
+/* "  \Seen\t  $A " → "\Seen $A": any run of blanks (space, tab, newline) is
+ * one separator (malloc'd; NULL on ENOMEM). */
+char *account_flags_normalise(const char *flags, size_t len);
+
 /* Checks a space-separated flag list from user.imap.flags: -EINVAL for
  * \Recent, unknown system flags and keywords with characters IMAP forbids. */
 int account_flags_check(const char *flags, size_t len);

@@ -9,14 +9,17 @@
 #include "fs/account.h"
 #include "fs/inval.h"
 #include "fs/staging.h"
+#include "fs/sync.h"
 
 struct fs {
         struct account acct;
         struct fuse_session *se;
         struct staging *staging; /* files being written, until their APPEND */
         struct inval *inval;     /* kernel cache invalidations after replies */
+        struct sync *sync;       /* live sync: IDLE on the folder in use, polls */
         bool read_only;          /* -o ro: every change is EROFS */
         char tmpdir[4096];       /* for staged files that outgrow memory */
+        int poll_ms;             /* -o poll */
         uid_t uid;
         gid_t gid;
         time_t mount_time;

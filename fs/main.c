@@ -37,6 +37,18 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
         conn->max_readahead = 1u << 20;
 }
 
+/* The cache saw a name appear or go (sync, revalidation, our own changes):
+ * the kernel must not keep a dentry, or a "no such file", for it. */
+static void main_observe(void *ctx, enum cache_change what, uint64_t parent, const char *name,
+                         uint64_t id)
+{
+        struct fs *fs = ctx;
+        (void)what;
+        (void)id;
+        if (fs->inval)
+                inval_entry(fs->inval, parent, name);
+}
+
 static void fs_register(struct fuse_lowlevel_ops *ops)
 {
         memset(ops, 0, sizeof(*ops));
@@ -98,6 +110,7 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
                         return -1;
                 }
         }
+        fs->poll_ms = (int)o->poll * 1000;
         fs->staging = staging_new(STAGE_MEM_MAX, main_tmpdir(fs->tmpdir, sizeof(fs->tmpdir)));
         fs->inval = inval_new();
         if (!fs->staging || !fs->inval) {
@@ -200,6 +213,13 @@ int main(int argc, char *argv[])
         if (!fo.foreground)
                 log_init(true, o.debug);
         log_info("mounted %s@%s on %s", fs.acct.imap.user, fs.acct.imap.host, fo.mountpoint);
+        /* Threads start only now: they would not survive daemonizing. */
+        cache_lock(fs.acct.cache);
+        cache_set_observer(fs.acct.cache, main_observe, &fs);
+        cache_unlock(fs.acct.cache);
+        fs.sync = sync_new(&fs.acct, fs.poll_ms);
+        if (!fs.sync || sync_start(fs.sync) < 0)
+                log_warn("live sync could not start: changes elsewhere show on revalidation only");
         if (fo.singlethread) {
                 ret = fuse_session_loop(fs.se);
         } else {
@@ -207,7 +227,13 @@ int main(int argc, char *argv[])
                 ret = fuse_session_loop_mt(fs.se, &cfg);
         }
         ret = ret == 0 ? 0 : 1;
-        /* Stop sending notifications before the session goes. */
+        /* Stop what feeds the kernel notifications, then the notifications,
+         * before the session goes. */
+        sync_free(fs.sync);
+        fs.sync = NULL;
+        cache_lock(fs.acct.cache);
+        cache_set_observer(fs.acct.cache, NULL, NULL);
+        cache_unlock(fs.acct.cache);
         inval_free(fs.inval);
         fs.inval = NULL;
         log_info("unmounted; %llu content fetches, %llu bytes", (unsigned long long)fs.acct.fetches,

@@ -331,6 +331,16 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
                         return;
                 }
         }
+        /* The folder in use is the one to watch with IDLE. */
+        cache_lock(a->cache);
+        struct cache_node *wn = cache_node_get(a->cache, ino);
+        char *watch = wn && wn->kind == CACHE_MBOX && ((struct cache_mbox *)wn)->raw &&
+                              !(((struct cache_mbox *)wn)->attrs & 1u)
+                          ? strdup(((struct cache_mbox *)wn)->raw)
+                          : NULL;
+        cache_unlock(a->cache);
+        sync_watch(fs->sync, watch);
+        free(watch);
         struct dirsnap *d;
         int err = ops_dirsnap_take(fs, ino, &d);
         if (err) {

@@ -3,6 +3,7 @@
  * UID STORE, on a file being written it is kept for its APPEND. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fs/account_write.h"
@@ -187,8 +188,14 @@ static int ops_setxattr_staged(struct fs *fs, fuse_ino_t ino, const char *name, 
                                size_t size)
 {
         if (strcmp(name, "user.imap.flags") == 0) {
-                int r = account_flags_check(value, size);
-                return r < 0 ? r : staging_set_flags(fs->staging, ino, value, size);
+                char *flags = account_flags_normalise(value, size);
+                if (!flags)
+                        return -ENOMEM;
+                int r = account_flags_check(flags, strlen(flags));
+                if (r == 0)
+                        r = staging_set_flags(fs->staging, ino, flags, strlen(flags));
+                free(flags);
+                return r;
         }
         if (strcmp(name, "user.imap.internaldate") == 0) {
                 char buf[64];

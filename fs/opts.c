@@ -30,6 +30,7 @@ static const struct fuse_opt opts_table[] = {
     OPT("connections=%u", connections, 0),
     OPT("mem_cache=%s", mem_cache, 0),
     OPT("trash=%s", trash, 0),
+    OPT("poll=%u", poll, 0),
     OPT("allow_plaintext", allow_plaintext, 1),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
@@ -75,6 +76,7 @@ int opts_parse(struct fuse_args *args, struct opts *o)
         memset(o, 0, sizeof(*o));
         o->timeout = 30;
         o->connections = 4;
+        o->poll = 30;
         if (fuse_opt_parse(args, o, opts_table, opts_proc) < 0)
                 return -1;
         if (o->password_inline) {
@@ -89,6 +91,10 @@ int opts_parse(struct fuse_args *args, struct opts *o)
         }
         if (o->timeout == 0 || o->timeout > 3600) {
                 fprintf(stderr, "imapfs: -o timeout= takes 1 to 3600 seconds\n");
+                return -1;
+        }
+        if (o->poll == 0 || o->poll > 86400) {
+                fprintf(stderr, "imapfs: -o poll= takes 1 to 86400 seconds\n");
                 return -1;
         }
         if (o->connections == 0 || o->connections > 32) {
@@ -127,6 +133,8 @@ void opts_usage(const char *prog)
                "    -o timeout=SECONDS       deadline of one server operation (default 30)\n"
                "    -o connections=N         IMAP connections to use at most (default 4)\n"
                "    -o mem_cache=SIZE        message content kept in memory (default 64M)\n"
+               "    -o poll=SECONDS          check folders for changes made elsewhere this often\n"
+               "                             (default 30; the folder in use is watched live)\n"
                "    -o trash=FOLDER|none     where rm moves messages (default: the server's\n"
                "                             \\Trash folder if it has one; none: expunge)\n"
                "    -h, --help               this help\n"

@@ -19,6 +19,7 @@ struct opts {
         char *trash;
         unsigned timeout;
         unsigned connections;
+        unsigned poll;
         int allow_plaintext;
         int show_help;
         int show_version;

@@ -265,6 +265,16 @@ bool imap_conn_is_tls(const struct imap_conn *c)
         return c->ssl != NULL;
 }
 
+int imap_conn_fd(const struct imap_conn *c)
+{
+        return c->fd;
+}
+
+bool imap_conn_pending(const struct imap_conn *c)
+{
+        return c->ssl && SSL_pending(c->ssl) > 0;
+}
+
 void imap_conn_close(struct imap_conn *c)
 {
         if (!c)

@@ -38,6 +38,10 @@ ssize_t imap_conn_read(struct imap_conn *c, void *buf, size_t len, int64_t deadl
 int imap_conn_write(struct imap_conn *c, const void *buf, size_t len, int64_t deadline);
 
 bool imap_conn_is_tls(const struct imap_conn *c);
+/* The socket, for waiting on it together with other descriptors. */
+int imap_conn_fd(const struct imap_conn *c);
+/* Bytes already decrypted and waiting in the TLS layer (poll can't see them). */
+bool imap_conn_pending(const struct imap_conn *c);
 void imap_conn_close(struct imap_conn *c);
 
 #endif

@@ -1,6 +1,7 @@
 #include "imap/ops.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,6 +364,62 @@ int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t le
         int r = imap_session_cmd(s, &cmd, ops_heads_data, &c, &res);
         imap_cmd_free(&cmd);
         return r < 0 ? r : imap_result_errno("UID FETCH (heads)", &res);
+}
+
+struct status_ctx {
+        struct imap_status_info *out;
+        bool found;
+};
+
+static bool ops_status_data(void *vctx, const struct imap_response *r)
+{
+        struct status_ctx *c = vctx;
+        if (!ops_is_untagged(r, "STATUS"))
+                return false;
+        const struct imap_value *list = r->args ? r->args->next : NULL;
+        static const struct {
+                const char *item;
+                size_t off;
+                bool wide;
+        } items[] = {
+            {"MESSAGES", offsetof(struct imap_status_info, messages), false},
+            {"UIDNEXT", offsetof(struct imap_status_info, uidnext), false},
+            {"UIDVALIDITY", offsetof(struct imap_status_info, uidvalidity), false},
+            {"HIGHESTMODSEQ", offsetof(struct imap_status_info, highestmodseq), true},
+        };
+        for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
+                const struct imap_value *v = imap_fetch_item(list, items[i].item);
+                if (!v || v->type != IMAP_NUMBER)
+                        continue;
+                char *field = (char *)c->out + items[i].off;
+                if (items[i].wide)
+                        *(uint64_t *)(void *)field = v->num;
+                else
+                        *(uint32_t *)(void *)field = (uint32_t)v->num;
+                c->found = true;
+        }
+        return true;
+}
+
+int imap_status(struct imap_session *s, const char *mailbox, struct imap_status_info *out)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct status_ctx c = {out, false};
+
+        memset(out, 0, sizeof(*out));
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "STATUS ");
+        imap_cmd_str(&cmd, mailbox);
+        imap_cmd_add(&cmd, imap_session_caps(s)->condstore
+                               ? " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+                               : " (MESSAGES UIDNEXT UIDVALIDITY)");
+        int r = imap_session_cmd(s, &cmd, ops_status_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("STATUS", &res);
+        return r == 0 && !c.found ? -EPROTO : r;
 }
 
 int imap_noop(struct imap_session *s)

@@ -65,6 +65,15 @@ typedef void (*imap_body_fn)(void *ctx, uint32_t uid, const char *data, size_t l
 int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t len, imap_body_fn fn,
                      void *ctx);
 
+/* STATUS mailbox (MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]): a cheap
+ * "did anything change" for a mailbox that is not selected. highestmodseq
+ * is asked for (and non-zero) only where the server has CONDSTORE. */
+struct imap_status_info {
+        uint32_t messages, uidnext, uidvalidity;
+        uint64_t highestmodseq;
+};
+int imap_status(struct imap_session *s, const char *mailbox, struct imap_status_info *out);
+
 /* NOOP: lets the server deliver pending EXISTS/EXPUNGE/FETCH as events. */
 int imap_noop(struct imap_session *s);
 

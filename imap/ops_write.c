@@ -72,43 +72,11 @@ int imap_rename(struct imap_session *s, const char *from, const char *to)
         return r < 0 ? r : imap_result_errno("RENAME", &res);
 }
 
-struct status_ctx {
-        uint32_t messages;
-        bool found;
-};
-
-static bool ops_status_data(void *vctx, const struct imap_response *r)
-{
-        struct status_ctx *c = vctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "STATUS") != 0)
-                return false;
-        const struct imap_value *list = r->args ? r->args->next : NULL;
-        const struct imap_value *n = imap_fetch_item(list, "MESSAGES");
-        if (n && n->type == IMAP_NUMBER) {
-                c->messages = (uint32_t)n->num;
-                c->found = true;
-        }
-        return true;
-}
-
 int imap_status_messages(struct imap_session *s, const char *mailbox, uint32_t *messages)
 {
-        struct imap_cmd cmd;
-        struct imap_result res;
-        struct status_ctx c = {0};
-
-        imap_session_cmd_init(s, &cmd);
-        imap_cmd_add(&cmd, "STATUS ");
-        imap_cmd_str(&cmd, mailbox);
-        imap_cmd_add(&cmd, " (MESSAGES)");
-        int r = imap_session_cmd(s, &cmd, ops_status_data, &c, &res);
-        imap_cmd_free(&cmd);
-        if (r < 0)
-                return r;
-        r = imap_result_errno("STATUS", &res);
-        if (r == 0 && !c.found)
-                r = -EPROTO;
-        *messages = c.messages;
+        struct imap_status_info st;
+        int r = imap_status(s, mailbox, &st);
+        *messages = st.messages;
         return r;
 }
 
@@ -182,6 +150,43 @@ int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, ch
         return r;
 }
 
+struct search_ctx {
+        uint32_t uid;
+        bool found;
+};
+
+static bool ops_search_data(void *vctx, const struct imap_response *r)
+{
+        struct search_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
+                return false;
+        for (const struct imap_value *v = r->args; v; v = v->next)
+                if (v->type == IMAP_NUMBER && v->num == c->uid)
+                        c->found = true;
+        return true;
+}
+
+/* Counts EXPUNGE/VANISHED while UID EXPUNGE runs, leaving them to be events. */
+static bool ops_expunge_seen(void *vctx, const struct imap_response *r)
+{
+        if (r->kind == IMAP_RESP_UNTAGGED && r->name &&
+            (strcmp(r->name, "EXPUNGE") == 0 || strcmp(r->name, "VANISHED") == 0))
+                ++*(unsigned *)vctx;
+        return false;
+}
+
+static int ops_uid_cmd(struct imap_session *s, const char *what, imap_data_fn fn, void *ctx,
+                       const char *fmt, uint32_t uid)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, fmt, uid);
+        int r = imap_session_cmd(s, &cmd, fn, ctx, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : imap_result_errno(what, &res);
+}
+
 int imap_expunge_uid(struct imap_session *s, uint32_t uid)
 {
         if (!imap_session_caps(s)->uidplus) {
@@ -189,23 +194,27 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid)
                          "EXPUNGE, which also removes what other clients marked \\Deleted");
                 return -EPERM;
         }
-        /* Both in one round trip. Safe: if the STORE fails, the message has
-         * no \Deleted of ours and UID EXPUNGE of its UID removes nothing that
-         * wasn't marked \Deleted already. */
-        struct imap_cmd store, expunge;
-        struct imap_cmd *cmds[2] = {&store, &expunge};
-        struct imap_result res[2];
-        imap_session_cmd_init(s, &store);
-        imap_cmd_add(&store, "UID STORE %u +FLAGS.SILENT (\\Deleted)", uid);
-        imap_session_cmd_init(s, &expunge);
-        imap_cmd_add(&expunge, "UID EXPUNGE %u", uid);
-        int r = imap_session_pipeline(s, cmds, 2, NULL, NULL, res);
-        imap_cmd_free(&store);
-        imap_cmd_free(&expunge);
-        if (r < 0)
+        /* Two round trips, not pipelined: UID EXPUNGE depends on the STORE,
+         * and RFC 3501 §5.5 forbids sending dependent commands without
+         * waiting (a server may run them concurrently). */
+        int r = ops_uid_cmd(s, "UID STORE \\Deleted", NULL, NULL,
+                            "UID STORE %u +FLAGS.SILENT (\\Deleted)", uid);
+        unsigned gone = 0;
+        if (r == 0)
+                r = ops_uid_cmd(s, "UID EXPUNGE", ops_expunge_seen, &gone, "UID EXPUNGE %u", uid);
+        if (r < 0 || gone)
                 return r;
-        r = imap_result_errno("UID STORE \\Deleted", &res[0]);
-        return r < 0 ? r : imap_result_errno("UID EXPUNGE", &res[1]);
+        /* OK without an EXPUNGE: a server may keep the message (no right to
+         * remove it, a \Deleted it silently ignored). rm must not say "done"
+         * unless it is gone. */
+        struct search_ctx sc = {uid, false};
+        r = ops_uid_cmd(s, "UID SEARCH", ops_search_data, &sc, "UID SEARCH UID %u", uid);
+        if (r == 0 && sc.found) {
+                log_warn("the server kept message %u after UID EXPUNGE (no right to remove it?)",
+                         uid);
+                r = -EACCES;
+        }
+        return r;
 }
 
 /* COPYUID <uidvalidity> <source set> <dest set>: for one message the dest
@@ -276,7 +285,24 @@ int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target,
         if (caps->move)
                 return 0;
         /* Copied: only now may the original go. */
-        return imap_expunge_uid(s, uid);
+        const char *src = imap_session_selected(s);
+        char *source = src ? strdup(src) : NULL;
+        r = imap_expunge_uid(s, uid);
+        if (r == -EACCES && c.uid && source) {
+                /* The original stays: take the copy back, so that a failed mv
+                 * leaves one message, not two. Safe: the original is there. */
+                struct imap_select_info si;
+                int rb = imap_select(s, target, &si);
+                if (rb == 0 && si.uidvalidity == c.uidvalidity)
+                        rb = imap_expunge_uid(s, c.uid);
+                if (rb < 0)
+                        log_warn("the copy of message %u stays in %s", uid, target);
+                else
+                        imap_select(s, source, &si);
+                *new_uid = *new_uidvalidity = 0;
+        }
+        free(source);
+        return r;
 }
 
 int imap_append(struct imap_session *s, const char *mailbox, const char *flags, time_t date,

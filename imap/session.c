@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "imap/conn.h"
+#include <poll.h>
 #include "imap/log.h"
 
 #define SESSION_READ_CHUNK (64u * 1024)
@@ -594,6 +595,16 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
                 if (r < 0)
                         goto fail;
         }
+        if (s->caps.enable && s->caps.condstore) {
+                /* CONDSTORE on: SELECT then reports HIGHESTMODSEQ, which
+                 * STATUS can be compared with to see flag changes too. */
+                struct imap_result res;
+                if (session_simple(s, "ENABLE CONDSTORE", &res) < 0) {
+                        snprintf(err, errlen, "connection to %s lost after login", a->host);
+                        r = -EIO;
+                        goto fail;
+                }
+        }
         log_dbg("%s: logged in to %s as %s", s->who, a->host, a->user);
         s->ncmds = 0;
         *out = s;
@@ -676,4 +687,117 @@ struct imap_select_info *imap_session_sel_info(struct imap_session *s)
 int imap_session_id(const struct imap_session *s)
 {
         return s->id;
+}
+
+/* True for the untagged responses that say the account changed. */
+static bool session_is_change(const struct imap_response *r)
+{
+        static const char *const names[] = {"EXISTS",   "EXPUNGE", "FETCH",
+                                            "VANISHED", "STATUS",  "LIST"};
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name)
+                return false;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+                if (strcmp(r->name, names[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* Reads and dispatches every response that is already complete in the
+ * buffer or the TLS layer, without waiting. */
+static int session_drain(struct imap_session *s, bool *changed)
+{
+        for (;;) {
+                ssize_t n = imap_frame(&s->fr, s->rbuf + s->rstart, s->rlen - s->rstart,
+                                       s->acct->max_literal);
+                if (n == 0 && !imap_conn_pending(s->conn))
+                        return 0;
+                struct imap_response *r;
+                if (session_read_response(s, imap_now_ms() + s->acct->timeout_ms, &r) < 0)
+                        return -EIO;
+                if (r->status == IMAP_ST_BYE) {
+                        session_event(s, r);
+                        imap_response_free(r);
+                        session_break(s, "server said BYE");
+                        return -EIO;
+                }
+                if (session_is_change(r))
+                        *changed = true;
+                if (r->kind == IMAP_RESP_UNTAGGED && !session_note_caps(s, r))
+                        session_event(s, r);
+                imap_response_free(r);
+        }
+}
+
+int imap_session_idle(struct imap_session *s, int wake_fd, int max_ms, bool *changed)
+{
+        char tag[16];
+        struct imap_result res;
+        *changed = false;
+        if (s->broken)
+                return -EIO;
+        s->ncmds++;
+        s->deadline_ext = s->deadline_cap = 0;
+        snprintf(tag, sizeof(tag), "A%u", ++s->tagseq);
+        char line[32];
+        int len = snprintf(line, sizeof(line), "%s IDLE\r\n", tag);
+        int64_t deadline = imap_now_ms() + s->acct->timeout_ms;
+        if (session_send(s, line, (size_t)len, false, deadline) < 0)
+                return -EIO;
+        bool done = false;
+        memset(&res, 0, sizeof(res));
+        if (session_await_continuation(s, tag, NULL, NULL, &res, deadline, &done) < 0)
+                return -EIO;
+        if (done)
+                return imap_result_errno("IDLE", &res) ? -EPROTO : 0;
+
+        int64_t until = imap_now_ms() + max_ms;
+        int r = 0;
+        while (!*changed) {
+                r = session_drain(s, changed);
+                if (r < 0 || *changed)
+                        break;
+                int64_t left = until - imap_now_ms();
+                if (left <= 0)
+                        break;
+                struct pollfd p[2] = {{.fd = imap_conn_fd(s->conn), .events = POLLIN},
+                                      {.fd = wake_fd, .events = POLLIN}};
+                int pr = poll(p, wake_fd >= 0 ? 2 : 1, left > 60000 ? 60000 : (int)left);
+                if (pr < 0 && errno != EINTR)
+                        break;
+                if (pr > 0 && (p[1].revents & POLLIN))
+                        break;
+                if (pr > 0 && p[0].revents) {
+                        /* Bytes arrived: take what is there (TLS may need
+                         * more than one read for a record). */
+                        if (s->rcap - s->rlen < SESSION_READ_CHUNK) {
+                                size_t ncap = s->rcap ? s->rcap * 2 : SESSION_READ_CHUNK;
+                                while (ncap - s->rlen < SESSION_READ_CHUNK)
+                                        ncap *= 2;
+                                char *nb = realloc(s->rbuf, ncap);
+                                if (!nb) {
+                                        session_break(s, "out of memory");
+                                        return -EIO;
+                                }
+                                s->rbuf = nb;
+                                s->rcap = ncap;
+                        }
+                        ssize_t got = imap_conn_read(s->conn, s->rbuf + s->rlen, s->rcap - s->rlen,
+                                                     imap_now_ms() + s->acct->timeout_ms);
+                        if (got <= 0) {
+                                session_break(s, got == 0 ? "server closed the connection"
+                                                          : "read error in IDLE");
+                                return -EIO;
+                        }
+                        s->rlen += (size_t)got;
+                        s->last_activity = imap_now_ms();
+                }
+        }
+        if (r < 0)
+                return r;
+        deadline = imap_now_ms() + s->acct->timeout_ms;
+        if (session_send(s, "DONE\r\n", 6, false, deadline) < 0)
+                return -EIO;
+        char *tags[1] = {tag};
+        r = session_collect(s, tags, 1, NULL, NULL, &res, deadline);
+        return r;
 }

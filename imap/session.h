@@ -92,6 +92,13 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
 int imap_session_pipeline(struct imap_session *s, struct imap_cmd **cmds, size_t n, imap_data_fn fn,
                           void *ctx, struct imap_result *res);
 
+/* IDLE (RFC 2177) in the selected mailbox until the server reports a change
+ * (*changed = true; the change went to the account's event handler), wake_fd
+ * becomes readable (it is not read here), or max_ms passes; then DONE. Waiting
+ * in IDLE has no deadline of its own (that is the point), but getting in and
+ * out of it has the usual one. -EPROTO if the server refuses IDLE. */
+int imap_session_idle(struct imap_session *s, int wake_fd, int max_ms, bool *changed);
+
 bool imap_session_broken(const struct imap_session *s);
 /* True once a command ran after login: a failure then may be a connection
  * the server dropped while it sat idle. */

@@ -224,3 +224,11 @@ class RawlogMark:
         matched right after the tag), e.g. commands(r"UID EXPUNGE")."""
         rx = re.compile(r"^\S+ (?:%s)" % pattern, re.I)
         return [l for l in self.lines() if rx.match(l)]
+
+    def wait_commands(self, pattern, timeout=5):
+        """commands(pattern), polled until there is one (the imap process writes its
+        rawlog as it reads); [] after timeout seconds."""
+        try:
+            return wait_for(lambda: self.commands(pattern), timeout, 0.02, "rawlog " + pattern)
+        except TimeoutError:
+            return []

@@ -22,7 +22,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tap  # noqa: E402
 import common as C  # noqa: E402
-from common import D, I, G, sh, mount_files, read_file, errno_of, ename, wait_for  # noqa: E402
+from common import D, I, G, sh, mount_files, errno_of, ename, wait_for  # noqa: E402
 from proxy import Proxy  # noqa: E402
 
 TIMEOUT = 5      # -o timeout=

@@ -13,17 +13,14 @@ Expunging is UID STORE +FLAGS.SILENT (\\Deleted) + UID EXPUNGE: a message anothe
 marked \\Deleted survives, and the rawlog never shows a plain EXPUNGE or CLOSE."""
 
 import email.utils
-import errno
 import os
-import shutil
 import sys
-import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tap  # noqa: E402
 import common as C  # noqa: E402
-from common import D, I, G, sh, mount_files, read_file, errno_of, ename  # noqa: E402
+from common import D, I, G, sh, mount_files, read_file  # noqa: E402
 
 SU = None      # Dovecot with Trash as \Trash
 PLAIN = None   # Dovecot without special-use; it has a mailbox named "Trash"
@@ -193,7 +190,7 @@ class Base(unittest.TestCase):
                          "plain EXPUNGE/CLOSE: they also remove what other clients marked \\Deleted")
 
     def assert_uid_expunge(self, mark, uid):
-        self.assertTrue(mark.commands(r"UID EXPUNGE %d\b" % uid), "no UID EXPUNGE %d" % uid)
+        self.assertTrue(mark.wait_commands(r"UID EXPUNGE %d\b" % uid), "no UID EXPUNGE %d" % uid)
         self.assert_no_plain_expunge(mark)
 
 

@@ -4,12 +4,12 @@ mkdir/rmdir/rename of folders (nested, non-ASCII, INBOX, \\NoInferiors, not empt
 rm -r, rm of a message (expunge: this server has no \\Trash, see test_trash.py), mv of
 messages between folders (one, 200 with flags), cp / cat > / cp -p into a folder (CRLF,
 INTERNALDATE, flags set before close, empty file, the corpus), messages as files
-(EACCES, EPERM, utimens, -o ro), user.imap.flags, and hostile folder names.
+(EACCES, EPERM, utimens, -o ro), user.imap.flags, hostile folder names, and servers
+without MOVE, without UIDPLUS, or with a folder the user may read but not change (ACL).
 
 Every change is checked on the server through imaplib on its own connection (and the
 Dovecot rawlog for what was sent), and in the mount's own view right after it."""
 
-import datetime
 import email.utils
 import errno
 import glob
@@ -36,8 +36,8 @@ MANY_N = 200
 CORPUS = os.path.normpath(os.path.join(I.SRC, "..", "shared", "corpus"))
 HAVE_CORPUS = bool(glob.glob(os.path.join(CORPUS, "**", "*.eml"), recursive=True))
 
-# mailbox → [(key, flags)]; "" entries are created empty. Parents of nested names are
-# created by Dovecot as \Noselect unless listed themselves.
+# mailbox → [(key, flags)] (an empty list: an empty mailbox). Parents of nested names
+# that are not listed themselves are \Noselect on the server.
 FOLDERS = {
     "INBOX": [("inbox-%d" % i, ()) for i in range(3)],
     "Exists": [],
@@ -496,9 +496,9 @@ class TestMessages(Base):
         self.assertEqual(set(meta), {fx("rmmsgs-0").uid, fx("rmmsgs-2").uid})
         self.assertFalse(os.path.exists(path))
         self.assertEqual(set(mount_files(P("RmMsgs"))), set(meta))
-        self.assertEqual(mark.commands(r"UID EXPUNGE %d\b" % m.uid) != [], True,
-                         "no UID EXPUNGE %d in %r" % (m.uid, mark.lines()[-20:]))
-        self.assertTrue(mark.commands(r"UID STORE %d \+FLAGS(\.SILENT)? \(\\Deleted\)" % m.uid),
+        self.assertTrue(mark.wait_commands(r"UID EXPUNGE %d\b" % m.uid),
+                        "no UID EXPUNGE %d in %r" % (m.uid, mark.lines()[-20:]))
+        self.assertTrue(mark.wait_commands(r"UID STORE %d \+FLAGS(\.SILENT)? \(\\Deleted\)" % m.uid),
                         "no UID STORE %d +FLAGS (\\Deleted)" % m.uid)
         self.assertNoPlainExpunge(mark)
         self.assertErrno(lambda: os.unlink(path), errno.ENOENT, "second unlink")
@@ -623,7 +623,7 @@ class TestMessages(Base):
 
 # -- creating messages ---------------------------------------------------------------------------
 def append_literal_sizes(mark):
-    return [int(x) for x in re.findall(r"\{(\d+)\+?\}$", "\n".join(mark.commands("APPEND")), re.M)]
+    return [int(x) for x in re.findall(r"\{(\d+)\+?\}$", "\n".join(mark.wait_commands("APPEND")), re.M)]
 
 
 class TestCopyIn(Base):
@@ -1149,6 +1149,151 @@ class TestHostileNames(Base):
             m.unmount()
         finally:
             m.cleanup()
+
+
+# -- servers without MOVE, without UIDPLUS, and a folder the user may not change -----------------
+CAPS = ("IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
+        "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE "
+        "UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN "
+        "CONTEXT=SEARCH LIST-STATUS BINARY MOVE SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE "
+        "SAVEDATE LITERAL+ NOTIFY")  # what Dovecot 2.3.19 offers after login
+
+
+def caps_without(*drop):
+    return " ".join(c for c in CAPS.split() if c not in drop)
+
+
+class TestServerVariants(Base):
+    """NOMOVE: a server that doesn't offer MOVE (mv is UID COPY, then STORE \\Deleted +
+    UID EXPUNGE), with an ACL that makes folder "Locked" read-only for the user (rights
+    lrsi: PERMANENTFLAGS (\\Seen), no expunge). NOUIDPLUS: no UIDPLUS, so no safe expunge:
+    rm is EPERM. Dovecot still runs the commands; only the CAPABILITY changes."""
+    servers = {}
+    mounts = {}
+    fix = {}
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            nomove = D.Dovecot(rawlog=True)
+            acl = os.path.join(nomove.dir, "global-acl")
+            with open(acl, "w") as f:
+                f.write("Locked user=alice lrsi\n")
+            os.chmod(acl, 0o644)
+            nomove.extra_conf = ("mail_plugins = $mail_plugins acl\nplugin {\n  acl = vfile:%s\n}\n"
+                                 "protocol imap {\n  imap_capability = %s\n}\n" % (acl, caps_without("MOVE")))
+            nouidplus = D.Dovecot(rawlog=True, extra_conf="protocol imap {\n  imap_capability = %s\n}\n"
+                                  % caps_without("UIDPLUS"))
+            cls.servers = {"nomove": nomove, "nouidplus": nouidplus}
+            folders = {"nomove": {"Src": [("nm-src-0", [r"\Seen", "$Label1"]), ("nm-src-1", [r"\Flagged"])],
+                                  "Dst": [("nm-dst-0", ())],
+                                  "Locked": [("locked-0", [r"\Seen"]), ("locked-1", ()), ("locked-2", ())]},
+                       "nouidplus": {"INBOX": [("nu-0", ()), ("nu-1", ())], "Dst": []}}
+            for name, srv_ in cls.servers.items():
+                srv_.start()
+                c = srv_.client()
+                n = 0
+                for mailbox, items in folders[name].items():
+                    if mailbox != "INBOX":
+                        c.create(mailbox)
+                    msgs = []
+                    for key, flags in items:
+                        n += 1
+                        msgs.append(make_msg(key, mailbox, flags, n))
+                    if msgs:
+                        G.multiappend(c, mailbox, msgs)
+                    for mm in msgs:
+                        cls.fix[mm.key] = mm
+                c.logout()
+                m = I.Mount("imaps://alice@127.0.0.1:%d" % srv_.imaps_port,
+                            opts={"cafile": srv_.cafile, "password_file": srv_.password_file})
+                cls.mounts[name] = m
+                m.mount(foreground=True)
+        except Exception:
+            cls.cleanup()
+            raise
+
+    @classmethod
+    def cleanup(cls):
+        for m in cls.mounts.values():
+            m.cleanup()
+        for s_ in cls.servers.values():
+            s_.cleanup()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for m in cls.mounts.values():
+                m.unmount()
+        finally:
+            cls.cleanup()
+
+    def path(self, name, key):
+        return mpath(self.fix[key], self.mounts[name].mp)
+
+    def server_meta(self, name, mailbox, bodies=False):
+        return C.server_messages(self.servers[name], mailbox, bodies=bodies)
+
+    def test_mv_without_move_is_copy_then_uid_expunge(self):
+        m = self.fix["nm-src-0"]
+        src = self.path("nomove", m.key)
+        mark = C.RawlogMark(self.servers["nomove"])
+        r = sh(["mv", src, os.path.join(self.mounts["nomove"].mp, "Dst") + "/"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn(m.uid, self.server_meta("nomove", "Src")[0])
+        meta, bodies = self.server_meta("nomove", "Dst", bodies=True)
+        arrived = [u for u, b in bodies.items() if b == m.raw]
+        self.assertEqual(len(arrived), 1)
+        self.assertEqual(C.flags_set(meta[arrived[0]]["flags"]), set(m.flags))
+        self.assertEqual(mark.commands(r"(UID )?MOVE"), [], "MOVE sent to a server that doesn't offer it")
+        self.assertTrue(mark.wait_commands(r"UID COPY %d " % m.uid), "no UID COPY")
+        self.assertTrue(mark.wait_commands(r"UID EXPUNGE %d\b" % m.uid), "no UID EXPUNGE")
+        self.assertNoPlainExpunge(mark)
+        files = mount_files(os.path.join(self.mounts["nomove"].mp, "Dst"))
+        self.assertEqual(set(files), set(meta))
+
+    def test_rm_without_uidplus_is_eperm(self):
+        m = self.fix["nu-0"]
+        path = self.path("nouidplus", m.key)
+        mark = C.RawlogMark(self.servers["nouidplus"])
+        e = errno_of(lambda: os.unlink(path))
+        self.assertEqual(e, errno.EPERM, "rm without UIDPLUS: %s" % ename(e))
+        self.assertIn(m.uid, self.server_meta("nouidplus", "INBOX")[0])
+        self.assertIn(m.uid, mount_files(os.path.join(self.mounts["nouidplus"].mp, "INBOX")))
+        self.assertEqual(mark.commands(r"(UID )?EXPUNGE|CLOSE"), [])
+        self.assertIn("UIDPLUS", self.mounts["nouidplus"].read_log(), "the log doesn't say why")
+
+    def test_locked_folder_keyword_is_eperm(self):
+        m = self.fix["locked-0"]
+        path = self.path("nomove", m.key)
+        e = errno_of(lambda: os.setxattr(path, "user.imap.flags", b"\\Seen $Label1"))
+        self.assertEqual(e, errno.EPERM, "a keyword where PERMANENTFLAGS is (\\Seen): %s" % ename(e))
+        self.assertEqual(C.flags_set(self.server_meta("nomove", "Locked")[0][m.uid]["flags"]), {"\\Seen"})
+        self.assertEqual(os.getxattr(path, "user.imap.flags").decode().split(), ["\\Seen"])
+
+    def test_locked_folder_rm_fails_and_keeps_the_message(self):
+        m = self.fix["locked-1"]
+        path = self.path("nomove", m.key)
+        e = errno_of(lambda: os.unlink(path))
+        meta = self.server_meta("nomove", "Locked")[0]
+        self.assertIn(m.uid, meta, "the message is gone although the user may not expunge")
+        self.assertIsNotNone(e, "rm reported success but the server still has the message "
+                                "(Dovecot ignores STORE \\Deleted without the right to)")
+        self.assertIn(m.uid, mount_files(os.path.join(self.mounts["nomove"].mp, "Locked")))
+        self.assertTrue(os.path.exists(path))
+
+    def test_locked_folder_mv_out_fails_without_a_duplicate(self):
+        m = self.fix["locked-2"]
+        path = self.path("nomove", m.key)
+        before = self.server_meta("nomove", "Dst", bodies=True)[1]
+        e = errno_of(lambda: os.rename(path, os.path.join(self.mounts["nomove"].mp, "Dst", "x.eml")))
+        self.assertIn(m.uid, self.server_meta("nomove", "Locked")[0])
+        after = self.server_meta("nomove", "Dst", bodies=True)[1]
+        copies = [u for u, b in after.items() if b == m.raw]
+        self.assertIsNotNone(e, "mv reported success but the message is still in Locked")
+        self.assertEqual(copies, [], "mv failed (%s) but left a copy in Dst" % ename(e))
+        self.assertEqual(set(after), set(before))
+        self.assertTrue(os.path.exists(path))
 
 
 if __name__ == "__main__":

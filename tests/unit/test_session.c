@@ -402,16 +402,14 @@ START_TEST(test_select_and_unsolicited_events)
 }
 END_TEST
 
-START_TEST(test_expunge_is_pipelined_uid_expunge)
+START_TEST(test_expunge_is_store_then_uid_expunge)
 {
-        /* Both commands must be on the wire before the server answers the
-         * first: the fake reads both lines, then replies. Never a plain
-         * EXPUNGE. */
+        /* Never a plain EXPUNGE; the EXPUNGE response confirms it is gone. */
         static const struct step script[] = {
             {NULL, 0, GREETING, 0},
             {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
-            {"A2 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0, "", 0},
-            {"A3 UID EXPUNGE 5\r", 0, "A2 OK stored\r\n* 4 EXPUNGE\r\nA3 OK gone\r\n", 0},
+            {"A2 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0, "$T OK stored\r\n", 0},
+            {"A3 UID EXPUNGE 5\r", 0, "* 4 EXPUNGE\r\n$T OK gone\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
@@ -419,6 +417,60 @@ START_TEST(test_expunge_is_pipelined_uid_expunge)
         struct imap_session *s;
         ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         ck_assert_int_eq(imap_expunge_uid(s, 5), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_expunge_kept_by_server_is_eacces)
+{
+        /* OK but no EXPUNGE, and the message is still there: not "done". */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            {"UID STORE 5", 0, "$T OK stored\r\n", 0},
+            {"UID EXPUNGE 5\r", 0, "$T OK nothing\r\n", 0},
+            {"UID SEARCH UID 5\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_pipeline_sends_before_reading)
+{
+        /* Independent commands go out together: the fake reads both lines
+         * before it answers either. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"A2 NOOP", 0, "", 0},
+            {"A3 CAPABILITY", 0, "A2 OK\r\n* CAPABILITY IMAP4rev1 MOVE\r\nA3 OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_cmd c1, c2;
+        struct imap_cmd *cmds[2] = {&c1, &c2};
+        struct imap_result res[2];
+        imap_session_cmd_init(s, &c1);
+        imap_cmd_add(&c1, "NOOP");
+        imap_session_cmd_init(s, &c2);
+        imap_cmd_add(&c2, "CAPABILITY");
+        ck_assert_int_eq(imap_session_pipeline(s, cmds, 2, NULL, NULL, res), 0);
+        ck_assert_int_eq(res[0].status, IMAP_ST_OK);
+        ck_assert_int_eq(res[1].status, IMAP_ST_OK);
+        ck_assert(imap_session_caps(s)->move);
+        imap_cmd_free(&c1);
+        imap_cmd_free(&c2);
         imap_session_free(s);
         fake_stop(&f);
 }
@@ -500,7 +552,9 @@ int main(void)
         tcase_add_test(tc, test_bye_breaks_session);
         tcase_add_test(tc, test_select_and_unsolicited_events);
         tcase_add_test(tc, test_hostile_mailbox_name_is_literal);
-        tcase_add_test(tc, test_expunge_is_pipelined_uid_expunge);
+        tcase_add_test(tc, test_expunge_is_store_then_uid_expunge);
+        tcase_add_test(tc, test_expunge_kept_by_server_is_eacces);
+        tcase_add_test(tc, test_pipeline_sends_before_reading);
         tcase_add_test(tc, test_expunge_refused_without_uidplus);
         tcase_add_test(tc, test_oversized_literal_refused);
         suite_add_tcase(s, tc);

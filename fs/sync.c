@@ -1,0 +1,296 @@
+#include "fs/sync.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "fs/account.h"
+#include "imap/conn.h"
+#include "imap/log.h"
+#include "imap/ops.h"
+
+/* Servers drop an IDLE after 30 minutes of silence (RFC 2177): renew it
+ * before that. */
+#define IDLE_RENEW_MS (25 * 60 * 1000)
+/* Waits between attempts while the server can't be reached. */
+#define BACKOFF_MIN_MS 1000
+#define BACKOFF_MAX_MS 60000
+
+struct sync {
+        struct account *a;
+        int poll_ms;
+        int wake_fd;
+        pthread_t thread;
+        bool started;
+        pthread_mutex_t mu;
+        bool stop;
+        char *watched;          /* guarded by mu */
+        struct imap_session *s; /* the watcher's own connection (thread only) */
+};
+
+struct sync *sync_new(struct account *a, int poll_ms)
+{
+        struct sync *sy = calloc(1, sizeof(*sy));
+        if (!sy)
+                return NULL;
+        sy->a = a;
+        sy->poll_ms = poll_ms;
+        sy->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (sy->wake_fd < 0) {
+                free(sy);
+                return NULL;
+        }
+        pthread_mutex_init(&sy->mu, NULL);
+        return sy;
+}
+
+static void sync_wake(struct sync *sy)
+{
+        uint64_t one = 1;
+        if (write(sy->wake_fd, &one, sizeof(one)) < 0)
+                return; /* already pending: the thread wakes anyway */
+}
+
+static void sync_clear_wake(struct sync *sy)
+{
+        uint64_t v;
+        while (read(sy->wake_fd, &v, sizeof(v)) > 0)
+                ;
+}
+
+static bool sync_stopping(struct sync *sy)
+{
+        pthread_mutex_lock(&sy->mu);
+        bool stop = sy->stop;
+        pthread_mutex_unlock(&sy->mu);
+        return stop;
+}
+
+void sync_watch(struct sync *sy, const char *mailbox)
+{
+        if (!sy || !mailbox)
+                return;
+        pthread_mutex_lock(&sy->mu);
+        bool same = sy->watched && strcmp(sy->watched, mailbox) == 0;
+        if (!same) {
+                char *w = strdup(mailbox);
+                if (w) {
+                        free(sy->watched);
+                        sy->watched = w;
+                }
+        }
+        pthread_mutex_unlock(&sy->mu);
+        if (!same)
+                sync_wake(sy);
+}
+
+/* Waits on the wake descriptor; true if woken (or told to stop). */
+static bool sync_sleep(struct sync *sy, int ms)
+{
+        struct pollfd p = {.fd = sy->wake_fd, .events = POLLIN};
+        int r = poll(&p, 1, ms);
+        sync_clear_wake(sy);
+        return r > 0;
+}
+
+/* The id of mailbox raw's directory, 0 if unknown or not listed yet (a
+ * folder nobody looked at needs no refresh). */
+static uint64_t sync_listed_id(struct account *a, const char *raw, uint32_t *uidvalidity,
+                               uint32_t *uidnext, uint32_t *exists, uint64_t *modseq)
+{
+        uint64_t id = 0;
+        cache_lock(a->cache);
+        struct cache_mbox *m = cache_mbox_by_raw(a->cache, raw);
+        if (m && m->state != CACHE_LISTING_NONE) {
+                id = m->node.id;
+                *uidvalidity = m->uidvalidity;
+                *uidnext = m->uidnext;
+                *exists = (uint32_t)m->nmsgs;
+                *modseq = m->highestmodseq;
+        }
+        cache_unlock(a->cache);
+        return id;
+}
+
+/* Refreshes one listing now; the observer invalidates what changed. */
+static void sync_refresh(struct sync *sy, const char *raw)
+{
+        uint32_t uv, un, ex;
+        uint64_t ms;
+        uint64_t id = sync_listed_id(sy->a, raw, &uv, &un, &ex, &ms);
+        if (!id)
+                return;
+        cache_lock(sy->a->cache);
+        cache_mbox_mark_stale(sy->a->cache, raw);
+        cache_unlock(sy->a->cache);
+        int r = account_refresh_listing(sy->a, id, 0);
+        if (r < 0)
+                log_dbg("sync: refreshing %s failed: %d", raw, r);
+}
+
+struct sync_names {
+        char **v;
+        size_t n, cap;
+};
+
+static void sync_names_add(struct sync_names *l, const char *raw)
+{
+        if (l->n == l->cap) {
+                size_t ncap = l->cap ? l->cap * 2 : 16;
+                char **nv = realloc(l->v, ncap * sizeof(*nv));
+                if (!nv)
+                        return;
+                l->v = nv;
+                l->cap = ncap;
+        }
+        if ((l->v[l->n] = strdup(raw)))
+                l->n++;
+}
+
+/* Every folder we have listed (their names: the tree may change meanwhile). */
+static void sync_collect(struct cache_mbox *m, struct sync_names *out)
+{
+        struct cache_mbox *ch, *tmp;
+        if (m->raw && m->state != CACHE_LISTING_NONE)
+                sync_names_add(out, m->raw);
+        HASH_ITER(hh_child, m->children, ch, tmp)
+        {
+                sync_collect(ch, out);
+        }
+}
+
+/* One round of polling: the tree, then STATUS of every listed folder but
+ * the watched one (IDLE covers it). */
+static int sync_poll(struct sync *sy, const char *watched)
+{
+        struct account *a = sy->a;
+        int r = account_refresh_tree(a, 0);
+        if (r < 0)
+                return r;
+        struct sync_names names = {0};
+        cache_lock(a->cache);
+        sync_collect(cache_root(a->cache), &names);
+        cache_unlock(a->cache);
+        for (size_t i = 0; i < names.n && r != -EIO && !sync_stopping(sy); i++) {
+                if (watched && strcmp(names.v[i], watched) == 0)
+                        continue;
+                uint32_t uv = 0, un = 0, ex = 0;
+                uint64_t ms = 0;
+                if (!sync_listed_id(a, names.v[i], &uv, &un, &ex, &ms))
+                        continue;
+                struct imap_status_info st;
+                r = imap_status(sy->s, names.v[i], &st);
+                if (r < 0)
+                        continue;
+                bool changed = st.uidvalidity != uv || st.uidnext != un || st.messages != ex ||
+                               (ms && st.highestmodseq && st.highestmodseq != ms);
+                if (changed)
+                        sync_refresh(sy, names.v[i]);
+        }
+        for (size_t i = 0; i < names.n; i++)
+                free(names.v[i]);
+        free(names.v);
+        return r == -EIO ? r : 0;
+}
+
+static char *sync_target(struct sync *sy)
+{
+        pthread_mutex_lock(&sy->mu);
+        char *t = strdup(sy->watched ? sy->watched : "INBOX");
+        pthread_mutex_unlock(&sy->mu);
+        return t;
+}
+
+static void *sync_main(void *arg)
+{
+        struct sync *sy = arg;
+        struct account *a = sy->a;
+        int backoff = BACKOFF_MIN_MS;
+        int64_t next_poll = imap_now_ms() + sy->poll_ms;
+
+        while (!sync_stopping(sy)) {
+                if (!sy->s || imap_session_broken(sy->s)) {
+                        imap_session_free(sy->s);
+                        sy->s = NULL;
+                        char err[256];
+                        if (imap_session_open(&a->imap, &sy->s, err, sizeof(err)) < 0) {
+                                log_dbg("sync: %s", err);
+                                sync_sleep(sy, backoff);
+                                backoff =
+                                    backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+                                continue;
+                        }
+                        backoff = BACKOFF_MIN_MS;
+                        /* Reconnected: anything may have changed meanwhile. */
+                        next_poll = 0;
+                }
+                char *target = sync_target(sy);
+                if (!target) {
+                        sync_sleep(sy, 1000);
+                        continue;
+                }
+                if (imap_now_ms() >= next_poll) {
+                        sync_poll(sy, target);
+                        next_poll = imap_now_ms() + sy->poll_ms;
+                }
+                int64_t wait = next_poll - imap_now_ms();
+                if (wait < 0)
+                        wait = 0;
+                if (wait > IDLE_RENEW_MS)
+                        wait = IDLE_RENEW_MS;
+                struct imap_select_info si;
+                bool changed = false;
+                int r =
+                    sy->s && !imap_session_broken(sy->s) ? imap_select(sy->s, target, &si) : -EIO;
+                unsigned ev = sy->s ? imap_session_events(sy->s) : 0;
+                if (r == 0 && imap_session_caps(sy->s)->idle) {
+                        r = imap_session_idle(sy->s, sy->wake_fd, (int)wait, &changed);
+                        sync_clear_wake(sy);
+                } else if (r == 0) {
+                        /* No IDLE: poll the watched folder at the same pace. */
+                        sync_sleep(sy, (int)wait);
+                        r = imap_noop(sy->s);
+                }
+                if (r == 0 && (changed || imap_session_events(sy->s) != ev))
+                        sync_refresh(sy, target);
+                else if (r == -ENOENT)
+                        sync_watch(sy, "INBOX"); /* the watched folder went away */
+                else if (r < 0 && r != -EPROTO)
+                        sync_sleep(sy, backoff);
+                free(target);
+        }
+        imap_session_free(sy->s);
+        sy->s = NULL;
+        return NULL;
+}
+
+int sync_start(struct sync *sy)
+{
+        if (!sy || sy->started)
+                return 0;
+        if (pthread_create(&sy->thread, NULL, sync_main, sy) != 0)
+                return -EAGAIN;
+        sy->started = true;
+        return 0;
+}
+
+void sync_free(struct sync *sy)
+{
+        if (!sy)
+                return;
+        pthread_mutex_lock(&sy->mu);
+        sy->stop = true;
+        pthread_mutex_unlock(&sy->mu);
+        sync_wake(sy);
+        if (sy->started)
+                pthread_join(sy->thread, NULL);
+        close(sy->wake_fd);
+        pthread_mutex_destroy(&sy->mu);
+        free(sy->watched);
+        free(sy);
+}
