@@ -32,8 +32,8 @@
  *       (<= INT64_MAX), INTERNALDATE i64, flags (F bytes + NUL), name (M bytes + NUL)
  *   end checksum u64 = disk_hash64(every byte before it, seed 0)
  *
- *   On disk a listing costs 56 + strlen(mailbox) bytes plus, per message,
- *   26 + strlen(flags) + strlen(name) bytes (e.g. ~90 bytes for a 40-byte name and "\Seen").
+ *   On disk a listing costs 49 + strlen(mailbox) bytes plus, per message,
+ *   26 + strlen(flags) + strlen(name) bytes (71 bytes for a 40-byte name and "\Seen").
  *   Loading it briefly needs the file's size in memory; nothing of it stays here.
  *
  * Block file:
@@ -61,13 +61,13 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define DISK_BLOCK_MAX (1024u * 1024)       /* bytes of data in one block */
-#define DISK_NAME_MAX 65535u                /* bytes of a mailbox name */
-#define DISK_STR_MAX 65535u                 /* bytes of one message's flags or name */
-#define DISK_LISTING_MAX (1024ull << 20)    /* bytes of one listing file */
-#define DISK_LISTING_HEADER 40u             /* fixed part of a listing file before the name */
-#define DISK_LISTING_RECORD 24u             /* fixed part of one message record */
-#define DISK_BLOCK_HEADER 40u               /* fixed part of a block file before the name */
+#define DISK_BLOCK_MAX (1024u * 1024)    /* bytes of data in one block */
+#define DISK_NAME_MAX 65535u             /* bytes of a mailbox name */
+#define DISK_STR_MAX 65535u              /* bytes of one message's flags or name */
+#define DISK_LISTING_MAX (1024ull << 20) /* bytes of one listing file */
+#define DISK_LISTING_HEADER 40u          /* fixed part of a listing file before the name */
+#define DISK_LISTING_RECORD 24u          /* fixed part of one message record */
+#define DISK_BLOCK_HEADER 40u            /* fixed part of a block file before the name */
 
 struct disk;
 
@@ -88,7 +88,7 @@ struct disk_mbox_meta {
 
 /* Opens the cache directory of one account, creating it (and its missing parents) with mode
  * 0700. Refuses (-EACCES) a directory that is not ours or that grants any group/other
- * permission, and one that is a symlink (-ELOOP). Takes an exclusive non-blocking flock on
+ * permission, and a symlink in place of it (-ENOTDIR). Takes an exclusive non-blocking flock on
  * DIR/lock: -EBUSY if another open file description holds it (a second mount of the account).
  * Removes the temporary files a crash left behind, indexes the blocks present (their mtime is
  * their recency) and evicts the least recently used ones beyond max_bytes (which bounds the
@@ -114,7 +114,8 @@ int disk_listing_save(struct disk *d, const char *mailbox, const struct disk_mbo
  * mailbox's listing, after a hash collision); -EBADMSG if the file is damaged (bad
  * magic/version, wrong length, checksum mismatch, counts that don't add up, strings with a NUL
  * or running past the end, uid 0, absurd sizes) — the file is then removed so that it gets
- * rebuilt; or -errno of the I/O. Never reads beyond the bytes it read from the file. */
+ * rebuilt; or -errno of the I/O. Never reads beyond the bytes it read from the file. fn runs
+ * with no lock held and may call into d. */
 int disk_listing_load(struct disk *d, const char *mailbox, struct disk_mbox_meta *meta,
                       void (*fn)(void *ctx, const struct disk_msg *m), void *ctx);
 

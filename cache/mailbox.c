@@ -486,6 +486,22 @@ struct cache_msg **cache_mbox_sorted(struct cache_mbox *m)
         return v;
 }
 
+void cache_listing_commit(struct cache *c, struct cache_mbox *m, int64_t now_ms,
+                          unsigned gen_at_start, uint32_t uidnext, uint32_t exists,
+                          uint64_t highestmodseq)
+{
+        (void)c;
+        if (uidnext)
+                m->uidnext = uidnext;
+        m->exists = exists;
+        if (highestmodseq)
+                m->highestmodseq = highestmodseq;
+        if (m->stale_gen == gen_at_start)
+                m->state = CACHE_LISTING_VALID;
+        m->checked_ms = now_ms;
+        m->observed = true;
+}
+
 void cache_mbox_mark_stale(struct cache *c, const char *raw)
 {
         struct cache_mbox *m = raw ? cache_mbox_by_raw(c, raw) : NULL;

@@ -162,6 +162,12 @@ int cache_msg_set_flags(struct cache_msg *msg, const char *flags);
  * holds m->nmsgs entries and stays valid until the listing changes. */
 struct cache_msg **cache_mbox_sorted(struct cache_mbox *m);
 
+/* Records that the listing (brought up to date piecemeal, or found
+ * unchanged) matches the server as of now. */
+void cache_listing_commit(struct cache *c, struct cache_mbox *m, int64_t now_ms,
+                          unsigned gen_at_start, uint32_t uidnext, uint32_t exists,
+                          uint64_t highestmodseq);
+
 /* Marks a mailbox's listing as changed on the server (EXISTS, EXPUNGE...). */
 void cache_mbox_mark_stale(struct cache *c, const char *raw);
 

@@ -117,6 +117,22 @@ static uint64_t sync_listed_id(struct account *a, const char *raw, uint32_t *uid
         return id;
 }
 
+/* True if the watched folder's listing is stale or disagrees with what the
+ * server just said about it. */
+static bool sync_differs(struct account *a, const char *raw, const struct imap_select_info *si)
+{
+        bool differs = false;
+        cache_lock(a->cache);
+        struct cache_mbox *m = cache_mbox_by_raw(a->cache, raw);
+        if (m && m->state != CACHE_LISTING_NONE)
+                differs = m->state == CACHE_LISTING_STALE || m->uidvalidity != si->uidvalidity ||
+                          m->nmsgs != si->exists || (si->uidnext && m->uidnext != si->uidnext) ||
+                          (m->highestmodseq && si->highestmodseq &&
+                           m->highestmodseq != si->highestmodseq);
+        cache_unlock(a->cache);
+        return differs;
+}
+
 /* Refreshes one listing now; the observer invalidates what changed. */
 static void sync_refresh(struct sync *sy, const char *raw)
 {
@@ -248,6 +264,11 @@ static void *sync_main(void *arg)
                 int r =
                     sy->s && !imap_session_broken(sy->s) ? imap_select(sy->s, target, &si) : -EIO;
                 unsigned ev = sy->s ? imap_session_events(sy->s) : 0;
+                /* Changes made before IDLE began (while polling, or before this
+                 * folder became the watched one) don't come as pushes: catch
+                 * them from what SELECT says and from events seen meanwhile. */
+                if (r == 0 && sync_differs(a, target, &si))
+                        sync_refresh(sy, target);
                 if (r == 0 && imap_session_caps(sy->s)->idle) {
                         r = imap_session_idle(sy->s, sy->wake_fd, (int)wait, &changed);
                         sync_clear_wake(sy);

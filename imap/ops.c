@@ -9,6 +9,7 @@
 
 #include "imap/date.h"
 #include "imap/log.h"
+#include "imap/quote.h"
 
 static bool ops_is_untagged(const struct imap_response *r, const char *name)
 {
@@ -226,17 +227,119 @@ static bool ops_listing_data(void *vctx, const struct imap_response *r)
 
 int imap_fetch_listing(struct imap_session *s, imap_msg_fn fn, void *ctx)
 {
+        return imap_fetch_listing_set(s, "1:*", fn, ctx);
+}
+
+int imap_fetch_listing_set(struct imap_session *s, const char *uidset, imap_msg_fn fn, void *ctx)
+{
         struct imap_cmd cmd;
         struct imap_result res;
         struct listing_ctx c = {fn, ctx, NULL, 0};
 
         imap_session_cmd_init(s, &cmd);
-        imap_cmd_add(&cmd, "UID FETCH 1:* (UID RFC822.SIZE INTERNALDATE FLAGS "
-                           "BODY.PEEK[HEADER.FIELDS (DATE SUBJECT)])");
+        /* uidset is digits, ':' and ',' that we formatted ourselves. */
+        imap_cmd_add(&cmd,
+                     "UID FETCH %s (UID RFC822.SIZE INTERNALDATE FLAGS "
+                     "BODY.PEEK[HEADER.FIELDS (DATE SUBJECT)])",
+                     uidset);
         int r = imap_session_cmd(s, &cmd, ops_listing_data, &c, &res);
         imap_cmd_free(&cmd);
         free(c.flagbuf);
         return r < 0 ? r : imap_result_errno("UID FETCH (listing)", &res);
+}
+
+/* ---- what changed (CONDSTORE / QRESYNC) ---- */
+
+struct changes_ctx {
+        imap_flags_fn flags_fn;
+        imap_range_fn gone_fn;
+        void *ctx;
+        struct listing_ctx join; /* for ops_flags_join's buffer */
+        bool bad;
+};
+
+static bool ops_changes_data(void *vctx, const struct imap_response *r)
+{
+        struct changes_ctx *c = vctx;
+        if (ops_is_untagged(r, "VANISHED")) {
+                const struct imap_value *v = r->args;
+                if (!v || v->type != IMAP_LIST || !imap_value_is(v->first, "EARLIER"))
+                        return false; /* a live expunge: an event like EXPUNGE */
+                v = v->next;
+                if (v && c->gone_fn && imap_uidset_parse(v->s, v->len, c->gone_fn, c->ctx) < 0)
+                        c->bad = true;
+                return true;
+        }
+        if (!ops_is_untagged(r, "FETCH") || !r->args || r->args->type != IMAP_LIST)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
+        if (!uid || uid->type != IMAP_NUMBER || uid->num > UINT32_MAX || !flags ||
+            flags->type != IMAP_LIST)
+                return false;
+        c->flags_fn(c->ctx, (uint32_t)uid->num, ops_flags_join(&c->join, flags));
+        return true;
+}
+
+int imap_fetch_changes(struct imap_session *s, uint64_t modseq, bool vanished,
+                       imap_flags_fn flags_fn, imap_range_fn gone_fn, void *ctx)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct changes_ctx c = {flags_fn, gone_fn, ctx, {0}, false};
+
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE %llu%s)",
+                     (unsigned long long)modseq, vanished ? " VANISHED" : "");
+        int r = imap_session_cmd(s, &cmd, ops_changes_data, &c, &res);
+        imap_cmd_free(&cmd);
+        free(c.join.flagbuf);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("UID FETCH (CHANGEDSINCE)", &res);
+        return r == 0 && c.bad ? -EPROTO : r;
+}
+
+struct search_ctx {
+        imap_range_fn fn;
+        void *ctx;
+        bool bad, esearch;
+};
+
+static bool ops_search_data(void *vctx, const struct imap_response *r)
+{
+        struct search_ctx *c = vctx;
+        if (ops_is_untagged(r, "SEARCH")) {
+                for (const struct imap_value *v = r->args; v; v = v->next)
+                        if (v->type == IMAP_NUMBER && v->num <= UINT32_MAX)
+                                c->fn(c->ctx, (unsigned)v->num, (unsigned)v->num);
+                return true;
+        }
+        if (ops_is_untagged(r, "ESEARCH")) {
+                /* (TAG "A1") UID ALL 1:3,5 */
+                for (const struct imap_value *v = r->args; v; v = v->next)
+                        if (imap_value_is(v, "ALL") && v->next &&
+                            imap_uidset_parse(v->next->s, v->next->len, c->fn, c->ctx) < 0)
+                                c->bad = true;
+                return true;
+        }
+        return false;
+}
+
+int imap_search_uids(struct imap_session *s, imap_range_fn fn, void *ctx)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct search_ctx c = {fn, ctx, false, imap_session_caps(s)->esearch};
+
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, c.esearch ? "UID SEARCH RETURN (ALL) ALL" : "UID SEARCH ALL");
+        int r = imap_session_cmd(s, &cmd, ops_search_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("UID SEARCH", &res);
+        return r == 0 && c.bad ? -EPROTO : r;
 }
 
 /* ---- UID FETCH of a byte range ---- */

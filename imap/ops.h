@@ -51,6 +51,22 @@ typedef void (*imap_msg_fn)(void *ctx, const struct imap_msg_info *m);
  * Subject header fields of every message in the selected mailbox. */
 int imap_fetch_listing(struct imap_session *s, imap_msg_fn fn, void *ctx);
 
+/* The same for the messages in uidset only ("1:*" is the whole folder). */
+int imap_fetch_listing_set(struct imap_session *s, const char *uidset, imap_msg_fn fn, void *ctx);
+
+/* What changed since modseq (CONDSTORE, RFC 7162): UID FETCH 1:* (UID FLAGS)
+ * (CHANGEDSINCE modseq [VANISHED]). flags_fn gets every message whose flags
+ * changed (new ones included); with vanished (a QRESYNC session) gone_fn gets
+ * each range of UIDs expunged since then. */
+typedef void (*imap_flags_fn)(void *ctx, uint32_t uid, const char *flags);
+typedef void (*imap_range_fn)(void *ctx, unsigned lo, unsigned hi);
+int imap_fetch_changes(struct imap_session *s, uint64_t modseq, bool vanished,
+                       imap_flags_fn flags_fn, imap_range_fn gone_fn, void *ctx);
+
+/* Every UID of the selected mailbox, as ranges (UID SEARCH, ESEARCH where
+ * offered so that a big folder is a short answer). */
+int imap_search_uids(struct imap_session *s, imap_range_fn fn, void *ctx);
+
 /* UID FETCH uid BODY.PEEK[]<off.len> into buf (which holds len bytes).
  * *got is how many bytes the server sent (short at the end of the message).
  * -ENOENT if the server sent nothing for that UID (expunged). */

@@ -1,6 +1,7 @@
 /* Command building: the only way user data reaches the wire is as a quoted
  * string or a literal whose length the server is told in advance, so no byte
  * of it can end the command or start another. */
+#include <errno.h>
 #include "imap/quote.h"
 
 #include <stdarg.h>
@@ -230,4 +231,47 @@ size_t imap_uidset_format(unsigned *uids, size_t n, char *out, size_t cap)
         if (cap)
                 out[pos < cap ? pos : cap - 1] = '\0';
         return pos;
+}
+
+static int uidset_number(const char **p, const char *end, unsigned *out)
+{
+        const char *q = *p;
+        uint64_t v = 0;
+        if (q >= end || *q < '0' || *q > '9')
+                return -EPROTO;
+        while (q < end && *q >= '0' && *q <= '9') {
+                v = v * 10 + (uint64_t)(*q++ - '0');
+                if (v > UINT32_MAX)
+                        return -EPROTO;
+        }
+        *out = (unsigned)v;
+        *p = q;
+        return 0;
+}
+
+int imap_uidset_parse(const char *s, size_t len, void (*fn)(void *ctx, unsigned lo, unsigned hi),
+                      void *ctx)
+{
+        const char *p = s, *end = s + len;
+        if (len == 0)
+                return -EPROTO;
+        while (p < end) {
+                unsigned lo, hi;
+                if (uidset_number(&p, end, &lo) < 0)
+                        return -EPROTO;
+                hi = lo;
+                if (p < end && *p == ':') {
+                        p++;
+                        if (uidset_number(&p, end, &hi) < 0)
+                                return -EPROTO;
+                }
+                if (p < end && *p != ',')
+                        return -EPROTO;
+                if (p < end)
+                        p++;
+                else if (p[-1] == ',')
+                        return -EPROTO;
+                fn(ctx, lo < hi ? lo : hi, lo < hi ? hi : lo);
+        }
+        return 0;
 }

@@ -53,4 +53,10 @@ bool imap_quotable(const char *s, size_t len);
  * need not be sorted: it is sorted and de-duplicated in place. */
 size_t imap_uidset_format(unsigned *uids, size_t n, char *out, size_t cap);
 
+/* Calls fn(ctx, lo, hi) for each range of a sequence set as servers send it
+ * ("1:3,7,9:12"; "12:9" is the same as "9:12"). 0, or -EPROTO for anything
+ * else ("*" included: servers don't send it in results). */
+int imap_uidset_parse(const char *s, size_t len, void (*fn)(void *ctx, unsigned lo, unsigned hi),
+                      void *ctx);
+
 #endif

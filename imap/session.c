@@ -174,6 +174,21 @@ static bool session_note_caps(struct imap_session *s, const struct imap_response
         return false;
 }
 
+static void session_count_range(void *ctx, unsigned lo, unsigned hi)
+{
+        *(uint64_t *)ctx += (uint64_t)hi - lo + 1;
+}
+
+/* How many UIDs a set value names, at most max. */
+static uint32_t session_set_count(const struct imap_value *v, uint32_t max)
+{
+        uint64_t n = 0;
+        if ((v->type != IMAP_ATOM && v->type != IMAP_NUMBER) ||
+            imap_uidset_parse(v->s, v->len, session_count_range, &n) < 0)
+                return 0;
+        return n > max ? max : (uint32_t)n;
+}
+
 static void session_event(struct imap_session *s, const struct imap_response *r)
 {
         if (r->status == IMAP_ST_BYE) {
@@ -191,6 +206,10 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
         if (s->selected && r->has_number && r->name && strcmp(r->name, "EXPUNGE") == 0 &&
             s->sel.exists > 0)
                 s->sel.exists--;
+        /* With QRESYNC, expunges come as VANISHED uid-set (without EARLIER). */
+        if (s->selected && r->name && strcmp(r->name, "VANISHED") == 0 && r->args &&
+            r->args->type != IMAP_LIST)
+                s->sel.exists -= session_set_count(r->args, s->sel.exists);
         if (s->acct->on_event)
                 s->acct->on_event(s->acct->event_ctx, s->selected, r);
 }
@@ -595,11 +614,14 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
                 if (r < 0)
                         goto fail;
         }
-        if (s->caps.enable && s->caps.condstore) {
+        if (s->caps.enable && (s->caps.condstore || s->caps.qresync)) {
                 /* CONDSTORE on: SELECT then reports HIGHESTMODSEQ, which
-                 * STATUS can be compared with to see flag changes too. */
+                 * STATUS can be compared with to see flag changes too, and a
+                 * listing can be brought up to date with CHANGEDSINCE.
+                 * QRESYNC adds VANISHED: which UIDs went, not just how many. */
                 struct imap_result res;
-                if (session_simple(s, "ENABLE CONDSTORE", &res) < 0) {
+                if (session_simple(s, s->caps.qresync ? "ENABLE QRESYNC" : "ENABLE CONDSTORE",
+                                   &res) < 0) {
                         snprintf(err, errlen, "connection to %s lost after login", a->host);
                         r = -EIO;
                         goto fail;
