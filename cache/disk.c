@@ -1247,6 +1247,16 @@ uint64_t disk_bytes(struct disk *d)
         return n;
 }
 
+bool disk_block_has(struct disk *d, const char *mailbox, uint32_t uidvalidity, uint32_t uid,
+                    uint64_t index)
+{
+        uint64_t mh = disk_name_hash(mailbox);
+        pthread_mutex_lock(&d->mu);
+        bool has = *idx_find(d, mh, uidvalidity, uid, index) != NULL;
+        pthread_mutex_unlock(&d->mu);
+        return has;
+}
+
 size_t disk_block_count(struct disk *d)
 {
         pthread_mutex_lock(&d->mu);

@@ -57,6 +57,7 @@
 #ifndef IMAPFS_CACHE_DISK_H
 #define IMAPFS_CACHE_DISK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -151,6 +152,11 @@ int disk_blocks_drop(struct disk *d, const char *mailbox, uint32_t keep_uidvalid
 uint64_t disk_bytes(struct disk *d);
 
 /* Number of blocks now stored. */
+/* Whether a block is stored, from the in-memory index (no I/O; a hash
+ * collision of mailbox names may say yes wrongly, disk_block_get then says
+ * -ENOENT). */
+bool disk_block_has(struct disk *d, const char *mailbox, uint32_t uidvalidity, uint32_t uid,
+                    uint64_t index);
 size_t disk_block_count(struct disk *d);
 
 /* The 64-bit hash behind the file names: disk_hash64(mailbox, strlen(mailbox), 0). */

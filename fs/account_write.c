@@ -1,6 +1,7 @@
 #include "fs/account_write.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -507,12 +508,50 @@ struct append_job {
         const char *data;
         size_t len;
         uint32_t uid;
+        /* The new message's listing entry, when the session had the folder
+         * selected and could ask for it at once. */
+        bool listed;
+        uint32_t uidvalidity;
+        struct imap_msg_info info;
+        char *flags_out, *header;
 };
+
+static void write_append_item(void *ctx, const struct imap_msg_info *m)
+{
+        struct append_job *j = ctx;
+        if (m->uid != j->uid || j->listed)
+                return;
+        j->info = *m;
+        j->flags_out = strdup(m->flags);
+        j->header = malloc(m->header_len + 1);
+        if (!j->flags_out || !j->header)
+                return;
+        memcpy(j->header, m->header, m->header_len);
+        j->header[m->header_len] = '\0';
+        j->info.flags = j->flags_out;
+        j->info.header = j->header;
+        j->listed = true;
+}
 
 static int write_append(struct imap_session *s, void *ctx)
 {
         struct append_job *j = ctx;
-        return imap_append(s, j->mailbox, j->flags, j->date, j->data, j->len, &j->uid);
+        const char *sel = imap_session_selected(s);
+        bool selected = sel && strcmp(sel, j->mailbox) == 0;
+        /* With the folder selected, our own APPEND's EXISTS is no news. */
+        imap_session_quiet(s, selected);
+        int r = imap_append(s, j->mailbox, j->flags, j->date, j->data, j->len, &j->uid);
+        if (r == 0 && selected && j->uid) {
+                /* One more round trip now saves a refresh of the listing when
+                 * the next name is looked up (cp of many files). */
+                char set[16];
+                snprintf(set, sizeof(set), "%u", j->uid);
+                j->uidvalidity = imap_session_sel_info(s)->uidvalidity;
+                if (imap_fetch_listing_set(s, set, write_append_item, j) < 0)
+                        j->listed = false;
+        }
+        imap_session_quiet(s, false);
+        return r;
 }
 
 int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t len,
@@ -531,14 +570,27 @@ int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t
         cache_unlock(a->cache);
         if (r < 0)
                 return r;
-        struct append_job j = {mailbox, flags, date, data, len, 0};
-        r = account_run(a, NULL, IMAP_POOL_META, write_append, &j);
+        struct append_job j = {
+            .mailbox = mailbox, .flags = flags, .date = date, .data = data, .len = len};
+        r = account_run(a, mailbox, IMAP_POOL_META, write_append, &j);
         if (r == 0) {
                 log_dbg("appended %zu bytes to %s as UID %u", len, mailbox, j.uid);
                 cache_lock(a->cache);
-                cache_mbox_mark_stale(a->cache, mailbox);
+                struct cache_mbox *m = cache_mbox_by_raw(a->cache, mailbox);
+                if (m && j.listed && m->state == CACHE_LISTING_VALID &&
+                    m->uidvalidity == j.uidvalidity) {
+                        cache_listing_add(a->cache, m, j.uid, j.info.size, j.info.internaldate,
+                                          j.info.flags, j.info.header, j.info.header_len);
+                        m->exists = (uint32_t)m->nmsgs;
+                        if (j.uid >= m->uidnext)
+                                m->uidnext = j.uid + 1;
+                } else {
+                        cache_mbox_mark_stale(a->cache, mailbox);
+                }
                 cache_unlock(a->cache);
         }
+        free(j.flags_out);
+        free(j.header);
         free(mailbox);
         return r;
 }

@@ -2,6 +2,7 @@
  * reply comes after the server answered; with -o ro every one is EROFS. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -85,8 +86,11 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         struct fs *fs = fs_of(req);
         if (ops_refuse_ro(req))
                 return;
-        if (flags) {
-                fuse_reply_err(req, EINVAL); /* RENAME_EXCHANGE / NOREPLACE: not in IMAP */
+        /* NOREPLACE is what imapfs does anyway (an existing target is EEXIST);
+         * accepting it saves GNU mv a fallback per file. EXCHANGE has no IMAP
+         * equivalent. */
+        if (flags & ~(unsigned)RENAME_NOREPLACE) {
+                fuse_reply_err(req, EINVAL);
                 return;
         }
         cache_lock(fs->acct.cache);

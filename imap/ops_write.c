@@ -200,8 +200,11 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid)
         int r = ops_uid_cmd(s, "UID STORE \\Deleted", NULL, NULL,
                             "UID STORE %u +FLAGS.SILENT (\\Deleted)", uid);
         unsigned gone = 0;
-        if (r == 0)
+        if (r == 0) {
+                imap_session_quiet(s, true);
                 r = ops_uid_cmd(s, "UID EXPUNGE", ops_expunge_seen, &gone, "UID EXPUNGE %u", uid);
+                imap_session_quiet(s, false);
+        }
         if (r < 0 || gone)
                 return r;
         /* OK without an EXPUNGE: a server may keep the message (no right to
@@ -271,7 +274,9 @@ int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target,
         imap_session_cmd_init(s, &cmd);
         imap_cmd_add(&cmd, "UID %s %u ", caps->move ? "MOVE" : "COPY", uid);
         imap_cmd_str(&cmd, target);
+        imap_session_quiet(s, true);
         int r = imap_session_cmd(s, &cmd, ops_move_data, &c, &res);
+        imap_session_quiet(s, false);
         imap_cmd_free(&cmd);
         if (r < 0)
                 return r;

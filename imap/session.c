@@ -34,6 +34,7 @@ struct imap_session {
         int64_t deadline_ext, deadline_cap;
         unsigned events; /* changes to the selected mailbox reported so far */
         unsigned ncmds;  /* commands since login */
+        bool quiet;
         int64_t last_activity;
         char who[16]; /* "s3", for log lines */
 };
@@ -210,8 +211,17 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
         if (s->selected && r->name && strcmp(r->name, "VANISHED") == 0 && r->args &&
             r->args->type != IMAP_LIST)
                 s->sel.exists -= session_set_count(r->args, s->sel.exists);
+        if (s->quiet && r->name &&
+            (strcmp(r->name, "EXPUNGE") == 0 || strcmp(r->name, "VANISHED") == 0 ||
+             strcmp(r->name, "EXISTS") == 0))
+                return;
         if (s->acct->on_event)
                 s->acct->on_event(s->acct->event_ctx, s->selected, r);
+}
+
+void imap_session_quiet(struct imap_session *s, bool on)
+{
+        s->quiet = on;
 }
 
 static void session_fill_result(struct imap_result *res, const struct imap_response *r)

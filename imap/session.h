@@ -103,6 +103,12 @@ bool imap_session_broken(const struct imap_session *s);
 /* True once a command ran after login: a failure then may be a connection
  * the server dropped while it sat idle. */
 bool imap_session_used(const struct imap_session *s);
+/* While on, EXISTS/EXPUNGE/VANISHED of the selected mailbox update the
+ * counts but are not reported to the account as changes made elsewhere: they
+ * answer our own APPEND / UID MOVE / UID EXPUNGE, whose result the cache
+ * applies itself (a change by another client in that instant is caught by
+ * the next revalidation or sync poll). */
+void imap_session_quiet(struct imap_session *s, bool on);
 /* How many unsolicited changes (EXISTS, EXPUNGE, FETCH, VANISHED) of the
  * selected mailbox the session has seen: compare before and after a NOOP. */
 unsigned imap_session_events(const struct imap_session *s);
