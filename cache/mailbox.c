@@ -309,26 +309,28 @@ void cache_listing_begin(struct cache *c, struct cache_mbox *m, uint32_t uidvali
         }
 }
 
-int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint64_t size,
-                      time_t internaldate, const char *flags, const char *header, size_t header_len)
+static int cache_listing_insert(struct cache *c, struct cache_mbox *m, uint32_t uid, uint64_t size,
+                                time_t internaldate, const char *flags, char *name)
 {
         struct cache_msg *msg = cache_msg_by_uid(m, uid);
         char *nflags = strdup(flags ? flags : "");
-        if (!nflags)
+        if (!nflags || !name) {
+                free(nflags);
+                free(name);
                 return -ENOMEM;
+        }
         if (msg) {
                 /* Size, date and name of a UID never change; flags do. */
                 free(msg->flags);
                 msg->flags = nflags;
                 msg->mark = true;
+                free(name);
                 return 0;
         }
         msg = calloc(1, sizeof(*msg));
-        char *name = c->name_fn(c->name_ctx, uid, header, header_len, internaldate);
-        if (!msg || !name) {
-                free(msg);
-                free(name);
+        if (!msg) {
                 free(nflags);
+                free(name);
                 return -ENOMEM;
         }
         msg->uid = uid;
@@ -346,6 +348,26 @@ int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint6
         if (m->observed)
                 cache_notify(c, CACHE_NAME_ADDED, m->node.id, msg->name, msg->node.id);
         return 0;
+}
+
+int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint64_t size,
+                      time_t internaldate, const char *flags, const char *header, size_t header_len)
+{
+        char *name = cache_msg_by_uid(m, uid)
+                         ? strdup("")
+                         : c->name_fn(c->name_ctx, uid, header, header_len, internaldate);
+        return cache_listing_insert(c, m, uid, size, internaldate, flags, name);
+}
+
+int cache_listing_add_named(struct cache *c, struct cache_mbox *m, uint32_t uid, uint64_t size,
+                            time_t internaldate, const char *flags, const char *name)
+{
+        /* A name from disk is checked like one we made: it becomes a file name. */
+        if (!name || !*name || strchr(name, '/') || strlen(name) > 255)
+                return -EINVAL;
+        if (cache_msg_by_name(m, name) && !cache_msg_by_uid(m, uid))
+                return -EEXIST;
+        return cache_listing_insert(c, m, uid, size, internaldate, flags, strdup(name));
 }
 
 void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms, unsigned gen_at_start)

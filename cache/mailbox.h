@@ -136,6 +136,9 @@ void cache_listing_begin(struct cache *c, struct cache_mbox *m, uint32_t uidvali
 int cache_listing_add(struct cache *c, struct cache_mbox *m, uint32_t uid, uint64_t size,
                       time_t internaldate, const char *flags, const char *header,
                       size_t header_len);
+/* The same with the name already made (from the persistent cache). */
+int cache_listing_add_named(struct cache *c, struct cache_mbox *m, uint32_t uid, uint64_t size,
+                            time_t internaldate, const char *flags, const char *name);
 void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms,
                        unsigned gen_at_start);
 

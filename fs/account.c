@@ -7,6 +7,7 @@
 
 #include "fs/ahead.h"
 #include "fs/names.h"
+#include "fs/persist.h"
 #include "imap/conn.h"
 #include "imap/header.h"
 #include "imap/log.h"
@@ -193,9 +194,12 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 a->tree_checked_ms = imap_now_ms();
         }
         a->tree_refreshing = false;
+        bool save = r == 0;
         cache_wake(a->cache);
         cache_unlock(a->cache);
         account_tree_reset(&t);
+        if (save)
+                persist_save_tree(a);
         return r == -ENOENT ? -EIO : r;
 }
 
@@ -309,6 +313,23 @@ static int account_range_fetch(struct imap_session *s, void *ctx)
         return r;
 }
 
+/* A claimed block found in the persistent cache goes to memory (and the
+ * claim is fulfilled). */
+static bool account_block_from_disk(struct account *a, struct account_file *f, uint64_t idx)
+{
+        if (!a->disk)
+                return false;
+        char *buf = malloc(BLOCK_SIZE);
+        ssize_t n =
+            buf ? persist_block_get(a, f->mailbox, f->uidvalidity, f->uid, idx, buf, BLOCK_SIZE)
+                : -ENOMEM;
+        struct block_key k = account_key(f, idx);
+        if (n >= 0)
+                blocks_put(a->blocks, &k, buf, (size_t)n);
+        free(buf);
+        return n >= 0;
+}
+
 /* Fetches blocks [first, first+count) (all claimed by us) in one UID FETCH. */
 static int account_fetch_blocks(struct account *a, struct account_file *f, uint64_t first,
                                 unsigned count)
@@ -332,6 +353,8 @@ static int account_fetch_blocks(struct account *a, struct account_file *f, uint6
                 if (r == 0 && (boff < got || (boff == 0 && got == 0))) {
                         size_t blen = got - boff < BLOCK_SIZE ? got - boff : BLOCK_SIZE;
                         blocks_put(a->blocks, &k, buf + boff, blen);
+                        persist_block_put(a, f->mailbox, f->uidvalidity, f->uid, first + i,
+                                          buf + boff, blen);
                 } else {
                         blocks_abandon(a->blocks, &k);
                 }
@@ -384,6 +407,8 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
                 case BLOCKS_CLAIMED:
                         break;
                 }
+                if (account_block_from_disk(a, f, idx))
+                        continue;
                 /* Fetch what this read needs, and read-ahead beyond it, in one
                  * command, stopping at a block someone else has or fetches. */
                 uint64_t need = (end - 1) / BLOCK_SIZE - idx + 1;

@@ -24,6 +24,7 @@ struct account_opts {
         /* -o trash=: NULL = the \Trash special-use folder if there is one;
          * "" = none (expunge); else that folder's server name (modified UTF-7). */
         char *trash;
+        bool offline_ok; /* a cache is there: mount even if the server is away */
 };
 
 struct account {
@@ -33,6 +34,7 @@ struct account {
         struct cache *cache;
         struct blocks *blocks;
         struct ahead *ahead;
+        struct disk *disk;       /* the persistent cache, NULL when off */
         int64_t tree_checked_ms; /* guarded by the cache lock */
         char hier_delim;         /* the server's hierarchy delimiter (from LIST) */
         bool tree_refreshing;

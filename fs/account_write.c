@@ -46,6 +46,16 @@ static struct cache_mbox *write_parent(struct account *a, uint64_t parent, int *
         return (struct cache_mbox *)n;
 }
 
+/* Runs a change. While the server can't be reached the mount is read-only:
+ * the change fails with EROFS, as the caller would expect of a read-only
+ * file system, rather than with a generic I/O error. */
+static int write_run(struct account *a, const char *mailbox, enum imap_pool_use use,
+                     account_op_fn fn, void *ctx)
+{
+        int r = account_run(a, mailbox, use, fn, ctx);
+        return r == -EIO && imap_pool_down(a->pool) ? -EROFS : r;
+}
+
 /* ---- folders ---- */
 
 static int write_create(struct imap_session *s, void *ctx)
@@ -70,7 +80,7 @@ int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t
         if (!raw)
                 return err;
 
-        int r = account_run(a, NULL, IMAP_POOL_META, write_create, raw);
+        int r = write_run(a, NULL, IMAP_POOL_META, write_create, raw);
         if (r == -EEXIST)
                 account_refresh_tree(a, 0); /* made elsewhere: show it */
         if (r == 0) {
@@ -128,7 +138,7 @@ int account_rmdir(struct account *a, uint64_t parent, const char *name)
                 return err;
 
         struct rmdir_job j = {raw, selectable};
-        int r = account_run(a, NULL, IMAP_POOL_META, write_rmdir, &j);
+        int r = write_run(a, NULL, IMAP_POOL_META, write_rmdir, &j);
         if (r == 0) {
                 imap_pool_forget_mailbox(a->pool, raw);
                 cache_lock(a->cache);
@@ -170,7 +180,7 @@ static int account_rename_dir(struct account *a, struct cache_mbox *m, struct ca
         int r = !to ? err : !from ? -ENOMEM : 0;
         if (r == 0) {
                 struct rename_job j = {from, to};
-                r = account_run(a, NULL, IMAP_POOL_META, write_rename_dir, &j);
+                r = write_run(a, NULL, IMAP_POOL_META, write_rename_dir, &j);
         }
         if (r == 0) {
                 imap_pool_forget_mailbox(a->pool, from);
@@ -301,7 +311,7 @@ static int account_move_msg(struct account *a, struct cache_msg *msg, struct cac
         int r = j.target ? msg_ref_take(msg, &j.ref) : -ENOMEM;
         cache_unlock(a->cache);
         if (r == 0)
-                r = account_run(a, j.ref.mailbox, IMAP_POOL_META, write_move, &j);
+                r = write_run(a, j.ref.mailbox, IMAP_POOL_META, write_move, &j);
         if (r == 0 && !write_follow_move(a, &j))
                 write_forget_msg(a, &j.ref, j.target);
         free(j.ref.mailbox);
@@ -377,7 +387,7 @@ int account_unlink(struct account *a, uint64_t parent, const char *name)
                 free((char *)j.target);
                 return err;
         }
-        int r = account_run(a, j.ref.mailbox, IMAP_POOL_META, write_move, &j);
+        int r = write_run(a, j.ref.mailbox, IMAP_POOL_META, write_move, &j);
         if (r == 0)
                 write_forget_msg(a, &j.ref, j.target);
         else if (r == -ENOENT && j.target)
@@ -486,7 +496,7 @@ int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, siz
                 cache_unlock(a->cache);
         }
         if (r == 0)
-                r = account_run(a, j.ref.mailbox, IMAP_POOL_META, write_flags, &j);
+                r = write_run(a, j.ref.mailbox, IMAP_POOL_META, write_flags, &j);
         if (r == 0) {
                 cache_lock(a->cache);
                 struct cache_node *n = cache_node_get(a->cache, msg_id);
@@ -572,7 +582,8 @@ int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t
                 return r;
         struct append_job j = {
             .mailbox = mailbox, .flags = flags, .date = date, .data = data, .len = len};
-        r = account_run(a, mailbox, IMAP_POOL_META, write_append, &j);
+        r = account_run(a, mailbox, IMAP_POOL_META, write_append,
+                        &j); /* EIO, as for any failed close */
         if (r == 0) {
                 log_dbg("appended %zu bytes to %s as UID %u", len, mailbox, j.uid);
                 cache_lock(a->cache);

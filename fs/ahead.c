@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "fs/account.h"
+#include "fs/persist.h"
 #include "imap/log.h"
 #include "imap/ops.h"
 
@@ -86,6 +87,10 @@ static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
                 size_t off = (size_t)(b * BLOCK_SIZE);
                 size_t n = len - off < BLOCK_SIZE ? len - off : BLOCK_SIZE;
                 blocks_put(run->h->a->blocks, &k, data + off, n);
+                /* Only whole blocks (or a message's last) are worth keeping. */
+                if (n == BLOCK_SIZE || off + n == len)
+                        persist_block_put(run->h->a, run->j->mailbox, run->j->uidvalidity, uid, b,
+                                          data + off, n);
         }
 }
 
@@ -244,6 +249,15 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                         if (!blocks_try_claim(h->a->blocks, &k))
                                 break;
                         nb++;
+                }
+                if (nb > 0 &&
+                    persist_block_has(h->a, mb->raw, mb->uidvalidity, sorted[i]->uid, 0)) {
+                        /* On disk already: the reader gets it from there. */
+                        for (unsigned b = 0; b < nb; b++) {
+                                struct block_key k = ahead_key(j, sorted[i]->uid, b);
+                                blocks_abandon(h->a->blocks, &k);
+                        }
+                        nb = 0;
                 }
                 if (nb == 0)
                         continue; /* empty, cached already, or being fetched */

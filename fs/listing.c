@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "fs/account.h"
+#include "fs/persist.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
@@ -345,6 +346,9 @@ static void listing_apply(struct account *a, struct cache_mbox *m, struct listin
 
 int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
 {
+        /* A listing never fetched in this session may be on disk from the
+         * last one: then the server only has to confirm it (CONDSTORE). */
+        persist_load_listing(a, mbox_id);
         cache_lock(a->cache);
         struct cache_mbox *m;
         for (;;) {
@@ -400,6 +404,8 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
         }
         cache_wake(a->cache);
         cache_unlock(a->cache);
+        if (r == 0 && j.kind != LISTING_SAME)
+                persist_save_listing(a, mbox_id);
         listing_job_reset(&j);
         free(j.known);
         free((char *)j.raw);

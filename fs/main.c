@@ -13,6 +13,7 @@
 #include "fs/fs.h"
 #include "fs/opts.h"
 #include "fs/password.h"
+#include "fs/persist.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/utf7.h"
@@ -142,10 +143,33 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
         }
         /* Connect and log in now, so that a wrong host, password or
          * certificate is reported here and nothing gets mounted. */
+        if (!o->cache_off) {
+                size_t size = 1u << 30;
+                if (o->cache_size && !opts_parse_size(o->cache_size, &size)) {
+                        fprintf(stderr, "imapfs: -o cache_size= takes a size like 1G\n");
+                        return -1;
+                }
+                if (persist_open(a, o->cache_dir, size, err, sizeof(err)) < 0) {
+                        fprintf(stderr, "imapfs: cache: %s\n", err);
+                        return -1;
+                }
+        }
         struct imap_session *s;
         int r = imap_session_open(&a->imap, &s, err, sizeof(err));
+        bool network = r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH ||
+                       r == -ENETUNREACH || r == -EIO || r == -ECONNRESET;
+        if (r < 0 && network && persist_load_tree(a)) {
+                /* The server is away but we know the account: mount what the
+                 * cache has; the pool and the sync thread reconnect later. */
+                fprintf(stderr, "imapfs: %s; mounting offline from the cache\n", err);
+                log_warn("offline: %s", err);
+                return 0;
+        }
         if (r < 0) {
-                fprintf(stderr, "imapfs: %s\n", err);
+                fprintf(stderr, "imapfs: %s%s\n", err,
+                        network
+                            ? (a->disk ? " (and no cache of this account to mount offline)" : "")
+                            : "");
                 return -1;
         }
         imap_pool_adopt(a->pool, s);
@@ -246,6 +270,7 @@ out_session:
 out_acct:
         inval_free(fs.inval); /* only when start-up failed before the loop */
         account_destroy(&fs.acct);
+        persist_close(&fs.acct);
         staging_free(fs.staging);
         free(fs.acct.opts.trash);
         imap_tls_ctx_free(fs.acct.imap.tls);

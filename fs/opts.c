@@ -31,6 +31,10 @@ static const struct fuse_opt opts_table[] = {
     OPT("mem_cache=%s", mem_cache, 0),
     OPT("trash=%s", trash, 0),
     OPT("poll=%u", poll, 0),
+    OPT("cache_dir=%s", cache_dir, 0),
+    OPT("cache_size=%s", cache_size, 0),
+    OPT("cache=no", cache_off, 1),
+    OPT("cache=yes", cache_off, 0),
     OPT("allow_plaintext", allow_plaintext, 1),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
@@ -114,6 +118,8 @@ void opts_free(struct opts *o)
         free(o->names);
         free(o->mem_cache);
         free(o->trash);
+        free(o->cache_dir);
+        free(o->cache_size);
 }
 
 void opts_usage(const char *prog)
@@ -135,6 +141,9 @@ void opts_usage(const char *prog)
                "    -o mem_cache=SIZE        message content kept in memory (default 64M)\n"
                "    -o poll=SECONDS          check folders for changes made elsewhere this often\n"
                "                             (default 30; the folder in use is watched live)\n"
+               "    -o cache=no              no persistent cache (default: on)\n"
+               "    -o cache_dir=PATH        where it is (default $XDG_CACHE_HOME/imapfs/...)\n"
+               "    -o cache_size=SIZE       message content kept on disk (default 1G)\n"
                "    -o trash=FOLDER|none     where rm moves messages (default: the server's\n"
                "                             \\Trash folder if it has one; none: expunge)\n"
                "    -h, --help               this help\n"

@@ -17,6 +17,9 @@ struct opts {
         char *names;
         char *mem_cache;
         char *trash;
+        char *cache_dir;
+        char *cache_size;
+        int cache_off;
         unsigned timeout;
         unsigned connections;
         unsigned poll;

@@ -193,6 +193,14 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
         return 0;
 }
 
+bool imap_pool_down(struct imap_pool *p)
+{
+        pthread_mutex_lock(&p->mu);
+        bool down = p->was_down;
+        pthread_mutex_unlock(&p->mu);
+        return down;
+}
+
 void imap_pool_forget_mailbox(struct imap_pool *p, const char *mailbox)
 {
         pthread_mutex_lock(&p->mu);

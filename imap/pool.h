@@ -4,6 +4,7 @@
 #ifndef IMAPFS_IMAP_POOL_H
 #define IMAPFS_IMAP_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "imap/session.h"
@@ -32,6 +33,9 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
  * believing it has that name selected (the name may come back meaning
  * another mailbox). Busy sessions are marked and forget it when returned. */
 void imap_pool_forget_mailbox(struct imap_pool *p, const char *mailbox);
+
+/* True while the last attempt to connect failed: the server is away. */
+bool imap_pool_down(struct imap_pool *p);
 
 /* Returns a session; a broken one is closed here. */
 void imap_pool_put(struct imap_pool *p, struct imap_session *s);

@@ -137,6 +137,8 @@ class Mount:
         self.extra_args = list(extra_args)
         self.env = dict(os.environ)
         self.env.pop("IMAPFS_PASSWORD", None)
+        # The persistent cache of a test mount lives with the mount, never in ~/.cache.
+        self.env["XDG_CACHE_HOME"] = os.path.join(self.workdir, "cache")
         if env:
             self.env.update(env)
         self.asan_dir = os.path.join(self.workdir, "san")
@@ -318,6 +320,7 @@ def run(argv, env=None, timeout=60):
     pipe open); returns (returncode, stdout, stderr)."""
     e = dict(os.environ)
     e.pop("IMAPFS_PASSWORD", None)
+    e["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ifscache", dir="/tmp")
     if env:
         e.update(env)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

@@ -1,0 +1,41 @@
+/* The persistent cache seen from the account: listings and the folder tree
+ * survive a remount (so a remount costs a few commands, not a download), and
+ * message content read once is read from disk next time, also while the
+ * server is unreachable. A thin layer over cache/disk.c; every function is a
+ * no-op when the cache is off (-o cache=no, or the directory is locked by
+ * another mount). */
+#ifndef IMAPFS_FS_PERSIST_H
+#define IMAPFS_FS_PERSIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct account;
+
+/* Opens dir (NULL: $XDG_CACHE_HOME/imapfs/USER@HOST:PORT). A directory
+ * locked by another imapfs means running without a persistent cache: said
+ * once on stderr, not an error. Other failures are errors (-errno, err). */
+int persist_open(struct account *a, const char *dir, uint64_t max_bytes, char *err, size_t errlen);
+void persist_close(struct account *a);
+
+/* The folder tree from the last session; false if none. */
+bool persist_load_tree(struct account *a);
+void persist_save_tree(struct account *a);
+
+/* Fills the listing of mailbox id from disk if the cache has none yet; it is
+ * marked stale, to be confirmed (cheaply, with CONDSTORE) by the server. */
+void persist_load_listing(struct account *a, uint64_t mbox_id);
+/* Writes the listing of mailbox id as the cache has it now. */
+void persist_save_listing(struct account *a, uint64_t mbox_id);
+
+/* Content blocks. get: length, or < 0 when not on disk. */
+ssize_t persist_block_get(struct account *a, const char *mailbox, uint32_t uidvalidity,
+                          uint32_t uid, uint64_t index, void *buf, size_t cap);
+void persist_block_put(struct account *a, const char *mailbox, uint32_t uidvalidity, uint32_t uid,
+                       uint64_t index, const void *data, size_t len);
+bool persist_block_has(struct account *a, const char *mailbox, uint32_t uidvalidity, uint32_t uid,
+                       uint64_t index);
+
+#endif
