@@ -33,6 +33,9 @@ static inline struct fs *fs_of(fuse_req_t req)
 
 /* Fills st from a cache node (cache lock held). */
 void fs_stat_node(const struct fs *fs, const struct cache_node *n, struct stat *st);
+/* Fills st for inode ino (a file being written or a cache node); false if
+ * there is none. *volatile_attrs: the attributes change (don't cache them). */
+bool fs_stat_ino(struct fs *fs, fuse_ino_t ino, struct stat *st, bool *volatile_attrs);
 /* Fills st for a file being written. */
 void fs_stat_staged(const struct fs *fs, const struct staged_info *sd, struct stat *st);
 

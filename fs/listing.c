@@ -263,7 +263,8 @@ static int listing_fetch(struct imap_session *s, void *ctx)
 
         if (!j->have || j->si.uidvalidity != j->uidvalidity)
                 j->kind = LISTING_FULL;
-        else if (condstore && j->si.highestmodseq == j->modseq && same_counts)
+        else if (condstore && j->si.highestmodseq == j->modseq && same_counts &&
+                 imap_session_events(s) == events)
                 j->kind = LISTING_SAME; /* nothing at all changed */
         else if (condstore)
                 j->kind = LISTING_DELTA;

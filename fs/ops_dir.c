@@ -71,6 +71,23 @@ void fs_stat_staged(const struct fs *fs, const struct staged_info *sd, struct st
         st->st_mtime = st->st_ctime = st->st_atime = sd->mtime;
 }
 
+bool fs_stat_ino(struct fs *fs, fuse_ino_t ino, struct stat *st, bool *volatile_attrs)
+{
+        struct staged_info sd;
+        *volatile_attrs = false;
+        if (staging_get(fs->staging, ino, &sd)) {
+                fs_stat_staged(fs, &sd, st);
+                *volatile_attrs = true;
+                return true;
+        }
+        cache_lock(fs->acct.cache);
+        struct cache_node *n = cache_node_get(fs->acct.cache, ino);
+        if (n)
+                fs_stat_node(fs, n, st);
+        cache_unlock(fs->acct.cache);
+        return n != NULL;
+}
+
 /* Finds name in directory parent (lock held). */
 static struct cache_node *ops_dir_find(struct cache *c, fuse_ino_t parent, const char *name,
                                        int *err)
@@ -177,22 +194,12 @@ static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 {
         struct fs *fs = fs_of(req);
         struct stat st;
+        bool changing;
         (void)fi;
-        struct staged_info sd;
-        if (staging_get(fs->staging, ino, &sd)) {
-                fs_stat_staged(fs, &sd, &st);
-                fuse_reply_attr(req, &st, 0);
-                return;
-        }
-        cache_lock(fs->acct.cache);
-        struct cache_node *n = cache_node_get(fs->acct.cache, ino);
-        if (n)
-                fs_stat_node(fs, n, &st);
-        cache_unlock(fs->acct.cache);
-        if (!n)
+        if (!fs_stat_ino(fs, ino, &st, &changing))
                 fuse_reply_err(req, ENOENT);
         else
-                fuse_reply_attr(req, &st, fs->entry_timeout);
+                fuse_reply_attr(req, &st, changing ? 0 : fs->entry_timeout);
 }
 
 /* A directory's entries, taken when it is opened so that readdir offsets

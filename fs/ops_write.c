@@ -175,12 +175,8 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
                 fuse_reply_attr(req, &st, 0);
                 return;
         }
-        cache_lock(fs->acct.cache);
-        struct cache_node *n = cache_node_get(fs->acct.cache, ino);
-        if (n)
-                fs_stat_node(fs, n, &st);
-        cache_unlock(fs->acct.cache);
-        if (!n) {
+        bool changing;
+        if (!fs_stat_ino(fs, ino, &st, &changing)) {
                 fuse_reply_err(req, ENOENT);
                 return;
         }
@@ -189,7 +185,7 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
                 return;
         }
         if (to_set & FUSE_SET_ATTR_SIZE) {
-                fuse_reply_err(req, n->kind == CACHE_MSG ? EACCES : EISDIR);
+                fuse_reply_err(req, S_ISREG(st.st_mode) ? EACCES : EISDIR);
                 return;
         }
         /* Times: accepted and ignored, so that touch, cp -p and rsync work;

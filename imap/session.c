@@ -50,6 +50,24 @@ static void session_break(struct imap_session *s, const char *why)
         s->conn = NULL;
 }
 
+/* Makes room for want more bytes after rlen; breaks the session on ENOMEM. */
+static int session_reserve(struct imap_session *s, size_t want)
+{
+        if (s->rcap - s->rlen >= want)
+                return 0;
+        size_t ncap = s->rcap ? s->rcap : SESSION_READ_CHUNK;
+        while (ncap - s->rlen < want)
+                ncap *= 2;
+        char *nb = realloc(s->rbuf, ncap);
+        if (!nb) {
+                session_break(s, "out of memory");
+                return -EIO;
+        }
+        s->rbuf = nb;
+        s->rcap = ncap;
+        return 0;
+}
+
 /* Reads until one complete response is framed, then parses it. */
 static int session_read_response(struct imap_session *s, int64_t deadline,
                                  struct imap_response **out)
@@ -92,18 +110,8 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                 size_t want = SESSION_READ_CHUNK;
                 if (s->fr.literal_left > want)
                         want = s->fr.literal_left > (64u << 20) ? (64u << 20) : s->fr.literal_left;
-                if (s->rcap - s->rlen < want) {
-                        size_t ncap = s->rcap ? s->rcap : SESSION_READ_CHUNK;
-                        while (ncap - s->rlen < want)
-                                ncap *= 2;
-                        char *nb = realloc(s->rbuf, ncap);
-                        if (!nb) {
-                                session_break(s, "out of memory");
-                                return -EIO;
-                        }
-                        s->rbuf = nb;
-                        s->rcap = ncap;
-                }
+                if (session_reserve(s, want) < 0)
+                        return -EIO;
                 int64_t dl = deadline > s->deadline_ext ? deadline : s->deadline_ext;
                 ssize_t got = imap_conn_read(s->conn, s->rbuf + s->rlen, s->rcap - s->rlen, dl);
                 if (got > 0 && s->deadline_cap) {
@@ -207,6 +215,14 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
         if (s->selected && r->has_number && r->name && strcmp(r->name, "EXPUNGE") == 0 &&
             s->sel.exists > 0)
                 s->sel.exists--;
+        /* With CONDSTORE every change carries its MODSEQ: keep HIGHESTMODSEQ
+         * current, so that comparing it says whether anything changed. */
+        if (s->selected && r->name && strcmp(r->name, "FETCH") == 0 && r->args) {
+                const struct imap_value *ms = imap_fetch_item(r->args, "MODSEQ");
+                if (ms && ms->type == IMAP_LIST && ms->first && ms->first->type == IMAP_NUMBER &&
+                    ms->first->num > s->sel.highestmodseq)
+                        s->sel.highestmodseq = ms->first->num;
+        }
         /* With QRESYNC, expunges come as VANISHED uid-set (without EARLIER). */
         if (s->selected && r->name && strcmp(r->name, "VANISHED") == 0 && r->args &&
             r->args->type != IMAP_LIST)
@@ -801,18 +817,8 @@ int imap_session_idle(struct imap_session *s, int wake_fd, int max_ms, bool *cha
                 if (pr > 0 && p[0].revents) {
                         /* Bytes arrived: take what is there (TLS may need
                          * more than one read for a record). */
-                        if (s->rcap - s->rlen < SESSION_READ_CHUNK) {
-                                size_t ncap = s->rcap ? s->rcap * 2 : SESSION_READ_CHUNK;
-                                while (ncap - s->rlen < SESSION_READ_CHUNK)
-                                        ncap *= 2;
-                                char *nb = realloc(s->rbuf, ncap);
-                                if (!nb) {
-                                        session_break(s, "out of memory");
-                                        return -EIO;
-                                }
-                                s->rbuf = nb;
-                                s->rcap = ncap;
-                        }
+                        if (session_reserve(s, SESSION_READ_CHUNK) < 0)
+                                return -EIO;
                         ssize_t got = imap_conn_read(s->conn, s->rbuf + s->rlen, s->rcap - s->rlen,
                                                      imap_now_ms() + s->acct->timeout_ms);
                         if (got <= 0) {
