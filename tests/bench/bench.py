@@ -240,7 +240,8 @@ class Runner:
         os.makedirs(wd)
         m = I.Mount("imaps://%s@127.0.0.1:%d" % (self.d.user, port),
                     mountpoint=os.path.join(self.workdir, "mnt"), workdir=wd,
-                    opts={"cafile": self.d.cafile, "password_file": self.d.password_file})
+                    opts={"cafile": self.d.cafile, "password_file": self.d.password_file,
+                          "cache": "no"})  # fresh mount = nothing cached
         self.accepted0 = self.proxy.accepted if proxied else None
         m.mount(foreground=True)  # -f in a background Popen: m.proc.pid is the daemon
         return m

@@ -225,7 +225,7 @@ class Bench:
         self.nmount += 1
         wd = os.path.join(self.workdir, "m%d" % self.nmount)
         os.makedirs(wd)
-        opts = {"cafile": self.d.cafile, "password_file": self.d.password_file}
+        opts = {"cafile": self.d.cafile, "password_file": self.d.password_file, "cache": "no"}
         opts.update(extra_opts or {})
         m = I.Mount("imaps://%s@127.0.0.1:%d" % (self.d.user, self.d.imaps_port),
                     mountpoint=os.path.join(self.workdir, "mnt"), workdir=wd, opts=opts)
