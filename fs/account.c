@@ -49,7 +49,24 @@ char *account_decode_component(const char *comp)
 static void account_on_event(void *ctx, const char *mailbox, const struct imap_response *r)
 {
         struct account *a = ctx;
-        if (!mailbox || r->kind != IMAP_RESP_UNTAGGED || !r->name)
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name)
+                return;
+        /* NOTIFY (RFC 5465) reports other mailboxes' changes as STATUS, and
+         * mailboxes created, renamed or deleted as LIST. */
+        if (strcmp(r->name, "STATUS") == 0 && r->args &&
+            (r->args->type == IMAP_STRING || r->args->type == IMAP_ATOM)) {
+                cache_lock(a->cache);
+                cache_mbox_mark_stale(a->cache, r->args->s);
+                cache_unlock(a->cache);
+                return;
+        }
+        if (strcmp(r->name, "LIST") == 0) {
+                cache_lock(a->cache);
+                a->tree_checked_ms = 0;
+                cache_unlock(a->cache);
+                return;
+        }
+        if (!mailbox)
                 return;
         if (strcmp(r->name, "EXISTS") == 0 || strcmp(r->name, "EXPUNGE") == 0 ||
             strcmp(r->name, "FETCH") == 0 || strcmp(r->name, "VANISHED") == 0) {

@@ -31,6 +31,7 @@ struct sync {
         bool stop;
         char *watched;          /* guarded by mu */
         struct imap_session *s; /* the watcher's own connection (thread only) */
+        bool notify;            /* the server reports all mailboxes (NOTIFY) */
 };
 
 struct sync *sync_new(struct account *a, int poll_ms)
@@ -214,6 +215,50 @@ static int sync_poll(struct sync *sy, const char *watched)
         return r == -EIO ? r : 0;
 }
 
+/* Asks the server to report, while we IDLE, changes in every mailbox: the
+ * selected one as usual, the others as STATUS, new/renamed/deleted ones as
+ * LIST (NOTIFY, RFC 5465). One connection then covers the whole account. */
+static void sync_notify(struct sync *sy)
+{
+        sy->notify = false;
+        if (!imap_session_caps(sy->s)->notify)
+                return;
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(sy->s, &cmd);
+        imap_cmd_add(&cmd, "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) "
+                           "(personal (MessageNew MessageExpunge FlagChange MailboxName))");
+        int r = imap_session_cmd(sy->s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        sy->notify = r == 0 && res.status == IMAP_ST_OK;
+        log_dbg("sync: NOTIFY %s", sy->notify ? "on" : "refused: polling");
+}
+
+/* After a NOTIFY report: refresh the listed folders it marked stale and the
+ * tree if it changed. */
+static void sync_refresh_stale(struct sync *sy, const char *watched)
+{
+        struct account *a = sy->a;
+        struct sync_names names = {0};
+        cache_lock(a->cache);
+        bool tree = a->tree_checked_ms == 0;
+        sync_collect(cache_root(a->cache), &names);
+        cache_unlock(a->cache);
+        if (tree)
+                account_refresh_tree(a, 0);
+        for (size_t i = 0; i < names.n; i++) {
+                bool stale = false;
+                cache_lock(a->cache);
+                struct cache_mbox *m = cache_mbox_by_raw(a->cache, names.v[i]);
+                stale = m && m->state == CACHE_LISTING_STALE;
+                cache_unlock(a->cache);
+                if (stale && strcmp(names.v[i], watched) != 0)
+                        sync_refresh(sy, names.v[i]);
+                free(names.v[i]);
+        }
+        free(names.v);
+}
+
 static char *sync_target(struct sync *sy)
 {
         pthread_mutex_lock(&sy->mu);
@@ -244,6 +289,7 @@ static void *sync_main(void *arg)
                         backoff = BACKOFF_MIN_MS;
                         /* Reconnected: anything may have changed meanwhile. */
                         next_poll = 0;
+                        sync_notify(sy);
                 }
                 char *target = sync_target(sy);
                 if (!target) {
@@ -279,6 +325,8 @@ static void *sync_main(void *arg)
                 }
                 if (r == 0 && (changed || imap_session_events(sy->s) != ev))
                         sync_refresh(sy, target);
+                if (r == 0 && changed && sy->notify)
+                        sync_refresh_stale(sy, target);
                 else if (r == -ENOENT)
                         sync_watch(sy, "INBOX"); /* the watched folder went away */
                 else if (r < 0 && r != -EPROTO)
