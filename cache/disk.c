@@ -1102,25 +1102,32 @@ ssize_t disk_block_get(struct disk *d, const char *mailbox, uint32_t uidvalidity
                 }
                 return -e;
         }
-        unsigned char hdr[DISK_BLOCK_HEADER], tr[TRAILER];
-        unsigned char *hn = NULL;
-        size_t dirty = 0; /* bytes of buf we may have written */
+        unsigned char *file = NULL; /* the whole file: one read instead of four */
+        size_t dirty = 0;           /* bytes of buf we may have written */
         ssize_t rc, r;
         struct stat st;
         if (fstat(fd, &st) < 0) {
                 rc = -errno;
                 goto out;
         }
-        if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < BLK_FILE_MIN)
+        if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < BLK_FILE_MIN ||
+            (uint64_t)st.st_size >
+                (uint64_t)DISK_BLOCK_HEADER + DISK_NAME_MAX + DISK_BLOCK_MAX + TRAILER)
                 goto bad;
-        r = pread_full(fd, hdr, sizeof(hdr), 0);
+        file = malloc((size_t)st.st_size);
+        if (!file) {
+                rc = -ENOMEM;
+                goto out;
+        }
+        r = pread_full(fd, file, (size_t)st.st_size, 0);
         if (r < 0) {
                 rc = r;
                 goto out;
         }
-        if (r != (ssize_t)sizeof(hdr) || memcmp(hdr, BLK_MAGIC, 8) != 0 ||
-            get32(hdr + 8) != FORMAT_VERSION)
+        if (r != (ssize_t)st.st_size || memcmp(file, BLK_MAGIC, 8) != 0 ||
+            get32(file + 8) != FORMAT_VERSION)
                 goto bad;
+        const unsigned char *hdr = file;
         uint32_t fnl = get32(hdr + 12);
         uint64_t flen = get64(hdr + 32);
         if (fnl > DISK_NAME_MAX || flen > DISK_BLOCK_MAX ||
@@ -1130,33 +1137,14 @@ ssize_t disk_block_get(struct disk *d, const char *mailbox, uint32_t uidvalidity
                 rc = -ENOBUFS;
                 goto out;
         }
-        hn = malloc(DISK_BLOCK_HEADER + fnl);
-        if (!hn) {
-                rc = -ENOMEM;
-                goto out;
-        }
-        memcpy(hn, hdr, sizeof(hdr));
-        r = pread_full(fd, hn + DISK_BLOCK_HEADER, fnl, DISK_BLOCK_HEADER);
-        if (r >= 0 && r != (ssize_t)fnl)
-                goto bad;
-        if (r >= 0) {
-                dirty = (size_t)flen;
-                r = pread_full(fd, buf, (size_t)flen, (off_t)(DISK_BLOCK_HEADER + fnl));
-                if (r >= 0 && r != (ssize_t)flen)
-                        goto bad;
-        }
-        if (r >= 0) {
-                r = pread_full(fd, tr, sizeof(tr), (off_t)(DISK_BLOCK_HEADER + fnl + flen));
-                if (r >= 0 && r != (ssize_t)sizeof(tr))
-                        goto bad;
-        }
-        if (r < 0) {
-                rc = r;
-                goto out;
-        }
+        const unsigned char *hn = file; /* header and name, as hashed */
+        const unsigned char *data = file + DISK_BLOCK_HEADER + fnl;
+        const unsigned char *tr = data + flen;
         if (get64(tr) !=
-            disk_hash64(buf, (size_t)flen, disk_hash64(hn, DISK_BLOCK_HEADER + fnl, 0)))
+            disk_hash64(data, (size_t)flen, disk_hash64(hn, DISK_BLOCK_HEADER + fnl, 0)))
                 goto bad;
+        dirty = (size_t)flen;
+        memcpy(buf, data, (size_t)flen);
         /* A sound file under a name that is not its key has been moved: damage all the same. */
         if (get32(hdr + 16) != uidvalidity || get32(hdr + 20) != uid || get64(hdr + 24) != index)
                 goto bad;
@@ -1190,7 +1178,7 @@ bad:
 out:
         if (dirty)
                 memset(buf, 0, dirty);
-        free(hn);
+        free(file);
         close(fd);
         return rc;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/disk.h"
 #include "fs/ahead.h"
 #include "fs/names.h"
 #include "fs/persist.h"
@@ -74,6 +75,17 @@ static void account_on_event(void *ctx, const char *mailbox, const struct imap_r
                 cache_mbox_mark_stale(a->cache, mailbox);
                 cache_unlock(a->cache);
         }
+}
+
+bool account_online(struct account *a)
+{
+        if (!imap_pool_down(a->pool))
+                return true;
+        struct imap_session *s;
+        if (imap_pool_get(a->pool, NULL, IMAP_POOL_META, &s) < 0)
+                return false;
+        imap_pool_put(a->pool, s);
+        return true;
 }
 
 int account_init(struct account *a)
@@ -211,7 +223,16 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 a->tree_checked_ms = imap_now_ms();
         }
         a->tree_refreshing = false;
-        bool save = r == 0;
+        /* Saved only when it changed: polls re-list the tree every time. */
+        uint64_t sig = 0;
+        for (size_t i = 0; r == 0 && i < t.n; i++) {
+                sig = disk_hash64(t.v[i].raw, strlen(t.v[i].raw), sig);
+                unsigned char extra[2] = {(unsigned char)t.v[i].delim, (unsigned char)t.v[i].attrs};
+                sig = disk_hash64(extra, sizeof(extra), sig);
+        }
+        bool save = r == 0 && sig != a->tree_sig;
+        if (save)
+                a->tree_sig = sig;
         cache_wake(a->cache);
         cache_unlock(a->cache);
         account_tree_reset(&t);
@@ -418,7 +439,7 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
                         continue;
                 case BLOCKS_BUSY:
                         if (++waits > READ_MAX_WAITS)
-                                return pos > off ? (*got = pos - off, 0) : -EIO;
+                                return -EIO; /* the fetcher never finished: not EOF */
                         blocks_wait(a->blocks, &k, a->imap.timeout_ms);
                         continue;
                 case BLOCKS_CLAIMED:
@@ -439,11 +460,11 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
                         count++;
                 }
                 int r = account_fetch_blocks(a, f, idx, count);
-                if (r < 0) {
-                        if (pos > off)
-                                break;
+                /* Never a short read for a failure: outside direct I/O the
+                 * kernel takes a short read as the end of the file, and a
+                 * truncated message would look complete. */
+                if (r < 0)
                         return r == -ENOMEM ? -ENOMEM : (r == -ENOENT || r == -ESTALE) ? -EIO : r;
-                }
         }
 done:
         *got = pos - off;

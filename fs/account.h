@@ -37,6 +37,7 @@ struct account {
         struct disk *disk;       /* the persistent cache, NULL when off */
         int64_t tree_checked_ms; /* guarded by the cache lock */
         char hier_delim;         /* the server's hierarchy delimiter (from LIST) */
+        uint64_t tree_sig;       /* hash of the last LIST, to save the tree only on change */
         bool tree_refreshing;
         atomic_ullong fetches, fetched_bytes; /* content fetches, for the log at exit */
 };
@@ -57,6 +58,10 @@ struct account_file {
 typedef int (*account_op_fn)(struct imap_session *s, void *ctx);
 int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, account_op_fn fn,
                 void *ctx);
+
+/* False while the server can't be reached (after a failed connect, one more
+ * attempt is made here, so the answer turns as soon as it is back). */
+bool account_online(struct account *a);
 
 int account_init(struct account *a);
 void account_destroy(struct account *a);

@@ -81,6 +81,7 @@ struct ahead_run {
 static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
 {
         struct ahead_run *run = ctx;
+        atomic_fetch_add(&run->h->a->fetched_bytes, len);
         /* Only blocks this job claimed are stored: blocks_put ignores others. */
         for (uint64_t b = 0; b * BLOCK_SIZE < len || (b == 0 && len == 0); b++) {
                 struct block_key k = ahead_key(run->j, uid, b);

@@ -112,6 +112,18 @@ static struct cache_node *ops_dir_find(struct cache *c, fuse_ino_t parent, const
         return NULL;
 }
 
+static bool ops_dir_known(struct fs *fs, fuse_ino_t ino)
+{
+        cache_lock(fs->acct.cache);
+        struct cache_node *n = cache_node_get(fs->acct.cache, ino);
+        const struct cache_mbox *m =
+            n && n->kind == CACHE_MBOX ? (const struct cache_mbox *)n : NULL;
+        /* The root and \Noselect folders hold only folders, which the tree knows. */
+        bool known = m && (!m->raw || (m->attrs & 1u) || m->state != CACHE_LISTING_NONE);
+        cache_unlock(fs->acct.cache);
+        return known;
+}
+
 static bool ops_dir_needs_listing(struct cache *c, fuse_ino_t ino)
 {
         struct cache_node *n = cache_node_get(c, ino);
@@ -177,7 +189,10 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         int err = ops_dir_reply_entry(req, fs, parent, name);
         if (err == 0)
                 return;
-        if (r < 0 && err == ENOENT && r != -ENOENT)
+        /* The server could not be asked: "no such name" holds only if we
+         * know the directory (a listing, possibly from the persistent cache,
+         * or the tree); else the honest answer is an I/O error. */
+        if (r < 0 && err == ENOENT && r != -ENOENT && !ops_dir_known(fs, parent))
                 err = fs_errno(r);
         if (err == ENOENT) {
                 /* Negative entry: the kernel may skip asking again for a while. */

@@ -10,9 +10,12 @@
 #include "fs/account_write.h"
 #include "fs/fs.h"
 
+/* -o ro, or offline (the server can't be reached): every change is EROFS,
+ * before any check that would give another answer. */
 static bool ops_refuse_ro(fuse_req_t req)
 {
-        if (!fs_of(req)->read_only)
+        struct fs *fs = fs_of(req);
+        if (!fs->read_only && account_online(&fs->acct))
                 return false;
         fuse_reply_err(req, EROFS);
         return true;

@@ -325,7 +325,9 @@ static void *sync_main(void *arg)
                 }
                 if (r == 0 && (changed || imap_session_events(sy->s) != ev))
                         sync_refresh(sy, target);
-                if (r == 0 && changed && sy->notify)
+                /* NOTIFY reports may come at any time, also while we poll:
+                 * whatever they marked stale is refreshed now. */
+                if (r == 0 && sy->notify)
                         sync_refresh_stale(sy, target);
                 else if (r == -ENOENT)
                         sync_watch(sy, "INBOX"); /* the watched folder went away */

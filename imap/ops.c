@@ -511,6 +511,21 @@ int imap_status(struct imap_session *s, const char *mailbox, struct imap_status_
         struct status_ctx c = {out, false};
 
         memset(out, 0, sizeof(*out));
+        const char *sel = imap_session_selected(s);
+        if (sel && strcmp(sel, mailbox) == 0) {
+                /* STATUS of the selected mailbox may answer from the session's
+                 * stale view (RFC 3501 says not to ask it): NOOP brings the
+                 * session up to date, and its counts are the answer. */
+                int r = imap_noop(s);
+                if (r < 0)
+                        return r;
+                const struct imap_select_info *si = imap_session_sel_info(s);
+                out->messages = si->exists;
+                out->uidnext = si->uidnext;
+                out->uidvalidity = si->uidvalidity;
+                out->highestmodseq = si->highestmodseq;
+                return 0;
+        }
         imap_session_cmd_init(s, &cmd);
         imap_cmd_add(&cmd, "STATUS ");
         imap_cmd_str(&cmd, mailbox);

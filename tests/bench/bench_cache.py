@@ -1,0 +1,848 @@
+#!/usr/bin/python3
+"""imapfs persistent-cache benchmark: what a warm cache saves on a remount.
+
+    /usr/bin/python3 tests/bench/bench_cache.py [--quick] [--reps N] [--bin PATH] [--keep]
+
+One invocation starts a throwaway Dovecot (tests/integration/dovecot.py, rawlog on), puts
+the counting proxy (tests/integration/proxy.py) between imapfs and Dovecot, and measures
+(`imapfs -f` in a background process, a fresh mount for every figure):
+
+  1. mount + `ls -lR` of 10 folders x 10,000 small messages (1-3 KB; --quick: 10 x 1,000)
+       cold: -o cache=no, and an empty -o cache_dir (that run fills the cache)
+       warm: a remount with the cache_dir the cold run filled
+     time, bytes on the wire, IMAP commands. Target: warm >= 10x faster than cold.
+     The ls -lR output of every run is compared with the first one.
+  2. `grep -r` over 1,000 messages (bench.py's generator, 2-20 KB, ~1 % of 150-250 KB):
+       a first grep on a mount with an empty cache_dir fills the content cache; then, for each
+       timed run, unmount, remount with the same cache_dir, drop the page cache
+       (echo 3 > /proc/sys/vm/drop_caches, if permitted) and time the second grep
+     vs grep -r over the same folder in a local Maildir made by mbsync (Debian's isync;
+     installed with apt-get when missing and run as root, else that row is skipped), also
+     after dropping the page cache. Both again without dropping it (page cache warm).
+     Target: cached grep within 1.5x of the Maildir grep. The matches must agree.
+  3. bytes on disk of the listing files per message and of the content cache per message,
+     and the daemon's peak RSS (VmHWM) for each kind of mount.
+
+The mail is loaded with MULTIAPPEND + LITERAL+ over 2-4 plain-text connections at once. Exits
+non-zero only if something broke (a mount, a tool, a listing or grep result that differs),
+never because a figure is slow. Stdlib only.
+"""
+
+import argparse
+import datetime
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+sys.path.insert(0, HERE)
+
+import dovecot as D  # noqa: E402
+import imapfs as I  # noqa: E402
+import mailgen as G  # noqa: E402
+import proxy as P  # noqa: E402
+import bench as B  # noqa: E402
+
+UTC = datetime.timezone.utc
+N_FOLDERS = 10
+BOX_FMT = "Cache%02d"
+BOX_GREP = "GrepBox"
+N_GREP = 1000
+GREP_PATTERN = "invoice please"   # two words of bench.py's text: a few dozen matching lines
+WARM_TARGET = 10.0                # warm remount + ls -lR at least this many times faster
+GREP_TARGET = 1.5                 # cached grep at most this many times the Maildir grep
+TOOL_TIMEOUT = 300
+MOUNT_TIMEOUT = 120
+ENV = dict(os.environ, LC_ALL="C.UTF-8")
+Broken = B.Broken
+T0 = time.monotonic()
+
+
+def log(*a):
+    print("[bench_cache %6.1fs]" % (time.monotonic() - T0), *a, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------
+# mail
+# ------------------------------------------------------------------------------------
+def gen_small(box, n, pools):
+    """n deterministic small messages (1-3 KB) for box: Date 3 h apart, bench.py's subjects
+    (10 % RFC 2047), 2/3 \\Seen."""
+    rng = random.Random("imapfs-bench-cache-%s-%d" % (box, n))
+    base = datetime.datetime(2022, 1, 3, 9, 0, 0, tzinfo=UTC)
+    out = []
+    for k in range(n):
+        dt = base + datetime.timedelta(hours=3 * k, seconds=rng.randrange(3600))
+        h = (b"From: Person %d <p%d@example.org>\r\nTo: alice@example.org\r\nSubject: %s\r\n"
+             b"Date: %s\r\nMessage-ID: <cache-%s-%d@example.org>\r\nMIME-Version: 1.0\r\n"
+             b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+             % (k % 97, k % 97, B._subject(rng, k).encode(),
+                dt.strftime("%a, %d %b %Y %H:%M:%S +0000").encode(), box.encode(), k))
+        size = rng.randint(1000, 3000)
+        raw = h + pools.text_slice(rng, max(200, size - len(h)))
+        out.append(G.Msg("%s-%d" % (box, k), box, raw, None, None, dt + datetime.timedelta(minutes=1),
+                         ["\\Seen"] if k % 3 else []))
+    return out
+
+
+def status_messages(c, box):
+    typ, data = c.status(box, "(MESSAGES)")
+    if typ != "OK":
+        raise Broken("STATUS %s: %r" % (box, data))
+    return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
+
+
+def load_folders(d, per_folder, nconn):
+    """Creates the N_FOLDERS folders and fills each with per_folder small messages, nconn
+    plain-text connections at once (MULTIAPPEND + LITERAL+, 1,000 messages per command)."""
+    boxes = [BOX_FMT % i for i in range(N_FOLDERS)]
+    pools = B.Pools(random.Random("imapfs-bench-cache-pools"))
+    errors = []
+    nbytes = [0]
+    lock = threading.Lock()
+
+    def worker(mine):
+        try:
+            c = d.client(plain=True)  # loading needs no TLS
+            try:
+                for box in mine:
+                    typ, data = c.create(box)
+                    if typ != "OK":
+                        raise Broken("CREATE %s: %r" % (box, data))
+                    msgs = gen_small(box, per_folder, pools)
+                    with lock:
+                        nbytes[0] += sum(len(m.raw) for m in msgs)
+                    G.multiappend(c, box, msgs, chunk=1000)
+            finally:
+                c.logout()
+        except Exception as e:  # noqa: BLE001
+            errors.append("%s: %s" % (mine, e))
+
+    t = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(boxes[i::nconn],)) for i in range(nconn)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise Broken("loading failed: " + "; ".join(errors))
+    c = d.client(plain=True)
+    try:
+        counts = {b: status_messages(c, b) for b in boxes}
+    finally:
+        c.logout()
+    bad = {b: n for b, n in counts.items() if n != per_folder}
+    if bad:
+        raise Broken("loaded %r, wanted %d each" % (bad, per_folder))
+    secs = time.monotonic() - t
+    log("loaded %d x %s messages (%.0f MB) on %d connections in %.1fs" % (
+        N_FOLDERS, format(per_folder, ","), nbytes[0] / 1e6, nconn, secs))
+    return secs, nbytes[0]
+
+
+def load_grep_folder(d):
+    msgs = B.gen_messages(N_GREP, BOX_GREP, "grep")
+    c = d.client(plain=True)
+    try:
+        typ, data = c.create(BOX_GREP)
+        if typ != "OK":
+            raise Broken("CREATE %s: %r" % (BOX_GREP, data))
+        G.multiappend(c, BOX_GREP, msgs, chunk=500)
+        if status_messages(c, BOX_GREP) != N_GREP:
+            raise Broken("%s does not hold %d messages" % (BOX_GREP, N_GREP))
+    finally:
+        c.logout()
+    return sum(len(m.raw) for m in msgs)
+
+
+def clear_rawlog(d):
+    """The loading sessions' rawlog holds every appended byte; nobody needs it."""
+    rd = d.rawlog_dir()
+    for name in os.listdir(rd):
+        try:
+            os.unlink(os.path.join(rd, name))
+        except OSError:
+            pass
+
+
+# ------------------------------------------------------------------------------------
+# page cache
+# ------------------------------------------------------------------------------------
+def can_drop_caches():
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1\n")
+        return True
+    except OSError:
+        return False
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+# ------------------------------------------------------------------------------------
+# measuring
+# ------------------------------------------------------------------------------------
+class Run:
+    """One measured operation: a wall-clock window (for the rawlog), times, wire bytes."""
+
+    def __init__(self, op):
+        self.op = op
+        self.t0 = self.t1 = None
+        self.mount_secs = None
+        self.tool_secs = None
+        self.up = self.down = None
+        self.hwm = None     # daemon VmHWM (kB) at unmount
+        self.cmds = None    # filled from the rawlog at the end
+
+    @property
+    def secs(self):
+        if self.tool_secs is None:
+            return None
+        return self.tool_secs + (self.mount_secs or 0.0)
+
+
+class Bench:
+    def __init__(self, d, proxy, workdir):
+        self.d = d
+        self.proxy = proxy
+        self.workdir = workdir
+        self.mp = os.path.join(workdir, "mnt")
+        os.makedirs(self.mp, exist_ok=True)
+        self.runs = []
+        self.failures = []
+        self.daemon_notes = []
+        self.nmount = 0
+        self.live = []
+
+    # -- mounts -------------------------------------------------------------------------
+    def mount(self, extra_opts):
+        """imapfs -f in a background process; returns (Mount, seconds until it was mounted)."""
+        self.nmount += 1
+        wd = os.path.join(self.workdir, "m%02d" % self.nmount)
+        os.makedirs(wd)
+        opts = {"cafile": self.d.cafile, "password_file": self.d.password_file}
+        opts.update(extra_opts)
+        m = I.Mount("imaps://%s@127.0.0.1:%d" % (self.d.user, self.proxy.port), mountpoint=self.mp,
+                    workdir=wd, opts=opts)
+        argv = m.argv(foreground=True)
+        m.n += 1
+        m.logfile = os.path.join(wd, "imapfs.log")
+        I.LIVE.add(m)
+        self.live.append(m)
+        with open(m.logfile, "wb") as err, open(os.path.join(wd, "imapfs.out"), "wb") as out:
+            t = time.perf_counter()
+            m.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=m.env)
+            deadline = time.monotonic() + MOUNT_TIMEOUT
+            while not I.is_mounted(self.mp):
+                if m.proc.poll() is not None or time.monotonic() > deadline:
+                    m.cleanup_mount()
+                    raise Broken("imapfs did not mount (exit %r): %s\n%s" % (
+                        m.proc.returncode if m.proc else None, " ".join(argv), m.read_log()[-3000:]))
+                time.sleep(0.002)
+            secs = time.perf_counter() - t
+        m.daemon_pid = m.proc.pid
+        return m, secs
+
+    def unmount(self, m, run=None):
+        hwm = B.vm_hwm(m.daemon_pid) if m.daemon_pid else None
+        if run is not None:
+            run.hwm = hwm
+        try:
+            m.unmount()
+        except Exception as e:  # noqa: BLE001
+            self.failures.append("unmount (%s): %s" % (run.op if run else "?", e))
+            m.cleanup_mount()
+        if m in self.live:
+            self.live.remove(m)
+        text = m.read_log()
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or re.match(r"imapfs: mounted \S+ on ", line):
+                continue
+            note = "%s: %s" % (run.op if run else "?", line)
+            if note not in self.daemon_notes:
+                self.daemon_notes.append(note)
+        if "AddressSanitizer" in text or "runtime error" in text:
+            self.failures.append("sanitizer output in daemon log: %s" % m.logfile)
+
+    def tool(self, argv, cwd=None, out=None, ok_codes=(0,)):
+        with open(out or os.devnull, "wb") as f:
+            r = subprocess.run(argv, stdout=f, stderr=subprocess.PIPE, cwd=cwd, env=ENV, timeout=TOOL_TIMEOUT)
+        if r.returncode not in ok_codes:
+            raise Broken("%s exited %d: %s" % (" ".join(argv[:3]), r.returncode,
+                                               r.stderr.decode(errors="replace")[:500]))
+
+    def timed_mount_and(self, op, extra_opts, argv, out=None, drop_before_tool=False, ok_codes=(0,),
+                        tool_cwd=None, include_mount=True):
+        """Mount, then run argv (cwd: the mount point or tool_cwd under it), unmount.
+        The wire bytes and the rawlog window cover the mount and the tool when include_mount,
+        else only the tool."""
+        run = Run(op)
+        time.sleep(0.02)  # keeps the rawlog windows apart
+        if include_mount:
+            self.proxy.reset()
+            run.t0 = time.time()
+        m, run.mount_secs = self.mount(extra_opts)
+        try:
+            if drop_before_tool:
+                drop_caches()
+            if not include_mount:
+                time.sleep(0.05)
+                self.proxy.reset()
+                run.t0 = time.time()
+            cwd = os.path.join(self.mp, tool_cwd) if tool_cwd else self.mp
+            t = time.perf_counter()
+            self.tool(argv, cwd=cwd, out=out, ok_codes=ok_codes)
+            run.tool_secs = time.perf_counter() - t
+            run.t1 = time.time()
+            time.sleep(0.05)  # let the pumps count what they just forwarded
+            run.up, run.down = self.proxy.counts()
+            if not include_mount:
+                run.mount_secs = None
+        finally:
+            self.unmount(m, run)
+        self.runs.append(run)
+        return run
+
+    def local(self, op, argv, cwd, out=None, drop=False, ok_codes=(0,)):
+        run = Run(op)
+        if drop:
+            drop_caches()
+        t = time.perf_counter()
+        self.tool(argv, cwd=cwd, out=out, ok_codes=ok_codes)
+        run.tool_secs = time.perf_counter() - t
+        self.runs.append(run)
+        return run
+
+
+# ------------------------------------------------------------------------------------
+# 1. remount + ls -lR
+# ------------------------------------------------------------------------------------
+def lslr_files(path):
+    """{directory header: sorted regular-file lines} of an ls -lR output."""
+    res = {}
+    cur = None
+    with open(path, "rb") as f:
+        for line in f:
+            line = line.rstrip(b"\n")
+            if line.endswith(b":") and not line.startswith(b"-"):
+                cur = line
+                res.setdefault(cur, [])
+            elif line.startswith(b"-"):
+                res.setdefault(cur, []).append(line)
+    for v in res.values():
+        v.sort()
+    return res
+
+
+class LsCheck:
+    def __init__(self, total):
+        self.total = total
+        self.ref = None
+        self.ref_op = None
+
+    def check(self, path, op):
+        files = lslr_files(path)
+        n = sum(len(v) for v in files.values())
+        if n != self.total:
+            raise Broken("%s: ls -lR shows %d message files, the server holds %d" % (op, n, self.total))
+        if self.ref is None:
+            self.ref, self.ref_op = files, op
+            return
+        if files != self.ref:
+            diff = []
+            for k in sorted(set(files) | set(self.ref)):
+                a, b = set(self.ref.get(k, [])), set(files.get(k, []))
+                for x in sorted(a - b)[:2]:
+                    diff.append("  %s only in %s: %s" % (k.decode(errors="replace"), self.ref_op,
+                                                         x.decode(errors="replace")))
+                for x in sorted(b - a)[:2]:
+                    diff.append("  %s only in %s: %s" % (k.decode(errors="replace"), op,
+                                                         x.decode(errors="replace")))
+            raise Broken("%s: ls -lR differs from %s:\n%s" % (op, self.ref_op, "\n".join(diff[:10])))
+
+
+def make_local_tree(lslr, top):
+    """A local copy of the tree an ls -lR output shows: the same directory and file names and
+    sizes (sparse files), for the ls -lR floor of this machine. Returns the number of files."""
+    n = 0
+    cur = top
+    os.makedirs(top)
+    with open(lslr, "rb") as f:
+        for line in f:
+            line = line.rstrip(b"\n")
+            if line.endswith(b":") and not line.startswith(b"-"):
+                cur = os.path.join(top, os.fsdecode(line[:-1]))
+                os.makedirs(cur, exist_ok=True)
+            elif line.startswith(b"-"):
+                parts = line.split(None, 8)
+                with open(os.path.join(cur, os.fsdecode(parts[8])), "wb") as g:
+                    g.truncate(int(parts[4]))
+                n += 1
+    return n
+
+
+def part_ls(Bn, per_folder, reps, cold_reps, cache_dir):
+    total = N_FOLDERS * per_folder
+    chk = LsCheck(total)
+    out = os.path.join(Bn.workdir, "lslr.txt")
+    argv = ["ls", "-lR", "."]
+
+    def one(op, opts):
+        try:
+            Bn.timed_mount_and(op, opts, argv, out=out)
+            chk.check(out, op)
+        except Broken as e:
+            Bn.failures.append(str(e))
+            log("FAILED: %s" % e)
+
+    log("ls -lR: first listing ever (-o cache=no; warms Dovecot's caches)")
+    one("ls-first", {"cache": "no"})
+    for rep in range(cold_reps):
+        log("ls -lR: cold, -o cache=no (%d/%d)" % (rep + 1, cold_reps))
+        one("ls-nocache", {"cache": "no"})
+        log("ls -lR: cold, empty cache_dir (%d/%d)" % (rep + 1, cold_reps))
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        one("ls-fill", {"cache_dir": cache_dir})
+    for rep in range(reps):
+        log("ls -lR: warm cache_dir (%d/%d)" % (rep + 1, reps))
+        one("ls-warm", {"cache_dir": cache_dir})
+    if chk.ref is None:
+        return
+    t = time.monotonic()
+    tree = os.path.join(Bn.workdir, "localtree")
+    try:
+        n = make_local_tree(out, tree)
+    except (OSError, IndexError, ValueError) as e:
+        Bn.failures.append("making the local tree for ls -lR: %s" % e)
+        return
+    if n != total:
+        Bn.failures.append("local tree holds %d files, wanted %d" % (n, total))
+        return
+    log("ls -lR: local tree of the same names made in %.1fs; timing ls -lR of it" % (time.monotonic() - t))
+    for rep in range(reps):
+        Bn.local("ls-local", argv, cwd=tree, out=out)
+    shutil.rmtree(tree, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------
+# 2. grep -r: cached vs a local Maildir (mbsync)
+# ------------------------------------------------------------------------------------
+def ensure_mbsync():
+    """Path of mbsync, installing Debian's isync when possible; (None, reason) otherwise."""
+    p = shutil.which("mbsync")
+    if p:
+        return p, None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return None, "mbsync (Debian package isync) is not installed; run as root with apt, or apt-get install isync"
+    log("installing isync (mbsync) with apt-get")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    r = subprocess.run(["apt-get", "install", "-y", "-q", "isync"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, env=env, timeout=300)
+    if r.returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=env, timeout=300)
+        r = subprocess.run(["apt-get", "install", "-y", "-q", "isync"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, env=env, timeout=300)
+    p = shutil.which("mbsync")
+    if not p:
+        return None, "apt-get install isync failed: %s" % r.stdout.decode(errors="replace")[-300:]
+    return p, None
+
+
+def make_maildir(d, mbsync, workdir):
+    """mbsync's copy of BOX_GREP in workdir/maildir; returns (folder path, seconds)."""
+    md = os.path.join(workdir, "maildir")
+    state = os.path.join(workdir, "mbsync-state")
+    os.makedirs(md)
+    os.makedirs(state)
+    conf = os.path.join(workdir, "mbsyncrc")
+    # The certificate check rejects IP addresses: connect to localhost (the test cert has
+    # DNS:localhost in its subjectAltName).
+    with open(conf, "w") as f:
+        f.write("""IMAPAccount bench
+Host localhost
+Port %d
+User %s
+PassCmd "cat %s"
+SSLType IMAPS
+CertificateFile %s
+SystemCertificates no
+
+IMAPStore far
+Account bench
+
+MaildirStore near
+Path %s/
+Inbox %s/INBOX
+SubFolders Verbatim
+
+Channel bench
+Far :far:
+Near :near:
+Patterns %s
+Create Near
+Sync Pull
+SyncState %s/
+""" % (d.imaps_port, d.user, d.password_file, d.cafile, md, md, BOX_GREP, state))
+    t = time.perf_counter()
+    r = subprocess.run([mbsync, "-c", conf, "-q", "bench"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=TOOL_TIMEOUT)
+    secs = time.perf_counter() - t
+    if r.returncode != 0:
+        raise Broken("mbsync exited %d: %s" % (r.returncode, r.stdout.decode(errors="replace")[-1000:]))
+    folder = os.path.join(md, BOX_GREP)
+    n = sum(len(os.listdir(os.path.join(folder, sub))) for sub in ("cur", "new") if os.path.isdir(os.path.join(folder, sub)))
+    if n != N_GREP:
+        raise Broken("mbsync's Maildir holds %d messages, the server %d" % (n, N_GREP))
+    return folder, secs
+
+
+def grep_result(path):
+    """(matching lines, matching files) of a grep -r -Z output."""
+    files = set()
+    lines = 0
+    with open(path, "rb") as f:
+        for line in f:
+            name, _, _ = line.partition(b"\0")
+            files.add(os.path.basename(name))
+            lines += 1
+    return lines, len(files)
+
+
+def part_grep(Bn, reps, cache_dir, maildir, can_drop):
+    argv = ["grep", "-r", "-Z", "-e", GREP_PATTERN, BOX_GREP]
+    out = os.path.join(Bn.workdir, "grep.txt")
+    results = {}
+
+    def note(op, path=out):
+        res = grep_result(path)
+        results.setdefault(op, set()).add(res)
+        return res
+
+    log("grep: first grep, empty cache_dir (fills the content cache)")
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    Bn.timed_mount_and("grep-first", {"cache_dir": cache_dir}, argv, out=out, ok_codes=(0, 1),
+                       include_mount=False)
+    note("grep-first")
+    for rep in range(reps):
+        log("grep: second grep on a remount (%d/%d)" % (rep + 1, reps))
+        # Each run with the page cache dropped is followed by one without dropping it: the
+        # cache files (or the Maildir) are then in memory, just read by the run before; the
+        # mount is fresh all the same.
+        Bn.timed_mount_and("grep-cached", {"cache_dir": cache_dir}, argv, out=out, drop_before_tool=can_drop,
+                           ok_codes=(0, 1), include_mount=False)
+        note("grep-cached")
+        if can_drop:
+            Bn.timed_mount_and("grep-cached-pc", {"cache_dir": cache_dir}, argv, out=out, ok_codes=(0, 1),
+                               include_mount=False)
+            note("grep-cached-pc")
+        if maildir:
+            Bn.local("grep-maildir", argv, cwd=os.path.dirname(maildir), out=out, drop=can_drop, ok_codes=(0, 1))
+            note("grep-maildir")
+            if can_drop:
+                Bn.local("grep-maildir-pc", argv, cwd=os.path.dirname(maildir), out=out, ok_codes=(0, 1))
+                note("grep-maildir-pc")
+    every = set()
+    for v in results.values():
+        every |= v
+    if len(every) != 1:
+        Bn.failures.append("grep results differ (matching lines, files): %s" % (
+            "; ".join("%s %s" % (k, sorted(v)) for k, v in sorted(results.items()))))
+        return None
+    return every.pop()
+
+
+# ------------------------------------------------------------------------------------
+# 3. on disk
+# ------------------------------------------------------------------------------------
+def files_bytes(top, suffix):
+    n = total = 0
+    for dirpath, _dirs, names in os.walk(top):
+        for name in names:
+            if name.endswith(suffix):
+                n += 1
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return n, total
+
+
+def du_bytes(top):
+    total = 0
+    for dirpath, _dirs, names in os.walk(top):
+        for name in names:
+            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+# ------------------------------------------------------------------------------------
+# report
+# ------------------------------------------------------------------------------------
+fmt_t = B.fmt_t
+fmt_b = B.fmt_b
+med = B.med
+
+
+def report(Bn, args, per_folder, load_secs, load_bytes, grep_bytes, grep_res, mbsync_secs, mbsync_skip,
+           can_drop, ls_cache, grep_cache):
+    def rs(op):
+        return [r for r in Bn.runs if r.op == op]
+
+    def m_of(op, attr):
+        return med(getattr(r, attr) for r in rs(op))
+
+    total = N_FOLDERS * per_folder
+    cold_best = None
+    for op in ("ls-nocache", "ls-fill"):
+        s = m_of(op, "secs")
+        if s is not None and (cold_best is None or s < cold_best[0]):
+            cold_best = (s, op)
+    dropped = "page cache dropped" if can_drop else "page cache NOT dropped (not permitted)"
+    n_s = format(total, ",")
+    rows_def = [
+        ("ls-first", "mount + ls -lR %s msgs, first ever (cache=no)" % n_s, None),
+        ("ls-nocache", "mount + ls -lR, cold: -o cache=no", None),
+        ("ls-fill", "mount + ls -lR, cold: empty cache_dir", None),
+        ("ls-warm", "remount + ls -lR, warm cache_dir", "warm"),
+        ("ls-local", "ls -lR of a local tree, same names", None),
+        ("grep-first", "grep -r %s msgs, 1st (fills cache)" % format(N_GREP, ","), None),
+        ("grep-cached", "grep -r again, remounted, %s" % ("cache dropped" if can_drop else "no drop"), "grep"),
+        ("grep-maildir", "grep -r mbsync Maildir, %s" % ("cache dropped" if can_drop else "no drop"), None),
+        ("grep-cached-pc", "grep -r again, remounted, page cache warm", "grep-pc"),
+        ("grep-maildir-pc", "grep -r mbsync Maildir, page cache warm", None),
+    ]
+    rows = [("operation", "time", "of it mount", "wire c→s / s→c", "IMAP cmds", "ratio", "target")]
+    details = []
+    for op, label, kind in rows_def:
+        runs = rs(op)
+        if not runs:
+            if op.startswith("grep-maildir") and mbsync_secs is None and (op == "grep-maildir" or can_drop):
+                rows.append((label, "skipped", "", "", "", "", ""))
+            continue
+        t = m_of(op, "secs")
+        mt = m_of(op, "mount_secs")
+        up, down = m_of(op, "up"), m_of(op, "down")
+        ncmd = med(len(r.cmds) for r in runs if r.cmds is not None)
+        ratio = tgt = ""
+        if kind == "warm" and cold_best and t:
+            q = cold_best[0] / t
+            ratio = "%.1f× faster" % q
+            tgt = "%s ≥%.0f×" % ("PASS" if q >= WARM_TARGET else "MISS", WARM_TARGET)
+        elif kind in ("grep", "grep-pc"):
+            base = m_of("grep-maildir" if kind == "grep" else "grep-maildir-pc", "secs")
+            if base and t is not None:
+                q = t / base
+                ratio = "%.2f× Maildir" % q
+                if kind == "grep":
+                    tgt = "%s ≤%.1f×" % ("PASS" if q <= GREP_TARGET else "MISS", GREP_TARGET)
+        is_local = op.startswith("grep-maildir") or op == "ls-local"
+        rows.append((label, fmt_t(t), fmt_t(mt) if mt is not None else "",
+                     "" if is_local else "%s / %s" % (fmt_b(up), fmt_b(down)),
+                     "" if is_local else ("%d" % ncmd if ncmd is not None else "-"), ratio, tgt))
+        for r in runs[-1:]:
+            if r.cmds:
+                counts = {}
+                for c in r.cmds:
+                    counts[B.shape(c)] = counts.get(B.shape(c), 0) + 1
+                top = sorted(counts.items(), key=lambda kv: -kv[1])
+                details.append("  %-40s %s" % (label + ":", "; ".join(
+                    "%d× %s" % (n, s) for s, n in top[:5]) + ("; ..." if len(top) > 5 else "")))
+
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    print()
+    print("imapfs persistent-cache benchmark (%s): %d folders × %s messages (1–3 KB), %s messages in %s; "
+          "medians" % ("quick" if args.quick else "full", N_FOLDERS, format(per_folder, ","),
+                       format(N_GREP, ","), BOX_GREP))
+    print(line)
+    for i, r in enumerate(rows):
+        print("| " + " | ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
+              + " |")
+        if i == 0:
+            print(line)
+    print(line)
+
+    # on disk
+    n_lst, lst_bytes = files_bytes(ls_cache, ".lst")
+    if n_lst:
+        print("listing cache on disk: %d .lst files (10 folders, INBOX, the folder tree), %s = %.1f bytes per "
+              "message (%s messages)" % (n_lst, fmt_b(lst_bytes), lst_bytes / total, format(total, ",")))
+    n_blk, blk_bytes = files_bytes(grep_cache, ".blk")
+    if n_blk:
+        print("content cache on disk: %d .blk files, %s (%s allocated) for %s messages of %s = %.0f bytes per "
+              "message, %.3f× the mail" % (n_blk, fmt_b(blk_bytes), fmt_b(du_bytes(grep_cache)),
+                                         format(N_GREP, ","), fmt_b(grep_bytes), blk_bytes / N_GREP,
+                                         blk_bytes / grep_bytes))
+    hw = []
+    for op, label in (("ls-nocache", "ls -lR cold cache=no"), ("ls-fill", "ls -lR cold filling"),
+                      ("ls-warm", "ls -lR warm"), ("grep-first", "grep 1st"), ("grep-cached", "grep cached")):
+        v = [r.hwm for r in rs(op) if r.hwm]
+        if v:
+            hw.append("%s %.1f MiB" % (label, max(v) / 1024))
+    print("peak RSS of the daemon (VmHWM, max over runs): %s" % (", ".join(hw) or "-"))
+    loc = m_of("ls-local", "secs")
+    warm = m_of("ls-warm", "secs")
+    if cold_best and loc and warm:
+        print("ls -lR floor: the warm remount + ls -lR takes %.1f× the local tree's ls -lR; even a remount "
+              "costing nothing beyond ls itself would be %.1f× faster than cold" % (warm / loc, cold_best[0] / loc))
+    if cold_best:
+        print("warm ratio = the faster cold row (%s) / warm; both include the mount (imapfs -f until "
+              "the mount shows in /proc/mounts)" % ("cache=no" if cold_best[1] == "ls-nocache" else "empty cache_dir"))
+    if grep_res:
+        print("grep: %d matching lines in %d files for %r, the same on every run%s" % (
+            grep_res[0], grep_res[1], GREP_PATTERN, " and in the Maildir" if mbsync_secs is not None else ""))
+    if mbsync_secs is not None:
+        print("mbsync: initial sync of %s into a Maildir took %s" % (BOX_GREP, fmt_t(mbsync_secs)))
+    elif mbsync_skip:
+        print("Maildir rows skipped: %s" % mbsync_skip)
+    print("loading: %d × %s messages (%.0f MB) in %.1f s (MULTIAPPEND + LITERAL+)" % (
+        N_FOLDERS, format(per_folder, ","), load_bytes / 1e6, load_secs))
+    print("IMAP commands imapfs sent (Dovecot's rawlog; ls rows: mount + ls; grep rows: grep only), last run:")
+    for dl in details:
+        print(dl)
+    print("all runs (total, mount):")
+    for op, label, _k in rows_def:
+        runs = rs(op)
+        if runs:
+            print("  %-40s %s" % (label + ":", " ".join(
+                fmt_t(r.secs) + (" (%s)" % fmt_t(r.mount_secs) if r.mount_secs is not None else "") for r in runs)))
+    print("notes: every imapfs figure is on a fresh mount through the counting proxy; ls rows time the mount")
+    print("  (imapfs -f started → mounted) plus ls -lR, and their wire bytes include the TLS handshake and login.")
+    print("  grep rows time grep only, after the mount (its listing comes from the cache: one SELECT to confirm).")
+    print("  %s before each grep (imapfs: after mounting), so both read from disk." % (
+        "The page cache is dropped (echo 3 > /proc/sys/vm/drop_caches)" if can_drop else
+        "The page cache could NOT be dropped (not permitted), so both read from memory"))
+    print("  The page cache is not dropped for the ls -lR rows. The local-tree row (same directory and file names")
+    print("  and sizes, sparse files on the local disk, page cache warm) is what ls -lR itself costs here: the")
+    print("  floor under any remount + ls -lR, whatever the cache.")
+
+
+# ------------------------------------------------------------------------------------
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10 × 1,000 messages instead of 10 × 10,000")
+    ap.add_argument("--messages", type=int, help="messages per folder (default 10,000; --quick 1,000)")
+    ap.add_argument("--reps", type=int, help="timed warm runs per figure (median; default 3, --quick 2)")
+    ap.add_argument("--cold-reps", type=int, help="timed cold ls -lR runs of each kind (default 2, --quick 1)")
+    ap.add_argument("--no-maildir", action="store_true", help="skip mbsync and the Maildir rows")
+    ap.add_argument("--connections", type=int, default=max(2, min(4, os.cpu_count() or 2)),
+                    help="connections for loading (default 2-4, by CPUs)")
+    ap.add_argument("--bin", help="imapfs binary (default $IMAPFS_BIN or build/fs/imapfs)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs)")
+    args = ap.parse_args()
+    per_folder = args.messages or (1000 if args.quick else 10000)
+    reps = args.reps or (2 if args.quick else 3)
+    cold_reps = args.cold_reps or (1 if args.quick else 2)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    workdir = tempfile.mkdtemp(prefix="ifsc", dir="/tmp")
+    os.chmod(workdir, 0o755)
+    d = proxy = Bn = None
+    rc = 0
+    try:
+        os.environ["IMAPFS_BIN"] = B.find_bin(args.bin, workdir)
+        log("daemon: %s" % os.environ["IMAPFS_BIN"])
+        can_drop = can_drop_caches()
+        if not can_drop:
+            log("can't write /proc/sys/vm/drop_caches: timing with the page cache as it is")
+        mbsync, mbsync_skip = (None, "--no-maildir") if args.no_maildir else ensure_mbsync()
+        if mbsync_skip:
+            log("Maildir rows skipped: %s" % mbsync_skip)
+
+        d = D.Dovecot(rawlog=True)
+        d.start()
+        log("dovecot in %s, imaps port %d" % (d.dir, d.imaps_port))
+        load_secs, load_bytes = load_folders(d, per_folder, args.connections)
+        clear_rawlog(d)
+        proxy = P.Proxy(d.imaps_port).start()
+        Bn = Bench(d, proxy, workdir)
+        ls_cache = os.path.join(workdir, "cache-ls")
+        grep_cache = os.path.join(workdir, "cache-grep")
+
+        part_ls(Bn, per_folder, reps, cold_reps, ls_cache)
+
+        grep_bytes = load_grep_folder(d)
+        log("loaded %s messages (%.1f MB) into %s" % (format(N_GREP, ","), grep_bytes / 1e6, BOX_GREP))
+        maildir = mbsync_secs = None
+        if mbsync:
+            try:
+                maildir, mbsync_secs = make_maildir(d, mbsync, workdir)
+                log("mbsync made the Maildir in %.1fs" % mbsync_secs)
+            except Broken as e:
+                Bn.failures.append(str(e))
+                log("FAILED: %s" % e)
+        grep_res = part_grep(Bn, reps, grep_cache, maildir, can_drop)
+
+        time.sleep(0.2)
+        cmds = B.rawlog_commands(d)
+        for r in Bn.runs:
+            if r.t0 is not None:
+                r.cmds = [c for ts, c in cmds if r.t0 <= ts <= r.t1 + 0.001]
+        report(Bn, args, per_folder, load_secs, load_bytes, grep_bytes, grep_res, mbsync_secs, mbsync_skip,
+               can_drop, ls_cache, grep_cache)
+        if Bn.daemon_notes:
+            print("daemon stderr (distinct lines, all mounts):")
+            for dl in Bn.daemon_notes[:20]:
+                print("  " + dl[:200])
+    except Broken as e:
+        print("bench_cache: %s" % e, file=sys.stderr)
+        rc = 1
+    except BaseException as e:  # noqa: BLE001  (KeyboardInterrupt, SystemExit: clean up first)
+        if isinstance(e, SystemExit) and not isinstance(e.code, int):
+            raise
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            print("bench_cache: interrupted (%s), cleaning up" % type(e).__name__, file=sys.stderr)
+        else:
+            import traceback
+            traceback.print_exc()
+        rc = e.code if isinstance(e, SystemExit) else (130 if isinstance(e, KeyboardInterrupt) else 1)
+    finally:
+        if Bn is not None and Bn.failures:
+            print("\nFAILURES:", file=sys.stderr)
+            for f in Bn.failures:
+                print("  " + f, file=sys.stderr)
+            rc = rc or 1
+        if Bn is not None:
+            for m in list(Bn.live):
+                m.cleanup_mount()
+        mp = os.path.join(workdir, "mnt")
+        if I.is_mounted(mp):
+            subprocess.run(["fusermount3", "-uz", mp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for pid in I.pids_for_mountpoint(mp):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if proxy is not None:
+            proxy.stop()
+        if d is not None:
+            try:
+                d.stop() if args.keep else d.cleanup()
+            except Exception as e:  # noqa: BLE001
+                print("bench_cache: stopping dovecot: %s" % e, file=sys.stderr)
+                rc = rc or 1
+        if args.keep:
+            print("work directory kept: %s (dovecot: %s)" % (workdir, d and d.dir), file=sys.stderr)
+        elif not I.is_mounted(mp):
+            subprocess.run(["rm", "-rf", "--one-file-system", workdir])
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
