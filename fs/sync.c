@@ -17,6 +17,8 @@
 /* Servers drop an IDLE after 30 minutes of silence (RFC 2177): renew it
  * before that. */
 #define IDLE_RENEW_MS (25 * 60 * 1000)
+/* Pause before watching a folder just opened (see sync_main). */
+#define SWITCH_DELAY_MS 300
 /* Waits between attempts while the server can't be reached. */
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
@@ -296,6 +298,13 @@ static void *sync_main(void *arg)
                         sync_sleep(sy, 1000);
                         continue;
                 }
+                /* A folder just opened is being listed on another connection
+                 * right now: let that go first rather than make the server
+                 * SELECT a big folder twice at once. Changes meanwhile are
+                 * caught by the fresh SELECT below. */
+                const char *cur_sel = sy->s ? imap_session_selected(sy->s) : NULL;
+                if (cur_sel && strcmp(cur_sel, target) != 0)
+                        sync_sleep(sy, SWITCH_DELAY_MS);
                 if (imap_now_ms() >= next_poll) {
                         sync_poll(sy, target);
                         next_poll = imap_now_ms() + sy->poll_ms;
