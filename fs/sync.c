@@ -305,6 +305,12 @@ static void *sync_main(void *arg)
                 const char *cur_sel = sy->s ? imap_session_selected(sy->s) : NULL;
                 if (cur_sel && strcmp(cur_sel, target) != 0)
                         sync_sleep(sy, SWITCH_DELAY_MS);
+                /* A sleep eats the wake-up: look at the stop flag again
+                 * before waiting in IDLE. */
+                if (sync_stopping(sy)) {
+                        free(target);
+                        break;
+                }
                 if (imap_now_ms() >= next_poll) {
                         sync_poll(sy, target);
                         next_poll = imap_now_ms() + sy->poll_ms;
