@@ -36,6 +36,7 @@ imapfs=$top/build/fs/imapfs
 
 step "starting a throwaway Dovecot on 127.0.0.1 with sample mail"
 stop_demo >/dev/null 2>&1 || true
+rm -rf --one-file-system "$dir"   # a new server, mail and cache each time; never into a mount
 mkdir -p "$dir" "$mnt"
 /usr/bin/python3 tests/integration/dovecot.py start "$dir/dovecot" --sample >"$dir/server.env"
 # shellcheck disable=SC1091
@@ -43,7 +44,7 @@ mkdir -p "$dir" "$mnt"
 echo "server: imaps://$IMAP_USER@$IMAP_HOST:$IMAPS_PORT (self-signed certificate $IMAP_CAFILE)"
 
 step "mounting"
-mountcmd="$imapfs imaps://$IMAP_USER@$IMAP_HOST:$IMAPS_PORT $mnt -o cafile=$IMAP_CAFILE,password_file=$IMAP_PASSWORD_FILE"
+mountcmd="$imapfs imaps://$IMAP_USER@$IMAP_HOST:$IMAPS_PORT $mnt -o cafile=$IMAP_CAFILE,password_file=$IMAP_PASSWORD_FILE,cache_dir=$dir/cache"
 printf '\033[36m$ %s\033[0m\n' "$mountcmd"
 $mountcmd
 
@@ -57,6 +58,15 @@ show "getfattr -d 'INBOX/$first'"
 show "grep -rl 'Nested' INBOX | head -n 5"
 show "find . -name '*.eml' | wc -l"
 show "head -c 200 Big/*.eml | head -n 5   # fetches one block, not the whole message"
+
+step "changing it (every change is on the server when the command returns)"
+show "mkdir -p Projects/2024"
+show "cp 'INBOX/$first' Projects/2024/    # APPEND on close"
+show "ls Projects/2024"
+show "setfattr -n user.imap.flags -v '\\Flagged \$Important' Projects/2024/*.eml && getfattr -n user.imap.flags Projects/2024/*.eml"
+show "mv Projects/2024/*.eml 'My Folder'/   # UID MOVE; it shows under its own name (new UID)"
+show "ls 'My Folder'"
+show "rmdir Projects/2024 Projects"
 cd "$top"
 
 cat <<EOF
