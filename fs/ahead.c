@@ -19,7 +19,7 @@
 #define SCAN_MIN 2u
 #define BATCH_MAX 256u
 #define BATCH_BYTES (8u << 20)
-#define QUEUE_MAX 2u
+#define QUEUE_MAX 4u
 /* Fetching threads. One: a second one measured slower (two server processes
  * competing for the same two cores), but the design allows more. */
 #define WORKERS 1
@@ -36,6 +36,7 @@ struct ahead_job {
         uint32_t *uids;   /* the first blocks of each are claimed by this job */
         uint8_t *nblocks; /* how many */
         size_t n;
+        bool from_disk; /* the blocks are in the persistent cache: load, don't fetch */
 };
 
 struct ahead {
@@ -110,6 +111,25 @@ static int ahead_fetch(struct imap_session *s, void *ctx)
                                 ahead_put, run);
 }
 
+/* A job of blocks the persistent cache has: read them into memory, so the
+ * reader doesn't wait for the disk either. */
+static void ahead_load(struct ahead *h, struct ahead_job *j)
+{
+        char *buf = malloc(BLOCK_SIZE);
+        if (!buf)
+                return;
+        for (size_t i = 0; i < j->n; i++)
+                for (unsigned b = 0; b < j->nblocks[i]; b++) {
+                        ssize_t n = persist_block_get(h->a, j->mailbox, j->uidvalidity, j->uids[i],
+                                                      b, buf, BLOCK_SIZE);
+                        if (n < 0)
+                                break; /* the rest stays claimed and is abandoned */
+                        struct block_key k = ahead_key(j, j->uids[i], b);
+                        blocks_put(h->a->blocks, &k, buf, (size_t)n);
+                }
+        free(buf);
+}
+
 static void *ahead_main(void *arg)
 {
         struct ahead *h = arg;
@@ -126,15 +146,22 @@ static void *ahead_main(void *arg)
                 bool stopping = h->stop;
                 pthread_mutex_unlock(&h->mu);
 
-                struct ahead_run run = {h, j, malloc(j->n * sizeof(uint32_t))};
-                int r = -ENOMEM;
-                if (run.copy && !stopping)
-                        r = account_run(h->a, j->mailbox, IMAP_POOL_BULK, ahead_fetch, &run);
-                if (r == 0)
-                        atomic_fetch_add(&h->a->fetches, 1);
-                else
-                        log_dbg("read-ahead of %zu messages in %s failed: %d", j->n, j->mailbox, r);
-                free(run.copy);
+                if (j->from_disk) {
+                        if (!stopping)
+                                ahead_load(h, j);
+                } else {
+                        struct ahead_run run = {h, j, malloc(j->n * sizeof(uint32_t))};
+                        int r = -ENOMEM;
+                        if (run.copy && !stopping)
+                                r = account_run(h->a, j->mailbox, IMAP_POOL_BULK, ahead_fetch,
+                                                &run);
+                        if (r == 0)
+                                atomic_fetch_add(&h->a->fetches, 1);
+                        else
+                                log_dbg("read-ahead of %zu messages in %s failed: %d", j->n,
+                                        j->mailbox, r);
+                        free(run.copy);
+                }
                 ahead_job_release(h, j);
                 ahead_job_free(j);
 
@@ -206,6 +233,23 @@ static bool ahead_enqueue(struct ahead *h, struct ahead_job *j)
         return ok;
 }
 
+/* An empty job for the same folder as j, for up to want messages. */
+static struct ahead_job *ahead_job_like(const struct ahead_job *j, size_t want)
+{
+        struct ahead_job *jd = calloc(1, sizeof(*jd));
+        if (!jd || !(jd->uids = malloc(want * sizeof(*jd->uids))) ||
+            !(jd->nblocks = malloc(want * sizeof(*jd->nblocks))) ||
+            !(jd->mailbox = strdup(j->mailbox))) {
+                if (jd)
+                        ahead_job_free(jd);
+                return NULL;
+        }
+        jd->mbox_id = j->mbox_id;
+        jd->uidvalidity = j->uidvalidity;
+        jd->from_disk = true;
+        return jd;
+}
+
 void ahead_on_open(struct ahead *h, struct cache_msg *msg)
 {
         struct cache_mbox *mb = msg->mbox;
@@ -237,6 +281,7 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
         }
         j->mbox_id = mb->node.id;
         j->uidvalidity = mb->uidvalidity;
+        struct ahead_job *jd = ahead_job_like(j, want);
         uint64_t bytes = 0;
         size_t i = start;
         for (; i < mb->nmsgs && i < start + want && bytes < BATCH_BYTES; i++) {
@@ -253,10 +298,20 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                 }
                 if (nb > 0 &&
                     persist_block_has(h->a, mb->raw, mb->uidvalidity, sorted[i]->uid, 0)) {
-                        /* On disk already: the reader gets it from there. */
-                        for (unsigned b = 0; b < nb; b++) {
+                        /* On disk already: load from there (the blocks the disk has),
+                         * not from the server. */
+                        unsigned nd = 0;
+                        while (
+                            jd && nd < nb &&
+                            persist_block_has(h->a, mb->raw, mb->uidvalidity, sorted[i]->uid, nd))
+                                nd++;
+                        for (unsigned b = nd; b < nb; b++) {
                                 struct block_key k = ahead_key(j, sorted[i]->uid, b);
                                 blocks_abandon(h->a->blocks, &k);
+                        }
+                        if (nd) {
+                                jd->uids[jd->n] = sorted[i]->uid;
+                                jd->nblocks[jd->n++] = (uint8_t)nd;
                         }
                         nb = 0;
                 }
@@ -265,6 +320,12 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                 j->uids[j->n] = sorted[i]->uid;
                 j->nblocks[j->n++] = (uint8_t)nb;
                 bytes += head;
+        }
+        if (jd && jd->n && !ahead_enqueue(h, jd)) {
+                ahead_job_release(h, jd);
+                ahead_job_free(jd);
+        } else if (jd && !jd->n) {
+                ahead_job_free(jd);
         }
         if (j->n == 0) {
                 mb->ahead_next = i;
