@@ -86,21 +86,6 @@ int imap_list_all(struct imap_session *s, imap_list_fn fn, void *ctx)
 
 /* ---- SELECT ---- */
 
-/* "(\Seen \*)" → "\Seen \*" into out (cut if too long). */
-static void ops_join_atoms(const struct imap_value *list, char *out, size_t cap)
-{
-        size_t o = 0;
-        out[0] = '\0';
-        for (const struct imap_value *v = list->first; v; v = v->next) {
-                if (v->type != IMAP_ATOM)
-                        continue;
-                int n = snprintf(out + o, cap - o, "%s%s", o ? " " : "", v->s);
-                if (n < 0 || (size_t)n >= cap - o)
-                        break;
-                o += (size_t)n;
-        }
-}
-
 static bool ops_select_data(void *vctx, const struct imap_response *r)
 {
         struct imap_select_info *info = vctx;
@@ -120,7 +105,8 @@ static bool ops_select_data(void *vctx, const struct imap_response *r)
                 else if (strcmp(r->code, "HIGHESTMODSEQ") == 0)
                         info->highestmodseq = n;
                 else if (strcmp(r->code, "PERMANENTFLAGS") == 0 && a && a->type == IMAP_LIST)
-                        ops_join_atoms(a, info->permanentflags, sizeof(info->permanentflags));
+                        imap_values_join(a->first, NULL, info->permanentflags,
+                                         sizeof(info->permanentflags));
                 else
                         return false;
                 return true;
@@ -185,16 +171,7 @@ static const char *ops_flags_join(struct listing_ctx *c, const struct imap_value
                 c->flagbuf = nb;
                 c->flagcap = need;
         }
-        size_t o = 0;
-        for (const struct imap_value *v = list ? list->first : NULL; v; v = v->next) {
-                if (v->type != IMAP_ATOM || imap_value_is(v, "\\Recent"))
-                        continue;
-                if (o)
-                        c->flagbuf[o++] = ' ';
-                memcpy(c->flagbuf + o, v->s, v->len);
-                o += v->len;
-        }
-        c->flagbuf[o] = '\0';
+        imap_values_join(list ? list->first : NULL, "\\Recent", c->flagbuf, c->flagcap);
         return c->flagbuf;
 }
 

@@ -117,16 +117,7 @@ static bool ops_flags_data(void *vctx, const struct imap_response *r)
         if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !flags ||
             flags->type != IMAP_LIST)
                 return false;
-        size_t o = 0;
-        c->out[0] = '\0';
-        for (const struct imap_value *v = flags->first; v; v = v->next) {
-                if (v->type != IMAP_ATOM || imap_value_is(v, "\\Recent"))
-                        continue;
-                int n = snprintf(c->out + o, c->cap - o, "%s%s", o ? " " : "", v->s);
-                if (n < 0 || (size_t)n >= c->cap - o)
-                        break;
-                o += (size_t)n;
-        }
+        imap_values_join(flags->first, "\\Recent", c->out, c->cap);
         c->found = true;
         return true;
 }
@@ -245,14 +236,8 @@ static bool ops_move_data(void *vctx, const struct imap_response *r)
         if (r->kind != IMAP_RESP_UNTAGGED || r->status != IMAP_ST_OK || !r->code ||
             strcmp(r->code, "COPYUID") != 0)
                 return false;
-        char args[128] = "";
-        size_t o = 0;
-        for (const struct imap_value *v = r->code_args; v && o < sizeof(args) - 1; v = v->next) {
-                int n = snprintf(args + o, sizeof(args) - o, "%s%s", o ? " " : "", v->s);
-                if (n < 0 || (size_t)n >= sizeof(args) - o)
-                        break;
-                o += (size_t)n;
-        }
+        char args[128];
+        imap_values_join(r->code_args, NULL, args, sizeof(args));
         ops_copyuid(args, &c->uidvalidity, &c->uid);
         return true;
 }

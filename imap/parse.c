@@ -701,6 +701,27 @@ size_t imap_list_count(const struct imap_value *list)
         return n;
 }
 
+size_t imap_values_join(const struct imap_value *first, const char *skip, char *out, size_t cap)
+{
+        size_t o = 0;
+        if (cap == 0)
+                return 0;
+        out[0] = '\0';
+        for (const struct imap_value *v = first; v; v = v->next) {
+                if ((v->type != IMAP_ATOM && v->type != IMAP_NUMBER) ||
+                    (skip && imap_value_is(v, skip)))
+                        continue;
+                if (o + (o ? 1 : 0) + v->len >= cap)
+                        break;
+                if (o)
+                        out[o++] = ' ';
+                memcpy(out + o, v->s, v->len);
+                o += v->len;
+                out[o] = '\0';
+        }
+        return o;
+}
+
 const struct imap_value *imap_fetch_item(const struct imap_value *list, const char *item)
 {
         if (!list || list->type != IMAP_LIST || !item)

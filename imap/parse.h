@@ -114,6 +114,11 @@ void imap_response_free(struct imap_response *r);
 /* Case-insensitive compare of an ATOM, NUMBER or NIL (never a STRING: that is data). */
 bool imap_value_is(const struct imap_value *v, const char *atom);
 size_t imap_list_count(const struct imap_value *list); /* 0 for NULL or a non-list */
+/* Joins the atoms and numbers of the values from first on, space-separated,
+ * into out ("\\Seen \\*", "38505 3955"), leaving out an atom equal to skip
+ * (case-insensitive; NULL: none). Stops at a value that no longer fits, so
+ * out never holds half a word. Returns the length written. */
+size_t imap_values_join(const struct imap_value *first, const char *skip, char *out, size_t cap);
 /* In a FETCH item list "(UID 5 FLAGS (...) BODY[]<0> {3}...)", the value that
  * follows the item name, compared case-insensitively; NULL if absent. */
 const struct imap_value *imap_fetch_item(const struct imap_value *list, const char *item);

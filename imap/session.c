@@ -245,16 +245,7 @@ static void session_fill_result(struct imap_result *res, const struct imap_respo
         res->status = r->status;
         snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
         snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
-        size_t o = 0;
-        res->args[0] = '\0';
-        for (const struct imap_value *v = r->code_args; v; v = v->next) {
-                if (v->type != IMAP_ATOM && v->type != IMAP_NUMBER)
-                        continue;
-                int n = snprintf(res->args + o, sizeof(res->args) - o, "%s%s", o ? " " : "", v->s);
-                if (n < 0 || (size_t)n >= sizeof(res->args) - o)
-                        break;
-                o += (size_t)n;
-        }
+        imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
 }
 
 int imap_result_errno(const char *what, const struct imap_result *res)

@@ -288,6 +288,25 @@ START_TEST(frame_literal_over_max_is_e2big)
 }
 END_TEST
 
+START_TEST(values_join_skips_and_cuts)
+{
+        struct imap_response *r = NULL;
+        const char *line = "* 1 FETCH (FLAGS (\\Seen \\Recent $Label1 \"str\" 42))\r\n";
+        ck_assert_int_eq(imap_parse(line, strlen(line), &r), 0);
+        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
+        ck_assert_ptr_nonnull(flags);
+        char out[64];
+        ck_assert_uint_eq(imap_values_join(flags->first, "\\recent", out, sizeof(out)), 16);
+        ck_assert_str_eq(out, "\\Seen $Label1 42");
+        /* Never half a word: "\Seen" fits in 8 bytes, "\Seen $Label1" does not. */
+        ck_assert_uint_eq(imap_values_join(flags->first, NULL, out, 8), 5);
+        ck_assert_str_eq(out, "\\Seen");
+        ck_assert_uint_eq(imap_values_join(NULL, NULL, out, sizeof(out)), 0);
+        ck_assert_str_eq(out, "");
+        imap_response_free(r);
+}
+END_TEST
+
 START_TEST(frame_literal_total_is_bounded)
 {
         /* Many literals each under the limit must not add up past it: one
@@ -1439,6 +1458,7 @@ static Suite *parse_suite(void)
         TCase *tc = tcase_create("frame");
         tcase_add_test(tc, frame_simple_line);
         tcase_add_test(tc, frame_literal_total_is_bounded);
+        tcase_add_test(tc, values_join_skips_and_cuts);
         tcase_add_test(tc, frame_bare_lf);
         tcase_add_test(tc, frame_incomplete_needs_more);
         tcase_add_test(tc, frame_empty_input);
