@@ -588,6 +588,54 @@ def find_bin(arg, workdir):
     return out
 
 
+def exit_status(prog, e):
+    """The exit status of a benchmark that ended with exception e, after saying why (a
+    SystemExit with a non-integer code goes on up)."""
+    if isinstance(e, Broken):
+        print("%s: %s" % (prog, e), file=sys.stderr)
+        return 1
+    if isinstance(e, SystemExit) and not isinstance(e.code, int):
+        raise e
+    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        print("%s: interrupted (%s), cleaning up" % (prog, type(e).__name__), file=sys.stderr)
+    else:
+        import traceback
+        traceback.print_exc()
+    return e.code if isinstance(e, SystemExit) else (130 if isinstance(e, KeyboardInterrupt) else 1)
+
+
+def clean_up(prog, workdir, failures, proxy, d, keep):
+    """Prints the failures, unmounts and kills what is left of the mount, stops the proxy and
+    Dovecot, removes workdir (never through a mount). Returns 1 if anything failed, else 0."""
+    rc = 0
+    if failures:
+        print("\nFAILURES:", file=sys.stderr)
+        for f in failures:
+            print("  " + f, file=sys.stderr)
+        rc = 1
+    mp = os.path.join(workdir, "mnt")
+    if I.is_mounted(mp):
+        subprocess.run(["fusermount3", "-uz", mp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for pid in I.pids_for_mountpoint(mp):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if proxy is not None:
+        proxy.stop()
+    if d is not None:
+        try:
+            d.stop() if keep else d.cleanup()
+        except Exception as e:  # noqa: BLE001
+            print("%s: stopping dovecot: %s" % (prog, e), file=sys.stderr)
+            rc = 1
+    if keep:
+        print("work directory kept: %s (dovecot: %s)" % (workdir, d and d.dir), file=sys.stderr)
+    elif not I.is_mounted(mp):
+        subprocess.run(["rm", "-rf", "--one-file-system", workdir])
+    return rc
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2,000 / 300 messages")
@@ -654,44 +702,12 @@ def main():
             if w.who == "fs":
                 w.cmds = [c for ts, c in cmds if w.t0 <= ts <= w.t1 + 0.001]
         report(R, args, n_list, n_read, big_size, args.reps)
-    except Broken as e:
-        print("bench: %s" % e, file=sys.stderr)
-        rc = 1
     except BaseException as e:  # noqa: BLE001  (KeyboardInterrupt, SystemExit: clean up first)
-        if isinstance(e, SystemExit) and not isinstance(e.code, int):
-            raise
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            print("bench: interrupted (%s), cleaning up" % type(e).__name__, file=sys.stderr)
-        else:
-            import traceback
-            traceback.print_exc()
-        rc = e.code if isinstance(e, SystemExit) else (130 if isinstance(e, KeyboardInterrupt) else 1)
+        rc = exit_status("bench", e)
     finally:
-        if R is not None and R.failures:
-            print("\nFAILURES:", file=sys.stderr)
-            for f in R.failures:
-                print("  " + f, file=sys.stderr)
-            rc = rc or 1
-        mp = os.path.join(workdir, "mnt")
-        if I.is_mounted(mp):
-            subprocess.run(["fusermount3", "-uz", mp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for pid in I.pids_for_mountpoint(mp):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if proxy is not None:
-            proxy.stop()
-        if d is not None:
-            try:
-                d.stop() if args.keep else d.cleanup()
-            except Exception as e:  # noqa: BLE001
-                print("bench: stopping dovecot: %s" % e, file=sys.stderr)
-                rc = rc or 1
-        if args.keep:
-            print("work directory kept: %s (dovecot: %s)" % (workdir, d and d.dir), file=sys.stderr)
-        elif not I.is_mounted(mp):
-            subprocess.run(["rm", "-rf", "--one-file-system", workdir])
+        cleaned = clean_up("bench", workdir, R.failures if R is not None else [], proxy, d,
+                        args.keep)
+        rc = rc or cleaned
     return rc
 
 

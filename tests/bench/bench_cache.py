@@ -800,47 +800,15 @@ def main():
             print("daemon stderr (distinct lines, all mounts):")
             for dl in Bn.daemon_notes[:20]:
                 print("  " + dl[:200])
-    except Broken as e:
-        print("bench_cache: %s" % e, file=sys.stderr)
-        rc = 1
     except BaseException as e:  # noqa: BLE001  (KeyboardInterrupt, SystemExit: clean up first)
-        if isinstance(e, SystemExit) and not isinstance(e.code, int):
-            raise
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            print("bench_cache: interrupted (%s), cleaning up" % type(e).__name__, file=sys.stderr)
-        else:
-            import traceback
-            traceback.print_exc()
-        rc = e.code if isinstance(e, SystemExit) else (130 if isinstance(e, KeyboardInterrupt) else 1)
+        rc = B.exit_status("bench_cache", e)
     finally:
-        if Bn is not None and Bn.failures:
-            print("\nFAILURES:", file=sys.stderr)
-            for f in Bn.failures:
-                print("  " + f, file=sys.stderr)
-            rc = rc or 1
         if Bn is not None:
             for m in list(Bn.live):
                 m.cleanup_mount()
-        mp = os.path.join(workdir, "mnt")
-        if I.is_mounted(mp):
-            subprocess.run(["fusermount3", "-uz", mp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for pid in I.pids_for_mountpoint(mp):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if proxy is not None:
-            proxy.stop()
-        if d is not None:
-            try:
-                d.stop() if args.keep else d.cleanup()
-            except Exception as e:  # noqa: BLE001
-                print("bench_cache: stopping dovecot: %s" % e, file=sys.stderr)
-                rc = rc or 1
-        if args.keep:
-            print("work directory kept: %s (dovecot: %s)" % (workdir, d and d.dir), file=sys.stderr)
-        elif not I.is_mounted(mp):
-            subprocess.run(["rm", "-rf", "--one-file-system", workdir])
+        cleaned = B.clean_up("bench_cache", workdir, Bn.failures if Bn is not None else [], proxy, d,
+                        args.keep)
+        rc = rc or cleaned
     return rc
 
 

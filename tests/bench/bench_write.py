@@ -768,42 +768,12 @@ def main():
             if r.problems:
                 bench.failures.append("%s %s run %d: %d check problem(s), e.g. %s" % (
                     r.who, r.case, r.rep + 1, len(r.problems), r.problems[0]))
-    except Broken as e:
-        print("bench_write: %s" % e, file=sys.stderr)
-        rc = 1
     except BaseException as e:  # noqa: BLE001  (KeyboardInterrupt, SystemExit: clean up first)
-        if isinstance(e, SystemExit) and not isinstance(e.code, int):
-            raise
-        if isinstance(e, (KeyboardInterrupt, SystemExit)):
-            print("bench_write: interrupted (%s), cleaning up" % type(e).__name__, file=sys.stderr)
-        else:
-            import traceback
-            traceback.print_exc()
-        rc = e.code if isinstance(e, SystemExit) else (130 if isinstance(e, KeyboardInterrupt) else 1)
+        rc = B.exit_status("bench_write", e)
     finally:
-        if bench is not None and bench.failures:
-            print("\nFAILURES:", file=sys.stderr)
-            for f in bench.failures:
-                print("  " + f, file=sys.stderr)
-            rc = rc or 1
-        mp = os.path.join(workdir, "mnt")
-        if I.is_mounted(mp):
-            subprocess.run(["fusermount3", "-uz", mp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for pid in I.pids_for_mountpoint(mp):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if d is not None:
-            try:
-                d.stop() if args.keep else d.cleanup()
-            except Exception as e:  # noqa: BLE001
-                print("bench_write: stopping dovecot: %s" % e, file=sys.stderr)
-                rc = rc or 1
-        if args.keep:
-            print("work directory kept: %s (dovecot: %s)" % (workdir, d and d.dir), file=sys.stderr)
-        elif not I.is_mounted(mp):
-            subprocess.run(["rm", "-rf", "--one-file-system", workdir])
+        cleaned = B.clean_up("bench_write", workdir, bench.failures if bench is not None else [], None, d,
+                        args.keep)
+        rc = rc or cleaned
     return rc
 
 
