@@ -111,14 +111,19 @@ void account_destroy(struct account *a)
 
 /* ---- running commands ---- */
 
-/* Runs fn on a pooled session. A connection that the server closed while it
- * sat idle (autologout, a server restart) fails at once on its next command;
- * that failure is retried once on a new connection, so the caller does not
- * see it. A failure that took time (a timeout) is not retried: the deadline
- * promise is worth more. fn must start from scratch each time it is called. */
-int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, account_op_fn fn,
-                void *ctx)
+/* Runs fn on a pooled session; *wrote tells whether a command that changes
+ * the account left on it. A connection that the server closed while it sat
+ * idle (autologout, a server restart) is usually seen before anything is
+ * sent (imap_session_cmd checks); if it fails at once on its next command
+ * instead, the call is retried once on a new connection, so the caller does
+ * not see it, but only when no change was sent: a change the server may
+ * have carried out is never sent again (issue 7). A failure that took time
+ * (a timeout) is not retried: the deadline promise is worth more. fn must
+ * start from scratch each time it is called. */
+static int account_run_once(struct account *a, const char *mailbox, enum imap_pool_use use,
+                            account_op_fn fn, void *ctx, bool *wrote)
 {
+        *wrote = false;
         for (int attempt = 0;; attempt++) {
                 struct imap_session *s;
                 int64_t t0 = imap_now_ms();
@@ -126,16 +131,44 @@ int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, 
                 if (r < 0)
                         return r;
                 bool reused = imap_session_used(s);
+                unsigned writes = imap_session_writes(s);
                 r = fn(s, ctx);
                 bool broke = imap_session_broken(s);
+                *wrote = imap_session_writes(s) != writes;
                 imap_pool_put(a->pool, s);
-                if (r == -EIO && broke && reused && attempt == 0 &&
+                if (r == -EIO && broke && reused && !*wrote && attempt == 0 &&
                     imap_now_ms() - t0 < a->imap.timeout_ms / 2) {
                         log_dbg("retrying on a new connection");
                         continue;
                 }
                 return r;
         }
+}
+
+int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, account_op_fn fn,
+                void *ctx)
+{
+        bool wrote;
+        return account_run_once(a, mailbox, use, fn, ctx, &wrote);
+}
+
+int account_run_write(struct account *a, const char *mailbox, enum imap_pool_use use,
+                      account_op_fn fn, account_op_fn verify, void *ctx)
+{
+        bool wrote;
+        int r = account_run_once(a, mailbox, use, fn, ctx, &wrote);
+        if (r != -EIO || !wrote || !verify)
+                return r;
+        /* The change left, and the answer was lost with the connection: ask
+         * the server (on another connection) whether it was carried out. */
+        int v = account_run(a, mailbox, IMAP_POOL_META, verify, ctx);
+        if (v == 0) {
+                log_info("the connection broke after a change was sent; the server has it");
+                return 0;
+        }
+        log_warn("the connection broke after a change was sent; the server %s",
+                 v == -ENOENT ? "does not have it" : "could not be asked whether it has it");
+        return r;
 }
 
 /* ---- the mailbox tree ---- */

@@ -59,6 +59,14 @@ typedef int (*account_op_fn)(struct imap_session *s, void *ctx);
 int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, account_op_fn fn,
                 void *ctx);
 
+/* The same for a change. If the connection breaks once a command that
+ * changes the account has left (its outcome unknown), verify runs on another
+ * connection with the same ctx: 0 if the server shows the change was made
+ * (the call then succeeds), -ENOENT if it shows it was not, else unknown.
+ * A change is never sent twice. verify may be NULL (the call fails). */
+int account_run_write(struct account *a, const char *mailbox, enum imap_pool_use use,
+                      account_op_fn fn, account_op_fn verify, void *ctx);
+
 /* False while the server can't be reached (after a failed connect, one more
  * attempt is made here, so the answer turns as soon as it is back). */
 bool account_online(struct account *a);

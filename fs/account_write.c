@@ -8,7 +8,9 @@
 
 #include "fs/names.h"
 #include "imap/log.h"
+#include "imap/header.h"
 #include "imap/ops.h"
+#include "imap/ops_find.h"
 #include "imap/ops_write.h"
 #include "imap/utf7.h"
 
@@ -63,6 +65,27 @@ static int write_create(struct imap_session *s, void *ctx)
         return imap_create(s, ctx);
 }
 
+struct exists_job {
+        const char *raw;
+        bool found;
+};
+
+static void write_exists_entry(void *ctx, const char *name, char delim, unsigned attrs)
+{
+        struct exists_job *j = ctx;
+        (void)delim;
+        if (strcmp(name, j->raw) == 0 && !(attrs & IMAP_MBX_NONEXISTENT))
+                j->found = true;
+}
+
+/* After a CREATE whose answer was lost: is the folder there now? */
+static int write_create_verify(struct imap_session *s, void *ctx)
+{
+        struct exists_job j = {ctx, false};
+        int r = imap_list_all(s, write_exists_entry, &j);
+        return r < 0 ? r : j.found ? 0 : -ENOENT;
+}
+
 int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t *id)
 {
         int err = 0;
@@ -80,7 +103,8 @@ int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t
         if (!raw)
                 return err;
 
-        int r = write_run(a, NULL, IMAP_POOL_META, write_create, raw);
+        int r = account_run_write(a, NULL, IMAP_POOL_META, write_create, write_create_verify, raw);
+        r = r == -EIO && imap_pool_down(a->pool) ? -EROFS : r;
         if (r == -EEXIST)
                 account_refresh_tree(a, 0); /* made elsewhere: show it */
         if (r == 0) {
@@ -518,6 +542,7 @@ struct append_job {
         const char *data;
         size_t len;
         uint32_t uid;
+        uint32_t uid_floor; /* the folder's UIDNEXT before the APPEND, as known; 0: unknown */
         /* The new message's listing entry, when the session had the folder
          * selected and could ask for it at once. */
         bool listed;
@@ -564,6 +589,33 @@ static int write_append(struct imap_session *s, void *ctx)
         return r;
 }
 
+/* After an APPEND whose answer was lost: did the message arrive? Looked up
+ * by its Message-ID (or its size) among the UIDs given since. */
+static int write_append_verify(struct imap_session *s, void *ctx)
+{
+        struct append_job *j = ctx;
+        const char *end = memmem(j->data, j->len, "\r\n\r\n", 4);
+        size_t hlen = end ? (size_t)(end - j->data) + 2 : j->len;
+        char *id = imap_header_field(j->data, hlen, "Message-ID");
+        /* The value as a search string: no folding, no surrounding space. */
+        if (id) {
+                size_t o = 0;
+                for (const char *p = id; *p; p++)
+                        if (*p != '\r' && *p != '\n')
+                                id[o++] = *p == '\t' ? ' ' : *p;
+                while (o && id[o - 1] == ' ')
+                        o--;
+                id[o] = '\0';
+                if (!*id) {
+                        free(id);
+                        id = NULL;
+                }
+        }
+        int r = imap_find_appended(s, j->mailbox, id, j->len, j->uid_floor, &j->uid);
+        free(id);
+        return r;
+}
+
 int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t len,
                    const char *flags, time_t date)
 {
@@ -577,13 +629,18 @@ int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t
                 r = -EPERM;
         else if (!(mailbox = strdup(((struct cache_mbox *)n)->raw)))
                 r = -ENOMEM;
+        uint32_t uid_floor = r == 0 ? ((struct cache_mbox *)n)->uidnext : 0;
         cache_unlock(a->cache);
         if (r < 0)
                 return r;
-        struct append_job j = {
-            .mailbox = mailbox, .flags = flags, .date = date, .data = data, .len = len};
-        r = account_run(a, mailbox, IMAP_POOL_META, write_append,
-                        &j); /* EIO, as for any failed close */
+        struct append_job j = {.mailbox = mailbox,
+                               .flags = flags,
+                               .date = date,
+                               .data = data,
+                               .len = len,
+                               .uid_floor = uid_floor};
+        /* EIO, as for any failed close; never sent twice (see write_append_verify) */
+        r = account_run_write(a, mailbox, IMAP_POOL_META, write_append, write_append_verify, &j);
         if (r == 0) {
                 log_dbg("appended %zu bytes to %s as UID %u", len, mailbox, j.uid);
                 cache_lock(a->cache);

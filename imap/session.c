@@ -34,6 +34,7 @@ struct imap_session {
         int64_t deadline_ext, deadline_cap;
         unsigned events; /* changes to the selected mailbox reported so far */
         unsigned ncmds;  /* commands since login */
+        unsigned writes; /* commands that change the account, sent (or begun) so far */
         bool quiet;
         int64_t last_activity;
         char who[16]; /* "s3", for log lines */
@@ -350,6 +351,58 @@ static int session_collect(struct imap_session *s, char **tags, size_t n, imap_d
         return 0;
 }
 
+/* Commands that change the account. Once one of them has left, a failure
+ * leaves its outcome unknown: it may have been carried out, so it is never
+ * simply sent again (the caller asks the server instead). */
+static const char *const session_write_verbs[] = {
+    "APPEND", "CREATE",  "DELETE",    "RENAME",      "STORE",       "COPY",
+    "MOVE",   "EXPUNGE", "SUBSCRIBE", "UNSUBSCRIBE", "SETMETADATA", "SETACL",
+};
+
+static bool session_cmd_writes(const struct imap_cmd *cmd)
+{
+        const char *p = cmd->buf;
+        size_t len = cmd->len;
+        if (len >= 4 && strncasecmp(p, "UID ", 4) == 0) {
+                p += 4;
+                len -= 4;
+        }
+        size_t w = 0;
+        while (w < len && p[w] != ' ' && p[w] != '\r')
+                w++;
+        for (size_t i = 0; i < sizeof(session_write_verbs) / sizeof(session_write_verbs[0]); i++)
+                if (strlen(session_write_verbs[i]) == w &&
+                    strncasecmp(p, session_write_verbs[i], w) == 0)
+                        return true;
+        return false;
+}
+
+/* True if the server has closed the connection (or reset it) while it sat
+ * idle: the next command would be lost unseen. Checked before a command is
+ * sent, so that such a session is replaced while nothing has left yet. */
+static bool session_peer_gone(struct imap_session *s)
+{
+        if (!s->conn || imap_conn_pending(s->conn))
+                return false;
+        struct pollfd p = {.fd = imap_conn_fd(s->conn), .events = POLLIN | POLLRDHUP};
+        if (poll(&p, 1, 0) <= 0)
+                return false;
+        return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+/* Breaks a session whose connection the server already closed (see
+ * session_peer_gone): -EIO before anything was sent. */
+static int session_check_alive(struct imap_session *s)
+{
+        if (s->broken)
+                return -EIO;
+        if (session_peer_gone(s)) {
+                session_break(s, "closed by the server while idle");
+                return -EIO;
+        }
+        return 0;
+}
+
 int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
                      struct imap_result *res)
 {
@@ -360,11 +413,13 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
         s->deadline_ext = 0;
         s->deadline_cap = imap_now_ms() + 10 * (int64_t)s->acct->timeout_ms;
         memset(res, 0, sizeof(*res));
-        if (s->broken)
+        if (session_check_alive(s) < 0)
                 return -EIO;
         if (cmd->oom)
                 return -ENOMEM;
         s->ncmds++;
+        if (session_cmd_writes(cmd))
+                s->writes++;
         imap_cmd_add(cmd, "\r\n");
         snprintf(tag, sizeof(tag), "A%u", ++s->tagseq);
         size_t taglen = strlen(tag);
@@ -417,13 +472,15 @@ int imap_session_pipeline(struct imap_session *s, struct imap_cmd **cmds, size_t
         s->deadline_ext = 0;
         s->deadline_cap = imap_now_ms() + 10 * (int64_t)s->acct->timeout_ms;
         memset(res, 0, n * sizeof(*res));
-        if (s->broken)
+        if (session_check_alive(s) < 0)
                 return -EIO;
         char tagbuf[16][16];
         char *tags[16];
         size_t total = 0;
         s->ncmds += (unsigned)n;
         for (size_t i = 0; i < n; i++) {
+                if (session_cmd_writes(cmds[i]))
+                        s->writes++;
                 imap_cmd_add(cmds[i], "\r\n");
                 snprintf(tagbuf[i], sizeof(tagbuf[i]), "A%u", ++s->tagseq);
                 tags[i] = tagbuf[i];
@@ -673,6 +730,11 @@ bool imap_session_broken(const struct imap_session *s)
 bool imap_session_used(const struct imap_session *s)
 {
         return s->ncmds > 0;
+}
+
+unsigned imap_session_writes(const struct imap_session *s)
+{
+        return s->writes;
 }
 
 unsigned imap_session_events(const struct imap_session *s)

@@ -109,6 +109,10 @@ bool imap_session_used(const struct imap_session *s);
  * applies itself (a change by another client in that instant is caught by
  * the next revalidation or sync poll). */
 void imap_session_quiet(struct imap_session *s, bool on);
+/* How many commands that change the account (APPEND, CREATE, STORE, MOVE,
+ * ...) this session has sent or begun to send. If it grew during a call that
+ * failed, the change may have been carried out: never repeat it blindly. */
+unsigned imap_session_writes(const struct imap_session *s);
 /* How many unsolicited changes (EXISTS, EXPUNGE, FETCH, VANISHED) of the
  * selected mailbox the session has seen: compare before and after a NOOP. */
 unsigned imap_session_events(const struct imap_session *s);

@@ -1,0 +1,63 @@
+#include "imap/ops_find.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "imap/ops.h"
+
+struct find_ctx {
+        uint32_t max;
+        unsigned n;
+};
+
+static bool find_search_data(void *vctx, const struct imap_response *r)
+{
+        struct find_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
+                return false;
+        for (const struct imap_value *v = r->args; v; v = v->next)
+                if (v->type == IMAP_NUMBER && v->num > 0 && v->num <= UINT32_MAX) {
+                        c->n++;
+                        if (v->num > c->max)
+                                c->max = (uint32_t)v->num;
+                }
+        return true;
+}
+
+int imap_find_appended(struct imap_session *s, const char *mailbox, const char *message_id,
+                       uint64_t size, uint32_t uid_floor, uint32_t *uid)
+{
+        if (!message_id && !uid_floor)
+                return -EIO;
+        struct imap_select_info si;
+        int r = imap_select(s, mailbox, &si);
+        if (r < 0)
+                return r;
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct find_ctx c = {0, 0};
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID SEARCH");
+        if (uid_floor)
+                imap_cmd_add(&cmd, " UID %" PRIu32 ":*", uid_floor);
+        if (message_id) {
+                imap_cmd_add(&cmd, " HEADER Message-ID ");
+                imap_cmd_str(&cmd, message_id);
+        } else {
+                imap_cmd_add(&cmd, " LARGER %" PRIu64 " SMALLER %" PRIu64, size ? size - 1 : 0,
+                             size + 1);
+        }
+        r = imap_session_cmd(s, &cmd, find_search_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("UID SEARCH", &res);
+        if (r < 0)
+                return r == -ENOENT ? -EIO : r;
+        /* "UID n:*" matches the highest UID even when it is below n. */
+        if (c.n == 0 || c.max < uid_floor)
+                return -ENOENT;
+        *uid = c.max;
+        return 0;
+}
