@@ -375,7 +375,10 @@ void cache_listing_end(struct cache *c, struct cache_mbox *m, int64_t now_ms, un
         struct cache_msg *msg, *tmp;
         HASH_ITER(hh_uid, m->by_uid, msg, tmp)
         {
-                if (!msg->mark)
+                /* A listing fetched when UIDNEXT was n says nothing about
+                 * UIDs from n on: such a message came in since (our own move
+                 * or append, applied while the listing was on its way). */
+                if (!msg->mark && !(m->uidnext && msg->uid >= m->uidnext))
                         cache_msg_destroy(c, m, msg);
         }
         m->state = m->stale_gen == gen_at_start ? CACHE_LISTING_VALID : CACHE_LISTING_STALE;
@@ -414,6 +417,11 @@ int cache_msg_move(struct cache *c, struct cache_msg *msg, struct cache_mbox *ta
         HASH_ADD_KEYPTR(hh_name, target->by_name, msg->name, strlen(msg->name), msg);
         target->nmsgs++;
         target->sorted_dirty = true;
+        /* A refresh of either listing fetched before this move must not be
+         * taken as the truth: it would bring the message back in src, or
+         * (a full one) drop it from target. */
+        src->stale_gen++;
+        target->stale_gen++;
         return 0;
 }
 

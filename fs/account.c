@@ -235,6 +235,7 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 max_age_ms = max_age_ms < 0 ? max_age_ms : 1000; /* someone just did it */
         }
         a->tree_refreshing = true;
+        unsigned gen = a->tree_gen;
         cache_unlock(a->cache);
 
         /* The network part runs without the cache lock. */
@@ -244,7 +245,14 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 r = -ENOMEM;
 
         cache_lock(a->cache);
-        if (r == 0) {
+        /* A folder change of ours applied while the LIST was on its way: the
+         * LIST may predate it (it ran on another connection) and would undo
+         * it, losing a new folder or bringing a deleted one back. Drop it; the
+         * next lookup lists again. */
+        bool current = gen == a->tree_gen;
+        if (r == 0 && !current)
+                a->tree_checked_ms = 0;
+        if (r == 0 && current) {
                 cache_tree_begin(a->cache);
                 for (size_t i = 0; i < t.n; i++) {
                         cache_tree_add(a->cache, t.v[i].raw, t.v[i].delim, t.v[i].attrs,
@@ -263,7 +271,7 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 unsigned char extra[2] = {(unsigned char)t.v[i].delim, (unsigned char)t.v[i].attrs};
                 sig = disk_hash64(extra, sizeof(extra), sig);
         }
-        bool save = r == 0 && sig != a->tree_sig;
+        bool save = r == 0 && current && sig != a->tree_sig;
         if (save)
                 a->tree_sig = sig;
         cache_wake(a->cache);

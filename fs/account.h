@@ -39,6 +39,7 @@ struct account {
         char hier_delim;         /* the server's hierarchy delimiter (from LIST) */
         uint64_t tree_sig;       /* hash of the last LIST, to save the tree only on change */
         bool tree_refreshing;
+        unsigned tree_gen; /* bumped by each of our own folder changes (cache lock) */
         atomic_ullong fetches, fetched_bytes; /* content fetches, for the log at exit */
 };
 

@@ -109,6 +109,7 @@ int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t
                 account_refresh_tree(a, 0); /* made elsewhere: show it */
         if (r == 0) {
                 cache_lock(a->cache);
+                a->tree_gen++;
                 r = cache_tree_add(a->cache, raw, delim, 0, account_decode_component);
                 struct cache_mbox *m = r == 0 ? cache_mbox_by_raw(a->cache, raw) : NULL;
                 if (m)
@@ -167,6 +168,7 @@ int account_rmdir(struct account *a, uint64_t parent, const char *name)
                 imap_pool_forget_mailbox(a->pool, raw);
                 cache_lock(a->cache);
                 struct cache_mbox *m2 = cache_mbox_by_raw(a->cache, raw);
+                a->tree_gen++;
                 if (m2)
                         cache_mbox_remove(a->cache, m2);
                 cache_unlock(a->cache);
@@ -216,6 +218,7 @@ static int account_rename_dir(struct account *a, struct cache_mbox *m, struct ca
                 cache_lock(a->cache);
                 struct cache_node *n = cache_node_get(a->cache, id);
                 struct cache_node *pn = cache_node_get(a->cache, npid);
+                a->tree_gen++;
                 if (n && pn && n->kind == CACHE_MBOX && pn->kind == CACHE_MBOX && dname)
                         r = cache_mbox_rename(a->cache, (struct cache_mbox *)n,
                                               (struct cache_mbox *)pn, dname, to);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "fs/account.h"
+#include "fs/alias.h"
 #include "fs/inval.h"
 #include "fs/staging.h"
 #include "fs/sync.h"
@@ -17,6 +18,7 @@ struct fs {
         struct staging *staging; /* files being written, until their APPEND */
         struct inval *inval;     /* kernel cache invalidations after replies */
         struct sync *sync;       /* live sync: IDLE on the folder in use, polls */
+        struct alias *alias;     /* typed names of messages just moved */
         bool read_only;          /* -o ro: every change is EROFS */
         char tmpdir[4096];       /* for staged files that outgrow memory */
         int poll_ms;             /* -o poll */

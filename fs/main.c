@@ -114,7 +114,8 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
         fs->poll_ms = (int)o->poll * 1000;
         fs->staging = staging_new(STAGE_MEM_MAX, main_tmpdir(fs->tmpdir, sizeof(fs->tmpdir)));
         fs->inval = inval_new();
-        if (!fs->staging || !fs->inval) {
+        fs->alias = alias_new();
+        if (!fs->staging || !fs->inval || !fs->alias) {
                 fprintf(stderr, "imapfs: out of memory\n");
                 return -1;
         }
@@ -272,6 +273,7 @@ out_acct:
         account_destroy(&fs.acct);
         persist_close(&fs.acct);
         staging_free(fs.staging);
+        alias_free(fs.alias);
         free(fs.acct.opts.trash);
         imap_tls_ctx_free(fs.acct.imap.tls);
         password_free(fs.acct.imap.password);

@@ -167,6 +167,28 @@ static bool ops_lookup_staged(fuse_req_t req, struct fs *fs, fuse_ino_t parent, 
         return true;
 }
 
+/* A name typed for a message moved here a moment ago (fs/alias.h). Never
+ * cached by the kernel: it must stop working when the alias ends. */
+static bool ops_lookup_alias(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const char *name)
+{
+        uint64_t id;
+        if (!alias_find(fs->alias, parent, name, &id))
+                return false;
+        struct fuse_entry_param e;
+        memset(&e, 0, sizeof(e));
+        cache_lock(fs->acct.cache);
+        struct cache_node *n = cache_node_get(fs->acct.cache, id);
+        bool live = n && n->kind == CACHE_MSG;
+        if (live) {
+                fs_stat_node(fs, n, &e.attr);
+                e.ino = n->id;
+        }
+        cache_unlock(fs->acct.cache);
+        if (live)
+                fuse_reply_entry(req, &e);
+        return live;
+}
+
 static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
         struct fs *fs = fs_of(req);
@@ -181,6 +203,8 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         if (need)
                 account_refresh_listing(a, parent, -1);
         if (ops_dir_reply_entry(req, fs, parent, name) == 0)
+                return;
+        if (ops_lookup_alias(req, fs, parent, name))
                 return;
         /* Not there: maybe it is new on the server. Look again if what we know
          * is older than the revalidation window. */

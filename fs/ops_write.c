@@ -98,15 +98,20 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         }
         cache_lock(fs->acct.cache);
         struct cache_node *pn = cache_node_get(fs->acct.cache, parent);
-        bool is_msg = pn && pn->kind == CACHE_MBOX &&
-                      cache_msg_by_name((struct cache_mbox *)pn, name) != NULL;
+        struct cache_msg *msg =
+            pn && pn->kind == CACHE_MBOX ? cache_msg_by_name((struct cache_mbox *)pn, name) : NULL;
+        uint64_t msg_id = msg ? msg->node.id : 0;
         cache_unlock(fs->acct.cache);
         int r = account_rename(&fs->acct, parent, name, newparent, newname);
-        fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
         /* The kernel now believes the message sits at newname; it sits under
          * its own name (and new UID) in the target folder, as the same inode.
-         * The typed name may serve once more (GNU mv stats it), then goes. */
-        if (r == 0 && is_msg)
+         * The typed name keeps finding it for a while (GNU mv stats it after
+         * the rename, and the kernel's entry may run out before it does),
+         * then goes. The alias is in place before the reply. */
+        if (r == 0 && msg_id)
+                alias_add(fs->alias, newparent, newname, msg_id, ALIAS_TTL_MS);
+        fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
+        if (r == 0 && msg_id)
                 inval_entry_later(fs->inval, newparent, newname, 1000);
 }
 
