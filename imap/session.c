@@ -25,6 +25,7 @@ struct imap_session {
         struct imap_caps caps;
         char *selected;
         struct imap_select_info sel;
+        char *permanentflags; /* what sel.permanentflags points to ("" when NULL) */
         bool broken;
         bool timed_out; /* broke because the server went silent past the deadline */
         /* The deadline counts silence, not transfer time: every read that
@@ -68,11 +69,58 @@ static int session_reserve(struct imap_session *s, size_t want)
         return 0;
 }
 
+/* A "* SEARCH" line this long is answered in pieces (see below). */
+#define SESSION_SEARCH_PIECE (256u * 1024)
+
+/* "* SEARCH n n n ..." grows by some 7 bytes per message and passes
+ * IMAP_MAX_LINE at about 150,000 (UID SEARCH ALL without ESEARCH). Rather
+ * than let one response shape lift the line limit, its numbers are handed on
+ * in pieces as they arrive: each piece is a "* SEARCH" response of its own
+ * holding the numbers complete so far, and every SEARCH consumer adds up the
+ * responses it gets. Only the run of digits and spaces is cut, at a space,
+ * so a trailing "(MODSEQ n)" and the line end stay whole in the last piece.
+ * Returns 1 with *out set, 0 if the pending bytes are no such long line,
+ * -EIO if the piece does not parse (the session is broken). */
+static int session_search_piece(struct imap_session *s, struct imap_response **out)
+{
+        static const char head[] = "* SEARCH ";
+        const size_t hl = sizeof(head) - 1;
+        size_t len = s->rlen - s->rstart;
+        if (len < SESSION_SEARCH_PIECE)
+                return 0;
+        char *b = s->rbuf + s->rstart;
+        if (strncasecmp(b, head, hl) != 0)
+                return 0;
+        size_t cut = 0;
+        for (size_t i = hl; i < len && (b[i] == ' ' || (b[i] >= '0' && b[i] <= '9')); i++)
+                if (b[i] == ' ')
+                        cut = i;
+        if (cut <= hl)
+                return 0;
+        log_proto(s->who, "S", b, cut);
+        s->last_activity = imap_now_ms();
+        if (imap_parse(b, cut, out) < 0) {
+                session_break(s, "unparsable response from server");
+                return -EIO;
+        }
+        /* The rest is a response of its own: "* SEARCH " is written again
+         * just before it, over bytes the piece has already been parsed from
+         * (cut > hl, so the rest starts at least 2 bytes further on). */
+        size_t rest = cut + 1 - hl;
+        memcpy(b + rest, head, hl);
+        s->rstart += rest;
+        imap_framer_reset(&s->fr);
+        return 1;
+}
+
 /* Reads until one complete response is framed, then parses it. */
 static int session_read_response(struct imap_session *s, int64_t deadline,
                                  struct imap_response **out)
 {
         for (;;) {
+                int piece = session_search_piece(s, out);
+                if (piece != 0)
+                        return piece < 0 ? piece : 0;
                 ssize_t n = imap_frame(&s->fr, s->rbuf + s->rstart, s->rlen - s->rstart,
                                        s->acct->max_literal);
                 if (n < 0) {
@@ -595,6 +643,7 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         if (!s)
                 return -ENOMEM;
         s->acct = a;
+        s->sel.permanentflags = "";
         s->id = atomic_fetch_add(&session_ids, 1) + 1;
         snprintf(s->who, sizeof(s->who), "s%d", s->id);
         r = imap_conn_connect(a->host, a->port, deadline, &s->conn, err, errlen);
@@ -662,6 +711,7 @@ void imap_session_free(struct imap_session *s)
         imap_conn_close(s->conn);
         free(s->rbuf);
         free(s->selected);
+        free(s->permanentflags);
         free(s);
 }
 
@@ -712,10 +762,19 @@ void imap_session_set_selected(struct imap_session *s, const char *mailbox,
 {
         free(s->selected);
         s->selected = mailbox ? strdup(mailbox) : NULL;
+        /* Copied before the old one goes: info may be the session's own. */
+        char *perm = info && info->permanentflags && *info->permanentflags
+                         ? strdup(info->permanentflags)
+                         : NULL;
+        if (info && info->permanentflags && *info->permanentflags && !perm)
+                log_warn("%s: out of memory keeping PERMANENTFLAGS", s->who);
+        free(s->permanentflags);
+        s->permanentflags = perm;
         if (info)
                 s->sel = *info;
         else
                 memset(&s->sel, 0, sizeof(s->sel));
+        s->sel.permanentflags = perm ? perm : "";
 }
 
 struct imap_select_info *imap_session_sel_info(struct imap_session *s)
