@@ -102,9 +102,8 @@ bool imap_flag_valid(const char *flag, size_t len)
 
 struct flags_ctx {
         uint32_t uid;
-        char *out;
-        size_t cap;
-        bool found;
+        char *out; /* owned */
+        bool found, oom;
 };
 
 static bool ops_flags_data(void *vctx, const struct imap_response *r)
@@ -117,27 +116,36 @@ static bool ops_flags_data(void *vctx, const struct imap_response *r)
         if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !flags ||
             flags->type != IMAP_LIST)
                 return false;
-        imap_values_join(flags->first, "\\Recent", c->out, c->cap);
+        /* The last answer counts: the flags after the STORE. */
+        free(c->out);
+        c->out = imap_values_join_alloc(flags->first, "\\Recent");
+        c->oom |= !c->out;
         c->found = true;
         return true;
 }
 
-int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char *out, size_t cap)
+int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char **out)
 {
         struct imap_cmd cmd;
         struct imap_result res;
-        struct flags_ctx c = {uid, out, cap, false};
+        struct flags_ctx c = {uid, NULL, false, false};
 
+        *out = NULL;
         /* flags were checked flag by flag: they are atoms and safe as they are. */
         imap_session_cmd_init(s, &cmd);
         imap_cmd_add(&cmd, "UID STORE %u FLAGS (%s)", uid, flags);
         int r = imap_session_cmd(s, &cmd, ops_flags_data, &c, &res);
         imap_cmd_free(&cmd);
-        if (r < 0)
-                return r;
-        r = imap_result_errno("UID STORE", &res);
-        if (r == 0 && !c.found)
-                snprintf(out, cap, "%s", flags); /* a server that stays silent */
+        if (r == 0)
+                r = imap_result_errno("UID STORE", &res);
+        if (r == 0 && !c.found && !(c.out = strdup(flags))) /* a server that stays silent */
+                c.oom = true;
+        if (r == 0 && c.oom)
+                r = -ENOMEM; /* stored, but what the server says it holds is lost */
+        if (r == 0)
+                *out = c.out;
+        else
+                free(c.out);
         return r;
 }
 

@@ -634,8 +634,8 @@ END_TEST
 #define KW100(p)                                                                                   \
         KW10(p "0")                                                                                \
         KW10(p "1")                                                                                \
-        KW10(p "2") KW10(p "3") KW10(p "4") KW10(p "5") KW10(p "6") KW10(p "7") KW10(p "8")        \
-            KW10(p "9")
+        KW10(p "2")                                                                                \
+        KW10(p "3") KW10(p "4") KW10(p "5") KW10(p "6") KW10(p "7") KW10(p "8") KW10(p "9")
 #define KEYWORDS KW100("keyword0") KW10("keyword10") KW10("keyword11")
 
 START_TEST(test_long_permanentflags_kept_whole)
@@ -663,6 +663,38 @@ START_TEST(test_long_permanentflags_kept_whole)
         /* Selected again without a round trip: the same flags. */
         ck_assert_int_eq(imap_select(s, "Tags", &si), 0);
         ck_assert_str_eq(si.permanentflags + strlen(si.permanentflags) - 2, "\\*");
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_store_result_kept_whole)
+{
+        /* The flags the server reports after the STORE go to the cache: all
+         * of them, however many keywords the message has. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"A2 UID STORE 5 FLAGS (\\Seen keyword119)", 0,
+             "* 1 FETCH (UID 5 FLAGS (\\Seen \\Recent " KEYWORDS "))\r\n$T OK\r\n", 0},
+            {"A3 UID STORE 6 FLAGS (\\Seen)", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        char *out = NULL;
+        ck_assert_int_eq(imap_store_flags(s, 5, "\\Seen keyword119", &out), 0);
+        ck_assert_uint_gt(strlen(out), 1300);
+        ck_assert_ptr_nonnull(strstr(out, "\\Seen keyword000 keyword001 "));
+        ck_assert_str_eq(out + strlen(out) - 10, "keyword119");
+        ck_assert_ptr_null(strstr(out, "Recent"));
+        free(out);
+        /* A server that answers no FETCH: the flags asked for. */
+        ck_assert_int_eq(imap_store_flags(s, 6, "\\Seen", &out), 0);
+        ck_assert_str_eq(out, "\\Seen");
+        free(out);
         imap_session_free(s);
         fake_stop(&f);
 }
@@ -854,6 +886,7 @@ int main(void)
         tcase_add_test(tc, test_status_of_another_mailbox_is_an_event);
         tcase_add_test(tc, test_no_with_brace_text_keeps_the_session);
         tcase_add_test(tc, test_long_permanentflags_kept_whole);
+        tcase_add_test(tc, test_store_result_kept_whole);
         tcase_add_test(tc, test_search_beyond_line_limit);
         tcase_add_test(tc, test_search_beyond_line_limit_with_modseq);
         suite_add_tcase(s, tc);
