@@ -69,31 +69,66 @@ static int session_reserve(struct imap_session *s, size_t want)
         return 0;
 }
 
-/* A "* SEARCH" line this long is answered in pieces (see below). */
+/* A SEARCH or ESEARCH line this long is answered in pieces (see below). */
 #define SESSION_SEARCH_PIECE (256u * 1024)
+/* How far into an ESEARCH line its "ALL " may be. */
+#define SESSION_SEARCH_HEAD_MAX 512u
+
+/* The responses answered in pieces: how they start (any case), the word that
+ * ends the head each piece repeats (NULL: the start alone), the bytes of
+ * their run of numbers and where that run may be cut. */
+static const struct {
+        const char *start, *head_end, *run;
+        char sep;
+} session_pieces[] = {
+    {"* SEARCH ", NULL, "0123456789 ", ' '},
+    {"* ESEARCH ", " ALL ", "0123456789:,", ','},
+};
+
+/* Length of the head of the response at b (len bytes) that each piece
+ * repeats, or 0 if it is none of session_pieces; *k gets which one. */
+static size_t session_piece_head(const char *b, size_t len, size_t *k)
+{
+        for (*k = 0; *k < sizeof(session_pieces) / sizeof(session_pieces[0]); ++*k) {
+                const char *start = session_pieces[*k].start, *end = session_pieces[*k].head_end;
+                size_t sl = strlen(start);
+                if (strncasecmp(b, start, sl) != 0)
+                        continue;
+                if (!end)
+                        return sl;
+                size_t el = strlen(end),
+                       lim = len < SESSION_SEARCH_HEAD_MAX ? len : SESSION_SEARCH_HEAD_MAX;
+                for (size_t i = sl - 1; i + el <= lim && b[i] != '\n'; i++)
+                        if (strncasecmp(b + i, end, el) == 0)
+                                return i + el;
+                return 0;
+        }
+        return 0;
+}
 
 /* "* SEARCH n n n ..." grows by some 7 bytes per message and passes
- * IMAP_MAX_LINE at about 150,000 (UID SEARCH ALL without ESEARCH). Rather
- * than let one response shape lift the line limit, its numbers are handed on
- * in pieces as they arrive: each piece is a "* SEARCH" response of its own
- * holding the numbers complete so far, and every SEARCH consumer adds up the
- * responses it gets. Only the run of digits and spaces is cut, at a space,
- * so a trailing "(MODSEQ n)" and the line end stay whole in the last piece.
- * Returns 1 with *out set, 0 if the pending bytes are no such long line,
- * -EIO if the piece does not parse (the session is broken). */
+ * IMAP_MAX_LINE at about 150,000 (UID SEARCH ALL without ESEARCH); an
+ * ESEARCH "ALL 1,3,5,..." of a fragmented folder can too. Rather than let one
+ * response shape lift the line limit, the numbers are handed on in pieces as
+ * they arrive: each piece is a response of its own (its head, "* SEARCH" or
+ * "* ESEARCH (TAG ..) UID ALL", repeated) holding the numbers complete so
+ * far, and every consumer adds up the responses it gets. Only the run of
+ * numbers is cut, at a separator, so a trailing "(MODSEQ n)" or "COUNT n" and
+ * the line end stay whole in the last piece. Returns 1 with *out set, 0 if
+ * the pending bytes are no such long line, -EIO if a piece does not parse
+ * (the session is broken). */
 static int session_search_piece(struct imap_session *s, struct imap_response **out)
 {
-        static const char head[] = "* SEARCH ";
-        const size_t hl = sizeof(head) - 1;
-        size_t len = s->rlen - s->rstart;
+        size_t len = s->rlen - s->rstart, k;
         if (len < SESSION_SEARCH_PIECE)
                 return 0;
         char *b = s->rbuf + s->rstart;
-        if (strncasecmp(b, head, hl) != 0)
+        size_t hl = session_piece_head(b, len, &k);
+        if (!hl)
                 return 0;
         size_t cut = 0;
-        for (size_t i = hl; i < len && (b[i] == ' ' || (b[i] >= '0' && b[i] <= '9')); i++)
-                if (b[i] == ' ')
+        for (size_t i = hl; i < len && b[i] && strchr(session_pieces[k].run, b[i]); i++)
+                if (b[i] == session_pieces[k].sep)
                         cut = i;
         if (cut <= hl)
                 return 0;
@@ -103,11 +138,12 @@ static int session_search_piece(struct imap_session *s, struct imap_response **o
                 session_break(s, "unparsable response from server");
                 return -EIO;
         }
-        /* The rest is a response of its own: "* SEARCH " is written again
-         * just before it, over bytes the piece has already been parsed from
-         * (cut > hl, so the rest starts at least 2 bytes further on). */
+        /* The rest is a response of its own: the head is written again just
+         * before it, over bytes the piece has already been parsed from (cut
+         * > hl, so the rest starts at least 1 byte further on; memmove, as
+         * head and destination may overlap). */
         size_t rest = cut + 1 - hl;
-        memcpy(b + rest, head, hl);
+        memmove(b + rest, b, hl);
         s->rstart += rest;
         imap_framer_reset(&s->fr);
         return 1;

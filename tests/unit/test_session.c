@@ -701,7 +701,7 @@ START_TEST(test_store_result_kept_whole)
 END_TEST
 
 struct uids {
-        unsigned n, next, bad;
+        unsigned n, next, step, bad;
 };
 
 static void on_uids(void *ctx, unsigned lo, unsigned hi)
@@ -710,40 +710,50 @@ static void on_uids(void *ctx, unsigned lo, unsigned hi)
         for (unsigned x = lo; x <= hi; x++) {
                 if (x != u->next)
                         u->bad++;
-                u->next = x + 1;
+                u->next = x + u->step;
                 u->n++;
         }
 }
 
-/* "* SEARCH 1 2 ... n<tail>\r\nA2 OK done\r\n" */
-static char *big_search(unsigned n, const char *tail, size_t *len)
+/* SEARCH: "* SEARCH 1 2 ... n<tail>"; ESEARCH: "* ESEARCH (TAG "A2") UID ALL
+ * 1,3,5,...<tail>" (every other UID, so that the set can't be a range); then
+ * "A2 OK done". */
+static char *big_search(bool esearch, unsigned n, const char *tail, size_t *len)
 {
-        size_t cap = 16 + (size_t)n * 11 + strlen(tail) + 32;
+        size_t cap = 64 + (size_t)n * 12 + strlen(tail);
         char *b = malloc(cap);
         ck_assert_ptr_nonnull(b);
-        size_t o = (size_t)sprintf(b, "* SEARCH");
+        size_t o = (size_t)sprintf(b, esearch ? "* ESEARCH (TAG \"A2\") UID ALL " : "* SEARCH ");
         for (unsigned i = 1; i <= n; i++)
-                o += (size_t)sprintf(b + o, " %u", i);
+                o += (size_t)sprintf(b + o, esearch ? "%s%u" : "%s%u",
+                                     i > 1 ? (esearch ? "," : " ") : "", esearch ? 2 * i - 1 : i);
         o += (size_t)sprintf(b + o, "%s\r\nA2 OK done\r\n", tail);
         *len = o;
         return b;
 }
 
-static void run_big_search(const char *tail)
+static void run_big_search(bool esearch, const char *tail)
 {
-        static const struct step script[] = {
+        static const struct step search[] = {
             {NULL, 0, GREETING, 0},         LOGIN_OK,           {"A2 UID SEARCH ALL", 0, "$BIG", 0},
             {"A3 NOOP", 0, "$T OK\r\n", 0}, {NULL, 0, NULL, 0},
         };
-        const unsigned n = 200000; /* ~1.3 MB: beyond the 1 MiB line limit */
-        char *big = big_search(n, tail, &fake_big_len);
+        static const struct step esearch_script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 ESEARCH] ok\r\n", 0},
+            {"A2 UID SEARCH RETURN (ALL) ALL", 0, "$BIG", 0},
+            {"A3 NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        const unsigned n = 200000; /* 1.3 MB and more: beyond the 1 MiB line limit */
+        char *big = big_search(esearch, n, tail, &fake_big_len);
         ck_assert_uint_gt(fake_big_len, IMAP_MAX_LINE);
         fake_big = big;
         struct fake f;
         struct imap_account a;
         struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
-        struct uids u = {0, 1, 0};
+        ck_assert_int_eq(open_plain(&f, esearch ? esearch_script : search, &a, &s), 0);
+        struct uids u = {0, 1, esearch ? 2 : 1, 0};
         ck_assert_int_eq(imap_search_uids(s, on_uids, &u), 0);
         ck_assert_uint_eq(u.n, n);
         ck_assert_uint_eq(u.bad, 0);
@@ -756,13 +766,20 @@ static void run_big_search(const char *tail)
 
 START_TEST(test_search_beyond_line_limit)
 {
-        run_big_search("");
+        run_big_search(false, "");
 }
 END_TEST
 
 START_TEST(test_search_beyond_line_limit_with_modseq)
 {
-        run_big_search(" (MODSEQ 917162500)");
+        run_big_search(false, " (MODSEQ 917162500)");
+}
+END_TEST
+
+START_TEST(test_esearch_beyond_line_limit)
+{
+        run_big_search(true, "");
+        run_big_search(true, " COUNT 200000");
 }
 END_TEST
 
@@ -889,6 +906,7 @@ int main(void)
         tcase_add_test(tc, test_store_result_kept_whole);
         tcase_add_test(tc, test_search_beyond_line_limit);
         tcase_add_test(tc, test_search_beyond_line_limit_with_modseq);
+        tcase_add_test(tc, test_esearch_beyond_line_limit);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
