@@ -165,12 +165,32 @@ static bool ops_search_data(void *vctx, const struct imap_response *r)
         return true;
 }
 
-/* Counts EXPUNGE/VANISHED while UID EXPUNGE runs, leaving them to be events. */
+struct expunge_ctx {
+        uint32_t uid;
+        bool gone; /* an EXPUNGE, or a VANISHED that names uid, came */
+};
+
+static void ops_vanished_range(void *vctx, unsigned lo, unsigned hi)
+{
+        struct expunge_ctx *c = vctx;
+        if (lo <= c->uid && c->uid <= hi)
+                c->gone = true;
+}
+
+/* Notes EXPUNGE/VANISHED while UID EXPUNGE runs, leaving them to be events.
+ * VANISHED (QRESYNC) names the UIDs, so one that doesn't name ours (another
+ * client's expunge arriving meanwhile) does not count; EXPUNGE gives only a
+ * sequence number and is taken as ours. */
 static bool ops_expunge_seen(void *vctx, const struct imap_response *r)
 {
-        if (r->kind == IMAP_RESP_UNTAGGED && r->name &&
-            (strcmp(r->name, "EXPUNGE") == 0 || strcmp(r->name, "VANISHED") == 0))
-                ++*(unsigned *)vctx;
+        struct expunge_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name)
+                return false;
+        if (strcmp(r->name, "EXPUNGE") == 0)
+                c->gone = true;
+        else if (strcmp(r->name, "VANISHED") == 0 && r->args && r->args->type != IMAP_LIST)
+                /* An unreadable set counts as not ours: the SEARCH decides. */
+                (void)imap_uidset_parse(r->args->s, r->args->len, ops_vanished_range, c);
         return false;
 }
 
@@ -259,11 +279,11 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid)
         int r = ops_flag_deleted(s, uid, &hc);
         if (r < 0)
                 return r; /* the STORE failed: nothing to take back */
-        unsigned gone = 0;
+        struct expunge_ctx ec = {uid, false};
         imap_session_quiet(s, true);
-        r = ops_uid_cmd(s, "UID EXPUNGE", ops_expunge_seen, &gone, "UID EXPUNGE %u", uid);
+        r = ops_uid_cmd(s, "UID EXPUNGE", ops_expunge_seen, &ec, "UID EXPUNGE %u", uid);
         imap_session_quiet(s, false);
-        if (r == 0 && !gone) {
+        if (r == 0 && !ec.gone) {
                 /* OK without an EXPUNGE: a server may keep the message (no
                  * right to remove it, a \Deleted it silently ignored). rm
                  * must not say "done" unless it is gone. */

@@ -473,6 +473,39 @@ START_TEST(test_expunge_kept_by_server_is_eacces)
 }
 END_TEST
 
+START_TEST(test_expunge_with_another_uid_vanished_is_not_done)
+{
+        /* During our UID EXPUNGE another client's expunge of UID 7 arrives:
+         * that is not ours, so the message is looked for, found, and keeps
+         * no \Deleted of ours. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
+            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
+             "* 4 FETCH (UID 5 FLAGS ())\r\nA2 OK\r\nA3 OK stored\r\n", 0},
+            {"UID EXPUNGE 5\r", 0, "* VANISHED 7,9:12\r\n$T OK done\r\n", 0},
+            {"UID SEARCH UID 5\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
+            {"UID STORE 5 -FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            {"UID FETCH 6 (UID FLAGS)", 0, "", 0},
+            {"UID STORE 6 +FLAGS.SILENT (\\Deleted)", 0, "A7 OK\r\nA8 OK stored\r\n", 0},
+            {"UID EXPUNGE 6\r", 0, "* VANISHED 3:8\r\n$T OK done\r\n", 0},
+            {"NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
+        /* A VANISHED that names it: gone, no SEARCH needed. */
+        ck_assert_int_eq(imap_expunge_uid(s, 6), 0);
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
 START_TEST(test_expunge_refused_takes_the_flag_back)
 {
         static const struct step script[] = {
@@ -898,6 +931,7 @@ int main(void)
         tcase_add_test(tc, test_expunge_refused_without_uidplus);
         tcase_add_test(tc, test_oversized_literal_refused);
         tcase_add_test(tc, test_expunge_refused_takes_the_flag_back);
+        tcase_add_test(tc, test_expunge_with_another_uid_vanished_is_not_done);
         tcase_add_test(tc, test_expunge_failure_keeps_a_flag_set_before);
         tcase_add_test(tc, test_move_copy_fallback_failure_unflags_the_original);
         tcase_add_test(tc, test_status_of_another_mailbox_is_an_event);
