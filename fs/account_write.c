@@ -463,7 +463,7 @@ static bool write_flag_permitted(const char *perm, const char *flag, size_t len)
 struct flags_job {
         struct msg_ref ref;
         char *flags; /* normalised: single spaces */
-        char out[1024];
+        char *out;   /* the flags the server reports after the STORE */
 };
 
 static int write_flags(struct imap_session *s, void *ctx)
@@ -483,7 +483,8 @@ static int write_flags(struct imap_session *s, void *ctx)
                 while (*p == ' ')
                         p++;
         }
-        return imap_store_flags(s, j->ref.uid, j->flags, j->out, sizeof(j->out));
+        free(j->out);
+        return imap_store_flags(s, j->ref.uid, j->flags, &j->out);
 }
 
 char *account_flags_normalise(const char *flags, size_t len)
@@ -533,6 +534,7 @@ int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, siz
         }
         free(j.ref.mailbox);
         free(j.flags);
+        free(j.out);
         return r == -ESTALE ? -ENOENT : r;
 }
 

@@ -8,6 +8,7 @@
 
 #include "cache/disk.h"
 #include "fs/account.h"
+#include "fs/cachedir.h"
 #include "imap/log.h"
 
 /* The folder tree is stored as a listing under a name no mailbox can have
@@ -19,20 +20,15 @@ int persist_open(struct account *a, const char *dir, uint64_t max_bytes, char *e
 {
         char path[PATH_MAX];
         if (!dir) {
-                const char *xdg = getenv("XDG_CACHE_HOME");
-                const char *home = getenv("HOME");
-                if (xdg && *xdg)
-                        snprintf(path, sizeof(path), "%s/imapfs/%s@%s:%u", xdg, a->imap.user,
-                                 a->imap.host, a->imap.port);
-                else
-                        snprintf(path, sizeof(path), "%s/.cache/imapfs/%s@%s:%u",
-                                 home && *home ? home : "/tmp", a->imap.user, a->imap.host,
-                                 a->imap.port);
-                /* A user name is not a path: keep it one component. */
-                char *base = strrchr(path, '/');
-                for (char *p = base ? base + 1 : path; *p; p++)
-                        if (*p == '/')
-                                *p = '_';
+                int r = cachedir_default(a->imap.user, a->imap.host, a->imap.port, path,
+                                         sizeof(path), err, errlen);
+                if (r == -ENOENT) {
+                        /* Never a shared directory instead (/tmp/.cache). */
+                        fprintf(stderr, "imapfs: %s; running without a persistent cache\n", err);
+                        return 0;
+                }
+                if (r < 0)
+                        return r;
                 dir = path;
         }
         /* File names depend on -o names=: each naming has its own cache. */

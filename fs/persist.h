@@ -14,9 +14,10 @@
 
 struct account;
 
-/* Opens dir (NULL: $XDG_CACHE_HOME/imapfs/USER@HOST:PORT). A directory
- * locked by another imapfs means running without a persistent cache: said
- * once on stderr, not an error. Other failures are errors (-errno, err). */
+/* Opens dir (NULL: cachedir_default(), $XDG_CACHE_HOME/imapfs/USER@HOST:PORT).
+ * A directory locked by another imapfs, or no home directory to put the
+ * default in, means running without a persistent cache: said once on stderr,
+ * not an error. Other failures are errors (-errno, err). */
 int persist_open(struct account *a, const char *dir, uint64_t max_bytes, char *err, size_t errlen);
 void persist_close(struct account *a);
 

@@ -51,7 +51,11 @@ SSL_CTX *imap_tls_ctx_new(const char *cafile, char *err, size_t errlen)
                 snprintf(err, errlen, "cannot create TLS context");
                 return NULL;
         }
-        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+                snprintf(err, errlen, "cannot require TLS 1.2 or later");
+                SSL_CTX_free(ctx);
+                return NULL;
+        }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
         SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         if (SSL_CTX_set_default_verify_paths(ctx) != 1)
@@ -148,15 +152,26 @@ int imap_conn_start_tls(struct imap_conn *c, SSL_CTX *ctx, const char *host, int
                 snprintf(err, errlen, "cannot create TLS session");
                 return -ENOMEM;
         }
+        /* Without the name check the handshake would accept any trusted
+         * certificate, whatever name it is for: a failure to set it up ends
+         * the connection before a byte of the handshake goes out. */
         X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        bool ok;
         if (conn_host_is_ip(host)) {
-                X509_VERIFY_PARAM_set1_ip_asc(param, host);
+                ok = X509_VERIFY_PARAM_set1_ip_asc(param, host) == 1;
         } else {
                 X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-                SSL_set1_host(ssl, host);
-                SSL_set_tlsext_host_name(ssl, host);
+                ok = SSL_set1_host(ssl, host) == 1 && SSL_set_tlsext_host_name(ssl, host) == 1;
         }
-        SSL_set_fd(ssl, c->fd);
+        if (!ok || SSL_set_fd(ssl, c->fd) != 1) {
+                unsigned long e = ERR_get_error();
+                snprintf(err, errlen, "cannot set up the TLS certificate check for %s: %s", host,
+                         e && ERR_reason_error_string(e) ? ERR_reason_error_string(e)
+                                                         : "OpenSSL refused");
+                ERR_clear_error();
+                SSL_free(ssl);
+                return -EPERM;
+        }
         for (;;) {
                 ERR_clear_error();
                 int r = SSL_connect(ssl);

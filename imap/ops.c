@@ -86,9 +86,16 @@ int imap_list_all(struct imap_session *s, imap_list_fn fn, void *ctx)
 
 /* ---- SELECT ---- */
 
+struct select_ctx {
+        struct imap_select_info info;
+        char *permanentflags; /* owned until the session copies it */
+        bool oom;
+};
+
 static bool ops_select_data(void *vctx, const struct imap_response *r)
 {
-        struct imap_select_info *info = vctx;
+        struct select_ctx *c = vctx;
+        struct imap_select_info *info = &c->info;
         if (r->kind != IMAP_RESP_UNTAGGED)
                 return false;
         if (r->has_number && r->name && strcmp(r->name, "EXISTS") == 0) {
@@ -104,10 +111,12 @@ static bool ops_select_data(void *vctx, const struct imap_response *r)
                         info->uidnext = (uint32_t)n;
                 else if (strcmp(r->code, "HIGHESTMODSEQ") == 0)
                         info->highestmodseq = n;
-                else if (strcmp(r->code, "PERMANENTFLAGS") == 0 && a && a->type == IMAP_LIST)
-                        imap_values_join(a->first, NULL, info->permanentflags,
-                                         sizeof(info->permanentflags));
-                else
+                else if (strcmp(r->code, "PERMANENTFLAGS") == 0 && a && a->type == IMAP_LIST) {
+                        /* Whole, however many keywords: Dovecot sends \* last. */
+                        free(c->permanentflags);
+                        c->permanentflags = imap_values_join_alloc(a->first, NULL);
+                        c->oom |= !c->permanentflags;
+                } else
                         return false;
                 return true;
         }
@@ -124,7 +133,7 @@ int imap_select(struct imap_session *s, const char *mailbox, struct imap_select_
         }
         struct imap_cmd cmd;
         struct imap_result res;
-        struct imap_select_info si = {0};
+        struct select_ctx sc = {0};
 
         /* Until SELECT answers, the session is in no known mailbox: a failed
          * SELECT leaves none selected (RFC 3501 §6.3.1). */
@@ -132,19 +141,23 @@ int imap_select(struct imap_session *s, const char *mailbox, struct imap_select_
         imap_session_cmd_init(s, &cmd);
         imap_cmd_add(&cmd, "SELECT ");
         imap_cmd_str(&cmd, mailbox);
-        int r = imap_session_cmd(s, &cmd, ops_select_data, &si, &res);
+        int r = imap_session_cmd(s, &cmd, ops_select_data, &sc, &res);
         imap_cmd_free(&cmd);
-        if (r < 0)
-                return r;
-        if (res.status != IMAP_ST_OK)
+        if (r == 0 && res.status != IMAP_ST_OK)
                 /* A plain NO is how most servers say "no such mailbox"; a NO
                  * with a code (UNAVAILABLE, INUSE, LIMIT) is a passing refusal. */
-                return res.status == IMAP_ST_NO && !res.code[0] ? -ENOENT
-                                                                : imap_result_errno("SELECT", &res);
-        si.read_only = strcmp(res.code, "READ-ONLY") == 0;
-        imap_session_set_selected(s, mailbox, &si);
-        *info = si;
-        return 0;
+                r = res.status == IMAP_ST_NO && !res.code[0] ? -ENOENT
+                                                             : imap_result_errno("SELECT", &res);
+        else if (r == 0 && sc.oom)
+                r = -ENOMEM; /* selected, but without knowing what it permits */
+        if (r == 0) {
+                sc.info.read_only = strcmp(res.code, "READ-ONLY") == 0;
+                sc.info.permanentflags = sc.permanentflags ? sc.permanentflags : "";
+                imap_session_set_selected(s, mailbox, &sc.info);
+                *info = *imap_session_sel_info(s);
+        }
+        free(sc.permanentflags);
+        return r;
 }
 
 /* ---- UID FETCH of the listing ---- */
@@ -447,16 +460,39 @@ int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t le
 }
 
 struct status_ctx {
+        const char *mailbox;
         struct imap_status_info *out;
         bool found;
 };
+
+/* True if the mailbox name of a STATUS response (an astring) is mailbox:
+ * byte for byte as we sent it, except INBOX, whose name is case-insensitive
+ * (RFC 3501 §5.1). */
+static bool ops_status_names(const struct imap_value *name, const char *mailbox)
+{
+        if (!name ||
+            (name->type != IMAP_STRING && name->type != IMAP_ATOM && name->type != IMAP_NUMBER))
+                return false;
+        size_t n = strlen(mailbox);
+        if (name->len != n)
+                return false;
+        if (memcmp(name->s, mailbox, n) == 0)
+                return true;
+        return n == 5 && strncasecmp(name->s, "INBOX", 5) == 0 &&
+               strncasecmp(mailbox, "INBOX", 5) == 0;
+}
 
 static bool ops_status_data(void *vctx, const struct imap_response *r)
 {
         struct status_ctx *c = vctx;
         if (!ops_is_untagged(r, "STATUS"))
                 return false;
-        const struct imap_value *list = r->args ? r->args->next : NULL;
+        /* NOTIFY (or a pipelined neighbour) may deliver another mailbox's
+         * STATUS meanwhile: that is not our answer, but an event that must
+         * reach the account so that mailbox is marked stale. */
+        if (!ops_status_names(r->args, c->mailbox))
+                return false;
+        const struct imap_value *list = r->args->next;
         static const struct {
                 const char *item;
                 size_t off;
@@ -485,7 +521,7 @@ int imap_status(struct imap_session *s, const char *mailbox, struct imap_status_
 {
         struct imap_cmd cmd;
         struct imap_result res;
-        struct status_ctx c = {out, false};
+        struct status_ctx c = {mailbox, out, false};
 
         memset(out, 0, sizeof(*out));
         const char *sel = imap_session_selected(s);

@@ -102,9 +102,8 @@ bool imap_flag_valid(const char *flag, size_t len)
 
 struct flags_ctx {
         uint32_t uid;
-        char *out;
-        size_t cap;
-        bool found;
+        char *out; /* owned */
+        bool found, oom;
 };
 
 static bool ops_flags_data(void *vctx, const struct imap_response *r)
@@ -117,27 +116,36 @@ static bool ops_flags_data(void *vctx, const struct imap_response *r)
         if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !flags ||
             flags->type != IMAP_LIST)
                 return false;
-        imap_values_join(flags->first, "\\Recent", c->out, c->cap);
+        /* The last answer counts: the flags after the STORE. */
+        free(c->out);
+        c->out = imap_values_join_alloc(flags->first, "\\Recent");
+        c->oom |= !c->out;
         c->found = true;
         return true;
 }
 
-int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char *out, size_t cap)
+int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char **out)
 {
         struct imap_cmd cmd;
         struct imap_result res;
-        struct flags_ctx c = {uid, out, cap, false};
+        struct flags_ctx c = {uid, NULL, false, false};
 
+        *out = NULL;
         /* flags were checked flag by flag: they are atoms and safe as they are. */
         imap_session_cmd_init(s, &cmd);
         imap_cmd_add(&cmd, "UID STORE %u FLAGS (%s)", uid, flags);
         int r = imap_session_cmd(s, &cmd, ops_flags_data, &c, &res);
         imap_cmd_free(&cmd);
-        if (r < 0)
-                return r;
-        r = imap_result_errno("UID STORE", &res);
-        if (r == 0 && !c.found)
-                snprintf(out, cap, "%s", flags); /* a server that stays silent */
+        if (r == 0)
+                r = imap_result_errno("UID STORE", &res);
+        if (r == 0 && !c.found && !(c.out = strdup(flags))) /* a server that stays silent */
+                c.oom = true;
+        if (r == 0 && c.oom)
+                r = -ENOMEM; /* stored, but what the server says it holds is lost */
+        if (r == 0)
+                *out = c.out;
+        else
+                free(c.out);
         return r;
 }
 
@@ -157,12 +165,32 @@ static bool ops_search_data(void *vctx, const struct imap_response *r)
         return true;
 }
 
-/* Counts EXPUNGE/VANISHED while UID EXPUNGE runs, leaving them to be events. */
+struct expunge_ctx {
+        uint32_t uid;
+        bool gone; /* an EXPUNGE, or a VANISHED that names uid, came */
+};
+
+static void ops_vanished_range(void *vctx, unsigned lo, unsigned hi)
+{
+        struct expunge_ctx *c = vctx;
+        if (lo <= c->uid && c->uid <= hi)
+                c->gone = true;
+}
+
+/* Notes EXPUNGE/VANISHED while UID EXPUNGE runs, leaving them to be events.
+ * VANISHED (QRESYNC) names the UIDs, so one that doesn't name ours (another
+ * client's expunge arriving meanwhile) does not count; EXPUNGE gives only a
+ * sequence number and is taken as ours. */
 static bool ops_expunge_seen(void *vctx, const struct imap_response *r)
 {
-        if (r->kind == IMAP_RESP_UNTAGGED && r->name &&
-            (strcmp(r->name, "EXPUNGE") == 0 || strcmp(r->name, "VANISHED") == 0))
-                ++*(unsigned *)vctx;
+        struct expunge_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name)
+                return false;
+        if (strcmp(r->name, "EXPUNGE") == 0)
+                c->gone = true;
+        else if (strcmp(r->name, "VANISHED") == 0 && r->args && r->args->type != IMAP_LIST)
+                /* An unreadable set counts as not ours: the SEARCH decides. */
+                (void)imap_uidset_parse(r->args->s, r->args->len, ops_vanished_range, c);
         return false;
 }
 
@@ -178,6 +206,65 @@ static int ops_uid_cmd(struct imap_session *s, const char *what, imap_data_fn fn
         return r < 0 ? r : imap_result_errno(what, &res);
 }
 
+struct had_ctx {
+        uint32_t uid;
+        bool seen;    /* the FETCH answered */
+        bool deleted; /* and the message had \Deleted already */
+};
+
+/* The first FETCH FLAGS of uid is the pipelined FETCH's answer (the server
+ * runs it before the STORE); a later one would already show our \Deleted. */
+static bool ops_had_deleted_data(void *vctx, const struct imap_response *r)
+{
+        struct had_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
+        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !flags ||
+            flags->type != IMAP_LIST)
+                return false;
+        if (!c->seen)
+                for (const struct imap_value *v = flags->first; v; v = v->next)
+                        if (imap_value_is(v, "\\Deleted"))
+                                c->deleted = true;
+        c->seen = true;
+        return true;
+}
+
+/* UID FETCH uid (UID FLAGS) and UID STORE uid +FLAGS.SILENT (\Deleted) in one
+ * round trip. Knowing whether the message had \Deleted before is what lets a
+ * failure later take the flag back without undoing another client's mark. A
+ * non-silent STORE would not tell: it answers the flags after the change. The
+ * pipeline is safe: a FETCH of flags and a STORE of them on the same message
+ * are the ambiguity RFC 3501 §5.5 names, which a server must run in the
+ * order sent. */
+static int ops_flag_deleted(struct imap_session *s, uint32_t uid, struct had_ctx *hc)
+{
+        struct imap_cmd fetch, store;
+        struct imap_cmd *cmds[2] = {&fetch, &store};
+        struct imap_result res[2];
+        imap_session_cmd_init(s, &fetch);
+        imap_cmd_add(&fetch, "UID FETCH %u (UID FLAGS)", uid);
+        imap_session_cmd_init(s, &store);
+        imap_cmd_add(&store, "UID STORE %u +FLAGS.SILENT (\\Deleted)", uid);
+        int r = imap_session_pipeline(s, cmds, 2, ops_had_deleted_data, hc, res);
+        imap_cmd_free(&fetch);
+        imap_cmd_free(&store);
+        return r < 0 ? r : imap_result_errno("UID STORE \\Deleted", &res[1]);
+}
+
+/* Takes our \Deleted back from a message that stays, so that no other
+ * client's EXPUNGE (or CLOSE) removes it later. */
+static void ops_unflag_deleted(struct imap_session *s, uint32_t uid)
+{
+        int r = ops_uid_cmd(s, "UID STORE -\\Deleted", NULL, NULL,
+                            "UID STORE %u -FLAGS.SILENT (\\Deleted)", uid);
+        if (r < 0)
+                log_warn("message %u keeps the \\Deleted flag of a failed removal%s", uid,
+                         r == -EIO ? " (connection lost)" : "");
+}
+
 int imap_expunge_uid(struct imap_session *s, uint32_t uid)
 {
         if (!imap_session_caps(s)->uidplus) {
@@ -185,29 +272,35 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid)
                          "EXPUNGE, which also removes what other clients marked \\Deleted");
                 return -EPERM;
         }
-        /* Two round trips, not pipelined: UID EXPUNGE depends on the STORE,
-         * and RFC 3501 §5.5 forbids sending dependent commands without
-         * waiting (a server may run them concurrently). */
-        int r = ops_uid_cmd(s, "UID STORE \\Deleted", NULL, NULL,
-                            "UID STORE %u +FLAGS.SILENT (\\Deleted)", uid);
-        unsigned gone = 0;
-        if (r == 0) {
-                imap_session_quiet(s, true);
-                r = ops_uid_cmd(s, "UID EXPUNGE", ops_expunge_seen, &gone, "UID EXPUNGE %u", uid);
-                imap_session_quiet(s, false);
+        /* UID EXPUNGE is not pipelined with the STORE: it depends on it, and
+         * RFC 3501 §5.5 forbids sending dependent commands without waiting
+         * (a server may run them concurrently). */
+        struct had_ctx hc = {uid, false, false};
+        int r = ops_flag_deleted(s, uid, &hc);
+        if (r < 0)
+                return r; /* the STORE failed: nothing to take back */
+        struct expunge_ctx ec = {uid, false};
+        imap_session_quiet(s, true);
+        r = ops_uid_cmd(s, "UID EXPUNGE", ops_expunge_seen, &ec, "UID EXPUNGE %u", uid);
+        imap_session_quiet(s, false);
+        if (r == 0 && !ec.gone) {
+                /* OK without an EXPUNGE: a server may keep the message (no
+                 * right to remove it, a \Deleted it silently ignored). rm
+                 * must not say "done" unless it is gone. */
+                struct search_ctx sc = {uid, false};
+                r = ops_uid_cmd(s, "UID SEARCH", ops_search_data, &sc, "UID SEARCH UID %u", uid);
+                if (r == 0 && sc.found) {
+                        log_warn("the server kept message %u after UID EXPUNGE (no right to "
+                                 "remove it?)",
+                                 uid);
+                        r = -EACCES;
+                }
         }
-        if (r < 0 || gone)
-                return r;
-        /* OK without an EXPUNGE: a server may keep the message (no right to
-         * remove it, a \Deleted it silently ignored). rm must not say "done"
-         * unless it is gone. */
-        struct search_ctx sc = {uid, false};
-        r = ops_uid_cmd(s, "UID SEARCH", ops_search_data, &sc, "UID SEARCH UID %u", uid);
-        if (r == 0 && sc.found) {
-                log_warn("the server kept message %u after UID EXPUNGE (no right to remove it?)",
-                         uid);
-                r = -EACCES;
-        }
+        /* Every failure after the STORE: the message may still be there, and
+         * must not stay marked for the next client's EXPUNGE. On a message
+         * that is gone after all the STORE changes nothing. */
+        if (r < 0 && !hc.deleted)
+                ops_unflag_deleted(s, uid);
         return r;
 }
 

@@ -26,10 +26,11 @@ int imap_status_messages(struct imap_session *s, const char *mailbox, uint32_t *
 bool imap_flag_valid(const char *flag, size_t len);
 
 /* UID STORE uid FLAGS (flags) in the selected mailbox; flags is a
- * space-separated list already checked with imap_flag_valid. The flags the
- * server reports afterwards go to out (space-separated, \Recent left out). */
-int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char *out,
-                     size_t cap);
+ * space-separated list already checked with imap_flag_valid. On success *out
+ * gets the flags the server reports afterwards, whole (space-separated,
+ * \Recent left out; flags itself if the server reported none); the caller
+ * frees it. NULL on failure. */
+int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char **out);
 
 /* Removes one message from the selected mailbox and nothing else:
  * UID STORE uid +FLAGS.SILENT (\Deleted), then UID EXPUNGE uid. Never a

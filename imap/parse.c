@@ -29,6 +29,7 @@ void imap_framer_reset(struct imap_framer *f)
         f->literal_left = 0;
         f->line_bytes = 0;
         f->literal_total = 0;
+        f->continued = false;
 }
 
 static bool frame_is_digit(char c)
@@ -90,6 +91,34 @@ static int frame_literal_spec(const char *buf, size_t lo, size_t eol, uint64_t *
         return r < 0 ? r : 1;
 }
 
+/* True if the line buf[0..eol) starts a response that ends in free text and
+ * so can hold no literal: a continuation "+ ...", or "tag OK|NO|BAD|BYE|PREAUTH
+ * ..." with "*" or any tag (RFC 3501 resp-cond-state, resp-cond-bye,
+ * resp-cond-auth; they end in resp-text). "* 3 OK" and "* OKAY" are not. */
+static bool frame_is_text_line(const char *buf, size_t eol)
+{
+        static const char *const status[] = {"OK", "NO", "BAD", "BYE", "PREAUTH"};
+        if (eol > 0 && buf[0] == '+')
+                return true;
+        size_t i = 0;
+        while (i < eol && buf[i] != ' ')
+                i++;
+        if (i == 0 || i == eol)
+                return false;
+        while (i < eol && buf[i] == ' ')
+                i++;
+        size_t w = i;
+        while (i < eol && ((buf[i] >= 'A' && buf[i] <= 'Z') || (buf[i] >= 'a' && buf[i] <= 'z')))
+                i++;
+        /* The keyword ends where the parser's does: at a space, a '[' or the line end. */
+        if (i < eol && buf[i] != ' ' && buf[i] != '[' && buf[i] != '\r')
+                return false;
+        for (size_t k = 0; k < sizeof(status) / sizeof(status[0]); k++)
+                if (strlen(status[k]) == i - w && strncasecmp(buf + w, status[k], i - w) == 0)
+                        return true;
+        return false;
+}
+
 ssize_t imap_frame(struct imap_framer *f, const char *buf, size_t len, uint64_t max_literal)
 {
         size_t pos = f->scanned;
@@ -121,7 +150,9 @@ ssize_t imap_frame(struct imap_framer *f, const char *buf, size_t len, uint64_t 
                 if (f->line_bytes > IMAP_MAX_LINE)
                         return -E2BIG;
                 uint64_t n = 0;
-                int r = frame_literal_spec(buf, pos, eol, &n);
+                int r = f->continued || !frame_is_text_line(buf, eol)
+                            ? frame_literal_spec(buf, pos, eol, &n)
+                            : 0;
                 if (r < 0)
                         return r;
                 if (r == 0) {
@@ -132,6 +163,7 @@ ssize_t imap_frame(struct imap_framer *f, const char *buf, size_t len, uint64_t 
                         return -E2BIG;
                 f->literal_total += n;
                 f->literal_left = n;
+                f->continued = true;
                 pos = eol + 1;
         }
 }
@@ -720,6 +752,18 @@ size_t imap_values_join(const struct imap_value *first, const char *skip, char *
                 out[o] = '\0';
         }
         return o;
+}
+
+char *imap_values_join_alloc(const struct imap_value *first, const char *skip)
+{
+        size_t need = 1;
+        for (const struct imap_value *v = first; v; v = v->next)
+                if (v->type == IMAP_ATOM || v->type == IMAP_NUMBER)
+                        need += v->len + 1;
+        char *out = malloc(need);
+        if (out)
+                imap_values_join(first, skip, out, need);
+        return out;
 }
 
 const struct imap_value *imap_fetch_item(const struct imap_value *list, const char *item)

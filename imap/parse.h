@@ -26,6 +26,7 @@ struct imap_framer {
         uint64_t literal_left;  /* bytes of a literal still to skip (a hint for read sizes) */
         size_t line_bytes;      /* non-literal bytes seen in this response */
         uint64_t literal_total; /* literal bytes announced in this response */
+        bool continued;         /* a literal was announced: later lines continue the response */
 };
 
 /* Reset before the first call and after every complete response (imap_frame
@@ -43,8 +44,12 @@ void imap_framer_reset(struct imap_framer *f);
  * A bare LF ends a line as well as CRLF does. A line whose last '{' (within the
  * last 23 bytes) starts a "{...}" that ends it is a literal spec: "{n}", "{n+}"
  * (and "~{n}", RFC 3516) announce n bytes; anything else there ("{12a}", "{}",
- * a number beyond uint64) is -EPROTO, even in free text. Literal bytes are
- * skipped, never examined. On an error the stream is unusable: drop it. */
+ * a number beyond uint64) is -EPROTO. Except where the grammar allows no
+ * literal: a response whose first line is a continuation ("+ ...") or a
+ * status response ("tag|* OK|NO|BAD|BYE|PREAUTH ...") ends with free text
+ * (resp-text), so a "{...}" at its end is text and the line ends there.
+ * Literal bytes are skipped, never examined. On an error the stream is
+ * unusable: drop it. */
 ssize_t imap_frame(struct imap_framer *f, const char *buf, size_t len, uint64_t max_literal);
 
 enum imap_vtype {
@@ -119,6 +124,9 @@ size_t imap_list_count(const struct imap_value *list); /* 0 for NULL or a non-li
  * (case-insensitive; NULL: none). Stops at a value that no longer fits, so
  * out never holds half a word. Returns the length written. */
 size_t imap_values_join(const struct imap_value *first, const char *skip, char *out, size_t cap);
+/* The same into a string of its own, as long as it takes (never cut); the
+ * caller frees it. NULL only when out of memory. */
+char *imap_values_join_alloc(const struct imap_value *first, const char *skip);
 /* In a FETCH item list "(UID 5 FLAGS (...) BODY[]<0> {3}...)", the value that
  * follows the item name, compared case-insensitively; NULL if absent. */
 const struct imap_value *imap_fetch_item(const struct imap_value *list, const char *item);

@@ -25,6 +25,7 @@ struct imap_session {
         struct imap_caps caps;
         char *selected;
         struct imap_select_info sel;
+        char *permanentflags; /* what sel.permanentflags points to ("" when NULL) */
         bool broken;
         bool timed_out; /* broke because the server went silent past the deadline */
         /* The deadline counts silence, not transfer time: every read that
@@ -69,11 +70,94 @@ static int session_reserve(struct imap_session *s, size_t want)
         return 0;
 }
 
+/* A SEARCH or ESEARCH line this long is answered in pieces (see below). */
+#define SESSION_SEARCH_PIECE (256u * 1024)
+/* How far into an ESEARCH line its "ALL " may be. */
+#define SESSION_SEARCH_HEAD_MAX 512u
+
+/* The responses answered in pieces: how they start (any case), the word that
+ * ends the head each piece repeats (NULL: the start alone), the bytes of
+ * their run of numbers and where that run may be cut. */
+static const struct {
+        const char *start, *head_end, *run;
+        char sep;
+} session_pieces[] = {
+    {"* SEARCH ", NULL, "0123456789 ", ' '},
+    {"* ESEARCH ", " ALL ", "0123456789:,", ','},
+};
+
+/* Length of the head of the response at b (len bytes) that each piece
+ * repeats, or 0 if it is none of session_pieces; *k gets which one. */
+static size_t session_piece_head(const char *b, size_t len, size_t *k)
+{
+        for (*k = 0; *k < sizeof(session_pieces) / sizeof(session_pieces[0]); ++*k) {
+                const char *start = session_pieces[*k].start, *end = session_pieces[*k].head_end;
+                size_t sl = strlen(start);
+                if (strncasecmp(b, start, sl) != 0)
+                        continue;
+                if (!end)
+                        return sl;
+                size_t el = strlen(end),
+                       lim = len < SESSION_SEARCH_HEAD_MAX ? len : SESSION_SEARCH_HEAD_MAX;
+                for (size_t i = sl - 1; i + el <= lim && b[i] != '\n'; i++)
+                        if (strncasecmp(b + i, end, el) == 0)
+                                return i + el;
+                return 0;
+        }
+        return 0;
+}
+
+/* "* SEARCH n n n ..." grows by some 7 bytes per message and passes
+ * IMAP_MAX_LINE at about 150,000 (UID SEARCH ALL without ESEARCH); an
+ * ESEARCH "ALL 1,3,5,..." of a fragmented folder can too. Rather than let one
+ * response shape lift the line limit, the numbers are handed on in pieces as
+ * they arrive: each piece is a response of its own (its head, "* SEARCH" or
+ * "* ESEARCH (TAG ..) UID ALL", repeated) holding the numbers complete so
+ * far, and every consumer adds up the responses it gets. Only the run of
+ * numbers is cut, at a separator, so a trailing "(MODSEQ n)" or "COUNT n" and
+ * the line end stay whole in the last piece. Returns 1 with *out set, 0 if
+ * the pending bytes are no such long line, -EIO if a piece does not parse
+ * (the session is broken). */
+static int session_search_piece(struct imap_session *s, struct imap_response **out)
+{
+        size_t len = s->rlen - s->rstart, k;
+        if (len < SESSION_SEARCH_PIECE)
+                return 0;
+        char *b = s->rbuf + s->rstart;
+        size_t hl = session_piece_head(b, len, &k);
+        if (!hl)
+                return 0;
+        size_t cut = 0;
+        for (size_t i = hl; i < len && b[i] && strchr(session_pieces[k].run, b[i]); i++)
+                if (b[i] == session_pieces[k].sep)
+                        cut = i;
+        if (cut <= hl)
+                return 0;
+        log_proto(s->who, "S", b, cut);
+        s->last_activity = imap_now_ms();
+        if (imap_parse(b, cut, out) < 0) {
+                session_break(s, "unparsable response from server");
+                return -EIO;
+        }
+        /* The rest is a response of its own: the head is written again just
+         * before it, over bytes the piece has already been parsed from (cut
+         * > hl, so the rest starts at least 1 byte further on; memmove, as
+         * head and destination may overlap). */
+        size_t rest = cut + 1 - hl;
+        memmove(b + rest, b, hl);
+        s->rstart += rest;
+        imap_framer_reset(&s->fr);
+        return 1;
+}
+
 /* Reads until one complete response is framed, then parses it. */
 static int session_read_response(struct imap_session *s, int64_t deadline,
                                  struct imap_response **out)
 {
         for (;;) {
+                int piece = session_search_piece(s, out);
+                if (piece != 0)
+                        return piece < 0 ? piece : 0;
                 ssize_t n = imap_frame(&s->fr, s->rbuf + s->rstart, s->rlen - s->rstart,
                                        s->acct->max_literal);
                 if (n < 0) {
@@ -652,6 +736,7 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         if (!s)
                 return -ENOMEM;
         s->acct = a;
+        s->sel.permanentflags = "";
         s->id = atomic_fetch_add(&session_ids, 1) + 1;
         snprintf(s->who, sizeof(s->who), "s%d", s->id);
         r = imap_conn_connect(a->host, a->port, deadline, &s->conn, err, errlen);
@@ -719,6 +804,7 @@ void imap_session_free(struct imap_session *s)
         imap_conn_close(s->conn);
         free(s->rbuf);
         free(s->selected);
+        free(s->permanentflags);
         free(s);
 }
 
@@ -774,10 +860,19 @@ void imap_session_set_selected(struct imap_session *s, const char *mailbox,
 {
         free(s->selected);
         s->selected = mailbox ? strdup(mailbox) : NULL;
+        /* Copied before the old one goes: info may be the session's own. */
+        char *perm = info && info->permanentflags && *info->permanentflags
+                         ? strdup(info->permanentflags)
+                         : NULL;
+        if (info && info->permanentflags && *info->permanentflags && !perm)
+                log_warn("%s: out of memory keeping PERMANENTFLAGS", s->who);
+        free(s->permanentflags);
+        s->permanentflags = perm;
         if (info)
                 s->sel = *info;
         else
                 memset(&s->sel, 0, sizeof(s->sel));
+        s->sel.permanentflags = perm ? perm : "";
 }
 
 struct imap_select_info *imap_session_sel_info(struct imap_session *s)

@@ -131,13 +131,16 @@ struct imap_select_info {
         uint32_t exists;
         uint64_t highestmodseq;
         bool read_only;
-        /* PERMANENTFLAGS as sent ("\Seen \Deleted \*"); "" if the server sent none */
-        char permanentflags[512];
+        /* PERMANENTFLAGS as sent ("\Seen \Deleted \*"), whole however long; "" if
+         * the server sent none. Owned by the session: valid while it keeps
+         * this mailbox selected (a copy of the struct borrows it). */
+        const char *permanentflags;
 };
 
 /* Selected-mailbox bookkeeping used by imap/ops.c. */
 const char *imap_session_selected(const struct imap_session *s);
-/* mailbox NULL: nothing selected. */
+/* mailbox NULL: nothing selected. The session keeps its own copy of
+ * info->permanentflags. */
 void imap_session_set_selected(struct imap_session *s, const char *mailbox,
                                const struct imap_select_info *info);
 struct imap_select_info *imap_session_sel_info(struct imap_session *s);

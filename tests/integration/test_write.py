@@ -1296,5 +1296,141 @@ class TestServerVariants(Base):
         self.assertTrue(os.path.exists(path))
 
 
+# -- issue 7: \\Deleted taken back after a failed removal; long PERMANENTFLAGS and STORE answers --
+def kw_list(n, prefix="kwlong"):
+    return ["%s%04d" % (prefix, i) for i in range(n)]
+
+
+class TestFloorFindings(Base):
+    """A server without MOVE whose folder "NoExp" lets the user set \\Deleted but not expunge
+    (ACL lrswit, no 'e'): rm and mv out of it fail, and the message, the only copy, must not
+    keep the \\Deleted flag they set (the next client's EXPUNGE would remove it) -- unless
+    another client had set it before. Folder "Tags" holds a message with 120 keywords, so
+    PERMANENTFLAGS (every keyword, then \\* last) and the STORE answer pass 512 and 1024 bytes."""
+    srv = None
+    mount = None
+    fix = {}
+
+    @classmethod
+    def setUpClass(cls):
+        try:
+            srv_ = D.Dovecot(rawlog=True)
+            cls.srv = srv_
+            acl = os.path.join(srv_.dir, "global-acl")
+            with open(acl, "w") as f:
+                f.write("NoExp user=alice lrswit\n")
+            os.chmod(acl, 0o644)
+            srv_.extra_conf = ("mail_plugins = $mail_plugins acl\nplugin {\n  acl = vfile:%s\n}\n"
+                               "protocol imap {\n  imap_capability = %s\n}\n" % (acl, caps_without("MOVE")))
+            srv_.start()
+            c = srv_.client()
+            n = 0
+            for mailbox, items in {"NoExp": [("ne-%d" % i, [r"\Seen"] if i == 0 else []) for i in range(4)],
+                                   "NeDst": [("nedst-0", ())],
+                                   "Tags": [("tags-%d" % i, [r"\Seen"]) for i in range(3)]}.items():
+                c.create(mailbox)
+                msgs = []
+                for key, flags in items:
+                    n += 1
+                    msgs.append(make_msg(key, mailbox, flags, n))
+                G.multiappend(c, mailbox, msgs)
+                for mm in msgs:
+                    cls.fix[mm.key] = mm
+            # 120 keywords on one message: the folder's PERMANENTFLAGS lists them all.
+            D.select(c, "Tags", readonly=False)
+            typ, data = c.uid("STORE", str(cls.fix["tags-0"].uid), "+FLAGS.SILENT",
+                              "(%s)" % " ".join(kw_list(120)))
+            assert typ == "OK", data
+            c.logout()
+            cls.mount = I.Mount("imaps://alice@127.0.0.1:%d" % srv_.imaps_port,
+                                opts={"cafile": srv_.cafile, "password_file": srv_.password_file})
+            cls.mount.mount(foreground=True)
+        except Exception:
+            cls.cleanup()
+            raise
+
+    @classmethod
+    def cleanup(cls):
+        if cls.mount is not None:
+            cls.mount.cleanup()
+        if cls.srv is not None:
+            cls.srv.cleanup()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.mount is not None:
+                cls.mount.unmount()
+        finally:
+            cls.cleanup()
+
+    def path(self, key):
+        return mpath(self.fix[key], self.mount.mp)
+
+    def server_flags(self, key):
+        m = self.fix[key]
+        meta = C.server_messages(self.srv, m.mailbox, bodies=False)[0]
+        self.assertIn(m.uid, meta, "%s is gone from the server" % key)
+        return C.flags_set(meta[m.uid]["flags"])
+
+    def set_flags_on_server(self, key, flags):
+        m = self.fix[key]
+        c = self.srv.client()
+        try:
+            D.select(c, m.mailbox, readonly=False)
+            typ, data = c.uid("STORE", str(m.uid), "+FLAGS.SILENT", "(%s)" % " ".join(flags))
+            assert typ == "OK", data
+        finally:
+            c.logout()  # LOGOUT, not CLOSE: nothing is expunged
+
+    def test_failed_rm_leaves_no_deleted_flag(self):
+        mark = C.RawlogMark(self.srv)
+        e = errno_of(lambda: os.unlink(self.path("ne-0")))
+        self.assertIsNotNone(e, "rm reported success but the user may not expunge")
+        self.assertTrue(mark.wait_commands(r"UID STORE %d \+FLAGS" % self.fix["ne-0"].uid), "no STORE")
+        self.assertEqual(self.server_flags("ne-0"), {"\\Seen"},
+                         "the message kept the \\Deleted of a failed rm" + log_tail())
+        self.assertNoPlainExpunge(mark)
+        self.assertTrue(os.path.exists(self.path("ne-0")))
+
+    def test_failed_rm_keeps_a_deleted_flag_set_elsewhere(self):
+        self.set_flags_on_server("ne-1", [r"\Deleted"])
+        e = errno_of(lambda: os.unlink(self.path("ne-1")))
+        self.assertIsNotNone(e, "rm reported success but the user may not expunge")
+        self.assertEqual(self.server_flags("ne-1"), {"\\Deleted"},
+                         "rm took away a \\Deleted another client had set")
+
+    def test_failed_mv_copy_fallback_leaves_one_unflagged_message(self):
+        m = self.fix["ne-2"]
+        before = C.server_messages(self.srv, "NeDst", bodies=True)[1]
+        mark = C.RawlogMark(self.srv)
+        e = errno_of(lambda: os.rename(self.path("ne-2"), os.path.join(self.mount.mp, "NeDst", "x.eml")))
+        self.assertIsNotNone(e, "mv reported success but the message is still in NoExp")
+        self.assertTrue(mark.wait_commands(r"UID COPY %d " % m.uid), "no UID COPY (MOVE is off)")
+        after = C.server_messages(self.srv, "NeDst", bodies=True)[1]
+        self.assertEqual(set(after), set(before), "mv failed (%s) but left a copy in NeDst" % ename(e))
+        self.assertEqual(self.server_flags("ne-2"), set(),
+                         "the only copy kept the \\Deleted of a failed mv" + log_tail())
+        self.assertNoPlainExpunge(mark)
+        self.assertTrue(os.path.exists(self.path("ne-2")))
+
+    def test_new_keyword_where_permanentflags_is_long(self):
+        # PERMANENTFLAGS (\Answered ... kwlong0000 ... kwlong0119 \*): some 1,300 bytes, \* last.
+        path = self.path("tags-1")
+        os.setxattr(path, "user.imap.flags", b"\\Seen $BrandNew")
+        self.assertEqual(self.server_flags("tags-1"), {"\\Seen", "$BrandNew"})
+        self.assertEqual(set(os.getxattr(path, "user.imap.flags").decode().split()),
+                         {"\\Seen", "$BrandNew"})
+
+    def test_store_answer_longer_than_1k_kept_whole(self):
+        path = self.path("tags-2")
+        want = {"\\Seen"} | set(kw_list(120)) | {"$Extra"}
+        os.setxattr(path, "user.imap.flags", " ".join(sorted(want)).encode())
+        self.assertEqual(self.server_flags("tags-2"), want)
+        got = os.getxattr(path, "user.imap.flags").decode()
+        self.assertGreater(len(got), 1024)
+        self.assertEqual(set(got.split()), want, "the mount's flags were cut")
+
+
 if __name__ == "__main__":
     tap.main()

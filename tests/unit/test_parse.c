@@ -364,6 +364,55 @@ START_TEST(frame_brace_text_not_spec)
 }
 END_TEST
 
+/* Length of the first line of s, its LF included. */
+static ssize_t first_line_len(const char *s)
+{
+        return strchr(s, '\n') - s + 1;
+}
+
+START_TEST(frame_status_text_brace_is_text)
+{
+        /* resp-text of OK/NO/BAD/BYE/PREAUTH (tagged or not) and of a
+         * continuation is free text: a "{n}" at its end announces nothing. */
+        ck_assert_int_eq(frame_once(S("A5 NO try later {5}\r\nhello\r\n"), BIG_MAX),
+                         first_line_len("A5 NO try later {5}\r\nhello\r\n"));
+        ck_assert_int_eq(frame_once(S("A5 no [LIMIT] too many {12a}\r\n"), BIG_MAX),
+                         first_line_len("A5 no [LIMIT] too many {12a}\r\n"));
+        ck_assert_int_eq(frame_once(S("* OK [ALERT] quota {90%}\r\n"), BIG_MAX),
+                         first_line_len("* OK [ALERT] quota {90%}\r\n"));
+        ck_assert_int_eq(frame_once(S("* BYE bye {}\n"), BIG_MAX),
+                         first_line_len("* BYE bye {}\n"));
+        ck_assert_int_eq(frame_once(S("* PREAUTH x {3}\r\nabc\r\n"), BIG_MAX),
+                         first_line_len("* PREAUTH x {3}\r\nabc\r\n"));
+        ck_assert_int_eq(frame_once(S("A1 BAD[PARSE] {99999999999999999999999}\r\n"), BIG_MAX),
+                         first_line_len("A1 BAD[PARSE] {99999999999999999999999}\r\n"));
+        ck_assert_int_eq(frame_once(S("+ {5}\r\nhello\r\n"), BIG_MAX),
+                         first_line_len("+ {5}\r\nhello\r\n"));
+        ck_assert_int_eq(frame_once(S("+{5}\r\n"), BIG_MAX), first_line_len("+{5}\r\n"));
+        /* Data responses still take their literals, whatever follows. */
+        ck_assert_int_eq(frame_once(S("* LIST () \"/\" {5}\r\nhello\r\n"), BIG_MAX),
+                         (ssize_t)sizeof("* LIST () \"/\" {5}\r\nhello\r\n") - 1);
+        ck_assert_int_eq(frame_once(S("* 3 FETCH (BODY[] {3}\r\nabc)\r\n"), BIG_MAX),
+                         (ssize_t)sizeof("* 3 FETCH (BODY[] {3}\r\nabc)\r\n") - 1);
+        ck_assert_int_eq(frame_once(S("* 3 OK {3}\r\nabc\r\n"), BIG_MAX),
+                         (ssize_t)sizeof("* 3 OK {3}\r\nabc\r\n") - 1);
+        ck_assert_int_eq(frame_once(S("* OKAY {3}\r\nabc\r\n"), BIG_MAX),
+                         (ssize_t)sizeof("* OKAY {3}\r\nabc\r\n") - 1);
+        ck_assert_int_eq(frame_once(S("* LIST () \"/\" {5a}\r\n"), BIG_MAX), -EPROTO);
+        /* Only the first line says what the response is: a literal's bytes
+         * that look like a status line are still data. */
+        ck_assert_int_eq(frame_once(S("* 1 FETCH (BODY[] {7}\r\nA1 OK x {2}\r\nab)\r\n"), BIG_MAX),
+                         (ssize_t)sizeof("* 1 FETCH (BODY[] {7}\r\nA1 OK x {2}\r\nab)\r\n") - 1);
+        /* The status keyword split from the rest by the read. */
+        struct imap_framer f;
+        imap_framer_reset(&f);
+        const char *t = "A77 NO x {3}\r\nabc\r\n";
+        for (size_t i = 0; i < 14; i++)
+                ck_assert_int_eq(imap_frame(&f, t, i, BIG_MAX), 0);
+        ck_assert_int_eq(imap_frame(&f, t, 14, BIG_MAX), 14);
+}
+END_TEST
+
 START_TEST(frame_line_too_long)
 {
         size_t len = IMAP_MAX_LINE + 10;
@@ -1474,6 +1523,7 @@ static Suite *parse_suite(void)
         tcase_add_test(tc, frame_absurd_literal_is_eproto);
         tcase_add_test(tc, frame_malformed_spec_is_eproto);
         tcase_add_test(tc, frame_brace_text_not_spec);
+        tcase_add_test(tc, frame_status_text_brace_is_text);
         tcase_add_test(tc, frame_line_too_long);
         tcase_add_test(tc, frame_literals_do_not_count_as_line);
         tcase_add_test(tc, frame_resets_itself);

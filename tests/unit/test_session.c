@@ -30,6 +30,11 @@ struct step {
         int stall_ms; /* sleep before replying */
 };
 
+/* A reply of "$BIG" sends these bytes as they are (a response longer than a
+ * script line can hold, e.g. a SEARCH of 200,000 UIDs). */
+static const char *fake_big;
+static size_t fake_big_len;
+
 struct fake {
         int lfd;
         unsigned port;
@@ -84,8 +89,13 @@ static void *fake_main(void *arg)
                         fake_log(f, line, got);
                 } else if (s->expect) {
                         ssize_t n = fake_read_line(fd, line, sizeof(line));
-                        if (n < 0)
+                        if (n < 0) {
+                                /* A command the script waits for never came. */
+                                f->failed = true;
+                                snprintf(f->why, sizeof(f->why),
+                                         "expected %.100s, got end of stream", s->expect);
                                 goto out;
+                        }
                         fake_log(f, line, (size_t)n);
                         if (!strstr(line, s->expect)) {
                                 f->failed = true;
@@ -99,6 +109,15 @@ static void *fake_main(void *arg)
                         usleep((useconds_t)s->stall_ms * 1000);
                 if (!s->reply)
                         goto out;
+                if (strcmp(s->reply, "$BIG") == 0) {
+                        for (size_t o = 0; o < fake_big_len;) {
+                                ssize_t w = write(fd, fake_big + o, fake_big_len - o);
+                                if (w <= 0)
+                                        goto out;
+                                o += (size_t)w;
+                        }
+                        continue;
+                }
                 char out[4096];
                 size_t o = 0;
                 for (const char *p = s->reply; *p && o + 40 < sizeof(out); p++) {
@@ -248,7 +267,6 @@ START_TEST(test_login_synchronizing_literal)
             {NULL, 0, GREETING, 0},
             {"LOGIN \"alice\" {9}", 0, "+ go ahead\r\n", 0},
             {NULL, 11, "$T OK logged in\r\n", 0},
-            {"CAPABILITY", 0, "* CAPABILITY IMAP4rev1\r\n$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
@@ -341,8 +359,9 @@ START_TEST(test_bye_breaks_session)
 END_TEST
 
 struct events {
-        int exists, expunge, fetch;
+        int exists, expunge, fetch, status;
         char mailbox[32];
+        char status_of[32]; /* the mailbox named by the last STATUS event */
 };
 
 static void on_event(void *ctx, const char *mailbox, const struct imap_response *r)
@@ -355,6 +374,10 @@ static void on_event(void *ctx, const char *mailbox, const struct imap_response 
                 e->expunge = (int)r->number;
         else if (strcmp(r->name, "FETCH") == 0)
                 e->fetch++;
+        else if (strcmp(r->name, "STATUS") == 0 && r->args) {
+                e->status++;
+                snprintf(e->status_of, sizeof(e->status_of), "%s", r->args->s);
+        }
 }
 
 START_TEST(test_select_and_unsolicited_events)
@@ -408,8 +431,10 @@ START_TEST(test_expunge_is_store_then_uid_expunge)
         static const struct step script[] = {
             {NULL, 0, GREETING, 0},
             {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
-            {"A2 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0, "$T OK stored\r\n", 0},
-            {"A3 UID EXPUNGE 5\r", 0, "* 4 EXPUNGE\r\n$T OK gone\r\n", 0},
+            {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
+            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
+             "* 4 FETCH (UID 5 FLAGS (\\Seen))\r\nA2 OK\r\nA3 OK stored\r\n", 0},
+            {"A4 UID EXPUNGE 5\r", 0, "* 4 EXPUNGE\r\n$T OK gone\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
@@ -428,9 +453,14 @@ START_TEST(test_expunge_kept_by_server_is_eacces)
         static const struct step script[] = {
             {NULL, 0, GREETING, 0},
             {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
-            {"UID STORE 5", 0, "$T OK stored\r\n", 0},
+            {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
+            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
+             "* 4 FETCH (UID 5 FLAGS ())\r\nA2 OK\r\nA3 OK stored\r\n", 0},
             {"UID EXPUNGE 5\r", 0, "$T OK nothing\r\n", 0},
             {"UID SEARCH UID 5\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
+            /* The message stays: so must it stay without our \Deleted, or
+             * the next client's EXPUNGE removes it. */
+            {"UID STORE 5 -FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
@@ -440,6 +470,349 @@ START_TEST(test_expunge_kept_by_server_is_eacces)
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
         imap_session_free(s);
         fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_expunge_with_another_uid_vanished_is_not_done)
+{
+        /* During our UID EXPUNGE another client's expunge of UID 7 arrives:
+         * that is not ours, so the message is looked for, found, and keeps
+         * no \Deleted of ours. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
+            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
+             "* 4 FETCH (UID 5 FLAGS ())\r\nA2 OK\r\nA3 OK stored\r\n", 0},
+            {"UID EXPUNGE 5\r", 0, "* VANISHED 7,9:12\r\n$T OK done\r\n", 0},
+            {"UID SEARCH UID 5\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
+            {"UID STORE 5 -FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            {"UID FETCH 6 (UID FLAGS)", 0, "", 0},
+            {"UID STORE 6 +FLAGS.SILENT (\\Deleted)", 0, "A7 OK\r\nA8 OK stored\r\n", 0},
+            {"UID EXPUNGE 6\r", 0, "* VANISHED 3:8\r\n$T OK done\r\n", 0},
+            {"NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
+        /* A VANISHED that names it: gone, no SEARCH needed. */
+        ck_assert_int_eq(imap_expunge_uid(s, 6), 0);
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_expunge_refused_takes_the_flag_back)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
+            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
+             "* 4 FETCH (UID 5 FLAGS (\\Seen $Work))\r\nA2 OK\r\nA3 OK stored\r\n", 0},
+            {"UID EXPUNGE 5\r", 0, "$T NO [NOPERM] not allowed\r\n", 0},
+            {"UID STORE 5 -FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_expunge_failure_keeps_a_flag_set_before)
+{
+        /* Another client had marked it \Deleted: that was not ours to undo. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
+            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
+             "* 4 FETCH (UID 5 FLAGS (\\Deleted))\r\nA2 OK\r\nA3 OK stored\r\n", 0},
+            {"UID EXPUNGE 5\r", 0, "$T NO [NOPERM] not allowed\r\n", 0},
+            {"NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+        ck_assert_ptr_null(strstr(f.log, "-FLAGS"));
+}
+END_TEST
+
+START_TEST(test_move_copy_fallback_failure_unflags_the_original)
+{
+        /* No MOVE: UID COPY, then the original can't be removed. The copy is
+         * taken back and the original, the only one left, loses our flag. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            {"A2 SELECT \"Src\"", 0,
+             "* 1 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
+            {"A3 UID COPY 5 \"Dst\"", 0, "$T OK [COPYUID 7 5 12] copied\r\n", 0},
+            {"A4 UID FETCH 5 (UID FLAGS)", 0, "", 0},
+            {"A5 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
+             "* 1 FETCH (UID 5 FLAGS (\\Seen))\r\nA4 OK\r\nA5 OK stored\r\n", 0},
+            {"A6 UID EXPUNGE 5\r", 0, "$T OK nothing\r\n", 0},
+            {"A7 UID SEARCH UID 5\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
+            {"A8 UID STORE 5 -FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            {"A9 SELECT \"Dst\"", 0,
+             "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n$T OK [READ-WRITE] done\r\n", 0},
+            {"A10 UID FETCH 12 (UID FLAGS)", 0, "", 0},
+            {"A11 UID STORE 12 +FLAGS.SILENT (\\Deleted)", 0,
+             "* 1 FETCH (UID 12 FLAGS (\\Seen))\r\nA10 OK\r\nA11 OK stored\r\n", 0},
+            {"A12 UID EXPUNGE 12\r", 0, "* 1 EXPUNGE\r\n$T OK gone\r\n", 0},
+            {"A13 SELECT \"Src\"", 0,
+             "* 1 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_select_info si;
+        ck_assert_int_eq(imap_select(s, "Src", &si), 0);
+        uint32_t v = 1, u = 1;
+        ck_assert_int_eq(imap_move_uid(s, 5, "Dst", &v, &u), -EACCES);
+        ck_assert_uint_eq(u, 0);
+        ck_assert_str_eq(imap_session_selected(s), "Src");
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_status_of_another_mailbox_is_an_event)
+{
+        /* NOTIFY sends STATUS of any mailbox at any time: only the one that
+         * names the folder asked about is the answer; the other must reach
+         * the account so that its folder is marked stale. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 NOTIFY] ok\r\n", 0},
+            {"STATUS \"Work\" (MESSAGES UIDNEXT UIDVALIDITY)", 0,
+             "* STATUS Other (MESSAGES 9 UIDNEXT 10 UIDVALIDITY 1)\r\n"
+             "* STATUS \"Work\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 5)\r\n$T OK\r\n",
+             0},
+            {"STATUS \"INBOX\"", 0,
+             "* STATUS inbox (MESSAGES 4 UIDNEXT 5 UIDVALIDITY 6)\r\n$T OK\r\n", 0},
+            {"STATUS \"Quiet\"", 0,
+             "* STATUS Loud (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 3)\r\n$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        struct events ev = {0};
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        a.on_event = on_event;
+        a.event_ctx = &ev;
+        struct imap_status_info st;
+        ck_assert_int_eq(imap_status(s, "Work", &st), 0);
+        ck_assert_uint_eq(st.messages, 2);
+        ck_assert_uint_eq(st.uidnext, 3);
+        ck_assert_uint_eq(st.uidvalidity, 5);
+        ck_assert_int_eq(ev.status, 1);
+        ck_assert_str_eq(ev.status_of, "Other");
+        /* INBOX is the one name compared without case. */
+        ck_assert_int_eq(imap_status(s, "INBOX", &st), 0);
+        ck_assert_uint_eq(st.messages, 4);
+        ck_assert_int_eq(ev.status, 1);
+        /* Only another mailbox's STATUS: no answer at all. */
+        ck_assert_int_eq(imap_status(s, "Quiet", &st), -EPROTO);
+        ck_assert_int_eq(ev.status, 2);
+        ck_assert_str_eq(ev.status_of, "Loud");
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_no_with_brace_text_keeps_the_session)
+{
+        /* A status response's text is free text (resp-text): "{5}" at its
+         * end is not a literal, and "{x}" is not an error. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"NOOP", 0, "* OK [ALERT] quota at {90%}\r\n$T NO try again {5}\r\n", 0},
+            {"NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_noop(s), -EPROTO);
+        ck_assert(!imap_session_broken(s));
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+/* 120 keywords of 10 or 11 bytes and \* last, as Dovecot sends them: over 1300 bytes. */
+#define KW10(p) p "0 " p "1 " p "2 " p "3 " p "4 " p "5 " p "6 " p "7 " p "8 " p "9 "
+#define KW100(p)                                                                                   \
+        KW10(p "0")                                                                                \
+        KW10(p "1")                                                                                \
+        KW10(p "2")                                                                                \
+        KW10(p "3") KW10(p "4") KW10(p "5") KW10(p "6") KW10(p "7") KW10(p "8") KW10(p "9")
+#define KEYWORDS KW100("keyword0") KW10("keyword10") KW10("keyword11")
+
+START_TEST(test_long_permanentflags_kept_whole)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"SELECT \"Tags\"", 0,
+             "* FLAGS (\\Seen " KEYWORDS ")\r\n* 2 EXISTS\r\n"
+             "* OK [PERMANENTFLAGS (\\Seen \\Deleted " KEYWORDS "\\*)] ok\r\n"
+             "* OK [UIDVALIDITY 77] x\r\n$T OK [READ-WRITE] done\r\n",
+             0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_select_info si;
+        ck_assert_int_eq(imap_select(s, "Tags", &si), 0);
+        ck_assert_uint_gt(strlen(si.permanentflags), 1300);
+        ck_assert_ptr_nonnull(strstr(si.permanentflags, "keyword119 \\*"));
+        ck_assert_str_eq(si.permanentflags + strlen(si.permanentflags) - 2, "\\*");
+        ck_assert_ptr_nonnull(strstr(si.permanentflags, "\\Seen \\Deleted keyword000 "));
+        /* Selected again without a round trip: the same flags. */
+        ck_assert_int_eq(imap_select(s, "Tags", &si), 0);
+        ck_assert_str_eq(si.permanentflags + strlen(si.permanentflags) - 2, "\\*");
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_store_result_kept_whole)
+{
+        /* The flags the server reports after the STORE go to the cache: all
+         * of them, however many keywords the message has. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"A2 UID STORE 5 FLAGS (\\Seen keyword119)", 0,
+             "* 1 FETCH (UID 5 FLAGS (\\Seen \\Recent " KEYWORDS "))\r\n$T OK\r\n", 0},
+            {"A3 UID STORE 6 FLAGS (\\Seen)", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        char *out = NULL;
+        ck_assert_int_eq(imap_store_flags(s, 5, "\\Seen keyword119", &out), 0);
+        ck_assert_uint_gt(strlen(out), 1300);
+        ck_assert_ptr_nonnull(strstr(out, "\\Seen keyword000 keyword001 "));
+        ck_assert_str_eq(out + strlen(out) - 10, "keyword119");
+        ck_assert_ptr_null(strstr(out, "Recent"));
+        free(out);
+        /* A server that answers no FETCH: the flags asked for. */
+        ck_assert_int_eq(imap_store_flags(s, 6, "\\Seen", &out), 0);
+        ck_assert_str_eq(out, "\\Seen");
+        free(out);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+struct uids {
+        unsigned n, next, step, bad;
+};
+
+static void on_uids(void *ctx, unsigned lo, unsigned hi)
+{
+        struct uids *u = ctx;
+        for (unsigned x = lo; x <= hi; x++) {
+                if (x != u->next)
+                        u->bad++;
+                u->next = x + u->step;
+                u->n++;
+        }
+}
+
+/* SEARCH: "* SEARCH 1 2 ... n<tail>"; ESEARCH: "* ESEARCH (TAG "A2") UID ALL
+ * 1,3,5,...<tail>" (every other UID, so that the set can't be a range); then
+ * "A2 OK done". */
+static char *big_search(bool esearch, unsigned n, const char *tail, size_t *len)
+{
+        size_t cap = 64 + (size_t)n * 12 + strlen(tail);
+        char *b = malloc(cap);
+        ck_assert_ptr_nonnull(b);
+        size_t o = (size_t)sprintf(b, esearch ? "* ESEARCH (TAG \"A2\") UID ALL " : "* SEARCH ");
+        for (unsigned i = 1; i <= n; i++)
+                o += (size_t)sprintf(b + o, esearch ? "%s%u" : "%s%u",
+                                     i > 1 ? (esearch ? "," : " ") : "", esearch ? 2 * i - 1 : i);
+        o += (size_t)sprintf(b + o, "%s\r\nA2 OK done\r\n", tail);
+        *len = o;
+        return b;
+}
+
+static void run_big_search(bool esearch, const char *tail)
+{
+        static const struct step search[] = {
+            {NULL, 0, GREETING, 0},         LOGIN_OK,           {"A2 UID SEARCH ALL", 0, "$BIG", 0},
+            {"A3 NOOP", 0, "$T OK\r\n", 0}, {NULL, 0, NULL, 0},
+        };
+        static const struct step esearch_script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 ESEARCH] ok\r\n", 0},
+            {"A2 UID SEARCH RETURN (ALL) ALL", 0, "$BIG", 0},
+            {"A3 NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        const unsigned n = 200000; /* 1.3 MB and more: beyond the 1 MiB line limit */
+        char *big = big_search(esearch, n, tail, &fake_big_len);
+        ck_assert_uint_gt(fake_big_len, IMAP_MAX_LINE);
+        fake_big = big;
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, esearch ? esearch_script : search, &a, &s), 0);
+        struct uids u = {0, 1, esearch ? 2 : 1, 0};
+        ck_assert_int_eq(imap_search_uids(s, on_uids, &u), 0);
+        ck_assert_uint_eq(u.n, n);
+        ck_assert_uint_eq(u.bad, 0);
+        ck_assert(!imap_session_broken(s));
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+        free(big);
+}
+
+START_TEST(test_search_beyond_line_limit)
+{
+        run_big_search(false, "");
+}
+END_TEST
+
+START_TEST(test_search_beyond_line_limit_with_modseq)
+{
+        run_big_search(false, " (MODSEQ 917162500)");
+}
+END_TEST
+
+START_TEST(test_esearch_beyond_line_limit)
+{
+        run_big_search(true, "");
+        run_big_search(true, " COUNT 200000");
 }
 END_TEST
 
@@ -557,6 +930,17 @@ int main(void)
         tcase_add_test(tc, test_pipeline_sends_before_reading);
         tcase_add_test(tc, test_expunge_refused_without_uidplus);
         tcase_add_test(tc, test_oversized_literal_refused);
+        tcase_add_test(tc, test_expunge_refused_takes_the_flag_back);
+        tcase_add_test(tc, test_expunge_with_another_uid_vanished_is_not_done);
+        tcase_add_test(tc, test_expunge_failure_keeps_a_flag_set_before);
+        tcase_add_test(tc, test_move_copy_fallback_failure_unflags_the_original);
+        tcase_add_test(tc, test_status_of_another_mailbox_is_an_event);
+        tcase_add_test(tc, test_no_with_brace_text_keeps_the_session);
+        tcase_add_test(tc, test_long_permanentflags_kept_whole);
+        tcase_add_test(tc, test_store_result_kept_whole);
+        tcase_add_test(tc, test_search_beyond_line_limit);
+        tcase_add_test(tc, test_search_beyond_line_limit_with_modseq);
+        tcase_add_test(tc, test_esearch_beyond_line_limit);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
