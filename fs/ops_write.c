@@ -60,8 +60,9 @@ static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
                 return;
         }
         e.ino = id;
-        /* A name that lists differently ("100%" shows as "100%25") must not
-         * stay in the kernel's cache under the typed spelling. */
+        /* Every name mkdir accepts lists as typed (fs/names.h); should the
+         * server still make it list differently, the typed spelling must not
+         * stay in the kernel's cache. */
         e.attr_timeout = e.entry_timeout = same_name ? fs->entry_timeout : 0;
         fuse_reply_entry(req, &e);
         if (!same_name)
