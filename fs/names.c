@@ -168,9 +168,10 @@ static bool is_escape_at(const char *s)
         return s[0] == '%' && hex_value(s[1]) >= 0 && hex_value(s[2]) >= 0;
 }
 
-/* Bytes escaped only in a server spelling that isn't modified UTF-7: the
- * ones whose presence proves the name was not decoded ('&' is always "&-"
- * or a base64 run in modified UTF-7, which a decoded name never keeps). */
+/* Bytes escaped only in a server spelling that isn't modified UTF-7. Every
+ * such spelling holds one (a '&' that starts no valid run, a control or an
+ * 8-bit byte), so its directory name holds an escape that no decoded name's
+ * has: raw "a&b" (shown "a%26b") can't collide with "a&-b" (shown "a&b"). */
 static bool is_raw_only(unsigned char c)
 {
         return c == '&' || c < 0x20 || c == 0x7f || c >= 0x80;

@@ -56,7 +56,7 @@ static inline bool names_too_long(const char *name)
  *  - '/' → "%2F" (a server whose delimiter is not '/');
  *  - a component that is exactly ".", "..", ".parts" or ".search" has its
  *    first dot (both for "..") written "%2E": "." and ".." can't be names, and
- *    .parts and .search are the virtual directories of every folder;
+ *    .parts and .search are to be the virtual directories of every folder;
  *  - an empty component ("a//b") → "%00".
  * A component that is not valid (canonical) modified UTF-7 is shown as the
  * server spells it, with these escapes plus "%XX" for each '&', control
