@@ -13,7 +13,6 @@
 #include "imap/header.h"
 #include "imap/log.h"
 #include "imap/ops.h"
-#include "imap/utf7.h"
 
 /* Read-ahead grows from the first fetch's size, doubling on each sequential
  * read, up to the cap: a `head` costs one small fetch, a `cat` of a big
@@ -37,14 +36,10 @@ static char *account_name(void *ctx, uint32_t uid, const char *header, size_t he
         return name;
 }
 
-/* A mailbox name component as a directory name: decoded from modified
- * UTF-7 when it is valid, else shown as the server spelled it, then escaped. */
+/* A mailbox name component as a directory name (see fs/names.h). */
 char *account_decode_component(const char *comp)
 {
-        char *utf8 = imap_utf7_decode(comp, strlen(comp));
-        char *esc = names_escape_component(utf8 ? utf8 : comp);
-        free(utf8);
-        return esc;
+        return names_dir_from_server(comp);
 }
 
 static void account_on_event(void *ctx, const char *mailbox, const struct imap_response *r)
@@ -286,20 +281,17 @@ char *account_child_raw(const struct account *a, const struct cache_mbox *parent
                         int *err)
 {
         char delim = parent->raw ? parent->delim : a->hier_delim;
-        /* A name that is not a valid escape is taken as typed: "100%" is a
-         * fine folder name, it just lists as "100%25" afterwards. */
-        char *comp = names_unescape_component(name);
-        if (!comp)
-                comp = strdup(name);
-        if (!comp) {
-                *err = -ENOMEM;
-                return NULL;
-        }
+        /* Only a name that lists as typed is accepted: "100%" and "p%q" are
+         * that name, "%2541" is "%41"; "%41" is refused (it would list as
+         * "A"), so mkdir never makes a folder that can't be found under the
+         * name it was made with. */
         char *enc = NULL;
-        *err = -EINVAL;
-        if (*comp && !(delim && strchr(comp, delim)))
-                enc = imap_utf7_encode(comp, strlen(comp));
-        free(comp);
+        *err = names_server_from_dir(name, delim, &enc);
+        if (*err == 0 && !*enc) {
+                *err = -EINVAL; /* IMAP has no way to make an empty component */
+                free(enc);
+                enc = NULL;
+        }
         if (!enc)
                 return NULL;
         if (!parent->raw) {

@@ -5,6 +5,7 @@
  * locale, no TZ. */
 #include "fs/names.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 #include "imap/date.h"
 #include "imap/rfc2047.h"
+#include "imap/utf7.h"
 
 #define NO_SUBJECT "(no subject)"
 
@@ -138,14 +140,48 @@ char *names_message_uid(unsigned uid)
         return strdup(buf);
 }
 
-char *names_escape_component(const char *s)
+/* Whole components shown with an escaped dot: "." and ".." can't be
+ * directory names, and ".parts" and ".search" are the virtual directories
+ * every folder has (issues 8 and 9), so a mailbox of that name must not hide
+ * behind them. Table order doesn't matter: each entry is matched whole. */
+static const struct {
+        const char *name, *shown;
+} names_reserved[] = {
+    {"", "%00"}, {".", "%2E"}, {"..", "%2E%2E"}, {".parts", "%2Eparts"}, {".search", "%2Esearch"},
+};
+#define NAMES_NRESERVED (sizeof names_reserved / sizeof names_reserved[0])
+
+static int hex_value(char c)
 {
-        if (s[0] == '\0')
-                return strdup("%");
-        if (strcmp(s, ".") == 0)
-                return strdup("%2E");
-        if (strcmp(s, "..") == 0)
-                return strdup("%2E%2E");
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+/* "%XX" with two hex digits at s: the only spelling that is an escape. */
+static bool is_escape_at(const char *s)
+{
+        return s[0] == '%' && hex_value(s[1]) >= 0 && hex_value(s[2]) >= 0;
+}
+
+/* Bytes escaped only in a server spelling that isn't modified UTF-7. Every
+ * such spelling holds one (a '&' that starts no valid run, a control or an
+ * 8-bit byte), so its directory name holds an escape that no decoded name's
+ * has: raw "a&b" (shown "a%26b") can't collide with "a&-b" (shown "a&b"). */
+static bool is_raw_only(unsigned char c)
+{
+        return c == '&' || c < 0x20 || c == 0x7f || c >= 0x80;
+}
+
+char *names_escape_component(const char *s, bool raw)
+{
+        for (size_t i = 0; i < NAMES_NRESERVED; i++)
+                if (strcmp(s, names_reserved[i].name) == 0)
+                        return strdup(names_reserved[i].shown);
         size_t len = strlen(s);
         if (len > (SIZE_MAX - 1) / 3)
                 return NULL;
@@ -154,52 +190,101 @@ char *names_escape_component(const char *s)
                 return NULL;
         size_t o = 0;
         for (size_t i = 0; i < len; i++) {
-                if (s[i] == '%') {
-                        memcpy(out + o, "%25", 3), o += 3;
-                } else if (s[i] == '/') {
-                        memcpy(out + o, "%2F", 3), o += 3;
-                } else {
-                        out[o++] = s[i];
-                }
+                unsigned char c = (unsigned char)s[i];
+                if ((c == '%' && is_escape_at(s + i)) || c == '/' || (raw && is_raw_only(c)))
+                        o += (size_t)sprintf(out + o, "%%%02X", c);
+                else
+                        out[o++] = (char)c;
         }
         out[o] = '\0';
         return out;
 }
 
-/* Decodes every escape the encoder can write, then insists that encoding the
- * result gives s back: so each mailbox has exactly one directory name, and
- * "a%2Eb" or "%2f" are refused instead of aliasing "a.b" or "/". */
-char *names_unescape_component(const char *s)
+/* Decodes every "%XX", then insists that escaping the result gives s back:
+ * so each name is shown one way, and "%41", "%2f" or "a%2Eb" are refused
+ * instead of aliasing "A", "/" or "a.b". */
+int names_unescape_component(const char *s, char **out, bool *raw)
 {
-        if (strcmp(s, "%") == 0)
-                return strdup("");
+        *out = NULL;
+        *raw = false;
+        if (strcmp(s, "%00") == 0) {
+                *out = strdup("");
+                return *out ? 0 : -ENOMEM;
+        }
         size_t len = strlen(s);
-        char *out = malloc(len + 1);
-        if (!out)
-                return NULL;
+        char *dec = malloc(len + 1);
+        if (!dec)
+                return -ENOMEM;
         size_t o = 0;
         for (size_t i = 0; i < len; i++) {
-                if (s[i] != '%') {
-                        out[o++] = s[i];
+                if (!is_escape_at(s + i)) {
+                        dec[o++] = s[i];
                         continue;
                 }
-                if (len - i < 3 || s[i + 1] != '2')
-                        goto malformed;
-                char c = s[i + 2] == '5' ? '%' : s[i + 2] == 'F' ? '/' : s[i + 2] == 'E' ? '.' : 0;
-                if (!c)
-                        goto malformed;
-                out[o++] = c;
+                unsigned char c = (unsigned char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+                if (c == 0) {
+                        free(dec);
+                        return -EINVAL; /* a NUL can't be in a mailbox name */
+                }
+                *raw = *raw || is_raw_only(c);
+                dec[o++] = (char)c;
                 i += 2;
         }
-        out[o] = '\0';
-        char *check = names_escape_component(out);
-        bool same = check && strcmp(check, s) == 0;
+        dec[o] = '\0';
+        char *check = names_escape_component(dec, *raw);
+        if (!check) {
+                free(dec);
+                return -ENOMEM;
+        }
+        bool same = strcmp(check, s) == 0;
         free(check);
-        if (same)
-                return out;
-malformed:
-        free(out);
-        return NULL;
+        if (!same) {
+                free(dec);
+                return -EINVAL;
+        }
+        *out = dec;
+        return 0;
+}
+
+char *names_dir_from_server(const char *comp)
+{
+        char *utf8 = imap_utf7_decode(comp, strlen(comp));
+        char *dir = names_escape_component(utf8 ? utf8 : comp, utf8 == NULL);
+        free(utf8);
+        return dir;
+}
+
+int names_server_from_dir(const char *name, char delim, char **out)
+{
+        char *comp;
+        bool raw;
+        *out = NULL;
+        int r = names_unescape_component(name, &comp, &raw);
+        if (r < 0)
+                return r;
+        /* Checked before encoding: in modified UTF-7 a delimiter such as ','
+         * could be a base64 digit. */
+        if (delim && strchr(comp, delim)) {
+                free(comp);
+                return -EINVAL;
+        }
+        if (raw) {
+                /* The server's own spelling: only if it is not modified UTF-7,
+                 * else that mailbox is shown decoded and this is an alias. */
+                char *utf8 = imap_utf7_decode(comp, strlen(comp));
+                if (utf8) {
+                        free(utf8);
+                        free(comp);
+                        return -EINVAL;
+                }
+                *out = comp;
+                return 0;
+        }
+        /* The encoder takes any UTF-8 without NUL: NULL here means the name
+         * isn't UTF-8 (or ENOMEM, which then reads as EINVAL; harmless). */
+        *out = imap_utf7_encode(comp, strlen(comp));
+        free(comp);
+        return *out ? 0 : -EINVAL;
 }
 
 char *names_message_reuid(const char *name, unsigned old_uid, unsigned new_uid)

@@ -32,16 +32,55 @@ char *names_message_reuid(const char *name, unsigned old_uid, unsigned new_uid);
 /* "<UID>.eml" (for -o names=uid). */
 char *names_message_uid(unsigned uid);
 
-/* Escapes one decoded mailbox name component for use as a directory name:
- * '%' → "%25", '/' → "%2F"; a component that is exactly "." or ".." has its
- * dots written "%2E"; an empty component (possible in IMAP: "a//b") is "%".
- * Nothing else changes. Reversible with names_unescape_component().
- * Returns a malloc'd string. */
-char *names_escape_component(const char *s);
+/* A name as typed is at most this many bytes (UTF-8, before any escape or
+ * modified UTF-7): every operation that takes a name refuses a longer one
+ * with ENAMETOOLONG before doing anything else. */
+static inline bool names_too_long(const char *name)
+{
+        size_t n = 0;
+        while (name[n] && n <= NAME_MAX_BYTES)
+                n++;
+        return n > NAME_MAX_BYTES;
+}
 
-/* Inverse of names_escape_component(); NULL if s has a malformed escape, or
- * is not exactly what names_escape_component() would write ("%2f", "a%2Eb",
- * "%41" are refused, so every mailbox has one directory name), or on ENOMEM. */
-char *names_unescape_component(const char *s);
+/* Folder names. A mailbox name component (raw, as LIST gives it) becomes a
+ * directory name, and a typed directory name becomes a component, so that
+ * both directions are exact: server_from_dir(dir_from_server(c)) == c for
+ * every component c, and dir_from_server(server_from_dir(t)) == t for every
+ * t that server_from_dir accepts (mkdir of t makes a folder listed as t).
+ *
+ * The component is decoded from modified UTF-7 and then only what would be
+ * ambiguous or unusable is escaped:
+ *  - '%' followed by two hex digits (either case) → "%25": "%41" shows as
+ *    "%2541", while "100%", "p%q" and "50% off" show as they are;
+ *  - '/' → "%2F" (a server whose delimiter is not '/');
+ *  - a component that is exactly ".", "..", ".parts" or ".search" has its
+ *    first dot (both for "..") written "%2E": "." and ".." can't be names, and
+ *    .parts and .search are to be the virtual directories of every folder;
+ *  - an empty component ("a//b") → "%00".
+ * A component that is not valid (canonical) modified UTF-7 is shown as the
+ * server spells it, with these escapes plus "%XX" for each '&', control
+ * (C0, DEL) and 8-bit byte; such an escape in a typed name means "this is
+ * the server's spelling, send it as is". */
+
+/* The directory name of one raw mailbox name component. malloc'd; NULL on
+ * ENOMEM. Never "", ".", "..", ".parts", ".search", never holds '/'. */
+char *names_dir_from_server(const char *comp);
+
+/* The raw mailbox name component a typed directory name stands for, in
+ * *out (malloc'd). -EINVAL if no component is shown under this name: a
+ * malformed or superfluous escape ("%41" for "A", "%2f", "a%2Eb"), a reserved
+ * name (".parts"), a NUL, or a name that is not UTF-8 while it has no raw
+ * escape, or the hierarchy delimiter delim (0: none) inside the component
+ * (it would make two levels). -ENOMEM. "%00" gives "" (the caller decides:
+ * CREATE can't make an empty component). */
+int names_server_from_dir(const char *name, char delim, char **out);
+
+/* The two halves, for tests: escaping of an already decoded component (raw:
+ * it is the server's spelling, not decoded UTF-8), and its inverse, which
+ * sets *raw when the name holds a raw-only escape. names_unescape_component
+ * returns -EINVAL unless escape(result, raw) == s exactly. */
+char *names_escape_component(const char *s, bool raw);
+int names_unescape_component(const char *s, char **out, bool *raw);
 
 #endif

@@ -7,6 +7,7 @@
 #include <sys/statvfs.h>
 
 #include "fs/fs.h"
+#include "fs/names.h"
 #include "imap/log.h"
 
 int fs_errno(int r)
@@ -26,6 +27,7 @@ int fs_errno(int r)
         case -EROFS:
         case -EBUSY:
         case -ENOTSUP:
+        case -ENAMETOOLONG:
                 return -r;
         default:
                 return EIO;
@@ -194,6 +196,12 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         struct fs *fs = fs_of(req);
         struct account *a = &fs->acct;
 
+        /* The kernel looks a name up before mkdir, rmdir, unlink, rename or
+         * create: this is where a long one is refused for all of them. */
+        if (names_too_long(name)) {
+                fuse_reply_err(req, ENAMETOOLONG);
+                return;
+        }
         if (ops_lookup_staged(req, fs, parent, name))
                 return;
 

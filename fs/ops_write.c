@@ -9,6 +9,7 @@
 
 #include "fs/account_write.h"
 #include "fs/fs.h"
+#include "fs/names.h"
 
 /* -o ro, or offline (the server can't be reached): every change is EROFS,
  * before any check that would give another answer. */
@@ -21,12 +22,23 @@ static bool ops_refuse_ro(fuse_req_t req)
         return true;
 }
 
+/* A name over 255 bytes: ENAMETOOLONG, as the lookup before every one of
+ * these ops already answers; checked here too, before -o ro's EROFS, so the
+ * answer doesn't depend on whether the kernel looked the name up. */
+static bool ops_refuse_name(fuse_req_t req, const char *name)
+{
+        if (!names_too_long(name))
+                return false;
+        fuse_reply_err(req, ENAMETOOLONG);
+        return true;
+}
+
 static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
         struct fs *fs = fs_of(req);
         uint64_t id = 0;
         (void)mode;
-        if (ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
                 return;
         int r = account_mkdir(&fs->acct, parent, name, &id);
         if (r < 0) {
@@ -48,8 +60,9 @@ static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
                 return;
         }
         e.ino = id;
-        /* A name that lists differently ("100%" shows as "100%25") must not
-         * stay in the kernel's cache under the typed spelling. */
+        /* Every name mkdir accepts lists as typed (fs/names.h); should the
+         * server still make it list differently, the typed spelling must not
+         * stay in the kernel's cache. */
         e.attr_timeout = e.entry_timeout = same_name ? fs->entry_timeout : 0;
         fuse_reply_entry(req, &e);
         if (!same_name)
@@ -58,7 +71,7 @@ static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static void ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-        if (ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
                 return;
         int r = account_rmdir(&fs_of(req)->acct, parent, name);
         fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
@@ -67,7 +80,7 @@ static void ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
         struct fs *fs = fs_of(req);
-        if (ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
                 return;
         struct staged_info sd;
         if (staging_lookup(fs->staging, parent, name, &sd)) {
@@ -87,7 +100,7 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
                        const char *newname, unsigned int flags)
 {
         struct fs *fs = fs_of(req);
-        if (ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_name(req, newname) || ops_refuse_ro(req))
                 return;
         /* NOREPLACE is what imapfs does anyway (an existing target is EEXIST);
          * accepting it saves GNU mv a fallback per file. EXCHANGE has no IMAP
@@ -120,7 +133,7 @@ static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 {
         struct fs *fs = fs_of(req);
         (void)mode;
-        if (ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
                 return;
         cache_lock(fs->acct.cache);
         struct cache_node *pn = cache_node_get(fs->acct.cache, parent);
@@ -203,22 +216,22 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 
 static void ops_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d)
 {
-        (void)p, (void)n, (void)m, (void)d;
-        if (!ops_refuse_ro(req))
+        (void)p, (void)m, (void)d;
+        if (!ops_refuse_name(req, n) && !ops_refuse_ro(req))
                 fuse_reply_err(req, EPERM);
 }
 
 static void ops_symlink(fuse_req_t req, const char *link, fuse_ino_t p, const char *n)
 {
-        (void)link, (void)p, (void)n;
-        if (!ops_refuse_ro(req))
+        (void)link, (void)p;
+        if (!ops_refuse_name(req, n) && !ops_refuse_ro(req))
                 fuse_reply_err(req, EPERM);
 }
 
 static void ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t np, const char *nn)
 {
-        (void)ino, (void)np, (void)nn;
-        if (!ops_refuse_ro(req))
+        (void)ino, (void)np;
+        if (!ops_refuse_name(req, nn) && !ops_refuse_ro(req))
                 fuse_reply_err(req, EPERM);
 }
 

@@ -78,12 +78,12 @@ def server_tree(c):
 
 
 def escape_component(s):
-    """How the mount must show one decoded mailbox name component (see fs/names.h)."""
-    if s == "":
-        return "%"
-    if s in (".", ".."):
-        return "%2E" * len(s)
-    return s.replace("%", "%25").replace("/", "%2F")
+    """How the mount must show one decoded mailbox name component (see fs/names.h): only a
+    '%' before two hex digits is escaped; "", ".", "..", ".parts", ".search" are reserved."""
+    reserved = {"": "%00", ".": "%2E", "..": "%2E%2E", ".parts": "%2Eparts", ".search": "%2Esearch"}
+    if s in reserved:
+        return reserved[s]
+    return re.sub(r"%(?=[0-9A-Fa-f]{2})", "%25", s).replace("/", "%2F")
 
 
 def is_noselect(flags):

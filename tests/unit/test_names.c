@@ -1,4 +1,5 @@
 /* Message file names and mailbox component escaping. */
+#include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -291,23 +292,69 @@ START_TEST(test_message_uid)
 }
 END_TEST
 
-static void check_escape(const char *in, const char *want)
+/* escape(in) == want and back; raw: in is a server spelling, not decoded. */
+static void check_escape_as(const char *in, bool raw, const char *want)
 {
-        char *esc = names_escape_component(in);
+        char *esc = names_escape_component(in, raw);
         ck_assert_ptr_nonnull(esc);
         ck_assert_msg(strcmp(esc, want) == 0, "escape(\"%s\") = \"%s\", want \"%s\"", in, esc,
                       want);
-        char *back = names_unescape_component(esc);
-        ck_assert_msg(back != NULL, "unescape(\"%s\") failed", esc);
+        char *back = NULL;
+        bool back_raw = !raw;
+        int r = names_unescape_component(esc, &back, &back_raw);
+        ck_assert_msg(r == 0, "unescape(\"%s\") = %d", esc, r);
         ck_assert_str_eq(back, in);
+        ck_assert_msg(back_raw == raw || !strpbrk(want, "%"), "unescape(\"%s\"): raw %d", esc,
+                      back_raw);
         free(back);
         free(esc);
 }
 
+static void check_escape(const char *in, const char *want)
+{
+        check_escape_as(in, false, want);
+}
+
 static void check_unescape_bad(const char *in)
 {
-        char *got = names_unescape_component(in);
-        ck_assert_msg(got == NULL, "unescape(\"%s\") = \"%s\", want NULL", in, got ? got : "");
+        char *got = NULL;
+        bool raw;
+        int r = names_unescape_component(in, &got, &raw);
+        ck_assert_msg(r == -EINVAL && got == NULL, "unescape(\"%s\") = %d \"%s\", want EINVAL", in,
+                      r, got ? got : "");
+}
+
+/* The full mapping of one raw component: shown as want, and typing want
+ * gives the component back. */
+static void check_server(const char *comp, const char *want)
+{
+        char *dir = names_dir_from_server(comp);
+        ck_assert_ptr_nonnull(dir);
+        ck_assert_msg(strcmp(dir, want) == 0, "dir(\"%s\") = \"%s\", want \"%s\"", comp, dir, want);
+        char *back = NULL;
+        int r = names_server_from_dir(dir, 0, &back);
+        ck_assert_msg(r == 0, "server(\"%s\") = %d", dir, r);
+        ck_assert_str_eq(back, comp);
+        free(back);
+        free(dir);
+}
+
+/* A typed name: accepted as server name want (NULL: refused with EINVAL). */
+static void check_typed(const char *typed, char delim, const char *want)
+{
+        char *got = NULL;
+        int r = names_server_from_dir(typed, delim, &got);
+        if (!want) {
+                ck_assert_msg(r == -EINVAL, "typed \"%s\": %d \"%s\", want EINVAL", typed, r,
+                              got ? got : "");
+                return;
+        }
+        ck_assert_msg(r == 0, "typed \"%s\": %d", typed, r);
+        ck_assert_str_eq(got, want);
+        char *dir = names_dir_from_server(got);
+        ck_assert_str_eq(dir, typed); /* listed exactly as typed */
+        free(dir);
+        free(got);
 }
 
 START_TEST(test_escape_plain_unchanged)
@@ -319,76 +366,269 @@ START_TEST(test_escape_plain_unchanged)
         check_escape("...", "...");
         check_escape(".hidden", ".hidden");
         check_escape("..x", "..x");
+        check_escape(".parts.", ".parts.");
+        check_escape(".Search", ".Search");
         check_escape("&-", "&-");
+        check_escape("&", "&");
         check_escape("2E", "2E");
 }
 END_TEST
 
-START_TEST(test_escape_percent_and_slash)
+START_TEST(test_escape_bare_percent_unchanged)
 {
-        check_escape("%", "%25");
-        check_escape("100%", "100%25");
-        check_escape("/", "%2F");
-        check_escape("a/b", "a%2Fb");
-        check_escape("a/b%c", "a%2Fb%25c");
-        check_escape("%2F", "%252F");
-        check_escape("%25", "%2525");
-        check_escape("//", "%2F%2F");
+        /* #17: a '%' that isn't followed by two hex digits stands for itself. */
+        check_escape("%", "%");
+        check_escape("100%", "100%");
+        check_escape("p%q", "p%q");
+        check_escape("50% off", "50% off");
+        check_escape("%%", "%%");
+        check_escape("%2", "%2");
+        check_escape("a%2", "a%2");
+        check_escape("%zz", "%zz");
+        check_escape("%2G", "%2G");
+        check_escape("%g0", "%g0");
+        check_escape("%ü1", "%ü1");
+        check_escape("%%%", "%%%");
 }
 END_TEST
 
-START_TEST(test_escape_dots_and_empty)
+START_TEST(test_escape_percent_hex_and_slash)
+{
+        check_escape("%41", "%2541");
+        check_escape("%25", "%2525");
+        check_escape("%2F", "%252F");
+        check_escape("%2e", "%252e");
+        check_escape("%aF", "%25aF");
+        check_escape("%00", "%2500");
+        check_escape("%%41", "%%2541");
+        check_escape("%4%41", "%4%2541");
+        check_escape("/", "%2F");
+        check_escape("a/b", "a%2Fb");
+        check_escape("a/b%c", "a%2Fb%c");
+        check_escape("//", "%2F%2F");
+        check_escape("%/", "%%2F");
+        check_escape("%4/", "%4%2F");
+}
+END_TEST
+
+START_TEST(test_escape_dots_reserved_and_empty)
 {
         check_escape(".", "%2E");
         check_escape("..", "%2E%2E");
-        check_escape("", "%");
+        check_escape(".parts", "%2Eparts");
+        check_escape(".search", "%2Esearch");
+        check_escape("", "%00");
         check_escape("%2E", "%252E");
+        check_escape("%2Eparts", "%252Eparts");
 }
 END_TEST
 
-START_TEST(test_escape_never_special)
+START_TEST(test_escape_raw_spelling)
 {
-        /* The result is always a usable directory name component. */
-        static const char *const inputs[] = {"", ".", "..", "/", "%", "a/..", "../", "%%", "/%/"};
-        for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
-                char *esc = names_escape_component(inputs[i]);
-                ck_assert_ptr_nonnull(esc);
-                ck_assert(esc[0] != '\0');
-                ck_assert(strcmp(esc, ".") != 0 && strcmp(esc, "..") != 0);
-                ck_assert(strchr(esc, '/') == NULL);
-                char *back = names_unescape_component(esc);
-                ck_assert_str_eq(back, inputs[i]);
-                free(back);
-                free(esc);
-        }
+        /* A name that isn't modified UTF-7 is shown as the server spells
+         * it; '&', controls and 8-bit bytes are escaped so that it can't
+         * collide with a decoded name, and typing it sends it back as is. */
+        check_escape_as("a&b", true, "a%26b");
+        check_escape_as("&AOQ", true, "%26AOQ");
+        check_escape_as("\xc3\xbc", true, "%C3%BC");
+        check_escape_as("tab\there", true, "tab%09here");
+        check_escape_as("del\x7f", true, "del%7F");
+        check_escape_as("&%41/%", true, "%26%2541%2F%");
+        check_server("a&b", "a%26b");
+        check_server("&AOQ", "%26AOQ");
+        check_server("Entw\xc3\xbc"
+                     "rfe",
+                     "Entw%C3%BCrfe");
+        check_server("&AOQ-&AOQ-", "%26AOQ-%26AOQ-"); /* two runs in a row: not canonical */
+        check_server("&AGE-", "%26AGE-");             /* 'a' in base64: not canonical */
+}
+END_TEST
+
+START_TEST(test_server_names)
+{
+        check_server("INBOX", "INBOX");
+        check_server("Entw&APw-rfe", "Entwürfe");
+        check_server("R&-D", "R&D");
+        check_server("&-", "&");
+        check_server("p%q", "p%q");
+        check_server("100%", "100%");
+        check_server("%41", "%2541");
+        check_server("", "%00");
+        check_server(".", "%2E");
+        check_server("..", "%2E%2E");
+        check_server(".parts", "%2Eparts");
+        check_server(".search", "%2Esearch");
+        check_server("a/b", "a%2Fb");
+        check_server("&ZeVnLIqe-", "日本語");
+        check_server("&ZeVnLIqe-%20", "日本語%2520");
+}
+END_TEST
+
+START_TEST(test_typed_names)
+{
+        check_typed("p%q", '/', "p%q");
+        check_typed("50% off", '/', "50% off");
+        check_typed("100%", '/', "100%");
+        check_typed("Entwürfe", '/', "Entw&APw-rfe");
+        check_typed("R&D", '/', "R&-D");
+        check_typed("%2541", '/', "%41");
+        check_typed("%2Eparts", '/', ".parts");
+        check_typed("%2E", '/', ".");
+        check_typed("%00", '/', "");
+        check_typed("a%2Fb", '.', "a/b");
+        check_typed("a%26b", '/', "a&b");
+        check_typed("%C3%BC", '/', "\xc3\xbc");
+        /* refused: another spelling of a shown name, or reserved */
+        check_typed("%41", '/', NULL);
+        check_typed("%25", '/', NULL);
+        check_typed("%2f", '/', NULL);
+        check_typed(".parts", '/', NULL);
+        check_typed(".search", '/', NULL);
+        check_typed(".", '/', NULL);
+        check_typed("a%2Eb", '/', NULL);
+        check_typed("%26-", '/', NULL);    /* "&-" is valid: shown as "&" */
+        check_typed("%26AOQ-", '/', NULL); /* "&AOQ-" is valid: shown as "ä" */
+        check_typed("ü%26", '/', NULL);    /* a raw spelling escapes its 8-bit bytes */
+        check_typed("\xfc", '/', NULL);    /* not UTF-8 */
+        check_typed("a%00b", '/', NULL);
+        check_typed("a%2Fb", '/', NULL); /* the delimiter inside one component */
+        check_typed("x.y", '.', NULL);
+        check_typed("x%2Ey", '.', NULL);
 }
 END_TEST
 
 START_TEST(test_unescape_malformed)
 {
-        check_unescape_bad("a%");
-        check_unescape_bad("%2");
-        check_unescape_bad("%%");
-        check_unescape_bad("%2G");
         check_unescape_bad("%41");
+        check_unescape_bad("%%41");
         check_unescape_bad("%2f"); /* only the spelling the encoder writes */
         check_unescape_bad("%2e");
         check_unescape_bad("a%2Eb"); /* a dot needs no escape here */
         check_unescape_bad("%2E%2E%2E");
         check_unescape_bad("%2E.");
-        check_unescape_bad("x%");
-        check_unescape_bad("%25%");
+        check_unescape_bad("%25");
+        check_unescape_bad("x%25");
+        check_unescape_bad("%2e%2e");
+        check_unescape_bad(".parts");
+        check_unescape_bad(".search");
+        check_unescape_bad("..");
+        check_unescape_bad("");
+        check_unescape_bad("%00%00");
+        check_unescape_bad("a%00");
+        check_unescape_bad("%2Ehidden");
 }
 END_TEST
 
-START_TEST(test_unescape_plain)
+/* ---- property test: every direction is exact ---- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint32_t rng(void)
 {
-        char *s = names_unescape_component("Archive");
-        ck_assert_str_eq(s, "Archive");
-        free(s);
-        s = names_unescape_component("a%2Fb%25c");
-        ck_assert_str_eq(s, "a/b%c");
-        free(s);
+        rng_state ^= rng_state << 13;
+        rng_state ^= rng_state >> 7;
+        rng_state ^= rng_state << 17;
+        return (uint32_t)(rng_state >> 32);
+}
+
+/* A random string from pieces chosen to hit the escapes: '%', hex digits,
+ * '/', '.', the delimiter, '&', '-', non-ASCII, controls and whole reserved
+ * names. */
+static void random_name(char *out, size_t cap, bool bytes)
+{
+        static const char *const pieces[] = {
+            "%",  "%",      "2",       "5",    "F",   "E",   "e",    "f",    "0",   "4",
+            "1",  "a",      "A",       "z",    "/",   ".",   ".",    "&",    "-",   "ü",
+            "日", "🎉",      "\t",      "\x7f", "%2F", "%25", "%2E",  "%00",  "%41", "&AOQ-",
+            "&-", ".parts", ".search", "+",    ",",   " ",   "\xc3", "\xff", "\x01"};
+        size_t n = sizeof pieces / sizeof pieces[0];
+        size_t npieces = rng() % 7, o = 0;
+        if (rng() % 16 == 0) {
+                const char *whole[] = {"", ".", "..", ".parts", ".search"};
+                snprintf(out, cap, "%s", whole[rng() % 5]);
+                return;
+        }
+        for (size_t i = 0; i < npieces; i++) {
+                /* UTF-8 names (bytes = false) skip the stray bytes. */
+                const char *p = pieces[rng() % (bytes ? n : n - 3)];
+                size_t l = strlen(p);
+                if (o + l >= cap)
+                        break;
+                memcpy(out + o, p, l);
+                o += l;
+        }
+        out[o] = '\0';
+}
+
+START_TEST(test_property_round_trips)
+{
+        char s[64];
+        unsigned accepted = 0;
+        for (int i = 0; i < 200000; i++) {
+                bool bytes = i % 2;
+                random_name(s, sizeof s, bytes);
+                char delim = "/.+,"[rng() % 4];
+                /* 1. escape/unescape of a decoded name */
+                char *esc = names_escape_component(s, false);
+                char *back = NULL;
+                bool raw;
+                ck_assert_int_eq(names_unescape_component(esc, &back, &raw), 0);
+                ck_assert_str_eq(back, s);
+                ck_assert(esc[0] && !strchr(esc, '/') && strcmp(esc, ".") && strcmp(esc, "..") &&
+                          strcmp(esc, ".parts") && strcmp(esc, ".search"));
+                free(back);
+                free(esc);
+                /* 2. a server component (no delimiter inside) → directory →
+                 *    the same component */
+                if (!strchr(s, delim)) {
+                        char *dir = names_dir_from_server(s);
+                        ck_assert(dir[0] && !strchr(dir, '/') && strcmp(dir, ".") &&
+                                  strcmp(dir, "..") && strcmp(dir, ".parts") &&
+                                  strcmp(dir, ".search"));
+                        char *comp = NULL;
+                        int r = names_server_from_dir(dir, delim, &comp);
+                        ck_assert_msg(r == 0 && strcmp(comp, s) == 0,
+                                      "server \"%s\" shown \"%s\" gives %d \"%s\"", s, dir, r,
+                                      comp ? comp : "");
+                        free(comp);
+                        free(dir);
+                }
+                /* 3. the same text typed as a directory name: if accepted,
+                 *    the folder it makes is listed exactly as typed */
+                char *comp = NULL;
+                if (names_server_from_dir(s, delim, &comp) == 0) {
+                        char *dir = names_dir_from_server(comp);
+                        ck_assert_msg(strcmp(dir, s) == 0, "typed \"%s\" → \"%s\" → \"%s\"", s,
+                                      comp, dir);
+                        /* ('+' and ',' are also base64 digits of modified UTF-7) */
+                        ck_assert(!strchr(comp, delim) || !strchr("/.", delim));
+                        free(dir);
+                        accepted++;
+                }
+                free(comp);
+        }
+        ck_assert_uint_gt(accepted, 50000); /* the test really typed names */
+}
+END_TEST
+
+START_TEST(test_too_long)
+{
+        char s[300];
+        memset(s, 'a', sizeof s - 1);
+        s[sizeof s - 1] = '\0';
+        ck_assert(names_too_long(s));
+        s[256] = '\0';
+        ck_assert(names_too_long(s));
+        s[255] = '\0';
+        ck_assert(!names_too_long(s));
+        ck_assert(!names_too_long(""));
+        /* bytes, not characters: 128 × 'ü' is 256 bytes */
+        char u[260] = "";
+        for (int i = 0; i < 127; i++)
+                strcat(u, "ü");
+        ck_assert(!names_too_long(u));
+        strcat(u, "ü");
+        ck_assert(names_too_long(u));
 }
 END_TEST
 
@@ -412,11 +652,15 @@ int main(void)
         tcase_add_test(tc, test_deterministic);
         tcase_add_test(tc, test_message_uid);
         tcase_add_test(tc, test_escape_plain_unchanged);
-        tcase_add_test(tc, test_escape_percent_and_slash);
-        tcase_add_test(tc, test_escape_dots_and_empty);
-        tcase_add_test(tc, test_escape_never_special);
+        tcase_add_test(tc, test_escape_bare_percent_unchanged);
+        tcase_add_test(tc, test_escape_percent_hex_and_slash);
+        tcase_add_test(tc, test_escape_dots_reserved_and_empty);
+        tcase_add_test(tc, test_escape_raw_spelling);
+        tcase_add_test(tc, test_server_names);
+        tcase_add_test(tc, test_typed_names);
         tcase_add_test(tc, test_unescape_malformed);
-        tcase_add_test(tc, test_unescape_plain);
+        tcase_add_test(tc, test_property_round_trips);
+        tcase_add_test(tc, test_too_long);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
