@@ -59,6 +59,12 @@ typedef int (*account_op_fn)(struct imap_session *s, void *ctx);
 int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, account_op_fn fn,
                 void *ctx);
 
+/* SELECTs mailbox on s (no round trip if it is selected already) and checks
+ * that its UIDVALIDITY is still uidvalidity: -ESTALE if not (our UIDs name
+ * other messages now). si (may be NULL) gets what SELECT said. */
+int account_select(struct imap_session *s, const char *mailbox, uint32_t uidvalidity,
+                   struct imap_select_info *si);
+
 /* False while the server can't be reached (after a failed connect, one more
  * attempt is made here, so the answer turns as soon as it is back). */
 bool account_online(struct account *a);

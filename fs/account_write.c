@@ -228,10 +228,7 @@ static int msg_ref_take(struct cache_msg *msg, struct msg_ref *ref)
 static int write_select_ref(struct imap_session *s, const struct msg_ref *ref,
                             struct imap_select_info *si)
 {
-        int r = imap_select(s, ref->mailbox, si);
-        if (r == 0 && si->uidvalidity != ref->uidvalidity)
-                r = -ESTALE;
-        return r;
+        return account_select(s, ref->mailbox, ref->uidvalidity, si);
 }
 
 /* Applies a message's removal to the cache once the server confirmed it. */

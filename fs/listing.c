@@ -46,6 +46,10 @@ enum listing_kind { LISTING_SAME, LISTING_FULL, LISTING_DELTA };
 struct listing_job {
         const char *raw;
         bool have; /* a listing of this UIDVALIDITY to build on */
+        /* The server reported changes (on any connection) since the listing
+         * was made: its counts can't confirm it then, only a fetch can. */
+        bool heard;
+        unsigned heard_at_start; /* what the listing reflects once applied */
         uint32_t uidvalidity, uidnext, exists;
         uint64_t modseq;
         uint32_t *known; /* UIDs we have, sorted */
@@ -261,14 +265,19 @@ static int listing_fetch(struct imap_session *s, void *ctx)
         bool same_counts =
             j->si.exists == j->exists && (!j->si.uidnext || j->si.uidnext == j->uidnext);
 
+        /* A session that keeps the folder selected answers SELECT from
+         * memory: its counts may be back where they were after an expunge
+         * and a delivery it heard during some other command. What it heard
+         * is in the mailbox's server state (j->heard), and then nothing is
+         * confirmed from counts. */
+        bool quiet = !j->heard && imap_session_events(s) == events;
         if (!j->have || j->si.uidvalidity != j->uidvalidity)
                 j->kind = LISTING_FULL;
-        else if (condstore && j->si.highestmodseq == j->modseq && same_counts &&
-                 imap_session_events(s) == events)
+        else if (condstore && j->si.highestmodseq == j->modseq && same_counts && quiet)
                 j->kind = LISTING_SAME; /* nothing at all changed */
         else if (condstore)
                 j->kind = LISTING_DELTA;
-        else if (was_selected && imap_session_events(s) == events && same_counts)
+        else if (was_selected && quiet && same_counts)
                 j->kind = LISTING_SAME; /* every change would have come as an event */
         else
                 j->kind = LISTING_FULL;
@@ -311,6 +320,7 @@ static void listing_apply(struct account *a, struct cache_mbox *m, struct listin
 {
         const struct imap_select_info *si = &j->si;
         int64_t now = imap_now_ms();
+        m->srv.heard_listed = j->heard_at_start;
         if (j->kind == LISTING_FULL) {
                 cache_listing_begin(a->cache, m, si->uidvalidity, si->uidnext, si->exists,
                                     si->highestmodseq);
@@ -359,7 +369,7 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
                         return n ? -ENOTDIR : -ENOENT;
                 }
                 m = (struct cache_mbox *)n;
-                if (!m->raw || (m->attrs & 1u /* IMAP_MBX_NOSELECT */)) {
+                if (!cache_mbox_selectable(m)) {
                         cache_unlock(a->cache);
                         return 0; /* no messages to list */
                 }
@@ -380,6 +390,8 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
             .uidnext = m->uidnext,
             .exists = (uint32_t)m->nmsgs,
             .modseq = m->highestmodseq,
+            .heard = m->srv.heard != m->srv.heard_listed,
+            .heard_at_start = m->srv.heard,
         };
         j.known = j.have ? listing_known_uids(m, &j.nknown) : NULL;
         if (!j.raw || (j.have && !j.known)) {

@@ -341,20 +341,22 @@ START_TEST(test_bye_breaks_session)
 END_TEST
 
 struct events {
-        int exists, expunge, fetch;
+        int exists, expunge, fetch, changed;
         char mailbox[32];
 };
 
-static void on_event(void *ctx, const char *mailbox, const struct imap_response *r)
+static void on_event(void *ctx, const struct imap_event *ev)
 {
         struct events *e = ctx;
-        snprintf(e->mailbox, sizeof(e->mailbox), "%s", mailbox ? mailbox : "");
-        if (strcmp(r->name, "EXISTS") == 0)
-                e->exists = (int)r->number;
-        else if (strcmp(r->name, "EXPUNGE") == 0)
-                e->expunge = (int)r->number;
-        else if (strcmp(r->name, "FETCH") == 0)
+        snprintf(e->mailbox, sizeof(e->mailbox), "%s", ev->mailbox ? ev->mailbox : "");
+        if (ev->kind == IMAP_EV_EXISTS)
+                e->exists = (int)ev->n;
+        else if (ev->kind == IMAP_EV_EXPUNGE)
+                e->expunge = (int)ev->n;
+        else if (ev->kind == IMAP_EV_FETCH)
                 e->fetch++;
+        else if (ev->kind == IMAP_EV_CHANGED)
+                e->changed++;
 }
 
 START_TEST(test_select_and_unsolicited_events)
