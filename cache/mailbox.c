@@ -257,7 +257,7 @@ int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
                         }
                         m->delim = delim;
                         if (d)
-                                m->attrs = 1u; /* NOSELECT until LIST says otherwise */
+                                m->attrs = IMAP_MBX_NOSELECT; /* until LIST says otherwise */
                 }
                 free(dname);
                 m->mark = true;

@@ -9,6 +9,7 @@
 #include "fs/ahead.h"
 #include "fs/names.h"
 #include "fs/persist.h"
+#include "imap/array.h"
 #include "imap/conn.h"
 #include "imap/header.h"
 #include "imap/log.h"
@@ -168,15 +169,9 @@ static void account_tree_reset(struct tree_acc *t)
 static void account_tree_collect(void *ctx, const char *name, char delim, unsigned attrs)
 {
         struct tree_acc *t = ctx;
-        if (t->n == t->cap) {
-                size_t ncap = t->cap ? t->cap * 2 : 32;
-                struct tree_entry *nv = realloc(t->v, ncap * sizeof(*nv));
-                if (!nv) {
-                        t->oom = true;
-                        return;
-                }
-                t->v = nv;
-                t->cap = ncap;
+        if (IMAP_ARRAY_GROW(t->v, t->n, t->cap, 32) < 0) {
+                t->oom = true;
+                return;
         }
         char *raw = strdup(name);
         if (!raw) {

@@ -12,9 +12,9 @@
 #include "imap/ops_write.h"
 #include "imap/utf7.h"
 
-#define MBX_NOSELECT 1u    /* IMAP_MBX_NOSELECT */
-#define MBX_NOINFERIORS 2u /* IMAP_MBX_NOINFERIORS */
-#define MBX_TRASH (1u << 5)
+#define MBX_NOSELECT IMAP_MBX_NOSELECT
+#define MBX_NOINFERIORS IMAP_MBX_NOINFERIORS
+#define MBX_TRASH IMAP_MBX_TRASH
 
 static bool write_is_inbox(const char *raw)
 {

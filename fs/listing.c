@@ -15,6 +15,7 @@
 
 #include "fs/account.h"
 #include "fs/persist.h"
+#include "imap/array.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
@@ -68,15 +69,9 @@ struct listing_job {
 static void listing_collect(void *ctx, const struct imap_msg_info *m)
 {
         struct listing_acc *l = ctx;
-        if (l->n == l->cap) {
-                size_t ncap = l->cap ? l->cap * 2 : 256;
-                struct listing_msg *nv = realloc(l->v, ncap * sizeof(*nv));
-                if (!nv) {
-                        l->oom = true;
-                        return;
-                }
-                l->v = nv;
-                l->cap = ncap;
+        if (IMAP_ARRAY_GROW(l->v, l->n, l->cap, 256) < 0) {
+                l->oom = true;
+                return;
         }
         struct listing_msg *e = &l->v[l->n];
         e->uid = m->uid;
@@ -133,15 +128,9 @@ static bool listing_known(const struct listing_job *j, uint32_t uid)
 static void listing_change(void *ctx, uint32_t uid, const char *flags)
 {
         struct listing_job *j = ctx;
-        if (j->nchanges == j->capchanges) {
-                size_t ncap = j->capchanges ? j->capchanges * 2 : 64;
-                struct flag_change *nv = realloc(j->changes, ncap * sizeof(*nv));
-                if (!nv) {
-                        j->oom = true;
-                        return;
-                }
-                j->changes = nv;
-                j->capchanges = ncap;
+        if (IMAP_ARRAY_GROW(j->changes, j->nchanges, j->capchanges, 64) < 0) {
+                j->oom = true;
+                return;
         }
         char *f = strdup(flags);
         if (!f) {
@@ -153,15 +142,9 @@ static void listing_change(void *ctx, uint32_t uid, const char *flags)
 
 static void listing_gone_one(struct listing_job *j, uint32_t uid)
 {
-        if (j->ngone == j->capgone) {
-                size_t ncap = j->capgone ? j->capgone * 2 : 64;
-                uint32_t *nv = realloc(j->gone, ncap * sizeof(*nv));
-                if (!nv) {
-                        j->oom = true;
-                        return;
-                }
-                j->gone = nv;
-                j->capgone = ncap;
+        if (IMAP_ARRAY_GROW(j->gone, j->ngone, j->capgone, 64) < 0) {
+                j->oom = true;
+                return;
         }
         j->gone[j->ngone++] = uid;
 }
