@@ -250,10 +250,10 @@ static int listing_fetch(struct imap_session *s, void *ctx)
 
         /* A session that keeps the folder selected answers SELECT from
          * memory: its counts may be back where they were after an expunge
-         * and a delivery it heard during some other command. What it heard
-         * is in the mailbox's server state (j->heard), and then nothing is
-         * confirmed from counts. */
-        bool quiet = !j->heard && imap_session_events(s) == events;
+         * and a delivery it heard during some other command. What any
+         * session heard is in the mailbox's server state (j->heard), and
+         * then only a fresh SELECT can confirm the listing. */
+        bool quiet = imap_session_events(s) == events && !(was_selected && j->heard);
         if (!j->have || j->si.uidvalidity != j->uidvalidity)
                 j->kind = LISTING_FULL;
         else if (condstore && j->si.highestmodseq == j->modseq && same_counts && quiet)
