@@ -1,7 +1,9 @@
 /* Keeping a folder's listing up to date with as little traffic as the server
  * allows:
  *   - nothing changed: a SELECT (or NOOP on a session that has the folder
- *     selected) and, with CONDSTORE, HIGHESTMODSEQ equal to ours: no FETCH;
+ *     selected) and, with CONDSTORE, HIGHESTMODSEQ equal to ours: no FETCH.
+ *     A NOOP only counts if no connection heard a change of the folder
+ *     since the listing was made (its server state in the cache says);
  *   - something changed, CONDSTORE: UID FETCH (FLAGS) (CHANGEDSINCE ours),
  *     with VANISHED under QRESYNC, then the listing items of the new UIDs
  *     only; without VANISHED a UID SEARCH finds what went;
