@@ -310,17 +310,18 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
                 if (strcmp(r->name, table[i].name) != 0)
                         continue;
-                if (strcmp(r->name, "VANISHED") == 0 && r->args && r->args->type == IMAP_LIST)
+                enum imap_event_kind kind = table[i].kind;
+                if (kind == IMAP_EV_VANISHED && (!r->args || r->args->type == IMAP_LIST))
                         return; /* VANISHED (EARLIER): a resync's answer, not news */
                 if (s->quiet.on && table[i].counts) {
                         /* Weighed when our command is done (imap_session_quiet). */
-                        if (strcmp(r->name, "EXPUNGE") == 0)
+                        if (kind == IMAP_EV_EXPUNGE)
                                 s->quiet.gone++;
-                        else if (strcmp(r->name, "VANISHED") == 0 && r->args)
+                        else if (kind == IMAP_EV_VANISHED)
                                 s->quiet.gone += session_set_count(r->args, UINT32_MAX);
                         return;
                 }
-                session_report(s, table[i].kind, s->selected, r);
+                session_report(s, kind, s->selected, r);
                 return;
         }
 }

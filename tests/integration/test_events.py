@@ -21,7 +21,6 @@ Run: IMAPFS_BIN=build/fs/imapfs IMAPFS_SRC=$PWD /usr/bin/python3 tests/integrati
 
 import os
 import re
-import shutil
 import sys
 import time
 import unittest
