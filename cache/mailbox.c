@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "imap/ops.h" /* IMAP_MBX_* */
+
 struct cache {
         pthread_mutex_t mu;
         pthread_cond_t cv;
@@ -124,7 +126,7 @@ struct cache *cache_new(cache_name_fn name_fn, void *name_ctx)
                 free(c);
                 return NULL;
         }
-        c->root->attrs = 1u; /* IMAP_MBX_NOSELECT: the root holds no messages */
+        c->root->attrs = IMAP_MBX_NOSELECT; /* the root holds no messages */
         c->root->listed = true;
         return c;
 }
@@ -255,7 +257,7 @@ int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
                         }
                         m->delim = delim;
                         if (d)
-                                m->attrs = 1u; /* NOSELECT until LIST says otherwise */
+                                m->attrs = IMAP_MBX_NOSELECT; /* until LIST says otherwise */
                 }
                 free(dname);
                 m->mark = true;
@@ -540,6 +542,20 @@ void cache_mbox_mark_stale(struct cache *c, const char *raw)
         m->stale_gen++;
         if (m->state == CACHE_LISTING_VALID)
                 m->state = CACHE_LISTING_STALE;
+}
+
+void cache_mbox_heard(struct cache *c, const char *raw)
+{
+        struct cache_mbox *m = raw ? cache_mbox_by_raw(c, raw) : NULL;
+        if (!m)
+                return;
+        m->srv.heard++;
+        cache_mbox_mark_stale(c, raw);
+}
+
+bool cache_mbox_selectable(const struct cache_mbox *m)
+{
+        return m->raw && !(m->attrs & IMAP_MBX_NOSELECT);
 }
 
 size_t cache_msg_footprint(const struct cache_msg *m)

@@ -48,6 +48,18 @@ enum cache_listing_state {
         CACHE_LISTING_STALE, /* the server told us it changed */
 };
 
+/* What the server reported about a mailbox on any of our connections, at
+ * any time (during any command, in IDLE, through NOTIFY), that our own
+ * commands don't explain. One record per mailbox, fed through one function
+ * (cache_mbox_heard), so that whatever connection heard a change, the next
+ * refresh of the listing knows it must not take "nothing changed" from a
+ * connection's remembered SELECT. */
+struct cache_server_state {
+        unsigned heard;        /* changes reported so far */
+        unsigned heard_listed; /* of those, how many the listing already reflects: the
+                                  value of heard when its last successful refresh began */
+};
+
 struct cache_mbox {
         struct cache_node node;
         char *raw;      /* server name (modified UTF-7); NULL for the root */
@@ -82,6 +94,8 @@ struct cache_mbox {
         size_t last_open_idx;
         unsigned scan_streak;
         size_t ahead_next; /* first sorted position not yet queued for read-ahead */
+        /* What the server said about it, on any connection. */
+        struct cache_server_state srv;
 };
 
 struct cache;
@@ -173,6 +187,16 @@ void cache_listing_commit(struct cache *c, struct cache_mbox *m, int64_t now_ms,
 
 /* Marks a mailbox's listing as changed on the server (EXISTS, EXPUNGE...). */
 void cache_mbox_mark_stale(struct cache *c, const char *raw);
+
+/* The server reported a change of mailbox raw that we did not cause (an
+ * EXISTS, EXPUNGE, VANISHED or FETCH on any connection, a NOTIFY STATUS, or
+ * counts around our own command that don't add up): counted in its server
+ * state and its listing marked stale. */
+void cache_mbox_heard(struct cache *c, const char *raw);
+
+/* True if m holds messages: a server mailbox that is not \Noselect (the root
+ * and inferred parents hold none). */
+bool cache_mbox_selectable(const struct cache_mbox *m);
 
 /* Bytes the metadata of n messages costs in memory (for the README figure). */
 size_t cache_msg_footprint(const struct cache_msg *m);

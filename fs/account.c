@@ -9,6 +9,7 @@
 #include "fs/ahead.h"
 #include "fs/names.h"
 #include "fs/persist.h"
+#include "imap/array.h"
 #include "imap/conn.h"
 #include "imap/header.h"
 #include "imap/log.h"
@@ -42,34 +43,39 @@ char *account_decode_component(const char *comp)
         return names_dir_from_server(comp);
 }
 
-static void account_on_event(void *ctx, const char *mailbox, const struct imap_response *r)
+/* Every change the server reports on any connection, that no command of
+ * ours explains, lands here (imap/session.c decides what is news) and goes
+ * to the mailbox's one server state in the cache. */
+static void account_on_event(void *ctx, const struct imap_event *ev)
 {
         struct account *a = ctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name)
-                return;
-        /* NOTIFY (RFC 5465) reports other mailboxes' changes as STATUS, and
-         * mailboxes created, renamed or deleted as LIST. */
-        if (strcmp(r->name, "STATUS") == 0 && r->args &&
-            (r->args->type == IMAP_STRING || r->args->type == IMAP_ATOM)) {
-                cache_lock(a->cache);
-                cache_mbox_mark_stale(a->cache, r->args->s);
-                cache_unlock(a->cache);
-                return;
+        cache_lock(a->cache);
+        switch (ev->kind) {
+        case IMAP_EV_LIST:
+                a->tree_checked_ms = 0; /* a mailbox came or went: the next lookup re-lists */
+                break;
+        case IMAP_EV_STATUS:
+        case IMAP_EV_EXISTS:
+        case IMAP_EV_EXPUNGE:
+        case IMAP_EV_VANISHED:
+        case IMAP_EV_FETCH:
+        case IMAP_EV_CHANGED:
+                cache_mbox_heard(a->cache, ev->mailbox);
+                break;
         }
-        if (strcmp(r->name, "LIST") == 0) {
-                cache_lock(a->cache);
-                a->tree_checked_ms = 0;
-                cache_unlock(a->cache);
-                return;
-        }
-        if (!mailbox)
-                return;
-        if (strcmp(r->name, "EXISTS") == 0 || strcmp(r->name, "EXPUNGE") == 0 ||
-            strcmp(r->name, "FETCH") == 0 || strcmp(r->name, "VANISHED") == 0) {
-                cache_lock(a->cache);
-                cache_mbox_mark_stale(a->cache, mailbox);
-                cache_unlock(a->cache);
-        }
+        cache_unlock(a->cache);
+}
+
+int account_select(struct imap_session *s, const char *mailbox, uint32_t uidvalidity,
+                   struct imap_select_info *si)
+{
+        struct imap_select_info tmp;
+        if (!si)
+                si = &tmp;
+        int r = imap_select(s, mailbox, si);
+        if (r == 0 && si->uidvalidity != uidvalidity)
+                r = -ESTALE; /* the UID names another message now */
+        return r;
 }
 
 bool account_online(struct account *a)
@@ -191,15 +197,9 @@ static void account_tree_reset(struct tree_acc *t)
 static void account_tree_collect(void *ctx, const char *name, char delim, unsigned attrs)
 {
         struct tree_acc *t = ctx;
-        if (t->n == t->cap) {
-                size_t ncap = t->cap ? t->cap * 2 : 32;
-                struct tree_entry *nv = realloc(t->v, ncap * sizeof(*nv));
-                if (!nv) {
-                        t->oom = true;
-                        return;
-                }
-                t->v = nv;
-                t->cap = ncap;
+        if (IMAP_ARRAY_GROW(t->v, t->n, t->cap, 32) < 0) {
+                t->oom = true;
+                return;
         }
         char *raw = strdup(name);
         if (!raw) {
@@ -375,10 +375,7 @@ struct range_job {
 static int account_range_fetch(struct imap_session *s, void *ctx)
 {
         struct range_job *j = ctx;
-        struct imap_select_info si;
-        int r = imap_select(s, j->f->mailbox, &si);
-        if (r == 0 && si.uidvalidity != j->f->uidvalidity)
-                r = -ESTALE; /* the UID names another message now */
+        int r = account_select(s, j->f->mailbox, j->f->uidvalidity, NULL);
         if (r == 0)
                 r = imap_fetch_range(s, j->f->uid, j->off, j->len, j->buf, &j->got);
         return r;

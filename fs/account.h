@@ -67,6 +67,11 @@ int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, 
  * A change is never sent twice. verify may be NULL (the call fails). */
 int account_run_write(struct account *a, const char *mailbox, enum imap_pool_use use,
                       account_op_fn fn, account_op_fn verify, void *ctx);
+/* SELECTs mailbox on s (no round trip if it is selected already) and checks
+ * that its UIDVALIDITY is still uidvalidity: -ESTALE if not (our UIDs name
+ * other messages now). si (may be NULL) gets what SELECT said. */
+int account_select(struct imap_session *s, const char *mailbox, uint32_t uidvalidity,
+                   struct imap_select_info *si);
 
 /* False while the server can't be reached (after a failed connect, one more
  * attempt is made here, so the answer turns as soon as it is back). */

@@ -14,9 +14,9 @@
 #include "imap/ops_write.h"
 #include "imap/utf7.h"
 
-#define MBX_NOSELECT 1u    /* IMAP_MBX_NOSELECT */
-#define MBX_NOINFERIORS 2u /* IMAP_MBX_NOINFERIORS */
-#define MBX_TRASH (1u << 5)
+#define MBX_NOSELECT IMAP_MBX_NOSELECT
+#define MBX_NOINFERIORS IMAP_MBX_NOINFERIORS
+#define MBX_TRASH IMAP_MBX_TRASH
 
 static bool write_is_inbox(const char *raw)
 {
@@ -255,10 +255,7 @@ static int msg_ref_take(struct cache_msg *msg, struct msg_ref *ref)
 static int write_select_ref(struct imap_session *s, const struct msg_ref *ref,
                             struct imap_select_info *si)
 {
-        int r = imap_select(s, ref->mailbox, si);
-        if (r == 0 && si->uidvalidity != ref->uidvalidity)
-                r = -ESTALE;
-        return r;
+        return account_select(s, ref->mailbox, ref->uidvalidity, si);
 }
 
 /* Applies a message's removal to the cache once the server confirmed it. */

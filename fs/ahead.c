@@ -99,10 +99,7 @@ static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
 static int ahead_fetch(struct imap_session *s, void *ctx)
 {
         struct ahead_run *run = ctx;
-        struct imap_select_info si;
-        int r = imap_select(s, run->j->mailbox, &si);
-        if (r == 0 && si.uidvalidity != run->j->uidvalidity)
-                return -ESTALE;
+        int r = account_select(s, run->j->mailbox, run->j->uidvalidity, NULL);
         if (r < 0)
                 return r;
         /* imap_fetch_heads sorts its argument in place. */

@@ -1,7 +1,9 @@
 /* Keeping a folder's listing up to date with as little traffic as the server
  * allows:
  *   - nothing changed: a SELECT (or NOOP on a session that has the folder
- *     selected) and, with CONDSTORE, HIGHESTMODSEQ equal to ours: no FETCH;
+ *     selected) and, with CONDSTORE, HIGHESTMODSEQ equal to ours: no FETCH.
+ *     A NOOP only counts if no connection heard a change of the folder
+ *     since the listing was made (its server state in the cache says);
  *   - something changed, CONDSTORE: UID FETCH (FLAGS) (CHANGEDSINCE ours),
  *     with VANISHED under QRESYNC, then the listing items of the new UIDs
  *     only; without VANISHED a UID SEARCH finds what went;
@@ -15,6 +17,7 @@
 
 #include "fs/account.h"
 #include "fs/persist.h"
+#include "imap/array.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
@@ -46,6 +49,10 @@ enum listing_kind { LISTING_SAME, LISTING_FULL, LISTING_DELTA };
 struct listing_job {
         const char *raw;
         bool have; /* a listing of this UIDVALIDITY to build on */
+        /* The server reported changes (on any connection) since the listing
+         * was made: its counts can't confirm it then, only a fetch can. */
+        bool heard;
+        unsigned heard_at_start; /* what the listing reflects once applied */
         uint32_t uidvalidity, uidnext, exists;
         uint64_t modseq;
         uint32_t *known; /* UIDs we have, sorted */
@@ -64,15 +71,9 @@ struct listing_job {
 static void listing_collect(void *ctx, const struct imap_msg_info *m)
 {
         struct listing_acc *l = ctx;
-        if (l->n == l->cap) {
-                size_t ncap = l->cap ? l->cap * 2 : 256;
-                struct listing_msg *nv = realloc(l->v, ncap * sizeof(*nv));
-                if (!nv) {
-                        l->oom = true;
-                        return;
-                }
-                l->v = nv;
-                l->cap = ncap;
+        if (IMAP_ARRAY_GROW(l->v, l->n, l->cap, 256) < 0) {
+                l->oom = true;
+                return;
         }
         struct listing_msg *e = &l->v[l->n];
         e->uid = m->uid;
@@ -129,15 +130,9 @@ static bool listing_known(const struct listing_job *j, uint32_t uid)
 static void listing_change(void *ctx, uint32_t uid, const char *flags)
 {
         struct listing_job *j = ctx;
-        if (j->nchanges == j->capchanges) {
-                size_t ncap = j->capchanges ? j->capchanges * 2 : 64;
-                struct flag_change *nv = realloc(j->changes, ncap * sizeof(*nv));
-                if (!nv) {
-                        j->oom = true;
-                        return;
-                }
-                j->changes = nv;
-                j->capchanges = ncap;
+        if (IMAP_ARRAY_GROW(j->changes, j->nchanges, j->capchanges, 64) < 0) {
+                j->oom = true;
+                return;
         }
         char *f = strdup(flags);
         if (!f) {
@@ -149,15 +144,9 @@ static void listing_change(void *ctx, uint32_t uid, const char *flags)
 
 static void listing_gone_one(struct listing_job *j, uint32_t uid)
 {
-        if (j->ngone == j->capgone) {
-                size_t ncap = j->capgone ? j->capgone * 2 : 64;
-                uint32_t *nv = realloc(j->gone, ncap * sizeof(*nv));
-                if (!nv) {
-                        j->oom = true;
-                        return;
-                }
-                j->gone = nv;
-                j->capgone = ncap;
+        if (IMAP_ARRAY_GROW(j->gone, j->ngone, j->capgone, 64) < 0) {
+                j->oom = true;
+                return;
         }
         j->gone[j->ngone++] = uid;
 }
@@ -261,14 +250,19 @@ static int listing_fetch(struct imap_session *s, void *ctx)
         bool same_counts =
             j->si.exists == j->exists && (!j->si.uidnext || j->si.uidnext == j->uidnext);
 
+        /* A session that keeps the folder selected answers SELECT from
+         * memory: its counts may be back where they were after an expunge
+         * and a delivery it heard during some other command. What any
+         * session heard is in the mailbox's server state (j->heard), and
+         * then only a fresh SELECT can confirm the listing. */
+        bool quiet = imap_session_events(s) == events && !(was_selected && j->heard);
         if (!j->have || j->si.uidvalidity != j->uidvalidity)
                 j->kind = LISTING_FULL;
-        else if (condstore && j->si.highestmodseq == j->modseq && same_counts &&
-                 imap_session_events(s) == events)
+        else if (condstore && j->si.highestmodseq == j->modseq && same_counts && quiet)
                 j->kind = LISTING_SAME; /* nothing at all changed */
         else if (condstore)
                 j->kind = LISTING_DELTA;
-        else if (was_selected && imap_session_events(s) == events && same_counts)
+        else if (was_selected && quiet && same_counts)
                 j->kind = LISTING_SAME; /* every change would have come as an event */
         else
                 j->kind = LISTING_FULL;
@@ -311,6 +305,7 @@ static void listing_apply(struct account *a, struct cache_mbox *m, struct listin
 {
         const struct imap_select_info *si = &j->si;
         int64_t now = imap_now_ms();
+        m->srv.heard_listed = j->heard_at_start;
         if (j->kind == LISTING_FULL) {
                 cache_listing_begin(a->cache, m, si->uidvalidity, si->uidnext, si->exists,
                                     si->highestmodseq);
@@ -359,7 +354,7 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
                         return n ? -ENOTDIR : -ENOENT;
                 }
                 m = (struct cache_mbox *)n;
-                if (!m->raw || (m->attrs & 1u /* IMAP_MBX_NOSELECT */)) {
+                if (!cache_mbox_selectable(m)) {
                         cache_unlock(a->cache);
                         return 0; /* no messages to list */
                 }
@@ -380,6 +375,8 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
             .uidnext = m->uidnext,
             .exists = (uint32_t)m->nmsgs,
             .modseq = m->highestmodseq,
+            .heard = m->srv.heard != m->srv.heard_listed,
+            .heard_at_start = m->srv.heard,
         };
         j.known = j.have ? listing_known_uids(m, &j.nknown) : NULL;
         if (!j.raw || (j.have && !j.known)) {

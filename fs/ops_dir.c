@@ -121,7 +121,7 @@ static bool ops_dir_known(struct fs *fs, fuse_ino_t ino)
         const struct cache_mbox *m =
             n && n->kind == CACHE_MBOX ? (const struct cache_mbox *)n : NULL;
         /* The root and \Noselect folders hold only folders, which the tree knows. */
-        bool known = m && (!m->raw || (m->attrs & 1u) || m->state != CACHE_LISTING_NONE);
+        bool known = m && (!cache_mbox_selectable(m) || m->state != CACHE_LISTING_NONE);
         cache_unlock(fs->acct.cache);
         return known;
 }
@@ -132,7 +132,7 @@ static bool ops_dir_needs_listing(struct cache *c, fuse_ino_t ino)
         if (!n || n->kind != CACHE_MBOX)
                 return false;
         const struct cache_mbox *m = (const struct cache_mbox *)n;
-        return m->raw && !(m->attrs & 1u) && m->state != CACHE_LISTING_VALID;
+        return cache_mbox_selectable(m) && m->state != CACHE_LISTING_VALID;
 }
 
 static int ops_dir_reply_entry(fuse_req_t req, struct fs *fs, fuse_ino_t parent, const char *name)
@@ -388,8 +388,7 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
         /* The folder in use is the one to watch with IDLE. */
         cache_lock(a->cache);
         struct cache_node *wn = cache_node_get(a->cache, ino);
-        char *watch = wn && wn->kind == CACHE_MBOX && ((struct cache_mbox *)wn)->raw &&
-                              !(((struct cache_mbox *)wn)->attrs & 1u)
+        char *watch = wn && wn->kind == CACHE_MBOX && cache_mbox_selectable((struct cache_mbox *)wn)
                           ? strdup(((struct cache_mbox *)wn)->raw)
                           : NULL;
         cache_unlock(a->cache);

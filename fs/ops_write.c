@@ -140,7 +140,7 @@ static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
         int err = 0;
         if (!pn || pn->kind != CACHE_MBOX)
                 err = pn ? ENOTDIR : ENOENT;
-        else if (!((struct cache_mbox *)pn)->raw || (((struct cache_mbox *)pn)->attrs & 1u))
+        else if (!cache_mbox_selectable((struct cache_mbox *)pn))
                 err = EPERM; /* the root and \Noselect folders hold no messages */
         else if (cache_msg_by_name((struct cache_mbox *)pn, name) ||
                  cache_mbox_child((struct cache_mbox *)pn, name))

@@ -142,8 +142,8 @@ static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 static bool ops_xattr_will_have(const struct cache_node *n, const char *name)
 {
         const struct cache_mbox *m = (const struct cache_mbox *)n;
-        return n->kind == CACHE_MBOX && strcmp(name, "user.imap.uidvalidity") == 0 && m->raw &&
-               !(m->attrs & 1u);
+        return n->kind == CACHE_MBOX && strcmp(name, "user.imap.uidvalidity") == 0 &&
+               cache_mbox_selectable(m);
 }
 
 static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fs/account.h"
+#include "imap/array.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
@@ -159,14 +160,8 @@ struct sync_names {
 
 static void sync_names_add(struct sync_names *l, const char *raw)
 {
-        if (l->n == l->cap) {
-                size_t ncap = l->cap ? l->cap * 2 : 16;
-                char **nv = realloc(l->v, ncap * sizeof(*nv));
-                if (!nv)
-                        return;
-                l->v = nv;
-                l->cap = ncap;
-        }
+        if (IMAP_ARRAY_GROW(l->v, l->n, l->cap, 16) < 0)
+                return;
         if ((l->v[l->n] = strdup(raw)))
                 l->n++;
 }

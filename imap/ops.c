@@ -334,6 +334,14 @@ int imap_search_uids(struct imap_session *s, imap_range_fn fn, void *ctx)
 
 /* ---- UID FETCH of a byte range ---- */
 
+/* A content fetch asks for no FLAGS: FLAGS in its answer are another
+ * client's change that the server sent along (RFC 3501 §7.4.2). The bytes
+ * are the command's; the response also goes on as an event. */
+static bool ops_carries_news(const struct imap_response *r)
+{
+        return imap_fetch_item(r->args, "FLAGS") != NULL;
+}
+
 /* True if the item name says the bytes start at off: "BODY[]<off>", or
  * "BODY[]" for off 0. Parsed strictly: a hostile server's digits can't
  * overflow anything. */
@@ -380,19 +388,15 @@ static bool ops_range_data(void *vctx, const struct imap_response *r)
                 return false;
         /* The server echoes the origin: "BODY[]<65536>". A different origin
          * would put bytes at the wrong offset, so it is treated as no data. */
-        if (!ops_origin_is(name, c->off))
-                return true;
-        if (body->type == IMAP_NIL) {
+        if (ops_origin_is(name, c->off) && body->type == IMAP_NIL) {
                 c->found = true;
-                return true;
+        } else if (ops_origin_is(name, c->off) && body->type == IMAP_STRING) {
+                size_t n = body->len < c->len ? body->len : c->len;
+                memcpy(c->buf, body->s, n);
+                c->got = n;
+                c->found = true;
         }
-        if (body->type != IMAP_STRING)
-                return true;
-        size_t n = body->len < c->len ? body->len : c->len;
-        memcpy(c->buf, body->s, n);
-        c->got = n;
-        c->found = true;
-        return true;
+        return !ops_carries_news(r);
 }
 
 int imap_fetch_range(struct imap_session *s, uint32_t uid, uint64_t off, size_t len, void *buf,
@@ -430,13 +434,12 @@ static bool ops_heads_data(void *vctx, const struct imap_response *r)
         const struct imap_value *body = imap_fetch_item_prefix(r->args, "BODY[]", &name);
         if (!uid || uid->type != IMAP_NUMBER || !body || uid->num > UINT32_MAX)
                 return false;
-        if (!ops_origin_is(name, 0))
-                return true; /* not the origin we asked for */
-        if (body->type == IMAP_STRING)
+        bool ours = ops_origin_is(name, 0); /* else not the origin we asked for */
+        if (ours && body->type == IMAP_STRING)
                 c->fn(c->ctx, (uint32_t)uid->num, body->s, body->len);
-        else if (body->type == IMAP_NIL)
+        else if (ours && body->type == IMAP_NIL)
                 c->fn(c->ctx, (uint32_t)uid->num, "", 0);
-        return true;
+        return !ops_carries_news(r);
 }
 
 int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t len, imap_body_fn fn,

@@ -33,7 +33,9 @@ typedef void (*imap_list_fn)(void *ctx, const char *name, char delim, unsigned a
 int imap_list_all(struct imap_session *s, imap_list_fn fn, void *ctx);
 
 /* SELECT mailbox unless the session has it selected already (then no round
- * trip and info comes from the last SELECT updated by EXISTS). */
+ * trip: info is the last SELECT kept current from untagged data, which says
+ * nothing of changes the server has not told this session yet; a NOOP
+ * asks). */
 int imap_select(struct imap_session *s, const char *mailbox, struct imap_select_info *info);
 
 /* What a listing needs of one message. Pointers are valid during the callback. */

@@ -36,7 +36,13 @@ struct imap_session {
         unsigned events; /* changes to the selected mailbox reported so far */
         unsigned ncmds;  /* commands since login */
         unsigned writes; /* commands that change the account, sent (or begun) so far */
-        bool quiet;
+        /* While our own command runs (imap_session_quiet): the count before
+         * it, and how many messages the held-back responses removed. */
+        struct {
+                bool on;
+                uint32_t exists0;
+                uint32_t gone;
+        } quiet;
         int64_t last_activity;
         char who[16]; /* "s3", for log lines */
 };
@@ -283,46 +289,162 @@ static uint32_t session_set_count(const struct imap_value *v, uint32_t max)
         return n > max ? max : (uint32_t)n;
 }
 
+static bool session_is(const struct imap_response *r, const char *name)
+{
+        return r->kind == IMAP_RESP_UNTAGGED && r->name && strcmp(r->name, name) == 0;
+}
+
+/* A live VANISHED (not the EARLIER answer to a resync): how many it removes. */
+static uint32_t session_vanished(const struct imap_session *s, const struct imap_response *r)
+{
+        if (!session_is(r, "VANISHED") || !r->args || r->args->type == IMAP_LIST)
+                return 0;
+        return session_set_count(r->args, s->sel.exists);
+}
+
+/* Keeps the selected mailbox's counts current from any untagged response,
+ * claimed by a command or not (SELECT's own data arrives while nothing is
+ * selected and goes to the SELECT). */
+static void session_track(struct imap_session *s, const struct imap_response *r)
+{
+        struct imap_select_info *si = &s->sel;
+        if (!s->selected || r->kind != IMAP_RESP_UNTAGGED)
+                return;
+        if (session_is(r, "EXISTS") && r->has_number) {
+                uint32_t n = (uint32_t)r->number;
+                /* Each new message took a UID at or above UIDNEXT. */
+                if (n > si->exists && si->uidnext)
+                        si->uidnext += n - si->exists;
+                si->exists = n;
+        } else if (session_is(r, "EXPUNGE") && r->has_number) {
+                if (si->exists > 0)
+                        si->exists--;
+        } else if (session_is(r, "VANISHED")) {
+                si->exists -= session_vanished(s, r);
+        } else if (session_is(r, "FETCH") && r->args) {
+                /* With CONDSTORE every change carries its MODSEQ. */
+                const struct imap_value *ms = imap_fetch_item(r->args, "MODSEQ");
+                if (ms && ms->type == IMAP_LIST && ms->first && ms->first->type == IMAP_NUMBER &&
+                    ms->first->num > si->highestmodseq)
+                        si->highestmodseq = ms->first->num;
+        } else if (r->status == IMAP_ST_OK && r->code && r->code_args &&
+                   r->code_args->type == IMAP_NUMBER) {
+                uint64_t n = r->code_args->num;
+                if (strcmp(r->code, "UIDNEXT") == 0 && n <= UINT32_MAX)
+                        si->uidnext = (uint32_t)n;
+                else if (strcmp(r->code, "HIGHESTMODSEQ") == 0)
+                        si->highestmodseq = n;
+        }
+}
+
+static void session_report(struct imap_session *s, enum imap_event_kind kind, const char *mailbox,
+                           const struct imap_response *r)
+{
+        struct imap_event ev = {.kind = kind, .mailbox = mailbox, .r = r};
+        if (r && r->has_number)
+                ev.n = (uint32_t)r->number;
+        if (kind == IMAP_EV_FETCH && r->args) {
+                const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+                const struct imap_value *ms = imap_fetch_item(r->args, "MODSEQ");
+                if (uid && uid->type == IMAP_NUMBER && uid->num <= UINT32_MAX)
+                        ev.uid = (uint32_t)uid->num;
+                if (ms && ms->type == IMAP_LIST && ms->first && ms->first->type == IMAP_NUMBER)
+                        ev.modseq = ms->first->num;
+        }
+        if (s->selected && mailbox == s->selected)
+                s->events++;
+        if (s->acct->on_event)
+                s->acct->on_event(s->acct->event_ctx, &ev);
+}
+
+/* An untagged response no command claimed: a change made elsewhere, or ours
+ * while quiet. */
 static void session_event(struct imap_session *s, const struct imap_response *r)
 {
+        static const struct {
+                const char *name;
+                enum imap_event_kind kind;
+                bool counts; /* changes the message count: ours while quiet */
+        } table[] = {
+            {"EXISTS", IMAP_EV_EXISTS, true},
+            {"EXPUNGE", IMAP_EV_EXPUNGE, true},
+            {"VANISHED", IMAP_EV_VANISHED, true},
+            {"FETCH", IMAP_EV_FETCH, false},
+        };
         if (r->status == IMAP_ST_BYE) {
                 log_info("%s: server says BYE: %s", s->who, r->text ? r->text : "");
                 return;
         }
         if (r->code && strcmp(r->code, "ALERT") == 0)
                 log_warn("server alert: %s", r->text);
-        if (s->selected && r->name &&
-            (strcmp(r->name, "EXISTS") == 0 || strcmp(r->name, "EXPUNGE") == 0 ||
-             strcmp(r->name, "FETCH") == 0 || strcmp(r->name, "VANISHED") == 0))
-                s->events++;
-        if (s->selected && r->has_number && r->name && strcmp(r->name, "EXISTS") == 0)
-                s->sel.exists = r->number;
-        if (s->selected && r->has_number && r->name && strcmp(r->name, "EXPUNGE") == 0 &&
-            s->sel.exists > 0)
-                s->sel.exists--;
-        /* With CONDSTORE every change carries its MODSEQ: keep HIGHESTMODSEQ
-         * current, so that comparing it says whether anything changed. */
-        if (s->selected && r->name && strcmp(r->name, "FETCH") == 0 && r->args) {
-                const struct imap_value *ms = imap_fetch_item(r->args, "MODSEQ");
-                if (ms && ms->type == IMAP_LIST && ms->first && ms->first->type == IMAP_NUMBER &&
-                    ms->first->num > s->sel.highestmodseq)
-                        s->sel.highestmodseq = ms->first->num;
-        }
-        /* With QRESYNC, expunges come as VANISHED uid-set (without EARLIER). */
-        if (s->selected && r->name && strcmp(r->name, "VANISHED") == 0 && r->args &&
-            r->args->type != IMAP_LIST)
-                s->sel.exists -= session_set_count(r->args, s->sel.exists);
-        if (s->quiet && r->name &&
-            (strcmp(r->name, "EXPUNGE") == 0 || strcmp(r->name, "VANISHED") == 0 ||
-             strcmp(r->name, "EXISTS") == 0))
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name)
                 return;
-        if (s->acct->on_event)
-                s->acct->on_event(s->acct->event_ctx, s->selected, r);
+        /* NOTIFY (RFC 5465) reports other mailboxes' changes as STATUS, and
+         * mailboxes created, renamed or deleted as LIST. */
+        if (strcmp(r->name, "STATUS") == 0 && r->args &&
+            (r->args->type == IMAP_STRING || r->args->type == IMAP_ATOM)) {
+                session_report(s, IMAP_EV_STATUS, r->args->s, r);
+                return;
+        }
+        if (strcmp(r->name, "LIST") == 0) {
+                session_report(s, IMAP_EV_LIST, NULL, r);
+                return;
+        }
+        if (!s->selected)
+                return;
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                if (strcmp(r->name, table[i].name) != 0)
+                        continue;
+                enum imap_event_kind kind = table[i].kind;
+                if (kind == IMAP_EV_VANISHED && (!r->args || r->args->type == IMAP_LIST))
+                        return; /* VANISHED (EARLIER): a resync's answer, not news */
+                if (s->quiet.on && table[i].counts) {
+                        /* Weighed when our command is done (imap_session_quiet). */
+                        if (kind == IMAP_EV_EXPUNGE)
+                                s->quiet.gone++;
+                        else if (kind == IMAP_EV_VANISHED)
+                                s->quiet.gone += session_set_count(r->args, UINT32_MAX);
+                        return;
+                }
+                session_report(s, kind, s->selected, r);
+                return;
+        }
+}
+
+/* The one way in for untagged responses: capabilities, then the selected
+ * mailbox's counts, then the running command's data (fn), then what is left
+ * is an event. */
+static void session_untagged(struct imap_session *s, const struct imap_response *r, imap_data_fn fn,
+                             void *ctx)
+{
+        if (session_note_caps(s, r))
+                return;
+        session_track(s, r);
+        if (fn && fn(ctx, r))
+                return;
+        session_event(s, r);
 }
 
 void imap_session_quiet(struct imap_session *s, bool on)
 {
-        s->quiet = on;
+        if (on) {
+                s->quiet.on = true;
+                s->quiet.exists0 = s->sel.exists;
+                s->quiet.gone = 0;
+                return;
+        }
+        if (!s->quiet.on)
+                return;
+        s->quiet.on = false;
+        if (!s->selected)
+                return;
+        /* Messages that came: the count now, plus what went, minus before. */
+        int64_t added = (int64_t)s->sel.exists + s->quiet.gone - s->quiet.exists0;
+        if (added < 0 || added + s->quiet.gone > 1) {
+                log_dbg("%s: %s changed beyond our own command (%lld new, %u gone)", s->who,
+                        s->selected, (long long)added, s->quiet.gone);
+                session_report(s, IMAP_EV_CHANGED, s->selected, NULL);
+        }
 }
 
 static void session_fill_result(struct imap_result *res, const struct imap_response *r)
@@ -390,9 +512,7 @@ static int session_await_continuation(struct imap_session *s, const char *tag, i
                         imap_response_free(r);
                         return 0;
                 }
-                bool claimed = session_note_caps(s, r) || (fn && fn(ctx, r));
-                if (!claimed)
-                        session_event(s, r);
+                session_untagged(s, r, fn, ctx);
                 imap_response_free(r);
         }
 }
@@ -420,9 +540,7 @@ static int session_collect(struct imap_session *s, char **tags, size_t n, imap_d
                                         break;
                                 }
                 } else if (resp->kind == IMAP_RESP_UNTAGGED) {
-                        bool claimed = session_note_caps(s, resp) || (fn && fn(ctx, resp));
-                        if (!claimed)
-                                session_event(s, resp);
+                        session_untagged(s, resp, fn, ctx);
                         if (resp->status == IMAP_ST_BYE) {
                                 imap_response_free(resp);
                                 session_break(s, "server said BYE");
@@ -918,8 +1036,8 @@ static int session_drain(struct imap_session *s, bool *changed)
                 }
                 if (session_is_change(r))
                         *changed = true;
-                if (r->kind == IMAP_RESP_UNTAGGED && !session_note_caps(s, r))
-                        session_event(s, r);
+                if (r->kind == IMAP_RESP_UNTAGGED)
+                        session_untagged(s, r, NULL, NULL);
                 imap_response_free(r);
         }
 }

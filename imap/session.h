@@ -23,10 +23,35 @@ enum imap_security {
         IMAP_SEC_STARTTLS, /* imap:// — STARTTLS, refused if absent unless allow_plaintext */
 };
 
-/* Untagged responses that no command claimed (EXISTS, EXPUNGE, FETCH FLAGS,
- * VANISHED, BYE, alerts). mailbox is the session's selected mailbox or NULL.
- * Called on the thread running the command; must not call back into the session. */
-typedef void (*imap_event_fn)(void *ctx, const char *mailbox, const struct imap_response *r);
+/* A change the server reported that no command of ours explains. Every
+ * untagged response of every session goes through one handler in session.c:
+ * it keeps the session's view of the selected mailbox current (counts,
+ * UIDNEXT, HIGHESTMODSEQ), hands a command the data it asked for, and turns
+ * the rest into these events, for the account to apply to its one
+ * per-mailbox state. What our own APPEND / UID MOVE / UID EXPUNGE caused is
+ * not reported (see imap_session_quiet). */
+enum imap_event_kind {
+        IMAP_EV_EXISTS,   /* n: the selected mailbox's new message count */
+        IMAP_EV_EXPUNGE,  /* n: the sequence number that went */
+        IMAP_EV_VANISHED, /* r->args: the UIDs that went (QRESYNC) */
+        IMAP_EV_FETCH,    /* flags (or other data) changed: uid and modseq if sent, else 0 */
+        IMAP_EV_CHANGED,  /* the counts around our own command don't add up: something
+                             else changed as well (r is NULL) */
+        IMAP_EV_STATUS,   /* mailbox: STATUS of another mailbox (NOTIFY) */
+        IMAP_EV_LIST,     /* mailbox: one created, renamed or deleted (NOTIFY) */
+};
+
+struct imap_event {
+        enum imap_event_kind kind;
+        const char *mailbox; /* the selected mailbox, or the one STATUS/LIST names; may be
+                                NULL (nothing selected) */
+        uint32_t n, uid;
+        uint64_t modseq;
+        const struct imap_response *r; /* the response itself; NULL for IMAP_EV_CHANGED */
+};
+
+/* Called on the thread running the command; must not call back into the session. */
+typedef void (*imap_event_fn)(void *ctx, const struct imap_event *ev);
 
 /* Everything needed to open sessions to one account. Owned by the caller,
  * read-only while sessions exist. */
@@ -103,11 +128,13 @@ bool imap_session_broken(const struct imap_session *s);
 /* True once a command ran after login: a failure then may be a connection
  * the server dropped while it sat idle. */
 bool imap_session_used(const struct imap_session *s);
-/* While on, EXISTS/EXPUNGE/VANISHED of the selected mailbox update the
- * counts but are not reported to the account as changes made elsewhere: they
- * answer our own APPEND / UID MOVE / UID EXPUNGE, whose result the cache
- * applies itself (a change by another client in that instant is caught by
- * the next revalidation or sync poll). */
+/* Around our own APPEND / UID MOVE / UID EXPUNGE of one message: while on,
+ * EXISTS/EXPUNGE/VANISHED of the selected mailbox update the counts but are
+ * held back, because the cache applies our command's result itself. When it
+ * is turned off, what was held back is weighed: one message added or one
+ * removed is ours; anything more (another client's expunge or delivery in
+ * the same answer) is reported as IMAP_EV_CHANGED, so the listing is
+ * refreshed rather than confirmed. */
 void imap_session_quiet(struct imap_session *s, bool on);
 /* How many commands that change the account (APPEND, CREATE, STORE, MOVE,
  * ...) this session has sent or begun to send. If it grew during a call that
@@ -124,7 +151,10 @@ const struct imap_caps *imap_session_caps(const struct imap_session *s);
 /* Starts a command with the literal mode this server supports. */
 void imap_session_cmd_init(const struct imap_session *s, struct imap_cmd *cmd);
 
-/* What SELECT told us, kept current by EXISTS while the mailbox stays selected. */
+/* What SELECT told us, kept current from untagged data while the mailbox
+ * stays selected: exists by EXISTS / EXPUNGE / VANISHED; uidnext by
+ * [UIDNEXT n] and, as a lower bound, by EXISTS growth (each new message took
+ * a UID at or above it); highestmodseq by [HIGHESTMODSEQ n] and FETCH MODSEQ. */
 struct imap_select_info {
         uint32_t uidvalidity;
         uint32_t uidnext;

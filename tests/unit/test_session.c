@@ -359,25 +359,26 @@ START_TEST(test_bye_breaks_session)
 END_TEST
 
 struct events {
-        int exists, expunge, fetch, status;
+        int exists, expunge, fetch, status, changed;
         char mailbox[32];
         char status_of[32]; /* the mailbox named by the last STATUS event */
 };
 
-static void on_event(void *ctx, const char *mailbox, const struct imap_response *r)
+static void on_event(void *ctx, const struct imap_event *ev)
 {
         struct events *e = ctx;
-        snprintf(e->mailbox, sizeof(e->mailbox), "%s", mailbox ? mailbox : "");
-        if (strcmp(r->name, "EXISTS") == 0)
-                e->exists = (int)r->number;
-        else if (strcmp(r->name, "EXPUNGE") == 0)
-                e->expunge = (int)r->number;
-        else if (strcmp(r->name, "FETCH") == 0)
+        snprintf(e->mailbox, sizeof(e->mailbox), "%s", ev->mailbox ? ev->mailbox : "");
+        if (ev->kind == IMAP_EV_EXISTS)
+                e->exists = (int)ev->n;
+        else if (ev->kind == IMAP_EV_EXPUNGE)
+                e->expunge = (int)ev->n;
+        else if (ev->kind == IMAP_EV_FETCH)
                 e->fetch++;
-        else if (strcmp(r->name, "STATUS") == 0 && r->args) {
+        else if (ev->kind == IMAP_EV_STATUS) {
                 e->status++;
-                snprintf(e->status_of, sizeof(e->status_of), "%s", r->args->s);
-        }
+                snprintf(e->status_of, sizeof(e->status_of), "%s", ev->mailbox ? ev->mailbox : "");
+        } else if (ev->kind == IMAP_EV_CHANGED)
+                e->changed++;
 }
 
 START_TEST(test_select_and_unsolicited_events)
@@ -419,6 +420,94 @@ START_TEST(test_select_and_unsolicited_events)
         ck_assert_int_eq(ev.exists, 3);
         ck_assert_int_eq(ev.fetch, 1);
         ck_assert_str_eq(ev.mailbox, "Work");
+        ck_assert_uint_eq(imap_session_sel_info(s)->exists, 3);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_untagged_data_keeps_selection_current)
+{
+        /* A cat's UID FETCH hears another client's flag change (sent along
+         * with the bytes), a delivery and a new HIGHESTMODSEQ: the bytes are
+         * the command's, the rest are events, and the remembered SELECT
+         * follows (UIDNEXT at least one more). */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"SELECT \"Work\"", 0,
+             "* 3 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 10] x\r\n"
+             "* OK [HIGHESTMODSEQ 50] x\r\n$T OK [READ-WRITE] done\r\n",
+             0},
+            {"UID FETCH 5 (UID BODY.PEEK[]<0.4>)", 0,
+             "* 2 FETCH (UID 5 BODY[]<0> {4}\r\nabcd FLAGS (\\Flagged) MODSEQ (60))\r\n"
+             "* 4 EXISTS\r\n* OK [HIGHESTMODSEQ 61] x\r\n$T OK\r\n",
+             0},
+            {"NOOP", 0, "* OK [UIDNEXT 13] x\r\n$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        struct events ev = {0};
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        a.on_event = on_event;
+        a.event_ctx = &ev;
+        struct imap_select_info si;
+        ck_assert_int_eq(imap_select(s, "Work", &si), 0);
+        char buf[4];
+        size_t got = 0;
+        ck_assert_int_eq(imap_fetch_range(s, 5, 0, sizeof(buf), buf, &got), 0);
+        ck_assert_uint_eq(got, 4);
+        ck_assert(memcmp(buf, "abcd", 4) == 0);
+        ck_assert_int_eq(ev.fetch, 1);
+        ck_assert_int_eq(ev.exists, 4);
+        ck_assert_uint_eq(imap_session_events(s), 2);
+        ck_assert_int_eq(imap_select(s, "Work", &si), 0); /* from memory */
+        ck_assert_uint_eq(si.exists, 4);
+        ck_assert_uint_eq(si.uidnext, 11);
+        ck_assert_uint_eq(si.highestmodseq, 61);
+        ck_assert_int_eq(imap_noop(s), 0);
+        ck_assert_uint_eq(imap_session_sel_info(s)->uidnext, 13);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_quiet_reports_what_our_command_does_not_explain)
+{
+        /* Around our own command one message may come or go; anything more
+         * is another client's change and must be reported. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"SELECT \"Work\"", 0,
+             "* 4 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 10] x\r\n"
+             "$T OK [READ-WRITE] done\r\n",
+             0},
+            {"A3 NOOP", 0, "* 5 EXISTS\r\n$T OK\r\n", 0},                /* our APPEND */
+            {"A4 NOOP", 0, "* VANISHED 9\r\n$T OK\r\n", 0},              /* our expunge */
+            {"A5 NOOP", 0, "* 2 EXPUNGE\r\n* 5 EXISTS\r\n$T OK\r\n", 0}, /* ours + 1 */
+            {"A6 NOOP", 0, "* VANISHED 3:4\r\n$T OK\r\n", 0},            /* two gone */
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        struct events ev = {0};
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        a.on_event = on_event;
+        a.event_ctx = &ev;
+        struct imap_select_info si;
+        ck_assert_int_eq(imap_select(s, "Work", &si), 0);
+        static const int changed_after[] = {0, 0, 1, 2};
+        for (size_t i = 0; i < 4; i++) {
+                imap_session_quiet(s, true);
+                ck_assert_int_eq(imap_noop(s), 0);
+                imap_session_quiet(s, false);
+                ck_assert_int_eq(ev.changed, changed_after[i]);
+        }
+        ck_assert_int_eq(ev.exists, 0); /* held back, not reported as such */
         ck_assert_uint_eq(imap_session_sel_info(s)->exists, 3);
         imap_session_free(s);
         fake_stop(&f);
@@ -941,6 +1030,8 @@ int main(void)
         tcase_add_test(tc, test_search_beyond_line_limit);
         tcase_add_test(tc, test_search_beyond_line_limit_with_modseq);
         tcase_add_test(tc, test_esearch_beyond_line_limit);
+        tcase_add_test(tc, test_untagged_data_keeps_selection_current);
+        tcase_add_test(tc, test_quiet_reports_what_our_command_does_not_explain);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
