@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 struct cache {
         pthread_mutex_t mu;
@@ -115,7 +116,13 @@ struct cache *cache_new(cache_name_fn name_fn, void *name_ctx)
         if (!c)
                 return NULL;
         pthread_mutex_init(&c->mu, NULL);
-        pthread_cond_init(&c->cv, NULL);
+        /* Waits have deadlines on the monotonic clock: a change of the
+         * wall clock must not make one longer (or end it early). */
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->cv, &ca);
+        pthread_condattr_destroy(&ca);
         c->next_id = CACHE_ROOT_ID;
         c->name_fn = name_fn;
         c->name_ctx = name_ctx;
@@ -149,9 +156,15 @@ void cache_unlock(struct cache *c)
         pthread_mutex_unlock(&c->mu);
 }
 
-void cache_wait(struct cache *c)
+int cache_wait(struct cache *c, int64_t deadline_ms)
 {
-        pthread_cond_wait(&c->cv, &c->mu);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline_ms)
+                return -ETIMEDOUT;
+        struct timespec ts = {.tv_sec = deadline_ms / 1000,
+                              .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+        return pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT ? -ETIMEDOUT : 0;
 }
 
 void cache_wake(struct cache *c)
