@@ -131,6 +131,14 @@ bool blocks_try_claim(struct blocks *b, const struct block_key *k)
         return ok;
 }
 
+bool blocks_present(struct blocks *b, const struct block_key *k)
+{
+        pthread_mutex_lock(&b->mu);
+        bool present = blocks_find(b, k) != NULL;
+        pthread_mutex_unlock(&b->mu);
+        return present;
+}
+
 void blocks_put(struct blocks *b, const struct block_key *k, const void *data, size_t len)
 {
         char *copy = malloc(len ? len : 1);

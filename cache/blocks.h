@@ -41,6 +41,10 @@ enum blocks_get_result blocks_get(struct blocks *b, const struct block_key *k, s
  * never waits). */
 bool blocks_try_claim(struct blocks *b, const struct block_key *k);
 
+/* True if the block is here or being fetched (for read-ahead's plans: never
+ * claims). */
+bool blocks_present(struct blocks *b, const struct block_key *k);
+
 /* Stores a claimed block's bytes (len <= BLOCK_SIZE; short only for the last
  * block of a message) and wakes the waiters. */
 void blocks_put(struct blocks *b, const struct block_key *k, const void *data, size_t len);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs/account.h"
 #include "fs/persist.h"
@@ -23,18 +24,24 @@
 /* Fetching threads. One: a second one measured slower (two server processes
  * competing for the same two cores), but the design allows more. */
 #define WORKERS 1
+/* An idle worker looks at its stop flag at least this often (no wait
+ * without a deadline, even one that a signal should end). */
+#define IDLE_CHECK_MS 1000
 /* How much of each message a batch brings: whole messages up to this size,
  * which covers nearly all mail; bigger ones get their start and are read on
  * with the usual growing read-ahead. */
 #define HEAD_BLOCKS 4u
 
+/* A job claims its blocks only when it starts: a queued job holds nothing,
+ * so a reader who gets to a message first reads it at once instead of
+ * waiting for the batches queued before it. */
 struct ahead_job {
         struct ahead_job *next;
         uint64_t mbox_id;
         uint32_t uidvalidity;
         char *mailbox;
-        uint32_t *uids;   /* the first blocks of each are claimed by this job */
-        uint8_t *nblocks; /* how many */
+        uint32_t *uids;   /* the messages whose first blocks this job brings */
+        uint8_t *nblocks; /* how many blocks of each: planned, then claimed */
         size_t n;
         bool from_disk; /* the blocks are in the persistent cache: load, don't fetch */
 };
@@ -63,7 +70,31 @@ static struct block_key ahead_key(const struct ahead_job *j, uint32_t uid, uint6
         return (struct block_key){j->mbox_id, j->uidvalidity, uid, index};
 }
 
-/* Gives back the claims a job did not fill (expunged, or the fetch failed). */
+/* Claims the planned blocks of a job that starts, leading ones only, and
+ * keeps the messages of which it got at least one: the rest is cached by
+ * now or being fetched by a reader. */
+static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
+{
+        size_t k = 0;
+        for (size_t i = 0; i < j->n; i++) {
+                unsigned nb = 0;
+                while (nb < j->nblocks[i]) {
+                        struct block_key key = ahead_key(j, j->uids[i], nb);
+                        if (!blocks_try_claim(h->a->blocks, &key))
+                                break;
+                        nb++;
+                }
+                if (nb == 0)
+                        continue;
+                j->uids[k] = j->uids[i];
+                j->nblocks[k++] = (uint8_t)nb;
+        }
+        j->n = k;
+}
+
+/* Gives back the claims a started job did not fill (expunged, or the fetch
+ * failed). Never for a job that did not start: it holds no claims, and the
+ * blocks may be a reader's. */
 static void ahead_job_release(struct ahead *h, struct ahead_job *j)
 {
         for (size_t i = 0; i < j->n; i++)
@@ -130,29 +161,44 @@ static void ahead_load(struct ahead *h, struct ahead_job *j)
         free(buf);
 }
 
+static void ahead_deadline_ts(int ms, struct timespec *ts)
+{
+        clock_gettime(CLOCK_MONOTONIC, ts);
+        ts->tv_sec += ms / 1000;
+        ts->tv_nsec += (long)(ms % 1000) * 1000000;
+        if (ts->tv_nsec >= 1000000000) {
+                ts->tv_sec++;
+                ts->tv_nsec -= 1000000000;
+        }
+}
+
 static void *ahead_main(void *arg)
 {
         struct ahead *h = arg;
         pthread_mutex_lock(&h->mu);
         for (;;) {
-                while (!h->head && !h->stop)
-                        pthread_cond_wait(&h->cv, &h->mu);
+                while (!h->head && !h->stop) {
+                        struct timespec ts;
+                        ahead_deadline_ts(IDLE_CHECK_MS, &ts);
+                        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+                }
+                if (h->stop)
+                        break; /* queued jobs are dropped below, unstarted */
                 struct ahead_job *j = h->head;
-                if (!j)
-                        break;
                 h->head = j->next;
                 if (!h->head)
                         h->tail = NULL;
-                bool stopping = h->stop;
                 pthread_mutex_unlock(&h->mu);
 
-                if (j->from_disk) {
-                        if (!stopping)
-                                ahead_load(h, j);
+                ahead_job_claim(h, j);
+                if (j->n == 0) {
+                        /* Everything came meanwhile: nothing to do. */
+                } else if (j->from_disk) {
+                        ahead_load(h, j);
                 } else {
                         struct ahead_run run = {h, j, malloc(j->n * sizeof(uint32_t))};
                         int r = -ENOMEM;
-                        if (run.copy && !stopping)
+                        if (run.copy)
                                 r = account_run(h->a, j->mailbox, IMAP_POOL_BULK, ahead_fetch,
                                                 &run);
                         if (r == 0)
@@ -168,13 +214,14 @@ static void *ahead_main(void *arg)
                 pthread_mutex_lock(&h->mu);
                 h->queued--;
         }
-        /* Stopping: drop what was never fetched. */
+        /* Stopping: drop what never started (it holds no claims). */
         while (h->head) {
                 struct ahead_job *j = h->head;
                 h->head = j->next;
-                ahead_job_release(h, j);
+                h->queued--;
                 ahead_job_free(j);
         }
+        h->tail = NULL;
         pthread_mutex_unlock(&h->mu);
         return NULL;
 }
@@ -186,7 +233,11 @@ struct ahead *ahead_new(struct account *a)
                 return NULL;
         h->a = a;
         pthread_mutex_init(&h->mu, NULL);
-        pthread_cond_init(&h->cv, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&h->cv, &ca);
+        pthread_condattr_destroy(&ca);
         return h;
 }
 
@@ -233,6 +284,28 @@ static bool ahead_enqueue(struct ahead *h, struct ahead_job *j)
         return ok;
 }
 
+/* The scan of folder mbox_id stopped (the reader went elsewhere): its
+ * queued jobs would only hold up the connection. The one running ends
+ * by itself. */
+static void ahead_cancel(struct ahead *h, uint64_t mbox_id)
+{
+        pthread_mutex_lock(&h->mu);
+        struct ahead_job **pp = &h->head, *last = NULL;
+        while (*pp) {
+                struct ahead_job *j = *pp;
+                if (j->mbox_id == mbox_id) {
+                        *pp = j->next;
+                        h->queued--;
+                        ahead_job_free(j);
+                        continue;
+                }
+                last = j;
+                pp = &j->next;
+        }
+        h->tail = last;
+        pthread_mutex_unlock(&h->mu);
+}
+
 /* An empty job for the same folder as j, for up to want messages. */
 static struct ahead_job *ahead_job_like(const struct ahead_job *j, size_t want)
 {
@@ -260,6 +333,8 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
         if (idx == mb->last_open_idx + 1) {
                 mb->scan_streak++;
         } else if (idx != mb->last_open_idx) {
+                if (mb->scan_streak >= SCAN_MIN)
+                        ahead_cancel(h, mb->node.id);
                 mb->scan_streak = 0;
                 mb->ahead_next = 0;
         }
@@ -288,11 +363,12 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                 uint64_t size = sorted[i]->size;
                 uint64_t head = size < HEAD_BLOCKS * BLOCK_SIZE ? size : HEAD_BLOCKS * BLOCK_SIZE;
                 unsigned nb = 0;
-                /* Claim the leading blocks nobody has; stop at the first one
-                 * that is cached or on its way (the reader has been there). */
+                /* Plan the leading blocks nobody has; stop at the first one
+                 * that is cached or on its way (the reader has been there).
+                 * They are claimed when the job starts. */
                 while ((uint64_t)nb * BLOCK_SIZE < head) {
                         struct block_key k = ahead_key(j, sorted[i]->uid, nb);
-                        if (!blocks_try_claim(h->a->blocks, &k))
+                        if (blocks_present(h->a->blocks, &k))
                                 break;
                         nb++;
                 }
@@ -305,10 +381,6 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                             jd && nd < nb &&
                             persist_block_has(h->a, mb->raw, mb->uidvalidity, sorted[i]->uid, nd))
                                 nd++;
-                        for (unsigned b = nd; b < nb; b++) {
-                                struct block_key k = ahead_key(j, sorted[i]->uid, b);
-                                blocks_abandon(h->a->blocks, &k);
-                        }
                         if (nd) {
                                 jd->uids[jd->n] = sorted[i]->uid;
                                 jd->nblocks[jd->n++] = (uint8_t)nd;
@@ -322,7 +394,6 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                 bytes += head;
         }
         if (jd && jd->n && !ahead_enqueue(h, jd)) {
-                ahead_job_release(h, jd);
                 ahead_job_free(jd);
         } else if (jd && !jd->n) {
                 ahead_job_free(jd);
@@ -333,7 +404,6 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                 return;
         }
         if (!ahead_enqueue(h, j)) {
-                ahead_job_release(h, j);
                 ahead_job_free(j);
                 return;
         }

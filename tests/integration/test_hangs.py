@@ -31,6 +31,7 @@ BIG_N = 3000           # messages in the folder renamed while listed
 SCAN_N = 150           # messages of the read-ahead test
 SCAN_SIZE = 200 * 1024  # each: one read-ahead "head" (4 blocks) holds all of it
 SCAN_RATE = 3 << 20    # bytes/s per connection in the read-ahead test
+QUIET_N = 60
 
 SRV = None
 PROXY = None
@@ -54,13 +55,13 @@ def setUpModule():
     global SRV, PROXY, M
     I.check_bin()
     try:
-        SRV = D.Dovecot().start()
+        SRV = D.Dovecot(rawlog=True).start()
         c = SRV.client()
         for name in ("Big", "Scan", "Quiet"):
             c.create(name)
         G.multiappend(c, "Big", G.bulk_messages(BIG_N, "Big"))
         G.multiappend(c, "Scan", scan_messages(), chunk=50)
-        G.multiappend(c, "Quiet", G.bulk_messages(20, "Quiet"))
+        G.multiappend(c, "Quiet", G.bulk_messages(QUIET_N, "Quiet"))
         c.logout()
         PROXY = Proxy(SRV.imaps_port).start()
         M = new_mount(PROXY)
@@ -182,6 +183,21 @@ class Hangs(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace") + log_tail())
         self.assertEqual(len(r.stdout), os.stat(target).st_size)
         self.assertLess(secs, 3.0, "cat waited %.1f s behind queued read-ahead" % secs)
+
+    def test_2b_scan_still_reads_ahead(self):
+        """Claiming at the start of a job still makes a scan cheap: `cat` of every message
+        in name order costs a few batched fetches, not one per file."""
+        quiet = os.path.join(M.mp, "Quiet")
+        names = sorted(mount_files(quiet).values(), key=lambda n: n.encode())
+        mark = C.RawlogMark(SRV)
+        for n in names:
+            with open(os.path.join(quiet, n), "rb") as f:
+                f.read()
+        fetches = mark.wait_commands(r"UID FETCH \S+ \(UID BODY\.PEEK\[\]")
+        print("# %d content fetches for %d messages" % (len(fetches), QUIET_N))
+        self.assertGreater(len(fetches), 0, "no content fetch seen in the rawlog")
+        self.assertLess(len(fetches), QUIET_N // 4, "%d content fetches for %d messages read "
+                        "in name order" % (len(fetches), QUIET_N))
 
     def _unmount_timed(self, m, lazy=False):
         """fusermount3 -u (or -uz); returns (seconds until fusermount returned, seconds
