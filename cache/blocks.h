@@ -52,8 +52,14 @@ void blocks_put(struct blocks *b, const struct block_key *k, const void *data, s
 /* Gives up a claim (the fetch failed); waiters retry and one of them claims. */
 void blocks_abandon(struct blocks *b, const struct block_key *k);
 
-/* Waits until the block stops being fetched, at most timeout_ms. */
+/* Waits until the block stops being fetched, at most timeout_ms; at once
+ * after blocks_shutdown(). The caller asks again (blocks_get). */
 void blocks_wait(struct blocks *b, const struct block_key *k, int timeout_ms);
+
+/* The daemon is stopping: every wait, present and future, returns at once
+ * (readers then give up after their few tries instead of waiting out each
+ * timeout). */
+void blocks_shutdown(struct blocks *b);
 
 /* Totals for statistics and tests. */
 size_t blocks_bytes(struct blocks *b);

@@ -18,6 +18,7 @@ struct cache {
         void *name_ctx;
         cache_observe_fn observer;
         void *observer_ctx;
+        bool shutdown; /* waits return at once */
 };
 
 static void cache_notify(struct cache *c, enum cache_change what, uint64_t parent, const char *name,
@@ -158,6 +159,8 @@ void cache_unlock(struct cache *c)
 
 int cache_wait(struct cache *c, int64_t deadline_ms)
 {
+        if (c->shutdown)
+                return -ESHUTDOWN;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline_ms)
@@ -170,6 +173,14 @@ int cache_wait(struct cache *c, int64_t deadline_ms)
 void cache_wake(struct cache *c)
 {
         pthread_cond_broadcast(&c->cv);
+}
+
+void cache_shutdown(struct cache *c)
+{
+        pthread_mutex_lock(&c->mu);
+        c->shutdown = true;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
 }
 
 struct cache_node *cache_node_get(struct cache *c, uint64_t id)

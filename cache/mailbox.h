@@ -111,6 +111,9 @@ void cache_unlock(struct cache *c);
  * ends must not take its waiters with it. */
 int cache_wait(struct cache *c, int64_t deadline_ms);
 void cache_wake(struct cache *c);
+/* The daemon is stopping: every wait, present and future, returns
+ * -ESHUTDOWN at once. Takes the lock itself. */
+void cache_shutdown(struct cache *c);
 
 /* --- lookups (lock held) --- */
 struct cache_node *cache_node_get(struct cache *c, uint64_t id);

@@ -201,8 +201,8 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 }
                 if (!a->tree_refreshing)
                         break;
-                if (cache_wait(a->cache, deadline) == -ETIMEDOUT)
-                        break;
+                if (cache_wait(a->cache, deadline) < 0)
+                        break; /* -ETIMEDOUT, or -ESHUTDOWN: unmounting */
                 max_age_ms = max_age_ms < 0 ? max_age_ms : 1000; /* someone just did it */
         }
         a->tree_refreshing = true;

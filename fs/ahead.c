@@ -54,6 +54,7 @@ struct ahead {
         size_t queued;
         bool started, stop;
         int nthreads;
+        int nfinished; /* threads that have ended */
         pthread_t threads[WORKERS];
 };
 
@@ -222,6 +223,8 @@ static void *ahead_main(void *arg)
                 ahead_job_free(j);
         }
         h->tail = NULL;
+        h->nfinished++;
+        pthread_cond_broadcast(&h->cv);
         pthread_mutex_unlock(&h->mu);
         return NULL;
 }
@@ -241,15 +244,36 @@ struct ahead *ahead_new(struct account *a)
         return h;
 }
 
-void ahead_free(struct ahead *h)
+void ahead_stop(struct ahead *h)
 {
         if (!h)
                 return;
         pthread_mutex_lock(&h->mu);
         h->stop = true;
-        pthread_cond_signal(&h->cv);
         pthread_cond_broadcast(&h->cv);
         pthread_mutex_unlock(&h->mu);
+}
+
+bool ahead_join_until(struct ahead *h, int64_t deadline_ms)
+{
+        if (!h)
+                return true;
+        struct timespec ts = {.tv_sec = deadline_ms / 1000,
+                              .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+        pthread_mutex_lock(&h->mu);
+        while (h->nfinished < h->nthreads)
+                if (pthread_cond_timedwait(&h->cv, &h->mu, &ts) == ETIMEDOUT)
+                        break;
+        bool done = h->nfinished >= h->nthreads;
+        pthread_mutex_unlock(&h->mu);
+        return done;
+}
+
+void ahead_free(struct ahead *h)
+{
+        if (!h)
+                return;
+        ahead_stop(h);
         for (int i = 0; i < h->nthreads; i++)
                 pthread_join(h->threads[i], NULL);
         pthread_mutex_destroy(&h->mu);

@@ -379,7 +379,12 @@ static int listing_refresh_once(struct account *a, uint64_t mbox_id, int max_age
                 }
                 if (!m->refreshing)
                         break;
-                if (cache_wait(a->cache, deadline) == -ETIMEDOUT) {
+                int w = cache_wait(a->cache, deadline);
+                if (w == -ESHUTDOWN) {
+                        cache_unlock(a->cache);
+                        return -EIO; /* unmounting: nobody waits for the answer */
+                }
+                if (w == -ETIMEDOUT) {
                         log_warn("the listing of %s is taking long: asking the server again",
                                  m->raw);
                         break;

@@ -218,6 +218,8 @@ class Hangs(unittest.TestCase):
             m.proc.wait()
         m.proc = None
         m.daemon_pid = None
+        print("# fusermount3 returned after %.2f s, the daemon exited after %s" % (
+            t_fm, "%.2f s" % t_exit if exited else "never"))
         return t_fm, t_exit if exited else None
 
     def _stalled_mount(self, **extra):
@@ -264,9 +266,10 @@ class Hangs(unittest.TestCase):
         names = sorted(mount_files(scan).values(), key=lambda n: n.encode())
         p.stall()
         cat = Background(["cat", os.path.join(scan, names[77])], timeout=120)
-        ls = Background(["ls", os.path.join(m.mp, "Big")], timeout=120)
+        ls = Background(["ls", os.path.join(m.mp, "Quiet")], timeout=120)
         time.sleep(0.5)  # both are in the daemon, waiting on the server
-        self.assertFalse(cat.done.is_set() or ls.done.is_set(), "did not block on the stall")
+        self.assertFalse(cat.done.is_set() or ls.done.is_set(),
+                         "did not block on the stall: %r %r" % (cat.result, ls.result) + log_tail(m))
         t_fm, t_exit = self._unmount_timed(m, lazy=True)
         self.assertLess(t_fm, UNMOUNT_BOUND, "fusermount3 -uz took %.1f s" % t_fm)
         self.assertIsNotNone(t_exit, "the daemon did not exit within 60 s" + log_tail(m))
@@ -274,6 +277,8 @@ class Hangs(unittest.TestCase):
                         + log_tail(m))
         for b in (cat, ls):
             self.assertTrue(b.done.wait(10), "a call is still blocked after the daemon exited")
+        print("# cat returned after %.2f s, ls after %.2f s: %r %r" % (
+            cat.t1 - cat.t0, ls.t1 - ls.t0, cat.result[2][-80:], ls.result[2][-80:]))
 
     def test_3d_sigterm_while_worker_blocked(self):
         """The same with SIGTERM: the daemon unmounts and exits within the bound."""
@@ -295,6 +300,41 @@ class Hangs(unittest.TestCase):
             m.proc.wait()
         m.proc = None
         m.daemon_pid = None
+        print("# the daemon exited %s after SIGTERM" % ("%.2f s" % t_exit if t_exit else "never"))
+        self.assertIsNotNone(t_exit, "the daemon did not exit within 60 s of SIGTERM" + log_tail(m))
+        self.assertLess(t_exit, UNMOUNT_BOUND, "the daemon exited %.1f s after SIGTERM" % t_exit
+                        + log_tail(m))
+        wait_for(lambda: not I.is_mounted(m.mp), 5, what="the mount to go")
+        self.assertTrue(cat.done.wait(10), "cat is still blocked after the daemon exited")
+
+    def test_3e_sigterm_while_reader_waits_for_readahead(self):
+        """A reader waits for a block that a slow (flowing, not stalled) read-ahead batch
+        brings: each of its waits is within the timeout, but together they are not. SIGTERM
+        must still end the daemon within the bound."""
+        p, m = self._stalled_mount()
+        scan = os.path.join(m.mp, "Scan")
+        names = sorted(mount_files(scan).values(), key=lambda n: n.encode())
+        p.set_rate(150 * 1024)
+        # Three opens in name order queue a batch of the next 16 (3.2 MB: ~20 s here).
+        for n in names[:3]:
+            with open(os.path.join(scan, n), "rb") as f:
+                f.read(1)
+        time.sleep(0.5)  # the batch is on the wire
+        cat = Background(["cat", os.path.join(scan, names[16])], timeout=120)
+        time.sleep(1.0)
+        self.assertFalse(cat.done.is_set(), "cat did not wait for the batch: %r" % (cat.result,))
+        t0 = time.monotonic()
+        m.proc.terminate()
+        try:
+            m.proc.wait(60)
+            t_exit = time.monotonic() - t0
+        except subprocess.TimeoutExpired:
+            t_exit = None
+            m.proc.kill()
+            m.proc.wait()
+        m.proc = None
+        m.daemon_pid = None
+        print("# the daemon exited %s after SIGTERM" % ("%.2f s" % t_exit if t_exit else "never"))
         self.assertIsNotNone(t_exit, "the daemon did not exit within 60 s of SIGTERM" + log_tail(m))
         self.assertLess(t_exit, UNMOUNT_BOUND, "the daemon exited %.1f s after SIGTERM" % t_exit
                         + log_tail(m))
