@@ -32,7 +32,7 @@
 #define EXIT_GRACE_MS 3000
 /* How often the watchdog looks whether the session has ended (libfuse has
  * no notification for it). */
-#define WATCH_PERIOD_MS 200
+#define WATCH_PERIOD_MS 500
 /* How long the main thread waits for the sync and read-ahead threads to end
  * after the session: a live server answers within this. */
 #define EXIT_THREADS_MS 1000

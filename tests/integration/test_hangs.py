@@ -218,6 +218,7 @@ class Hangs(unittest.TestCase):
             m.proc.wait()
         m.proc = None
         m.daemon_pid = None
+        self.assertEqual(m.sanitizer_reports(), [])
         print("# fusermount3 returned after %.2f s, the daemon exited after %s" % (
             t_fm, "%.2f s" % t_exit if exited else "never"))
         return t_fm, t_exit if exited else None
@@ -300,6 +301,7 @@ class Hangs(unittest.TestCase):
             m.proc.wait()
         m.proc = None
         m.daemon_pid = None
+        self.assertEqual(m.sanitizer_reports(), [])
         print("# the daemon exited %s after SIGTERM" % ("%.2f s" % t_exit if t_exit else "never"))
         self.assertIsNotNone(t_exit, "the daemon did not exit within 60 s of SIGTERM" + log_tail(m))
         self.assertLess(t_exit, UNMOUNT_BOUND, "the daemon exited %.1f s after SIGTERM" % t_exit
@@ -334,6 +336,7 @@ class Hangs(unittest.TestCase):
             m.proc.wait()
         m.proc = None
         m.daemon_pid = None
+        self.assertEqual(m.sanitizer_reports(), [])
         print("# the daemon exited %s after SIGTERM" % ("%.2f s" % t_exit if t_exit else "never"))
         self.assertIsNotNone(t_exit, "the daemon did not exit within 60 s of SIGTERM" + log_tail(m))
         self.assertLess(t_exit, UNMOUNT_BOUND, "the daemon exited %.1f s after SIGTERM" % t_exit
