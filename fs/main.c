@@ -74,8 +74,9 @@ struct watchdog {
         bool started;
         pthread_mutex_t mu;
         pthread_cond_t cv;
-        bool cleaning; /* the main thread stops the threads itself */
-        bool done;     /* the main thread finished cleaning up */
+        bool cleaning;  /* the main thread stops the threads itself */
+        bool unmounted; /* the main thread took the mount away */
+        bool done;      /* the main thread finished cleaning up */
 };
 
 static void watchdog_until(struct watchdog *w, int64_t deadline_ms)
@@ -118,7 +119,8 @@ static void *watchdog_main(void *arg)
                  (fs->acct.imap.timeout_ms + EXIT_GRACE_MS) / 1000);
         /* After a signal the mount is still there: take it away (lazily,
          * so that this can't block either). */
-        fuse_session_unmount(fs->se);
+        if (!w->unmounted)
+                fuse_session_unmount(fs->se);
         _exit(0);
 }
 
@@ -149,6 +151,17 @@ static void watchdog_cleaning(struct watchdog *w)
         pthread_mutex_lock(&w->mu);
         w->cleaning = true;
         pthread_mutex_unlock(&w->mu);
+}
+
+/* Unmounts (lazily: it never blocks), once: the watchdog may want to. */
+static void watchdog_unmount(struct watchdog *w, struct fuse_session *se)
+{
+        if (w->started)
+                pthread_mutex_lock(&w->mu);
+        fuse_session_unmount(se);
+        w->unmounted = true;
+        if (w->started)
+                pthread_mutex_unlock(&w->mu);
 }
 
 static void watchdog_done(struct watchdog *w)
@@ -385,7 +398,7 @@ int main(int argc, char *argv[])
         fs.inval = NULL;
         log_info("unmounted; %llu content fetches, %llu bytes", (unsigned long long)fs.acct.fetches,
                  (unsigned long long)fs.acct.fetched_bytes);
-        fuse_session_unmount(fs.se);
+        watchdog_unmount(&wd, fs.se);
         if (!sync_ended || !ahead_ended) {
                 /* Freeing what a running thread uses is not an option, and
                  * nothing is left to save: leave now. */
