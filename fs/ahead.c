@@ -34,7 +34,9 @@
 
 /* A job claims its blocks only when it starts: a queued job holds nothing,
  * so a reader who gets to a message first reads it at once instead of
- * waiting for the batches queued before it. */
+ * waiting for the batches queued before it. (A job for an idle worker, which
+ * starts at once, claims when it is queued, so that the reader it runs ahead
+ * of does not race it to the next file.) */
 struct ahead_job {
         struct ahead_job *next;
         uint64_t mbox_id;
@@ -44,6 +46,7 @@ struct ahead_job {
         uint8_t *nblocks; /* how many blocks of each: planned, then claimed */
         size_t n;
         bool from_disk; /* the blocks are in the persistent cache: load, don't fetch */
+        bool claimed;   /* nblocks are claims held by this job (else only planned) */
 };
 
 struct ahead {
@@ -91,13 +94,16 @@ static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
                 j->nblocks[k++] = (uint8_t)nb;
         }
         j->n = k;
+        j->claimed = true;
 }
 
-/* Gives back the claims a started job did not fill (expunged, or the fetch
- * failed). Never for a job that did not start: it holds no claims, and the
- * blocks may be a reader's. */
+/* Gives back the claims a job did not fill (expunged, or the fetch failed,
+ * or it never ran). Nothing for a job that holds no claims: the blocks may
+ * be a reader's. */
 static void ahead_job_release(struct ahead *h, struct ahead_job *j)
 {
+        if (!j->claimed)
+                return;
         for (size_t i = 0; i < j->n; i++)
                 for (unsigned b = 0; b < j->nblocks[i]; b++) {
                         struct block_key k = ahead_key(j, j->uids[i], b);
@@ -191,7 +197,8 @@ static void *ahead_main(void *arg)
                         h->tail = NULL;
                 pthread_mutex_unlock(&h->mu);
 
-                ahead_job_claim(h, j);
+                if (!j->claimed)
+                        ahead_job_claim(h, j);
                 if (j->n == 0) {
                         /* Everything came meanwhile: nothing to do. */
                 } else if (j->from_disk) {
@@ -215,11 +222,12 @@ static void *ahead_main(void *arg)
                 pthread_mutex_lock(&h->mu);
                 h->queued--;
         }
-        /* Stopping: drop what never started (it holds no claims). */
+        /* Stopping: drop what never started. */
         while (h->head) {
                 struct ahead_job *j = h->head;
                 h->head = j->next;
                 h->queued--;
+                ahead_job_release(h, j);
                 ahead_job_free(j);
         }
         h->tail = NULL;
@@ -296,6 +304,8 @@ static bool ahead_enqueue(struct ahead *h, struct ahead_job *j)
                 ok = h->nthreads > 0;
         }
         if (ok) {
+                if (h->queued < (size_t)h->nthreads)
+                        ahead_job_claim(h, j); /* a worker is idle: it starts at once */
                 if (h->tail)
                         h->tail->next = j;
                 else
@@ -320,6 +330,7 @@ static void ahead_cancel(struct ahead *h, uint64_t mbox_id)
                 if (j->mbox_id == mbox_id) {
                         *pp = j->next;
                         h->queued--;
+                        ahead_job_release(h, j);
                         ahead_job_free(j);
                         continue;
                 }
@@ -418,6 +429,7 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                 bytes += head;
         }
         if (jd && jd->n && !ahead_enqueue(h, jd)) {
+                ahead_job_release(h, jd);
                 ahead_job_free(jd);
         } else if (jd && !jd->n) {
                 ahead_job_free(jd);
@@ -428,6 +440,7 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                 return;
         }
         if (!ahead_enqueue(h, j)) {
+                ahead_job_release(h, j);
                 ahead_job_free(j);
                 return;
         }
