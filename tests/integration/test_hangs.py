@@ -33,6 +33,11 @@ SCAN_SIZE = 200 * 1024  # each: one read-ahead "head" (4 blocks) holds all of it
 SCAN_RATE = 3 << 20    # bytes/s per connection in the read-ahead test
 QUIET_N = 60
 
+# After SIGTERM with a file open, the kernel never releases that file handle, so the
+# daemon exits with it allocated: not a leak LSan should report. ASan's other checks stay.
+NO_LEAK_CHECK = {"ASAN_OPTIONS": ":".join(
+    o for o in (os.environ.get("ASAN_OPTIONS", ""), "detect_leaks=0") if o)}
+
 SRV = None
 PROXY = None
 M = None
@@ -71,11 +76,11 @@ def setUpModule():
         raise
 
 
-def new_mount(proxy, **extra):
+def new_mount(proxy, env=None, **extra):
     opts = {"cafile": SRV.cafile, "password_file": SRV.password_file, "timeout": TIMEOUT,
             "cache": "no"}
     opts.update(extra)
-    return I.Mount("imaps://%s@127.0.0.1:%d" % (SRV.user, proxy.port), opts=opts)
+    return I.Mount("imaps://%s@127.0.0.1:%d" % (SRV.user, proxy.port), opts=opts, env=env)
 
 
 def tearDownModule(cleanup_only=False):
@@ -242,9 +247,9 @@ class Hangs(unittest.TestCase):
             t_fm, "%.2f s" % t_exit if exited else "never"))
         return t_fm, t_exit if exited else None
 
-    def _stalled_mount(self, **extra):
+    def _stalled_mount(self, env=None, **extra):
         p = Proxy(SRV.imaps_port).start()
-        m = new_mount(p, **extra)
+        m = new_mount(p, env, **extra)
         self.addCleanup(p.stop)
         self.addCleanup(m.cleanup)
         m.mount(foreground=True)
@@ -303,7 +308,7 @@ class Hangs(unittest.TestCase):
 
     def test_3d_sigterm_while_worker_blocked(self):
         """The same with SIGTERM: the daemon unmounts and exits within the bound."""
-        p, m = self._stalled_mount()
+        p, m = self._stalled_mount(env=NO_LEAK_CHECK)
         scan = os.path.join(m.mp, "Scan")
         names = sorted(mount_files(scan).values(), key=lambda n: n.encode())
         p.stall()
@@ -333,7 +338,7 @@ class Hangs(unittest.TestCase):
         """A reader waits for a block that a slow (flowing, not stalled) read-ahead batch
         brings: each of its waits is within the timeout, but together they are not. SIGTERM
         must still end the daemon within the bound."""
-        p, m = self._stalled_mount()
+        p, m = self._stalled_mount(env=NO_LEAK_CHECK)
         scan = os.path.join(m.mp, "Scan")
         names = sorted(mount_files(scan).values(), key=lambda n: n.encode())
         p.set_rate(150 * 1024)
