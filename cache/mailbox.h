@@ -118,9 +118,16 @@ void cache_free(struct cache *c);
 
 void cache_lock(struct cache *c);
 void cache_unlock(struct cache *c);
-/* Waits (with the lock held on entry and exit) until another thread's refresh ends. */
-void cache_wait(struct cache *c);
+/* Waits (with the lock held on entry and exit) until another thread's refresh
+ * ends or deadline_ms (monotonic, as imap_now_ms()) passes: 0 when woken (the
+ * caller re-checks what it waits for; wake-ups may be spurious), -ETIMEDOUT
+ * once the deadline has passed. Every wait has one: a refresh that never
+ * ends must not take its waiters with it. */
+int cache_wait(struct cache *c, int64_t deadline_ms);
 void cache_wake(struct cache *c);
+/* The daemon is stopping: every wait, present and future, returns
+ * -ESHUTDOWN at once. Takes the lock itself. */
+void cache_shutdown(struct cache *c);
 
 /* --- lookups (lock held) --- */
 struct cache_node *cache_node_get(struct cache *c, uint64_t id);

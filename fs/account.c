@@ -218,6 +218,9 @@ static int account_tree_fetch(struct imap_session *s, void *ctx)
 int account_refresh_tree(struct account *a, int max_age_ms)
 {
         cache_lock(a->cache);
+        /* Someone else's LIST is waited for at most one server operation;
+         * then this thread asks itself (see account_refresh_listing). */
+        int64_t deadline = imap_now_ms() + a->imap.timeout_ms;
         for (;;) {
                 if (a->tree_checked_ms && max_age_ms >= 0 &&
                     imap_now_ms() - a->tree_checked_ms < max_age_ms) {
@@ -226,7 +229,8 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 }
                 if (!a->tree_refreshing)
                         break;
-                cache_wait(a->cache);
+                if (cache_wait(a->cache, deadline) < 0)
+                        break; /* -ETIMEDOUT, or -ESHUTDOWN: unmounting */
                 max_age_ms = max_age_ms < 0 ? max_age_ms : 1000; /* someone just did it */
         }
         a->tree_refreshing = true;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,9 @@ struct sync {
         pthread_t thread;
         bool started;
         pthread_mutex_t mu;
+        pthread_cond_t cv; /* signalled when the thread ends */
         bool stop;
+        bool finished;          /* the thread has ended (guarded by mu) */
         char *watched;          /* guarded by mu */
         struct imap_session *s; /* the watcher's own connection (thread only) */
         bool notify;            /* the server reports all mailboxes (NOTIFY) */
@@ -50,6 +53,11 @@ struct sync *sync_new(struct account *a, int poll_ms)
                 return NULL;
         }
         pthread_mutex_init(&sy->mu, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&sy->cv, &ca);
+        pthread_condattr_destroy(&ca);
         return sy;
 }
 
@@ -93,9 +101,13 @@ void sync_watch(struct sync *sy, const char *mailbox)
                 sync_wake(sy);
 }
 
-/* Waits on the wake descriptor; true if woken (or told to stop). */
+/* Waits on the wake descriptor; true if woken (or told to stop). A stop
+ * whose wake-up an earlier sync_clear_wake() ate is seen here too: sleeps
+ * can be as long as BACKOFF_MAX_MS. */
 static bool sync_sleep(struct sync *sy, int ms)
 {
+        if (sync_stopping(sy))
+                return true;
         struct pollfd p = {.fd = sy->wake_fd, .events = POLLIN};
         int r = poll(&p, 1, ms);
         sync_clear_wake(sy);
@@ -244,6 +256,10 @@ static void sync_refresh_stale(struct sync *sy, const char *watched)
         if (tree)
                 account_refresh_tree(a, 0);
         for (size_t i = 0; i < names.n; i++) {
+                if (sync_stopping(sy)) {
+                        free(names.v[i]);
+                        continue;
+                }
                 bool stale = false;
                 cache_lock(a->cache);
                 struct cache_mbox *m = cache_mbox_by_raw(a->cache, names.v[i]);
@@ -310,6 +326,12 @@ static void *sync_main(void *arg)
                         sync_poll(sy, target);
                         next_poll = imap_now_ms() + sy->poll_ms;
                 }
+                /* Each step may have waited out a deadline: no further one
+                 * once we are told to stop. */
+                if (sync_stopping(sy)) {
+                        free(target);
+                        break;
+                }
                 int64_t wait = next_poll - imap_now_ms();
                 if (wait < 0)
                         wait = 0;
@@ -347,6 +369,10 @@ static void *sync_main(void *arg)
         }
         imap_session_free(sy->s);
         sy->s = NULL;
+        pthread_mutex_lock(&sy->mu);
+        sy->finished = true;
+        pthread_cond_broadcast(&sy->cv);
+        pthread_mutex_unlock(&sy->mu);
         return NULL;
 }
 
@@ -354,13 +380,20 @@ int sync_start(struct sync *sy)
 {
         if (!sy || sy->started)
                 return 0;
-        if (pthread_create(&sy->thread, NULL, sync_main, sy) != 0)
+        /* Signals (SIGTERM, SIGINT) must reach the main thread, where
+         * libfuse's loop waits for them. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int r = pthread_create(&sy->thread, NULL, sync_main, sy);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0)
                 return -EAGAIN;
         sy->started = true;
         return 0;
 }
 
-void sync_free(struct sync *sy)
+void sync_stop(struct sync *sy)
 {
         if (!sy)
                 return;
@@ -368,10 +401,33 @@ void sync_free(struct sync *sy)
         sy->stop = true;
         pthread_mutex_unlock(&sy->mu);
         sync_wake(sy);
+}
+
+bool sync_join_until(struct sync *sy, int64_t deadline_ms)
+{
+        if (!sy || !sy->started)
+                return true;
+        struct timespec ts = {.tv_sec = deadline_ms / 1000,
+                              .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+        pthread_mutex_lock(&sy->mu);
+        while (!sy->finished)
+                if (pthread_cond_timedwait(&sy->cv, &sy->mu, &ts) == ETIMEDOUT)
+                        break;
+        bool done = sy->finished;
+        pthread_mutex_unlock(&sy->mu);
+        return done;
+}
+
+void sync_free(struct sync *sy)
+{
+        if (!sy)
+                return;
+        sync_stop(sy);
         if (sy->started)
                 pthread_join(sy->thread, NULL);
         close(sy->wake_fd);
         pthread_mutex_destroy(&sy->mu);
+        pthread_cond_destroy(&sy->cv);
         free(sy->watched);
         free(sy);
 }
