@@ -22,6 +22,7 @@
 #define TREE_FIXED 5u
 #define ATIME_VAL 12u
 #define FLUSH_MS 30000
+#define BATCH_MS 5
 
 /* ---- byte order ---- */
 
@@ -228,6 +229,7 @@ struct op {
         char section[STORE_SECTION_MAX + 1];
         enum store_form form;
         uint32_t index;
+        uint64_t khash; /* of the part and index: a queue scan compares this first */
         size_t len;
         unsigned char *data;           /* OP_BLOCK */
         struct store_listing *listing; /* OP_LISTING */
@@ -249,6 +251,7 @@ struct store {
         struct op *committing; /* the batch being committed: still visible to readers */
         size_t queued_bytes;
         uint64_t dropped;
+        unsigned flushing; /* store_flush() callers waiting: commit at once */
         bool running, stop;
         pthread_t thread;
 };
@@ -287,9 +290,18 @@ static int part_check(const struct store_part *p, uint64_t index)
         return 0;
 }
 
-static bool op_is_part(const struct op *o, const struct store_part *p, uint64_t index)
+/* A hash of a block's identity, so that a scan of the queue rarely compares strings. */
+static uint64_t part_hash(const struct store_part *p, uint64_t index)
 {
-        return o->kind == OP_BLOCK && o->uid == p->uid && o->index == index &&
+        uint64_t h = store_hash64(p->mailbox, strlen(p->mailbox), index);
+        h = store_hash64(sect(p), strlen(sect(p)), h ^ ((uint64_t)p->uidvalidity << 32 | p->uid));
+        return h ^ (uint64_t)(p->form ? p->form : STORE_FORM_RAW);
+}
+
+static bool op_is_part(const struct op *o, const struct store_part *p, uint64_t index,
+                       uint64_t khash)
+{
+        return o->kind == OP_BLOCK && o->khash == khash && o->uid == p->uid && o->index == index &&
                o->uidvalidity == p->uidvalidity && o->form == p->form &&
                strcmp(o->mailbox, p->mailbox) == 0 && strcmp(o->section, sect(p)) == 0;
 }
@@ -816,6 +828,18 @@ static void *store_writer(void *arg)
                         pthread_cond_wait(&s->cv, &s->mu);
                 if (!s->head)
                         break;
+                /* Let a batch gather for a few milliseconds: every commit syncs the data
+                 * pages, and one sync for many blocks is what keeps the writer ahead. */
+                struct timespec dl;
+                clock_gettime(CLOCK_REALTIME, &dl);
+                dl.tv_nsec += BATCH_MS * 1000000L;
+                if (dl.tv_nsec >= 1000000000L) {
+                        dl.tv_sec++;
+                        dl.tv_nsec -= 1000000000L;
+                }
+                while (!s->stop && !s->flushing && s->queued_bytes < STORE_QUEUE_BYTES / 4 &&
+                       pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0)
+                        ;
                 /* Take everything queued: one transaction for all of it. */
                 s->committing = s->head;
                 s->head = s->tail = NULL;
@@ -1178,8 +1202,11 @@ int store_flush(struct store *s, int timeout_ms)
         }
         int rc = 0;
         pthread_mutex_lock(&s->mu);
+        s->flushing++;
+        pthread_cond_signal(&s->cv);
         while (s->running && (s->head || s->committing) && rc == 0)
                 rc = pthread_cond_timedwait(&s->done, &s->mu, &dl);
+        s->flushing--;
         pthread_mutex_unlock(&s->mu);
         return rc ? -ETIMEDOUT : 0;
 }
@@ -1348,10 +1375,11 @@ static ssize_t queued_block(struct store *s, const struct store_part *p, uint64_
                             size_t cap)
 {
         ssize_t n = -ENOENT;
+        uint64_t kh = part_hash(p, index);
         pthread_mutex_lock(&s->mu);
         for (int pass = 0; pass < 2 && n == -ENOENT; pass++)
                 for (struct op *q = pass ? s->committing : s->head; q; q = q->next)
-                        if (op_is_part(q, p, index)) {
+                        if (op_is_part(q, p, index, kh)) {
                                 if (q->len > cap) {
                                         n = -ENOBUFS;
                                 } else {
@@ -1377,6 +1405,9 @@ static struct op *part_op(enum op_kind kind, const struct store_part *p, uint64_
         snprintf(o->section, sizeof(o->section), "%s", sect(p));
         o->form = p->form ? p->form : STORE_FORM_RAW;
         o->index = (uint32_t)index;
+        struct store_part q = *p;
+        q.form = o->form;
+        o->khash = part_hash(&q, index);
         return o;
 }
 
@@ -1449,10 +1480,11 @@ bool store_block_has(struct store *s, const struct store_part *p, uint64_t index
         if (!q.form)
                 q.form = STORE_FORM_RAW;
         bool has = false;
+        uint64_t kh = part_hash(&q, index);
         pthread_mutex_lock(&s->mu);
         for (int pass = 0; pass < 2 && !has; pass++)
                 for (struct op *o = pass ? s->committing : s->head; o && !has; o = o->next)
-                        has = op_is_part(o, &q, index);
+                        has = op_is_part(o, &q, index, kh);
         pthread_mutex_unlock(&s->mu);
         return has || mapped_block(s, &q, index, NULL, 0, false) >= 0;
 }
