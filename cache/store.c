@@ -251,7 +251,8 @@ struct store {
         struct op *committing; /* the batch being committed: still visible to readers */
         size_t queued_bytes;
         uint64_t dropped;
-        unsigned flushing; /* store_flush() callers waiting: commit at once */
+        unsigned flushing;  /* store_flush() callers waiting: commit at once */
+        size_t batch_bytes; /* block bytes one transaction takes at most */
         bool running, stop;
         pthread_t thread;
 };
@@ -819,6 +820,13 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
                 store_log("cache: a write was dropped: %s", mdb_strerror(rc));
 }
 
+/* What an op counts against STORE_QUEUE_BYTES: its data, or a stamp's bookkeeping (listings,
+ * trees and drops are not bounded: a newer one replaces a queued one). */
+static size_t op_cost(const struct op *o)
+{
+        return o->kind == OP_BLOCK ? o->len : o->kind == OP_TOUCH ? sizeof(*o) + 64 : 0;
+}
+
 static void *store_writer(void *arg)
 {
         struct store *s = arg;
@@ -837,20 +845,31 @@ static void *store_writer(void *arg)
                         dl.tv_sec++;
                         dl.tv_nsec -= 1000000000L;
                 }
-                while (!s->stop && !s->flushing && s->queued_bytes < STORE_QUEUE_BYTES / 4 &&
+                while (!s->stop && !s->flushing && s->queued_bytes < s->batch_bytes &&
                        pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0)
                         ;
-                /* Take everything queued: one transaction for all of it. */
+                /* Take what is queued, up to batch_bytes of it: pages a batch frees are
+                 * reused only by a later one, so the size of a batch is what the file may
+                 * grow beyond the bound. */
+                struct op *last = s->head;
+                size_t taken = op_cost(last);
+                while (last->next && taken + op_cost(last->next) <= s->batch_bytes) {
+                        last = last->next;
+                        taken += op_cost(last);
+                }
                 s->committing = s->head;
-                s->head = s->tail = NULL;
+                s->head = last->next;
+                last->next = NULL;
+                if (!s->head)
+                        s->tail = NULL;
                 pthread_mutex_unlock(&s->mu);
                 apply_batch(s, s->committing, false);
                 pthread_mutex_lock(&s->mu);
                 struct op *batch = s->committing;
                 s->committing = NULL;
                 for (struct op *o = batch; o; o = o->next)
-                        if (o->kind == OP_BLOCK)
-                                s->queued_bytes -= o->len;
+                        if (o->kind == OP_BLOCK || o->kind == OP_TOUCH)
+                                s->queued_bytes -= op_cost(o);
                 pthread_cond_broadcast(&s->done);
                 pthread_mutex_unlock(&s->mu);
                 ops_free(batch);
@@ -871,7 +890,7 @@ static int submit(struct store *s, struct op *o)
                 return 0;
         }
         if (o->kind == OP_BLOCK || o->kind == OP_TOUCH) {
-                size_t cost = o->kind == OP_BLOCK ? o->len : 0;
+                size_t cost = op_cost(o);
                 if (s->queued_bytes + cost > STORE_QUEUE_BYTES) {
                         s->dropped++;
                         pthread_mutex_unlock(&s->mu);
@@ -1122,13 +1141,26 @@ int store_open(const char *dir, uint64_t max_bytes, struct store **out, char *er
                 set_err(err, errlen, "%s must be a directory of ours with mode 0700", dir);
                 return -EACCES;
         }
-        remove_old_format(dir);
+        /* An absolute name: a daemon opens the store again after chdir("/"). */
+        char *abs = realpath(dir, NULL);
+        if (!abs) {
+                r = -errno;
+                set_err(err, errlen, "%s: %s", dir, strerror(errno));
+                return r;
+        }
+        remove_old_format(abs);
         struct store *s = calloc(1, sizeof(*s));
-        if (!s || !(s->dir = strdup(dir))) {
-                free(s);
+        if (!s) {
+                free(abs);
                 return -ENOMEM;
         }
+        s->dir = abs;
         s->max_bytes = max_bytes;
+        s->batch_bytes = max_bytes / 8;
+        if (s->batch_bytes < (256u << 10))
+                s->batch_bytes = 256u << 10;
+        if (s->batch_bytes > STORE_QUEUE_BYTES / 4)
+                s->batch_bytes = STORE_QUEUE_BYTES / 4;
         pthread_mutex_init(&s->mu, NULL);
         pthread_cond_init(&s->cv, NULL);
         pthread_cond_init(&s->done, NULL);

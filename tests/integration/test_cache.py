@@ -1220,8 +1220,9 @@ class TestCacheSize(Base):
         self.assertLessEqual(data, final)
         self.assertLessEqual(peak[0], limit, "blocks took %d bytes at one point" % peak[0])
         self.assertGreater(final, limit // 2, "the cache holds only %d bytes: is it used?" % final)
-        # freed pages are reused: the file stays near the bound (plus listings and the free list)
-        self.assertLessEqual(os.path.getsize(data_file(cache)), 2 * limit + 1024 * 1024)
+        # freed pages are reused: the file stays near the bound, plus listings and what one batch
+        # writes before the pages it frees can be reused (cache_size / 8, 256 KiB here)
+        self.assertLessEqual(os.path.getsize(data_file(cache)), 2 * limit)
         uids = sorted(names)
         kept = set(k[1] for k in blocks_of(cache, "Sizes"))
         self.assertIn(uids[-1], kept, "the message read last is not in the cache (LRU)")
