@@ -25,6 +25,9 @@ the counting proxy (tests/integration/proxy.py) between imapfs and Dovecot, and 
      the content cache per message, and the daemon's memory: peak RSS (VmHWM) for each kind of
      mount, and anonymous memory (RssAnon) beside the map's file-backed pages (RssFile) right
      after `ls -l` of a 10,000-message folder and after the warm `ls -lR`.
+  4. with --one-folder N: N small messages in one folder; `ls -l` of it on a fresh mount with
+     cache=no, cache on (empty) and cache on (warm remount): the daemon's RssAnon and RssFile
+     before and after, per message.
   0. (first) cold reads in the DEFAULT configuration (an empty -o cache_dir, cache on) vs the
      same with -o cache=no vs raw imaplib (the issue's targets): `cat` of the 1,000 messages of
      GrepBox (listed untimed first) vs one UID FETCH 1:* BODY.PEEK[]; `ls -l` of one
@@ -589,6 +592,40 @@ def msg_record_bytes(cache_dir):
 
 
 # ------------------------------------------------------------------------------------
+# 4. (--one-folder N) memory with N messages in one folder
+# ------------------------------------------------------------------------------------
+BOX_ONE = "OneFolder"
+
+
+def part_one_folder(Bn, n, workdir):
+    """Loads N small messages into one folder, then `ls -l` of it on a fresh mount: cache=no,
+    cache on (empty: it fills the store) and cache on again (warm remount). Returns
+    [(label, seconds of ls -l, (RssAnon, RssFile) before, after)]."""
+    pools = B.Pools(random.Random("imapfs-bench-cache-pools"))
+    c = Bn.d.client(plain=True)
+    try:
+        typ, data = c.create(BOX_ONE)
+        if typ != "OK":
+            raise Broken("CREATE %s: %r" % (BOX_ONE, data))
+        for start in range(0, n, 10000):
+            G.multiappend(c, BOX_ONE, gen_small("%s%d" % (BOX_ONE, start), min(10000, n - start), pools),
+                          chunk=1000)
+        if status_messages(c, BOX_ONE) != n:
+            raise Broken("%s does not hold %d messages" % (BOX_ONE, n))
+    finally:
+        c.logout()
+    log("loaded %s messages into %s" % (format(n, ","), BOX_ONE))
+    cdir = os.path.join(workdir, "cache-one")
+    res = []
+    for label, opts in (("cache=no", {"cache": "no"}), ("cache on, cold (fills the store)", {"cache_dir": cdir}),
+                        ("cache on, warm remount", {"cache_dir": cdir})):
+        r = Bn.timed_mount_and("one-" + label, opts, ["ls", "-l", BOX_ONE], include_mount=False)
+        res.append((label, r.tool_secs, r.rss0, r.rss, r.hwm))
+    st = store_stats(cdir, "msg")
+    return res, st
+
+
+# ------------------------------------------------------------------------------------
 # 2. grep -r: cached vs a local Maildir (mbsync)
 # ------------------------------------------------------------------------------------
 def ensure_mbsync():
@@ -918,6 +955,8 @@ def main():
     ap.add_argument("--cold-reps", type=int, help="timed cold ls -lR runs of each kind (default 2, --quick 1)")
     ap.add_argument("--no-maildir", action="store_true", help="skip mbsync and the Maildir rows")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold default vs cache=no vs imaplib rows")
+    ap.add_argument("--one-folder", type=int, metavar="N",
+                    help="also load N messages into one folder and report the daemon's memory after ls -l")
     ap.add_argument("--cold-rounds", type=int, default=7,
                     help="timed rounds of the cold default / cache=no / imaplib rows (median; default 7)")
     ap.add_argument("--connections", type=int, default=max(2, min(4, os.cpu_count() or 2)),
@@ -973,6 +1012,7 @@ def main():
                 Bn.failures.append(str(e))
                 log("FAILED: %s" % e)
         grep_res = part_grep(Bn, reps, grep_cache, maildir, can_drop)
+        one = part_one_folder(Bn, args.one_folder, workdir) if args.one_folder else None
 
         time.sleep(0.2)
         cmds = B.rawlog_commands(d)
@@ -981,6 +1021,20 @@ def main():
                 r.cmds = [c for ts, c in cmds if r.t0 <= ts <= r.t1 + 0.001]
         report(Bn, args, per_folder, load_secs, load_bytes, grep_bytes, grep_res, mbsync_secs, mbsync_skip,
                can_drop, ls_cache, grep_cache)
+        if one:
+            rows, st = one
+            print("one folder of %s messages, ls -l on a fresh mount (daemon memory before -> after ls):" % (
+                format(args.one_folder, ",")))
+            for label, secs, r0, r1, hwm in rows:
+                if r0 and r1:
+                    print("  %-34s ls -l %s; RssAnon %.1f -> %.1f MiB (+%.0f bytes per message), RssFile %.1f -> "
+                          "%.1f MiB (+%.0f bytes per message: LMDB map pages read); VmHWM %.1f MiB" % (
+                              label + ":", fmt_t(secs), r0[0] / 1024, r1[0] / 1024,
+                              (r1[0] - r0[0]) * 1024 / args.one_folder, r0[1] / 1024, r1[1] / 1024,
+                              (r1[1] - r0[1]) * 1024 / args.one_folder, (hwm or 0) / 1024))
+            if st and st[0]:
+                print("  its listing in the store: %s records, %s of pages = %.1f bytes per message" % (
+                    format(st[0], ","), fmt_b(st[1]), st[1] / st[0]))
         if Bn.daemon_notes:
             print("daemon stderr (distinct lines, all mounts):")
             for dl in Bn.daemon_notes[:20]:
