@@ -21,7 +21,9 @@
 #define MSG_FIXED 18u
 #define TREE_FIXED 5u
 #define ATIME_VAL 12u
-#define FLUSH_MS 30000
+/* A load waits this long for a queued save of its mailbox; past it, it reads the older
+ * listing, which the server then brings up to date as it would any stale one. */
+#define SETTLE_MS 2000
 #define BATCH_MS 5
 
 /* ---- byte order ---- */
@@ -251,6 +253,7 @@ struct store {
         struct op *committing; /* the batch being committed: still visible to readers */
         size_t queued_bytes;
         uint64_t dropped;
+        uint64_t records_written;
         unsigned flushing;  /* store_flush() callers waiting: commit at once */
         size_t batch_bytes; /* block bytes one transaction takes at most */
         bool running, stop;
@@ -418,6 +421,7 @@ static int mbox_ensure(struct store *s, MDB_txn *txn, const char *mailbox, struc
 struct wstate {
         MDB_txn *txn;
         uint64_t bytes, seq;
+        uint64_t records; /* listing records written or deleted */
 };
 
 /* Removes one block with its LRU entries. */
@@ -666,6 +670,7 @@ static int apply_listing(struct store *s, struct wstate *w, struct store_listing
                 uint32_t nuid = i < n ? get_le32(recs[i]) : 0;
                 if (stored && (i == n || suid < nuid)) {
                         /* gone from the server */
+                        w->records++;
                         rc = mdb_cursor_del(c, 0);
                         if (rc)
                                 break;
@@ -680,6 +685,7 @@ static int apply_listing(struct store *s, struct wstate *w, struct store_listing
                                 unsigned char ck[8];
                                 memcpy(ck, k.mv_data, 8);
                                 MDB_val kk = {8, ck}, nv = {vl, (void *)val};
+                                w->records++;
                                 rc = mdb_cursor_put(c, &kk, &nv, MDB_CURRENT);
                                 if (rc)
                                         break;
@@ -693,6 +699,7 @@ static int apply_listing(struct store *s, struct wstate *w, struct store_listing
                 be32(nk, r.no);
                 be32(nk + 4, nuid);
                 MDB_val kk = {8, nk}, nv = {vl, (void *)val};
+                w->records++;
                 rc = mdb_cursor_put(c, &kk, &nv, 0);
                 if (rc)
                         break;
@@ -816,8 +823,13 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
                 return;
         }
         rc = mdb_txn_commit(w.txn);
-        if (rc)
+        if (rc) {
                 store_log("cache: a write was dropped: %s", mdb_strerror(rc));
+                return;
+        }
+        pthread_mutex_lock(&s->mu);
+        s->records_written += w.records;
+        pthread_mutex_unlock(&s->mu);
 }
 
 /* What an op counts against STORE_QUEUE_BYTES: its data, or a stamp's bookkeeping (listings,
@@ -1291,7 +1303,7 @@ static void settle_mailbox(struct store *s, const char *mailbox)
                                 pending = true;
         pthread_mutex_unlock(&s->mu);
         if (pending)
-                store_flush(s, FLUSH_MS);
+                store_flush(s, SETTLE_MS);
 }
 
 ssize_t store_tree_load(struct store *s, void (*fn)(void *ctx, const struct store_folder *f),
@@ -1539,6 +1551,14 @@ size_t store_block_count(struct store *s)
         MDB_stat st;
         size_t n = mdb_stat(txn, s->blk, &st) == 0 ? st.ms_entries : 0;
         mdb_txn_abort(txn);
+        return n;
+}
+
+uint64_t store_records_written(struct store *s)
+{
+        pthread_mutex_lock(&s->mu);
+        uint64_t n = s->records_written;
+        pthread_mutex_unlock(&s->mu);
         return n;
 }
 

@@ -57,7 +57,7 @@ BLOCK = 64 * 1024
 FIGURES = []    # "# ..." lines printed at the end
 
 PASSWORD = "c4che-test-pw"
-USER_NAMES = ["warm", "delta", "uv", "dmg", "kill", "two", "nocache", "perm", "small"]
+USER_NAMES = ["warm", "delta", "uv", "dmg", "kill", "two", "nocache", "perm", "small", "ren"]
 
 
 def filler(key, nbytes):
@@ -127,6 +127,10 @@ def setUpModule():
                                     for k in range(4000)]})
         load_user("two", {"Shared": [make_msg("shared-%d" % k, "Shared", "Shared message %d" % k, i=k,
                                               size=(k % 3) * 90 * 1024) for k in range(12)]})
+        load_user("ren", {"Old": [make_msg("old-%d" % k, "Old", "Old folder %d" % k, i=k) for k in range(4)],
+                          "Old/Sub": [make_msg("oldsub-%d" % k, "Old/Sub", "Old sub %d" % k, i=k) for k in range(2)],
+                          "Empty": [],
+                          "Stay": [make_msg("stay-%d" % k, "Stay", "Stay %d" % k, i=k) for k in range(2)]})
         load_user("nocache", {"INBOX": [make_msg("nocache-%d" % k, "INBOX", "No cache %d" % k, i=k)
                                         for k in range(3)]})
         load_user("perm", {"Perm": [make_msg("perm-%d" % k, "Perm", "Perm message %d" % k, size=k * 40000, i=k)
@@ -999,6 +1003,45 @@ class TestTwoMounts(Base):
         self.assertBytes(m3.mp, "Shared", bodies, what="third mount")
         m3.unmount()
         self.assertEqual(short(body_fetches(tr.commands())), [], "the third mount fetched cached content")
+
+
+# -- rmdir and rename forget the old name (issue #7 finding 11) --------------------------------------
+class TestFolderChanges(Base):
+    USER = "ren"
+
+    def test_rmdir_and_rename_drop_the_old_names(self):
+        """After `mv Old New` and `rmdir Empty`, nothing is stored under the old names (Old,
+        Old/Sub, Empty): a folder created later under an old name can't be shown the old
+        listing or content. Stay keeps its own."""
+        cache = os.path.join(class_dir("ren"), "cache")
+        m = self.mount(new_mount("ren", cache))
+        for mb in ("Old", "Old/Sub", "Empty", "Stay"):
+            for name in mount_files(os.path.join(m.mp, mb)).values():
+                read_file(os.path.join(m.mp, mb, name))
+        C.wait_for(lambda: all(listing_of(cache, mb) is not None for mb in ("Old", "Old/Sub", "Empty", "Stay")),
+                   10, what="listings stored")
+        self.assertGreaterEqual(len(blocks_of(cache, "Old")), 4)
+        self.assertGreaterEqual(len(blocks_of(cache, "Old/Sub")), 2)
+        os.rename(os.path.join(m.mp, "Old"), os.path.join(m.mp, "New"))
+        os.rmdir(os.path.join(m.mp, "Empty"))
+        os.listdir(os.path.join(m.mp, "New", "Sub"))
+
+        def gone():
+            boxes = mailboxes(cache)
+            return not any(mb in boxes for mb in ("Old", "Old/Sub", "Empty"))
+        C.wait_for(gone, 10, what="the old names dropped from the store")
+        self.assertEqual(blocks_of(cache, "Old"), {})
+        self.assertEqual(blocks_of(cache, "Old/Sub"), {})
+        self.assertIsNone(listing_of(cache, "Empty"))
+        self.assertIsNotNone(listing_of(cache, "Stay"))
+        self.assertGreaterEqual(len(blocks_of(cache, "Stay")), 2)
+        m.unmount()
+        # the store holds nothing of a name no mailbox has any more
+        msgs_of = {}
+        for k, _ in mdb_table(cache, "msg"):
+            msgs_of.setdefault(struct.unpack(">I", k[:4])[0], 0)
+        known = {b["no"] for b in mailboxes(cache).values()}
+        self.assertEqual(sorted(set(msgs_of) - known), [], "listing records of a dropped mailbox remain")
 
 
 # -- cache=no and the default location -------------------------------------------------------------

@@ -245,6 +245,31 @@ START_TEST(test_listing_diff_saves)
 }
 END_TEST
 
+/* A save writes only the records that changed: a flag, an expunge, a new message. */
+START_TEST(test_listing_writes_only_changes)
+{
+        struct store *s = open_ok(1 << 20);
+        static uint32_t uids[5001];
+        for (uint32_t i = 0; i < 5000; i++)
+                uids[i] = i + 1;
+        save_listing(s, "INBOX", 3, uids, 5000, 0);
+        ck_assert_uint_eq(store_records_written(s), 5000);
+        save_listing(s, "INBOX", 3, uids, 5000, 3); /* (uid + 3) % 3: the same flags */
+        ck_assert_uint_eq(store_records_written(s), 5000);
+        /* one message gone (uid 100), one new (5001); flags as before */
+        memmove(uids + 99, uids + 100, (5000 - 100) * sizeof(*uids));
+        uids[4999] = 5001;
+        save_listing(s, "INBOX", 3, uids, 5000, 0);
+        ck_assert_uint_eq(store_records_written(s), 5002);
+        check_listing(s, "INBOX", 3, uids, 5000, 0);
+        /* every flag changes: every record */
+        save_listing(s, "INBOX", 3, uids, 5000, 1);
+        ck_assert_uint_gt(store_records_written(s), 5002 + 3000);
+        check_listing(s, "INBOX", 3, uids, 5000, 1);
+        store_close(s);
+}
+END_TEST
+
 START_TEST(test_tree_round_trip)
 {
         struct store *s = open_ok(1 << 20);
@@ -737,6 +762,7 @@ int main(void)
         tcase_add_test(tc, test_hash_vectors);
         tcase_add_test(tc, test_listing_round_trip);
         tcase_add_test(tc, test_listing_diff_saves);
+        tcase_add_test(tc, test_listing_writes_only_changes);
         tcase_add_test(tc, test_tree_round_trip);
         tcase_add_test(tc, test_block_round_trip);
         tcase_add_test(tc, test_block_queued_visible);
