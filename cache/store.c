@@ -6,6 +6,8 @@
 #include <ftw.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +18,9 @@
 
 #define DATA_FILE "data.mdb"
 #define LOCK_FILE "lock.mdb"
+#define DAMAGED_FILE "damaged" /* left by a process that found damage while using the store */
 #define KEY_MAX (1 + 4 + 4 + 4 + 1 + STORE_SECTION_MAX + 1 + 4)
-#define MBOX_VAL 21u /* number, uidvalidity, uidnext, modseq, listed */
+#define MBOX_VAL 25u /* number, uidvalidity, uidnext, modseq, listed, messages */
 #define MSG_FIXED 18u
 #define TREE_FIXED 5u
 #define ATIME_VAL 12u
@@ -254,11 +257,32 @@ struct store {
         size_t queued_bytes;
         uint64_t dropped;
         uint64_t records_written;
+        atomic_bool broken; /* LMDB found damage while in use: not used until reopened */
         unsigned flushing;  /* store_flush() callers waiting: commit at once */
         size_t batch_bytes; /* block bytes one transaction takes at most */
         bool running, stop;
         pthread_t thread;
 };
+
+static void store_broken(struct store *s, int rc);
+
+/* LMDB checks a page's type with assert() and aborts the process when it finds a page that is
+ * not what the tree says (damage its open can't see: a page of garbage in the middle of the
+ * file). Its assert callback jumps back out to the store function that called it, armed here
+ * per thread; that function ends its transaction and reports the store damaged. No lock of
+ * LMDB is held by a reader, and a writer's abort releases the write lock. */
+static _Thread_local sigjmp_buf *guard_jmp;
+
+static void store_assert(MDB_env *env, const char *msg)
+{
+        (void)env;
+        sigjmp_buf *j = guard_jmp;
+        if (!j)
+                return; /* LMDB aborts: nothing to go back to */
+        guard_jmp = NULL;
+        store_log("cache: LMDB: %s", msg);
+        siglongjmp(*j, 1);
+}
 
 static void op_free(struct op *o)
 {
@@ -369,6 +393,7 @@ struct mbox_rec {
         uint32_t no, uidvalidity, uidnext;
         uint64_t modseq;
         bool listed;
+        uint32_t count; /* records of its listing: a walk that finds another number is damage */
 };
 
 static int mbox_get(struct store *s, MDB_txn *txn, const char *mailbox, struct mbox_rec *r)
@@ -385,6 +410,7 @@ static int mbox_get(struct store *s, MDB_txn *txn, const char *mailbox, struct m
         r->uidnext = get_le32(p + 8);
         r->modseq = get_le64(p + 12);
         r->listed = p[20] != 0;
+        r->count = get_le32(p + 21);
         return 0;
 }
 
@@ -396,6 +422,7 @@ static int mbox_put(struct store *s, MDB_txn *txn, const char *mailbox, const st
         le32(b + 8, r->uidnext);
         le64(b + 12, r->modseq);
         b[20] = r->listed;
+        le32(b + 21, r->count);
         MDB_val k = {strlen(mailbox), (void *)mailbox}, v = {sizeof(b), b};
         return mdb_put(txn, s->mbox, &k, &v, 0);
 }
@@ -715,6 +742,7 @@ static int apply_listing(struct store *s, struct wstate *w, struct store_listing
         r.uidnext = l->meta.uidnext;
         r.modseq = l->meta.highestmodseq;
         r.listed = true;
+        r.count = (uint32_t)n;
         return mbox_put(s, w->txn, l->mailbox, &r);
 }
 
@@ -788,7 +816,7 @@ static int apply_one(struct store *s, struct wstate *w, struct op *o)
 static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
 {
         struct wstate w = {0};
-        if (!s->env || s->pid != getpid())
+        if (!s->env || s->pid != getpid() || atomic_load(&s->broken))
                 return;
         int rc = mdb_txn_begin(s->env, NULL, 0, &w.txn);
         if (rc == MDB_MAP_RESIZED) {
@@ -800,6 +828,15 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
                 store_log("cache: cannot write: %s", mdb_strerror(rc));
                 return;
         }
+        MDB_txn *const txn = w.txn;
+        sigjmp_buf jb;
+        if (sigsetjmp(jb, 0)) {
+                /* LMDB's assert fired on a damaged page (see store_assert()) */
+                mdb_txn_abort(txn);
+                store_broken(s, MDB_CORRUPTED);
+                return;
+        }
+        guard_jmp = &jb;
         w.bytes = info_get(w.txn, s->info, "bytes");
         w.seq = info_get(w.txn, s->info, "read_seq");
         for (struct op *o = ops; o && !rc; o = o->next)
@@ -807,6 +844,7 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
                         rc = apply_one(s, &w, o);
         if (rc == MDB_MAP_FULL && !skip_blocks) {
                 /* Room for listings matters more than content: again without the blocks. */
+                guard_jmp = NULL;
                 mdb_txn_abort(w.txn);
                 apply_batch(s, ops, true);
                 return;
@@ -817,9 +855,11 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
                 rc = info_put(w.txn, s->info, "bytes", w.bytes, 8);
         if (!rc)
                 rc = info_put(w.txn, s->info, "read_seq", w.seq, 8);
+        guard_jmp = NULL;
         if (rc) {
                 mdb_txn_abort(w.txn);
                 store_log("cache: a write was dropped: %s", mdb_strerror(rc));
+                store_broken(s, rc);
                 return;
         }
         rc = mdb_txn_commit(w.txn);
@@ -1020,6 +1060,8 @@ static int prepare_file(const char *dir, const char *name)
 static void remove_store_files(const char *dir)
 {
         char p[4096];
+        snprintf(p, sizeof(p), "%s/" DAMAGED_FILE, dir);
+        unlink(p);
         snprintf(p, sizeof(p), "%s/" DATA_FILE, dir);
         unlink(p);
         snprintf(p, sizeof(p), "%s/" LOCK_FILE, dir);
@@ -1044,59 +1086,32 @@ static int check_table(MDB_txn *txn, MDB_dbi dbi, size_t klen, size_t vlen)
         return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Opens the environment and its tables: 0, 1 (the file is damaged or not ours), or -errno. */
-static int env_open(struct store *s, char *err, size_t errlen)
+/* Opens the tables and checks what can be checked cheaply at open. */
+static int env_check(struct store *s, MDB_txn *txn)
 {
-        int rc = mdb_env_create(&s->env);
-        if (rc)
-                return mdb_errno(rc);
-        mdb_env_set_maxdbs(s->env, 8);
-        mdb_env_set_maxreaders(s->env, 256);
-        /* Address space, not disk: the file grows as needed. Content is bounded by max_bytes;
-         * listings take the rest. */
-        uint64_t map = s->max_bytes * 2 + (4ull << 30);
-        mdb_env_set_mapsize(s->env, (size_t)map);
-        int r = prepare_file(s->dir, DATA_FILE);
-        if (!r)
-                r = prepare_file(s->dir, LOCK_FILE);
-        if (r) {
-                set_err(err, errlen, "cannot create the cache in %s: %s", s->dir, strerror(-r));
-                mdb_env_close(s->env);
-                s->env = NULL;
-                return r;
-        }
-        rc = mdb_env_open(s->env, s->dir, MDB_NOMETASYNC, 0600);
-        MDB_txn *txn = NULL;
-        if (!rc) {
-                int dead = 0;
-                mdb_reader_check(s->env, &dead); /* slots of killed processes */
-                rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-        }
+        int rc = 0;
         struct {
                 const char *name;
                 MDB_dbi *dbi;
         } tabs[] = {{"info", &s->info}, {"tree", &s->tree},   {"mbox", &s->mbox}, {"msg", &s->msg},
                     {"blk", &s->blk},   {"atime", &s->atime}, {"lru", &s->lru}};
+        MDB_stat st;
+        MDB_envinfo ei;
+        struct stat fst;
+        char p[4096];
+        snprintf(p, sizeof(p), "%s/" DATA_FILE, s->dir);
+        mdb_env_stat(s->env, &st);
+        mdb_env_info(s->env, &ei);
+        s->psize = st.ms_psize;
+        /* A file cut short (a crash of the file system, a copy): pages past its end would
+         * fault when read, so this comes before any table is read. */
+        if (stat(p, &fst) < 0 ||
+            (uint64_t)fst.st_size < ((uint64_t)ei.me_last_pgno + 1) * st.ms_psize)
+                rc = MDB_CORRUPTED;
         for (size_t i = 0; !rc && i < sizeof(tabs) / sizeof(*tabs); i++)
                 rc = mdb_dbi_open(txn, tabs[i].name, MDB_CREATE, tabs[i].dbi);
         if (!rc) {
-                MDB_stat st;
-                MDB_envinfo ei;
-                struct stat fst;
-                char p[4096];
-                snprintf(p, sizeof(p), "%s/" DATA_FILE, s->dir);
-                mdb_env_stat(s->env, &st);
-                mdb_env_info(s->env, &ei);
-                s->psize = st.ms_psize;
-                /* A file cut short (a crash of the file system, a copy): pages past its end
-                 * would fault when read. */
-                if (stat(p, &fst) < 0 ||
-                    (uint64_t)fst.st_size < ((uint64_t)ei.me_last_pgno + 1) * st.ms_psize)
-                        rc = MDB_CORRUPTED;
-        }
-        if (!rc) {
                 uint64_t v = info_get(txn, s->info, "version");
-                MDB_stat st;
                 if (v == 0 && mdb_stat(txn, s->mbox, &st) == 0 && st.ms_entries == 0)
                         rc = info_put(txn, s->info, "version", STORE_VERSION, 4);
                 else if (v != STORE_VERSION)
@@ -1112,6 +1127,53 @@ static int env_open(struct store *s, char *err, size_t errlen)
                 rc = check_table(txn, s->lru, 8, 0);
         if (!rc)
                 rc = check_table(txn, s->atime, 0, ATIME_VAL);
+        return rc;
+}
+
+/* Opens the environment and its tables: 0, 1 (the file is damaged or not ours), or -errno. */
+static int env_open(struct store *s, char *err, size_t errlen)
+{
+        int rc = mdb_env_create(&s->env);
+        if (rc)
+                return mdb_errno(rc);
+        mdb_env_set_assert(s->env, store_assert);
+        mdb_env_set_maxdbs(s->env, 8);
+        mdb_env_set_maxreaders(s->env, 256);
+        /* Address space, not disk: the file grows as needed. Content is bounded by max_bytes;
+         * listings take the rest. */
+        uint64_t map = s->max_bytes * 2 + (4ull << 30);
+        mdb_env_set_mapsize(s->env, (size_t)map);
+        int r = prepare_file(s->dir, DATA_FILE);
+        if (!r)
+                r = prepare_file(s->dir, LOCK_FILE);
+        if (r) {
+                set_err(err, errlen, "cannot create the cache in %s: %s", s->dir, strerror(-r));
+                mdb_env_close(s->env);
+                s->env = NULL;
+                return r;
+        }
+        char mark[4096];
+        struct stat mst;
+        snprintf(mark, sizeof(mark), "%s/" DAMAGED_FILE, s->dir);
+        rc = lstat(mark, &mst) == 0 ? MDB_CORRUPTED
+                                    : mdb_env_open(s->env, s->dir, MDB_NOMETASYNC, 0600);
+        MDB_txn *txn = NULL;
+        if (!rc) {
+                int dead = 0;
+                mdb_reader_check(s->env, &dead); /* slots of killed processes */
+                rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+        }
+        if (!rc) {
+                /* A page LMDB's asserts reject ends here as damage, not as an abort. */
+                sigjmp_buf jb;
+                if (sigsetjmp(jb, 0) == 0) {
+                        guard_jmp = &jb;
+                        rc = env_check(s, txn);
+                        guard_jmp = NULL;
+                } else {
+                        rc = MDB_CORRUPTED;
+                }
+        }
         if (!rc)
                 rc = mdb_txn_commit(txn);
         else if (txn)
@@ -1279,9 +1341,25 @@ void store_close(struct store *s)
 
 /* ---- reads ---- */
 
+/* Damage found while in use (a page of the wrong type, a record of the wrong shape): the store
+ * is not used any more, and a marker file makes the next open start it anew. */
+static void store_broken(struct store *s, int rc)
+{
+        if (!mdb_damage(rc) || atomic_exchange(&s->broken, true))
+                return;
+        char p[4096];
+        snprintf(p, sizeof(p), "%s/" DAMAGED_FILE, s->dir);
+        int fd = open(p, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0)
+                close(fd);
+        store_log("cache: the cache in %s is damaged (%s); not used until the next mount, which "
+                  "starts it anew",
+                  s->dir, mdb_strerror(rc));
+}
+
 static int read_begin(struct store *s, MDB_txn **txn)
 {
-        if (!s || !s->env || s->pid != getpid())
+        if (!s || !s->env || s->pid != getpid() || atomic_load(&s->broken))
                 return -ENOENT;
         int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
         if (rc == MDB_MAP_RESIZED) {
@@ -1346,6 +1424,70 @@ ssize_t store_tree_load(struct store *s, void (*fn)(void *ctx, const struct stor
         return rc == MDB_NOTFOUND || rc == 0 ? n : mdb_errno(rc);
 }
 
+/* What a walk holds, on the heap so that a jump out of LMDB can release it. */
+struct walk {
+        MDB_cursor *c;
+        char *scratch;
+};
+
+/* Walks the records of mailbox number no in UID order; with fn NULL it only checks them. */
+static int walk_listing(struct store *s, MDB_txn *txn, uint32_t no, uint32_t count, struct walk *wk,
+                        void (*fn)(void *ctx, const struct store_msg *m), void *ctx)
+{
+        uint32_t seen = 0, last = 0;
+        int mrc = mdb_cursor_open(txn, s->msg, &wk->c);
+        if (mrc) {
+                wk->c = NULL;
+                return mrc;
+        }
+        MDB_cursor *c = wk->c;
+        unsigned char kb[8];
+        be32(kb, no);
+        be32(kb + 4, 0);
+        MDB_val k = {8, kb}, v;
+        size_t scap = 0;
+        mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+        while (mrc == 0 && k.mv_size == 8 && get_be32(k.mv_data) == no) {
+                const unsigned char *p = v.mv_data;
+                size_t fl = v.mv_size >= MSG_FIXED ? get_le16(p + 16) : 0;
+                if (v.mv_size < MSG_FIXED || MSG_FIXED + fl > v.mv_size ||
+                    v.mv_size > MSG_FIXED + 2 * STORE_STR_MAX ||
+                    get_be32((const unsigned char *)k.mv_data + 4) <= last) {
+                        mrc = MDB_CORRUPTED;
+                        break;
+                }
+                last = get_be32((const unsigned char *)k.mv_data + 4);
+                seen++;
+                if (fn) {
+                        size_t nl = v.mv_size - MSG_FIXED - fl;
+                        if (fl + nl + 2 > scap) {
+                                scap = (fl + nl + 2) * 2;
+                                char *ns = realloc(wk->scratch, scap);
+                                if (!ns) {
+                                        mrc = ENOMEM;
+                                        break;
+                                }
+                                wk->scratch = ns;
+                        }
+                        char *scratch = wk->scratch;
+                        memcpy(scratch, p + MSG_FIXED, fl);
+                        scratch[fl] = '\0';
+                        memcpy(scratch + fl + 1, p + MSG_FIXED + fl, nl);
+                        scratch[fl + 1 + nl] = '\0';
+                        struct store_msg m = {get_be32((const unsigned char *)k.mv_data + 4),
+                                              get_le64(p), (int64_t)get_le64(p + 8), scratch,
+                                              scratch + fl + 1};
+                        fn(ctx, &m);
+                }
+                mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        }
+        mdb_cursor_close(c);
+        wk->c = NULL;
+        if ((mrc == 0 || mrc == MDB_NOTFOUND) && seen != count)
+                mrc = MDB_CORRUPTED; /* a page of records lost or garbled */
+        return mrc;
+}
+
 int store_listing_load(struct store *s, const char *mailbox, struct store_meta *meta,
                        void (*fn)(void *ctx, const struct store_msg *m), void *ctx)
 {
@@ -1366,52 +1508,36 @@ int store_listing_load(struct store *s, const char *mailbox, struct store_meta *
                 mdb_txn_abort(txn);
                 return rc;
         }
-        if (meta)
-                *meta = (struct store_meta){r.uidvalidity, r.uidnext, r.modseq};
-        MDB_cursor *c = NULL;
-        int mrc = mdb_cursor_open(txn, s->msg, &c);
-        if (mrc)
-                c = NULL;
-        unsigned char kb[8];
-        be32(kb, r.no);
-        be32(kb + 4, 0);
-        MDB_val k = {8, kb}, v;
-        char *scratch = NULL;
-        size_t scap = 0;
-        if (!mrc)
-                mrc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-        while (mrc == 0 && k.mv_size == 8 && get_be32(k.mv_data) == r.no) {
-                const unsigned char *p = v.mv_data;
-                size_t fl = v.mv_size >= MSG_FIXED ? get_le16(p + 16) : 0;
-                if (v.mv_size < MSG_FIXED || MSG_FIXED + fl > v.mv_size) {
-                        mrc = MDB_CORRUPTED;
-                        break;
-                }
-                size_t nl = v.mv_size - MSG_FIXED - fl;
-                if (fl + nl + 2 > scap) {
-                        scap = (fl + nl + 2) * 2;
-                        char *ns = realloc(scratch, scap);
-                        if (!ns) {
-                                mrc = ENOMEM;
-                                break;
-                        }
-                        scratch = ns;
-                }
-                memcpy(scratch, p + MSG_FIXED, fl);
-                scratch[fl] = '\0';
-                memcpy(scratch + fl + 1, p + MSG_FIXED + fl, nl);
-                scratch[fl + 1 + nl] = '\0';
-                struct store_msg m = {get_be32((const unsigned char *)k.mv_data + 4), get_le64(p),
-                                      (int64_t)get_le64(p + 8), scratch, scratch + fl + 1};
-                if (fn && m.uid)
-                        fn(ctx, &m);
-                mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+        struct walk *wk = calloc(1, sizeof(*wk));
+        if (!wk) {
+                mdb_txn_abort(txn);
+                return -ENOMEM;
         }
-        free(scratch);
-        if (c)
-                mdb_cursor_close(c);
+        /* Two walks: the first checks every record, so that fn never sees part of a listing
+         * that turns out damaged further on. */
+        int mrc;
+        sigjmp_buf jb;
+        if (sigsetjmp(jb, 0) == 0) {
+                guard_jmp = &jb;
+                mrc = walk_listing(s, txn, r.no, r.count, wk, NULL, NULL);
+                guard_jmp = NULL;
+                if (mrc == 0 || mrc == MDB_NOTFOUND) {
+                        if (meta)
+                                *meta = (struct store_meta){r.uidvalidity, r.uidnext, r.modseq};
+                        mrc = walk_listing(s, txn, r.no, r.count, wk, fn, ctx);
+                }
+        } else {
+                mrc = MDB_CORRUPTED; /* LMDB's assert fired: see store_assert() */
+        }
+        if (wk->c)
+                mdb_cursor_close(wk->c);
+        free(wk->scratch);
+        free(wk);
         mdb_txn_abort(txn);
-        return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : mdb_errno(mrc);
+        if (mrc == 0 || mrc == MDB_NOTFOUND)
+                return 0;
+        store_broken(s, mrc);
+        return mdb_errno(mrc);
 }
 
 /* Copies a queued block; -ENOENT if none is queued. */
@@ -1473,8 +1599,16 @@ static ssize_t mapped_block(struct store *s, const struct store_part *p, uint64_
                                          (uint32_t)index),
                              kb},
                         v;
-                rc = mdb_get(txn, s->blk, &k, &v);
+                sigjmp_buf jb;
+                if (sigsetjmp(jb, 0) == 0) {
+                        guard_jmp = &jb;
+                        rc = mdb_get(txn, s->blk, &k, &v);
+                        guard_jmp = NULL;
+                } else {
+                        rc = MDB_CORRUPTED;
+                }
                 if (rc) {
+                        store_broken(s, rc);
                         n = mdb_errno(rc);
                 } else if (!copy) {
                         n = (ssize_t)v.mv_size;

@@ -14,7 +14,8 @@
  *   tree   position u32 -> delim u8, attrs u32, raw name (the whole tree, rewritten when it
  *          changes: it is small and changes rarely)
  *   mbox   raw mailbox name (<= STORE_NAME_MAX bytes) -> number u32, UIDVALIDITY u32,
- *          UIDNEXT u32, HIGHESTMODSEQ u64, listed u8 (a listing is stored)
+ *          UIDNEXT u32, HIGHESTMODSEQ u64, listed u8 (a listing is stored), records u32 (a
+ *          load that walks another number of them reports damage)
  *   msg    mailbox number u32 + UID u32 -> size u64, INTERNALDATE i64, flags length u16, flags,
  *          name (the rest). One record per message: a cursor walks a folder in UID order, and
  *          a save writes only the records that changed.
@@ -44,7 +45,11 @@
  * At open, a cache of the old format (DIR/listings/, DIR/blocks/, DIR/lock) is removed, and a
  * store that LMDB can't open, that is shorter than its own metadata says, whose layout version
  * is not ours, or whose small tables don't read back, is removed and created anew (one log line
- * each): it costs a refetch, never wrong mail. Thread-safe. */
+ * each): it costs a refetch, never wrong mail. Damage found later, while in use (a page of the
+ * wrong type, where LMDB would assert and abort; a listing whose records don't add up to the
+ * count stored with it), stops the use of the store at once (the caller refetches) and leaves
+ * DIR/damaged, so that the next open starts anew. LMDB has no checksums: a bit flipped inside
+ * a block's bytes is not detected. Thread-safe. */
 #ifndef IMAPFS_CACHE_STORE_H
 #define IMAPFS_CACHE_STORE_H
 
@@ -53,7 +58,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define STORE_VERSION 1u
+#define STORE_VERSION 2u
 #define STORE_NAME_MAX 400u            /* bytes of a mailbox name kept (LMDB keys: <= 511) */
 #define STORE_SECTION_MAX 64u          /* bytes of a part's section */
 #define STORE_BLOCK_MAX (1024u * 1024) /* bytes of one block */

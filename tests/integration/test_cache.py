@@ -337,7 +337,7 @@ def mailboxes(cache_dir):
     """{mailbox: dict(no, uidvalidity, uidnext, modseq, listed)} of the mbox table."""
     res = {}
     for k, v in mdb_table(cache_dir, "mbox"):
-        no, uv, unext, modseq, listed = struct.unpack("<IIIQB", v)
+        no, uv, unext, modseq, listed, _count = struct.unpack("<IIIQBI", v)
         res[k.decode("utf-8", "replace")] = {"no": no, "uidvalidity": uv, "uidnext": unext,
                                              "modseq": modseq, "listed": bool(listed)}
     return res

@@ -554,6 +554,21 @@ static void garbage_meta(const char *p)
         close(fd);
 }
 
+/* Every leaf page zeroed: the tables LMDB walks at open hit pages of the wrong type. */
+static void zero_leaves(const char *p)
+{
+        int fd = open(p, O_RDWR);
+        struct stat st;
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        static const unsigned char zero[4096];
+        unsigned char hdr[16];
+        for (off_t off = 2 * 4096; off + 4096 <= st.st_size; off += 4096)
+                if (pread(fd, hdr, sizeof(hdr), off) == (ssize_t)sizeof(hdr) &&
+                    (hdr[10] | hdr[11] << 8) == 0x02)
+                        ck_assert_int_eq(pwrite(fd, zero, sizeof(zero), off), 4096);
+        close(fd);
+}
+
 static void text_file(const char *p)
 {
         write_file(p, "not a database at all\n", 22);
@@ -577,9 +592,87 @@ START_TEST(test_damaged_meta)
 }
 END_TEST
 
+START_TEST(test_damaged_leaves)
+{
+        damage_and_reopen(zero_leaves, "leaf pages zeroed");
+}
+END_TEST
+
 START_TEST(test_damaged_text)
 {
         damage_and_reopen(text_file, "text");
+}
+END_TEST
+
+/* The leaf pages of the msg table (8-byte keys, records longer than an LRU entry's 19 bytes). */
+static size_t msg_leaf_pages(const unsigned char *f, size_t npages, size_t *out, size_t max)
+{
+        size_t n = 0;
+        for (size_t pg = 2; pg < npages && n < max; pg++) {
+                const unsigned char *p = f + pg * 4096;
+                unsigned flags = p[10] | p[11] << 8, lower = p[12] | p[13] << 8;
+                if (flags != 0x02 || lower <= 16)
+                        continue;
+                unsigned off = p[16] | p[17] << 8;
+                if (off < 16 || off > 4096 - 8)
+                        continue;
+                const unsigned char *node = p + off;
+                unsigned dsize = node[0] | node[1] << 8, ksize = node[6] | node[7] << 8;
+                if (ksize == 8 && dsize > 19 && dsize < 200)
+                        out[n++] = pg;
+        }
+        return n;
+}
+
+static void count_msg(void *ctx, const struct store_msg *m)
+{
+        (void)m;
+        (*(size_t *)ctx)++;
+}
+
+/* A page of listing records zeroed (damage LMDB can't see at open): the load says so, hands
+ * out no part of the listing, the store is not used any more, and the next open starts anew. */
+START_TEST(test_damaged_page_in_use)
+{
+        struct store *s = open_ok(64 << 20);
+        static uint32_t uids[20000];
+        for (uint32_t i = 0; i < 20000; i++)
+                uids[i] = i + 1;
+        save_listing(s, "Big", 1, uids, 20000, 0);
+        put_block(s, "Big", 1, 1, 0, 5000);
+        store_close(s);
+        char p[256];
+        snprintf(p, sizeof(p), "%s/data.mdb", cdir);
+        size_t len;
+        int fd = open(p, O_RDWR);
+        struct stat st;
+        ck_assert_int_eq(fstat(fd, &st), 0);
+        len = (size_t)st.st_size;
+        unsigned char *f = malloc(len);
+        ck_assert_int_eq(pread(fd, f, len, 0), (ssize_t)len);
+        size_t pages[1024];
+        size_t n = msg_leaf_pages(f, len / 4096, pages, 1024);
+        ck_assert_uint_gt(n, 100);
+        static const unsigned char zero[4096];
+        ck_assert_int_eq(pwrite(fd, zero, 4096, (off_t)(pages[n / 2] * 4096)), 4096);
+        close(fd);
+        free(f);
+
+        s = open_ok(64 << 20);
+        size_t got = 0;
+        int r = store_listing_load(s, "Big", NULL, count_msg, &got);
+        ck_assert_int_lt(r, 0);
+        ck_assert_uint_eq(got, 0); /* no part of it */
+        ck_assert_ptr_nonnull(strstr(logged, "damaged"));
+        ck_assert_int_eq(check_block(s, "Big", 1, 1, 0, 5000), 0); /* not used any more */
+        store_close(s);
+        logged[0] = '\0';
+        s = open_ok(64 << 20);
+        ck_assert_ptr_nonnull(strstr(logged, "starting an empty cache"));
+        ck_assert_int_eq(store_listing_load(s, "Big", NULL, NULL, NULL), -ENOENT);
+        save_listing(s, "Big", 1, uids, 100, 0);
+        check_listing(s, "Big", 1, uids, 100, 0);
+        store_close(s);
 }
 END_TEST
 
@@ -775,6 +868,8 @@ int main(void)
         tcase_add_test(tc, test_damaged_garbage);
         tcase_add_test(tc, test_damaged_meta);
         tcase_add_test(tc, test_damaged_text);
+        tcase_add_test(tc, test_damaged_leaves);
+        tcase_add_test(tc, test_damaged_page_in_use);
         tcase_add_test(tc, test_garbage_lock_file);
         tcase_add_test(tc, test_kill9_mid_batch);
         tcase_add_test(tc, test_two_processes);
