@@ -746,18 +746,74 @@ static int apply_listing(struct store *s, struct wstate *w, struct store_listing
         return mbox_put(s, w->txn, l->mailbox, &r);
 }
 
+struct name_ref {
+        const unsigned char *p;
+        size_t n;
+};
+
+static int cmp_name(const void *a, const void *b)
+{
+        const struct name_ref *x = a, *y = b;
+        int c = memcmp(x->p, y->p, x->n < y->n ? x->n : y->n);
+        return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+/* Drops the stored mailboxes that the new tree no longer has (deleted or renamed by another
+ * client): their listings and blocks would otherwise stay, unbounded by cache_size. */
+static int drop_gone_mailboxes(struct store *s, struct wstate *w, struct name_ref *names, size_t n)
+{
+        qsort(names, n, sizeof(*names), cmp_name);
+        MDB_cursor *c;
+        int rc = mdb_cursor_open(w->txn, s->mbox, &c);
+        if (rc)
+                return rc;
+        char(*gone)[STORE_NAME_MAX + 1] = NULL;
+        size_t ngone = 0, cap = 0;
+        MDB_val k, v;
+        while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+                struct name_ref key = {k.mv_data, k.mv_size};
+                if (k.mv_size > STORE_NAME_MAX || bsearch(&key, names, n, sizeof(*names), cmp_name))
+                        continue;
+                if (ngone == cap) {
+                        cap = cap ? cap * 2 : 8;
+                        void *ng = realloc(gone, cap * sizeof(*gone));
+                        if (!ng) {
+                                rc = ENOMEM;
+                                break;
+                        }
+                        gone = ng;
+                }
+                memcpy(gone[ngone], k.mv_data, k.mv_size);
+                gone[ngone++][k.mv_size] = '\0';
+        }
+        mdb_cursor_close(c);
+        if (rc == MDB_NOTFOUND)
+                rc = 0;
+        for (size_t i = 0; !rc && i < ngone; i++)
+                rc = drop_one(s, w, gone[i]);
+        free(gone);
+        return rc;
+}
+
 static int apply_tree(struct store *s, struct wstate *w, struct op *o)
 {
         int rc = mdb_drop(w->txn, s->tree, 0);
+        struct name_ref *names = malloc((o->ntree ? o->ntree : 1) * sizeof(*names));
+        if (!names)
+                return ENOMEM;
         size_t off = 0;
         for (uint32_t i = 0; !rc && i < o->ntree; i++) {
                 size_t vl = get_le32(o->tree + off);
                 unsigned char kb[4];
                 be32(kb, i);
                 MDB_val k = {4, kb}, v = {vl, o->tree + off + 4};
+                names[i] = (struct name_ref){o->tree + off + 4 + TREE_FIXED, vl - TREE_FIXED};
                 rc = mdb_put(w->txn, s->tree, &k, &v, MDB_APPEND);
                 off += 4 + vl;
         }
+        if (!rc)
+                rc = drop_gone_mailboxes(s, w, names, o->ntree);
+        free(names);
         return rc;
 }
 

@@ -1012,7 +1012,7 @@ class TestFolderChanges(Base):
     def test_rmdir_and_rename_drop_the_old_names(self):
         """After `mv Old New` and `rmdir Empty`, nothing is stored under the old names (Old,
         Old/Sub, Empty): a folder created later under an old name can't be shown the old
-        listing or content. Stay keeps its own."""
+        listing or content. Stay keeps its own, until another client deletes it."""
         cache = os.path.join(class_dir("ren"), "cache")
         m = self.mount(new_mount("ren", cache))
         for mb in ("Old", "Old/Sub", "Empty", "Stay"):
@@ -1042,6 +1042,18 @@ class TestFolderChanges(Base):
             msgs_of.setdefault(struct.unpack(">I", k[:4])[0], 0)
         known = {b["no"] for b in mailboxes(cache).values()}
         self.assertEqual(sorted(set(msgs_of) - known), [], "listing records of a dropped mailbox remain")
+        # a folder deleted by another client: gone from the store after the next mount lists the tree
+        c = client("ren")
+        try:
+            typ, data = c.delete("Stay")
+            assert typ == "OK", data
+        finally:
+            c.logout()
+        m = self.mount(new_mount("ren", cache))
+        self.assertNotIn("Stay", os.listdir(m.mp))
+        C.wait_for(lambda: "Stay" not in mailboxes(cache), 10, what="Stay dropped from the store")
+        m.unmount()
+        self.assertEqual(blocks_of(cache, "Stay"), {})
 
 
 # -- cache=no and the default location -------------------------------------------------------------
@@ -1252,7 +1264,11 @@ class TestCacheSize(Base):
         finally:
             stop.set()
             th.join()
-        C.wait_for(lambda: store_bytes(cache) > limit // 2, 10, what="blocks committed")
+        uids = sorted(names)
+        # the writer commits in batches after the reads returned: wait until the last read's
+        # blocks are committed
+        C.wait_for(lambda: uids[-1] in set(k[1] for k in blocks_of(cache, "Sizes")), 20,
+                   what="the last message's blocks committed")
         final = store_bytes(cache)
         data = sum(n for _, n in block_sizes(cache))
         FIGURES.append("cache_size=2M: read %d bytes; blocks in the store peak %d, final %d (%d of data), "
@@ -1263,10 +1279,11 @@ class TestCacheSize(Base):
         self.assertLessEqual(data, final)
         self.assertLessEqual(peak[0], limit, "blocks took %d bytes at one point" % peak[0])
         self.assertGreater(final, limit // 2, "the cache holds only %d bytes: is it used?" % final)
-        # freed pages are reused: the file stays near the bound, plus listings and what one batch
-        # writes before the pages it frees can be reused (cache_size / 8, 256 KiB here)
-        self.assertLessEqual(os.path.getsize(data_file(cache)), 2 * limit)
-        uids = sorted(names)
+        # freed pages are reused, so the file stays near the bound: plus listings, what a batch
+        # writes before the pages it frees can be reused (cache_size / 8, 256 KiB here), pages
+        # a reader (this test's mdb_dump) still holds, and runs of free pages too short for a
+        # 64 KiB block (measured: 2.8-5 MB for 2 MB)
+        self.assertLessEqual(os.path.getsize(data_file(cache)), 3 * limit + 1024 * 1024)
         kept = set(k[1] for k in blocks_of(cache, "Sizes"))
         self.assertIn(uids[-1], kept, "the message read last is not in the cache (LRU)")
         self.assertNotIn(uids[0], kept, "the message read first is still in the cache (LRU)")

@@ -280,6 +280,17 @@ START_TEST(test_tree_round_trip)
         store_close(s);
         s = open_ok(1 << 20);
         ck_assert_int_eq(store_tree_load(s, NULL, NULL), 2);
+        /* a mailbox the tree no longer has (deleted or renamed elsewhere) is dropped with it */
+        uint32_t uids[] = {1, 2};
+        save_listing(s, "INBOX", 1, uids, 2, 0);
+        save_listing(s, "Archive/2024", 1, uids, 2, 0);
+        save_listing(s, "Gone", 1, uids, 2, 0);
+        put_block(s, "Gone", 1, 1, 0, 1000);
+        ck_assert_int_eq(store_tree_save(s, v, 2), 0);
+        check_listing(s, "INBOX", 1, uids, 2, 0);
+        check_listing(s, "Archive/2024", 1, uids, 2, 0);
+        ck_assert_int_eq(store_listing_load(s, "Gone", NULL, NULL, NULL), -ENOENT);
+        ck_assert_int_eq(check_block(s, "Gone", 1, 1, 0, 1000), 0);
         store_close(s);
 }
 END_TEST
