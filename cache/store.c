@@ -233,6 +233,7 @@ struct op {
         uint32_t uidvalidity, uid;
         char section[STORE_SECTION_MAX + 1];
         enum store_form form;
+        char delim; /* OP_DROP: the hierarchy delimiter, '\0' for the mailbox alone */
         uint32_t index;
         uint64_t khash; /* of the part and index: a queue scan compares this first */
         size_t len;
@@ -862,7 +863,7 @@ static int apply_one(struct store *s, struct wstate *w, struct op *o)
         case OP_TREE:
                 return apply_tree(s, w, o);
         case OP_DROP:
-                return apply_drop(s, w, o->mailbox, (char)o->form);
+                return apply_drop(s, w, o->mailbox, o->delim);
         }
         return EINVAL;
 }
@@ -1874,7 +1875,7 @@ int store_mailbox_drop(struct store *s, const char *mailbox, char delim)
                 return -ENOMEM;
         }
         o->kind = OP_DROP;
-        o->form = (enum store_form)delim; /* the delimiter rides in an unused field */
+        o->delim = delim;
         return submit(s, o);
 }
 
