@@ -748,6 +748,28 @@ class TestModes(Base):
                          "a parent directory imapfs created is open to others")
 
 
+class TestDaemonMode(Base):
+    USER = "perm"
+
+    def test_daemon_writes_the_store(self):
+        """Without -f, imapfs opens the store, forks into a daemon and must open it again there
+        (an LMDB environment does not survive a fork): what it reads is stored, and a remount
+        lists and reads it from there."""
+        cache = os.path.join(class_dir("daemon"), "cache")
+        bodies = server_bodies("perm", "Perm")
+        m = new_mount("perm", cache)
+        self.mounts.append(m)
+        m.mount()  # daemon mode: the parent exits once mounted
+        self.assertNotEqual(m.daemon_pid, None)
+        self.assertBytes(m.mp, "Perm", bodies, what="daemon mode")
+        m.unmount()
+        self.assertNotIn("without a persistent cache", m.read_log())
+        uv = uidvalidity_of("perm", "Perm")
+        self.assertEqual(sorted(fully_cached(cache, "Perm", uv, {u: len(b) for u, b in bodies.items()})),
+                         sorted(bodies), "the daemon did not store what it read")
+        self.assertEqual(sorted(listing_of(cache, "Perm")["records"]), sorted(bodies))
+
+
 # -- a damaged store, an old cache ----------------------------------------------------------------
 def cut_half(path):
     os.truncate(path, os.path.getsize(path) // 2)
