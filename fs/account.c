@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/disk.h"
+#include "cache/store.h"
 #include "fs/ahead.h"
 #include "fs/names.h"
 #include "fs/persist.h"
@@ -266,9 +266,9 @@ int account_refresh_tree(struct account *a, int max_age_ms)
         /* Saved only when it changed: polls re-list the tree every time. */
         uint64_t sig = 0;
         for (size_t i = 0; r == 0 && i < t.n; i++) {
-                sig = disk_hash64(t.v[i].raw, strlen(t.v[i].raw), sig);
+                sig = store_hash64(t.v[i].raw, strlen(t.v[i].raw), sig);
                 unsigned char extra[2] = {(unsigned char)t.v[i].delim, (unsigned char)t.v[i].attrs};
-                sig = disk_hash64(extra, sizeof(extra), sig);
+                sig = store_hash64(extra, sizeof(extra), sig);
         }
         bool save = r == 0 && current && sig != a->tree_sig;
         if (save)

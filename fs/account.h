@@ -34,7 +34,7 @@ struct account {
         struct cache *cache;
         struct blocks *blocks;
         struct ahead *ahead;
-        struct disk *disk;       /* the persistent cache, NULL when off */
+        struct store *disk;      /* the persistent cache (cache/store.h), NULL when off */
         int64_t tree_checked_ms; /* guarded by the cache lock */
         char hier_delim;         /* the server's hierarchy delimiter (from LIST) */
         uint64_t tree_sig;       /* hash of the last LIST, to save the tree only on change */

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "fs/names.h"
+#include "fs/persist.h"
 #include "imap/log.h"
 #include "imap/header.h"
 #include "imap/ops.h"
@@ -166,6 +167,7 @@ int account_rmdir(struct account *a, uint64_t parent, const char *name)
         int r = write_run(a, NULL, IMAP_POOL_META, write_rmdir, &j);
         if (r == 0) {
                 imap_pool_forget_mailbox(a->pool, raw);
+                persist_drop_mailbox(a, raw, '\0');
                 cache_lock(a->cache);
                 struct cache_mbox *m2 = cache_mbox_by_raw(a->cache, raw);
                 a->tree_gen++;
@@ -210,6 +212,7 @@ static int account_rename_dir(struct account *a, struct cache_mbox *m, struct ca
         }
         if (r == 0) {
                 imap_pool_forget_mailbox(a->pool, from);
+                persist_drop_mailbox(a, from, a->hier_delim); /* and its subtree's names */
                 const char *last = to;
                 char d = np->raw ? np->delim : a->hier_delim;
                 if (d && strrchr(to, d))

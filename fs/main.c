@@ -367,6 +367,7 @@ int main(int argc, char *argv[])
                 log_init(true, o.debug);
         log_info("mounted %s@%s on %s", fs.acct.imap.user, fs.acct.imap.host, fo.mountpoint);
         /* Threads start only now: they would not survive daemonizing. */
+        persist_start(&fs.acct);
         cache_lock(fs.acct.cache);
         cache_set_observer(fs.acct.cache, main_observe, &fs);
         cache_unlock(fs.acct.cache);
