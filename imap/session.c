@@ -248,27 +248,6 @@ static void session_fill_result(struct imap_result *res, const struct imap_respo
         imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
 }
 
-int imap_result_errno(const char *what, const struct imap_result *res)
-{
-        static const struct {
-                const char *code;
-                int err;
-        } table[] = {
-            {"NONEXISTENT", -ENOENT},   {"TRYCREATE", -ENOENT}, {"ALREADYEXISTS", -EEXIST},
-            {"OVERQUOTA", -EDQUOT},     {"TOOBIG", -EFBIG},     {"LIMIT", -EFBIG},
-            {"NOPERM", -EACCES},        {"INUSE", -EBUSY},      {"CANNOT", -EPERM},
-            {"EXPUNGEISSUED", -ENOENT}, {"SERVERBUG", -EIO},    {"UNAVAILABLE", -EAGAIN},
-        };
-        if (res->status == IMAP_ST_OK)
-                return 0;
-        log_warn("%s failed: %s%s%s%s", what, res->code[0] ? "[" : "", res->code,
-                 res->code[0] ? "] " : "", res->text);
-        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-                if (strcmp(res->code, table[i].code) == 0)
-                        return table[i].err;
-        return -EPROTO;
-}
-
 static int session_send(struct imap_session *s, const char *buf, size_t len, bool redact,
                         int64_t deadline)
 {
