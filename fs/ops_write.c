@@ -89,9 +89,9 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         struct fs *fs = fs_of(req);
         if (ops_refuse_ro(req))
                 return;
-        /* NOREPLACE is what imapfs does anyway (an existing target is EEXIST);
-         * accepting it saves GNU mv a fallback per file. EXCHANGE has no IMAP
-         * equivalent. */
+        /* NOREPLACE: an existing target is EEXIST (without it, a folder
+         * replaces an empty one); accepting it saves GNU mv a fallback per
+         * file. EXCHANGE has no IMAP equivalent. */
         if (flags & ~(unsigned)RENAME_NOREPLACE) {
                 fuse_reply_err(req, EINVAL);
                 return;
@@ -101,7 +101,8 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         bool is_msg = pn && pn->kind == CACHE_MBOX &&
                       cache_msg_by_name((struct cache_mbox *)pn, name) != NULL;
         cache_unlock(fs->acct.cache);
-        int r = account_rename(&fs->acct, parent, name, newparent, newname);
+        int r = account_rename(&fs->acct, parent, name, newparent, newname,
+                               (flags & RENAME_NOREPLACE) != 0);
         fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
         /* The kernel now believes the message sits at newname; it sits under
          * its own name (and new UID) in the target folder, as the same inode.

@@ -8,11 +8,14 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <uthash.h>
 
 #include "fs/account.h"
+#include "fs/account_write.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
+#include "imap/rcode.h"
 
 /* Servers drop an IDLE after 30 minutes of silence (RFC 2177): renew it
  * before that. */
@@ -34,7 +37,67 @@ struct sync {
         char *watched;          /* guarded by mu */
         struct imap_session *s; /* the watcher's own connection (thread only) */
         bool notify;            /* the server reports all mailboxes (NOTIFY) */
+        char *in;               /* what s has selected (guarded by mu) */
+        pthread_cond_t moved;   /* in changed */
+        struct sync_fail *bad;  /* folders whose STATUS failed (thread) */
 };
+
+/* A folder whose STATUS failed: asked again only after a back-off that
+ * doubles with each failure, so that a folder the server refuses is not
+ * asked about (and logged) every poll. */
+struct sync_fail {
+        char *name;
+        unsigned count;
+        int64_t next_ms;
+        UT_hash_handle hh;
+};
+
+/* False while name is in its back-off. */
+static bool sync_may_ask(struct sync *sy, const char *name)
+{
+        struct sync_fail *f;
+        HASH_FIND_STR(sy->bad, name, f);
+        return !f || imap_now_ms() >= f->next_ms;
+}
+
+/* Records the outcome of asking about name: r == 0 ends its back-off. */
+static void sync_asked(struct sync *sy, const char *name, int r)
+{
+        struct sync_fail *f;
+        HASH_FIND_STR(sy->bad, name, f);
+        if (r == 0 || r == -EIO) { /* -EIO: the connection, not the folder */
+                if (f && r == 0) {
+                        log_info("sync: %s answers again", name);
+                        HASH_DEL(sy->bad, f);
+                        free(f->name);
+                        free(f);
+                }
+                return;
+        }
+        if (!f) {
+                f = calloc(1, sizeof(*f));
+                if (!f || !(f->name = strdup(name))) {
+                        free(f);
+                        return;
+                }
+                HASH_ADD_KEYPTR(hh, sy->bad, f->name, strlen(f->name), f);
+        }
+        f->count++;
+        int wait = imap_backoff_ms(f->count, sy->poll_ms, 8 * sy->poll_ms, 0);
+        f->next_ms = imap_now_ms() + wait;
+        log_dbg("sync: %s failed %u times: next try in %d ms", name, f->count, wait);
+}
+
+static void sync_set_in(struct sync *sy, const char *mailbox)
+{
+        pthread_mutex_lock(&sy->mu);
+        free(sy->in);
+        sy->in = mailbox ? strdup(mailbox) : NULL;
+        pthread_cond_broadcast(&sy->moved);
+        pthread_mutex_unlock(&sy->mu);
+}
+
+static void sync_leave(void *ctx, const char *mailbox, char delim);
 
 struct sync *sync_new(struct account *a, int poll_ms)
 {
@@ -49,6 +112,12 @@ struct sync *sync_new(struct account *a, int poll_ms)
                 return NULL;
         }
         pthread_mutex_init(&sy->mu, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&sy->moved, &ca);
+        pthread_condattr_destroy(&ca);
+        imap_pool_on_leave(a->pool, sync_leave, sy);
         return sy;
 }
 
@@ -90,6 +159,31 @@ void sync_watch(struct sync *sy, const char *mailbox)
         pthread_mutex_unlock(&sy->mu);
         if (!same)
                 sync_wake(sy);
+}
+
+/* Before our own DELETE or RENAME of mailbox: the watcher moves to INBOX
+ * and this returns once its session has left mailbox (or after the
+ * account's timeout). Dovecot drops a session whose selected mailbox
+ * another session deletes. The wake-up is repeated because the thread may
+ * be between IDLE and its next wait when the first one comes. */
+static void sync_leave(void *ctx, const char *mailbox, char delim)
+{
+        struct sync *sy = ctx;
+        int64_t deadline = imap_now_ms() + sy->a->imap.timeout_ms;
+        pthread_mutex_lock(&sy->mu);
+        if (imap_mailbox_within(sy->watched, mailbox, delim)) {
+                free(sy->watched);
+                sy->watched = strdup("INBOX");
+        }
+        while (imap_mailbox_within(sy->in, mailbox, delim) && imap_now_ms() < deadline) {
+                pthread_mutex_unlock(&sy->mu);
+                sync_wake(sy);
+                pthread_mutex_lock(&sy->mu);
+                int64_t until = imap_now_ms() + 50;
+                struct timespec ts = {until / 1000, (until % 1000) * 1000000};
+                pthread_cond_timedwait(&sy->moved, &sy->mu, &ts);
+        }
+        pthread_mutex_unlock(&sy->mu);
 }
 
 /* Waits on the wake descriptor; true if woken (or told to stop). */
@@ -200,10 +294,16 @@ static int sync_poll(struct sync *sy, const char *watched)
                         continue;
                 uint32_t uv = 0, un = 0, ex = 0;
                 uint64_t ms = 0;
-                if (!sync_listed_id(a, names.v[i], &uv, &un, &ex, &ms))
+                if (!sync_listed_id(a, names.v[i], &uv, &un, &ex, &ms) ||
+                    !sync_may_ask(sy, names.v[i]))
                         continue;
                 struct imap_status_info st;
                 r = imap_status(sy->s, names.v[i], &st);
+                sync_asked(sy, names.v[i], r);
+                if (r == -ENOENT)
+                        account_forget_mailbox(a, names.v[i]); /* gone: leaves the tree now */
+                if (imap_errno_backoff(r))
+                        break; /* the server asks us to slow down: the rest waits too */
                 if (r < 0)
                         continue;
                 bool changed = st.uidvalidity != uv || st.uidnext != un || st.messages != ex ||
@@ -280,6 +380,7 @@ static void *sync_main(void *arg)
                 if (!sy->s || imap_session_broken(sy->s)) {
                         imap_session_free(sy->s);
                         sy->s = NULL;
+                        sync_set_in(sy, NULL);
                         char err[256];
                         if (imap_session_open(&a->imap, &sy->s, err, sizeof(err)) < 0) {
                                 log_dbg("sync: %s", err);
@@ -303,8 +404,13 @@ static void *sync_main(void *arg)
                  * SELECT a big folder twice at once. Changes meanwhile are
                  * caught by the fresh SELECT below. */
                 const char *cur_sel = sy->s ? imap_session_selected(sy->s) : NULL;
-                if (cur_sel && strcmp(cur_sel, target) != 0)
-                        sync_sleep(sy, SWITCH_DELAY_MS);
+                if (cur_sel && strcmp(cur_sel, target) != 0 && sync_sleep(sy, SWITCH_DELAY_MS)) {
+                        /* Woken: the folder to watch may have changed meanwhile,
+                         * and the wake-up was used up by this sleep. */
+                        free(target);
+                        if (!(target = sync_target(sy)))
+                                continue;
+                }
                 /* A sleep eats the wake-up: look at the stop flag again
                  * before waiting in IDLE. */
                 if (sync_stopping(sy)) {
@@ -324,6 +430,7 @@ static void *sync_main(void *arg)
                 bool changed = false;
                 int r =
                     sy->s && !imap_session_broken(sy->s) ? imap_select(sy->s, target, &si) : -EIO;
+                sync_set_in(sy, r == 0 ? target : NULL);
                 unsigned ev = sy->s ? imap_session_events(sy->s) : 0;
                 /* Changes made before IDLE began (while polling, or before this
                  * folder became the watched one) don't come as pushes: catch
@@ -375,8 +482,18 @@ void sync_free(struct sync *sy)
         sync_wake(sy);
         if (sy->started)
                 pthread_join(sy->thread, NULL);
+        imap_pool_on_leave(sy->a->pool, NULL, NULL);
         close(sy->wake_fd);
         pthread_mutex_destroy(&sy->mu);
+        pthread_cond_destroy(&sy->moved);
         free(sy->watched);
+        free(sy->in);
+        struct sync_fail *f, *tmp;
+        HASH_ITER(hh, sy->bad, f, tmp)
+        {
+                HASH_DEL(sy->bad, f);
+                free(f->name);
+                free(f);
+        }
         free(sy);
 }

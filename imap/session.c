@@ -152,6 +152,7 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"LOGINDISABLED", offsetof(struct imap_caps, logindisabled)},
             {"AUTH=PLAIN", offsetof(struct imap_caps, auth_plain)},
             {"SASL-IR", offsetof(struct imap_caps, sasl_ir)},
+            {"UNSELECT", offsetof(struct imap_caps, unselect)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)
