@@ -26,6 +26,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -355,7 +356,9 @@ class TestOwnSessions(Base):
 # -- polling a folder whose STATUS fails -----------------------------------------------------
 class RewriteProxy(Proxy):
     """Proxy (plain IMAP) that answers `STATUS <mailbox>` with NO [UNAVAILABLE] while
-    self.fail_mailbox is set, and counts the STATUS commands for it."""
+    self.fail_mailbox is set, counts the STATUS commands for self.watch, and holds a
+    client command matching self.hold (regex, bytes) for self.hold_s seconds before the
+    server sees it."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
@@ -363,6 +366,9 @@ class RewriteProxy(Proxy):
         self.watch = None
         self.statuses = []  # monotonic times of STATUS commands for self.watch
         self.tags = set()
+        self.hold = None
+        self.hold_s = 0
+        self.held = threading.Event()
 
     def _pump(self, conn, src, dst, direction):
         buf = b""
@@ -376,12 +382,17 @@ class RewriteProxy(Proxy):
                     break
                 buf += data
                 out = b""
+                delay = 0
                 while b"\r\n" in buf:
                     line, buf = buf.split(b"\r\n", 1)
-                    out += self._line(line, direction) + b"\r\n" if line is not None else b""
+                    line, d = self._line(line, direction)
+                    out += line + b"\r\n"
+                    delay = max(delay, d)
                 if direction == "up":  # never hold the client's bytes (literals)
                     out += buf
                     buf = b""
+                if delay:
+                    time.sleep(delay)
                 try:
                     if out:
                         dst.sendall(out)
@@ -397,22 +408,27 @@ class RewriteProxy(Proxy):
             w = self.watch.encode() if self.watch else None
             f = self.fail_mailbox.encode() if self.fail_mailbox else None
             if direction == "up":
+                if self.hold and re.match(rb"^\S+ " + self.hold, line):
+                    self.hold = None
+                    self.held.set()
+                    return line, self.hold_s
                 m = re.match(rb'^(\S+) STATUS "?([^" ]+)"? ', line)
                 if m and w and m.group(2) == w:
                     self.statuses.append(time.monotonic())
                     if f == w:
                         self.tags.add(m.group(1))
-                return line
+                return line, 0
             if f and line.startswith(b"* STATUS ") and f in line:
-                return b"* OK dropped"
+                return b"* OK dropped", 0
             tag = line.split(b" ", 1)[0]
             if tag in self.tags:
                 self.tags.discard(tag)
-                return tag + b" NO [UNAVAILABLE] Backend busy, try later"
-            return line
+                return tag + b" NO [UNAVAILABLE] Backend busy, try later", 0
+            return line, 0
 
 
-class TestStatusBackoff(Base):
+class TestThroughProxy(Base):
+    """A mount through RewriteProxy, polling every second."""
     @classmethod
     def setUpClass(cls):
         cls.srv = D.Dovecot(ssl=False, rawlog=False)
@@ -422,6 +438,8 @@ class TestStatusBackoff(Base):
             cls.srv.start()
             c = cls.srv.client()
             c.create("Flaky")
+            c.create("UafSrc")
+            c.create("UafPar")
             D.append(c, "Flaky", msg("flaky-0"))
             c.logout()
             cls.proxy = RewriteProxy(cls.srv.imap_port).start()
@@ -472,6 +490,42 @@ class TestStatusBackoff(Base):
             self.proxy.fail_mailbox = None
             again = len(self.proxy.statuses)
         wait_for(lambda: len(self.proxy.statuses) > again, 20, what="STATUS Flaky after the back-off")
+
+    def test_rename_into_a_folder_that_goes_meanwhile(self):
+        # Issue 7, finding 6: mv A P/B read P's cache node after the RENAME, without
+        # the lock; a tree refresh meanwhile (P deleted elsewhere) had freed it. The
+        # RENAME is held back by the proxy while another client deletes P and live sync
+        # (poll=1) re-lists the tree. Under ASan the old code aborted here.
+        mp = self.m.mp
+        self.assertEqual(sorted(n for n in os.listdir(mp) if n.startswith("Uaf")), ["UafPar", "UafSrc"])
+        with self.proxy.lock:
+            self.proxy.held.clear()
+            self.proxy.hold_s = 3
+            self.proxy.hold = rb'RENAME "?UafSrc"? '
+        res = {}
+
+        def mv():
+            res["e"] = errno_of(lambda: os.rename(os.path.join(mp, "UafSrc"),
+                                                  os.path.join(mp, "UafPar", "Moved")))
+        t = threading.Thread(target=mv)
+        t.start()
+        self.assertTrue(self.proxy.held.wait(10), "the RENAME never came")
+        c = self.srv.client()
+        c.delete("UafPar")
+        c.logout()
+        t.join(30)
+        self.assertFalse(t.is_alive(), "mv hangs")
+        c = self.srv.client()
+        names = C.mailbox_names(c)
+        c.logout()
+        self.assertIn(res["e"], (None, errno.ENOENT), ename(res["e"]) + self.m.read_log()[-2000:])
+        if res["e"] is None:
+            self.assertIn("UafPar/Moved", names)
+        # the mount is alive and shows what the server has
+        wait_for(lambda: ("UafPar" in names) == ("UafPar" in os.listdir(mp)), 10,
+                 what="the mount's tree to follow the server")
+        self.assertNotIn("UafSrc", os.listdir(mp))
+
 
 if __name__ == "__main__":
     tap.main()
