@@ -60,8 +60,9 @@ static bool sync_may_ask(struct sync *sy, const char *name)
         return !f || imap_now_ms() >= f->next_ms;
 }
 
-/* Records the outcome of asking about name: r == 0 ends its back-off. */
-static void sync_asked(struct sync *sy, const char *name, int r)
+/* Records the outcome of asking about name: r == 0 ends its back-off.
+ * Returns how long to wait before asking again (0: no need to). */
+static int sync_asked(struct sync *sy, const char *name, int r)
 {
         struct sync_fail *f;
         HASH_FIND_STR(sy->bad, name, f);
@@ -72,13 +73,13 @@ static void sync_asked(struct sync *sy, const char *name, int r)
                         free(f->name);
                         free(f);
                 }
-                return;
+                return 0;
         }
         if (!f) {
                 f = calloc(1, sizeof(*f));
                 if (!f || !(f->name = strdup(name))) {
                         free(f);
-                        return;
+                        return sy->poll_ms;
                 }
                 HASH_ADD_KEYPTR(hh, sy->bad, f->name, strlen(f->name), f);
         }
@@ -86,6 +87,7 @@ static void sync_asked(struct sync *sy, const char *name, int r)
         int wait = imap_backoff_ms(f->count, sy->poll_ms, 8 * sy->poll_ms, 0);
         f->next_ms = imap_now_ms() + wait;
         log_dbg("sync: %s failed %u times: next try in %d ms", name, f->count, wait);
+        return wait;
 }
 
 static void sync_set_in(struct sync *sy, const char *mailbox)
@@ -431,6 +433,8 @@ static void *sync_main(void *arg)
                 int r =
                     sy->s && !imap_session_broken(sy->s) ? imap_select(sy->s, target, &si) : -EIO;
                 sync_set_in(sy, r == 0 ? target : NULL);
+                if (r == 0)
+                        sync_asked(sy, target, 0);
                 unsigned ev = sy->s ? imap_session_events(sy->s) : 0;
                 /* Changes made before IDLE began (while polling, or before this
                  * folder became the watched one) don't come as pushes: catch
@@ -453,8 +457,8 @@ static void *sync_main(void *arg)
                         sync_refresh_stale(sy, target);
                 else if (r == -ENOENT)
                         sync_watch(sy, "INBOX"); /* the watched folder went away */
-                else if (r < 0 && r != -EPROTO)
-                        sync_sleep(sy, backoff);
+                else if (r < 0)
+                        sync_sleep(sy, r == -EIO ? backoff : sync_asked(sy, target, r));
                 free(target);
         }
         imap_session_free(sy->s);

@@ -366,6 +366,9 @@ class RewriteProxy(Proxy):
         self.watch = None
         self.statuses = []  # monotonic times of STATUS commands for self.watch
         self.tags = set()
+        self.fail_select = None  # (mailbox, answer): SELECT/EXAMINE of mailbox gets answer
+        self.selects = []        # monotonic times of SELECT/EXAMINE of fail_select's mailbox
+        self.select_tags = {}
         self.hold = None
         self.hold_s = 0
         self.held = threading.Event()
@@ -412,6 +415,10 @@ class RewriteProxy(Proxy):
                     self.hold = None
                     self.held.set()
                     return line, self.hold_s
+                m = re.match(rb'^(\S+) (?:SELECT|EXAMINE) "?([^" ]+)"?', line)
+                if m and self.fail_select and m.group(2) == self.fail_select[0].encode():
+                    self.selects.append(time.monotonic())
+                    self.select_tags[m.group(1)] = self.fail_select[1].encode()
                 m = re.match(rb'^(\S+) STATUS "?([^" ]+)"? ', line)
                 if m and w and m.group(2) == w:
                     self.statuses.append(time.monotonic())
@@ -421,6 +428,8 @@ class RewriteProxy(Proxy):
             if f and line.startswith(b"* STATUS ") and f in line:
                 return b"* OK dropped", 0
             tag = line.split(b" ", 1)[0]
+            if tag in self.select_tags and line.startswith(tag + b" OK"):
+                return tag + b" " + self.select_tags.pop(tag), 0
             if tag in self.tags:
                 self.tags.discard(tag)
                 return tag + b" NO [UNAVAILABLE] Backend busy, try later", 0
@@ -438,6 +447,7 @@ class TestThroughProxy(Base):
             cls.srv.start()
             c = cls.srv.client()
             c.create("Flaky")
+            c.create("Stuck")
             c.create("UafSrc")
             c.create("UafPar")
             D.append(c, "Flaky", msg("flaky-0"))
@@ -490,6 +500,25 @@ class TestThroughProxy(Base):
             self.proxy.fail_mailbox = None
             again = len(self.proxy.statuses)
         wait_for(lambda: len(self.proxy.statuses) > again, 20, what="STATUS Flaky after the back-off")
+
+    def test_watched_folder_whose_select_fails_is_retried_with_backoff(self):
+        # live sync watches the folder opened last; if its SELECT keeps failing with an
+        # answer the table doesn't know (EPROTO), it must not ask again at once, forever.
+        mp = self.m.mp
+        os.listdir(os.path.join(mp, "Stuck"))  # listed: opening it again uses the listing
+        os.listdir(os.path.join(mp, "INBOX"))
+        with self.proxy.lock:
+            self.proxy.fail_select = ("Stuck", "NO [XODD] Something odd happened")
+        os.listdir(os.path.join(mp, "Stuck"))  # watched now: its SELECT fails
+        wait_for(lambda: self.proxy.selects, 10, what="live sync to select Stuck")
+        t0 = time.monotonic()
+        time.sleep(5)
+        with self.proxy.lock:
+            n = len([t for t in self.proxy.selects if t >= t0])
+            self.proxy.fail_select = None
+        os.listdir(os.path.join(mp, "INBOX"))
+        sys.stdout.write("# SELECT Stuck in 5 s of failures: %d\n" % n)
+        self.assertLessEqual(n, 5, "the watched folder's SELECT was repeated %d times in 5 s" % n)
 
     def test_rename_into_a_folder_that_goes_meanwhile(self):
         # Issue 7, finding 6: mv A P/B read P's cache node after the RENAME, without
