@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-#include <uthash.h>
 
 #include "fs/account.h"
 #include "fs/account_write.h"
@@ -39,54 +38,22 @@ struct sync {
         bool notify;            /* the server reports all mailboxes (NOTIFY) */
         char *in;               /* what s has selected (guarded by mu) */
         pthread_cond_t moved;   /* in changed */
-        struct sync_fail *bad;  /* folders whose STATUS failed (thread) */
+        struct imap_retry bad;  /* folders whose STATUS failed (thread) */
 };
 
-/* A folder whose STATUS failed: asked again only after a back-off that
- * doubles with each failure, so that a folder the server refuses is not
- * asked about (and logged) every poll. */
-struct sync_fail {
-        char *name;
-        unsigned count;
-        int64_t next_ms;
-        UT_hash_handle hh;
-};
-
-/* False while name is in its back-off. */
-static bool sync_may_ask(struct sync *sy, const char *name)
-{
-        struct sync_fail *f;
-        HASH_FIND_STR(sy->bad, name, f);
-        return !f || imap_now_ms() >= f->next_ms;
-}
-
-/* Records the outcome of asking about name: r == 0 ends its back-off.
- * Returns how long to wait before asking again (0: no need to). */
+/* Records the outcome of asking about name (STATUS, or SELECT of the
+ * watched folder): after a failure it is asked again only after a back-off
+ * that doubles each time (from one poll interval up to eight), so that a
+ * folder the server refuses is not asked about, and logged, every time.
+ * Returns that wait. */
 static int sync_asked(struct sync *sy, const char *name, int r)
 {
-        struct sync_fail *f;
-        HASH_FIND_STR(sy->bad, name, f);
-        if (r == 0 || r == -EIO) { /* -EIO: the connection, not the folder */
-                if (f && r == 0) {
-                        log_info("sync: %s answers again", name);
-                        HASH_DEL(sy->bad, f);
-                        free(f->name);
-                        free(f);
-                }
-                return 0;
-        }
-        if (!f) {
-                f = calloc(1, sizeof(*f));
-                if (!f || !(f->name = strdup(name))) {
-                        free(f);
-                        return sy->poll_ms;
-                }
-                HASH_ADD_KEYPTR(hh, sy->bad, f->name, strlen(f->name), f);
-        }
-        f->count++;
-        int wait = imap_backoff_ms(f->count, sy->poll_ms, 8 * sy->poll_ms, 0);
-        f->next_ms = imap_now_ms() + wait;
-        log_dbg("sync: %s failed %u times: next try in %d ms", name, f->count, wait);
+        bool back;
+        int wait = imap_retry_note(&sy->bad, name, r, sy->poll_ms, 8 * sy->poll_ms, &back);
+        if (back)
+                log_info("sync: %s answers again", name);
+        else if (wait)
+                log_dbg("sync: asking about %s again in %d ms", name, wait);
         return wait;
 }
 
@@ -297,7 +264,7 @@ static int sync_poll(struct sync *sy, const char *watched)
                 uint32_t uv = 0, un = 0, ex = 0;
                 uint64_t ms = 0;
                 if (!sync_listed_id(a, names.v[i], &uv, &un, &ex, &ms) ||
-                    !sync_may_ask(sy, names.v[i]))
+                    !imap_retry_due(&sy->bad, names.v[i]))
                         continue;
                 struct imap_status_info st;
                 r = imap_status(sy->s, names.v[i], &st);
@@ -492,12 +459,6 @@ void sync_free(struct sync *sy)
         pthread_cond_destroy(&sy->moved);
         free(sy->watched);
         free(sy->in);
-        struct sync_fail *f, *tmp;
-        HASH_ITER(hh, sy->bad, f, tmp)
-        {
-                HASH_DEL(sy->bad, f);
-                free(f->name);
-                free(f);
-        }
+        imap_retry_clear(&sy->bad);
         free(sy);
 }

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uthash.h>
+
+#include "imap/conn.h"
 #include "imap/log.h"
 
 /* One row: a response code (NULL: any code, "": no code) and a piece of the
@@ -139,4 +142,60 @@ int imap_backoff_ms(unsigned failures, int base_ms, int max_ms, int suggested_ms
         if (suggested_ms > ms)
                 ms = suggested_ms;
         return (int)ms;
+}
+
+struct imap_retry_entry {
+        char *name;
+        unsigned count;
+        int64_t next_ms;
+        UT_hash_handle hh;
+};
+
+bool imap_retry_due(const struct imap_retry *t, const char *name)
+{
+        struct imap_retry_entry *e;
+        HASH_FIND_STR(t->head, name, e);
+        return !e || imap_now_ms() >= e->next_ms;
+}
+
+int imap_retry_note(struct imap_retry *t, const char *name, int err, int base_ms, int max_ms,
+                    bool *recovered)
+{
+        struct imap_retry_entry *e;
+        HASH_FIND_STR(t->head, name, e);
+        if (recovered)
+                *recovered = false;
+        if (err == 0 || err == -EIO) {
+                if (e && err == 0) {
+                        HASH_DEL(t->head, e);
+                        free(e->name);
+                        free(e);
+                        if (recovered)
+                                *recovered = true;
+                }
+                return 0;
+        }
+        if (!e) {
+                e = calloc(1, sizeof(*e));
+                if (!e || !(e->name = strdup(name))) {
+                        free(e);
+                        return base_ms;
+                }
+                HASH_ADD_KEYPTR(hh, t->head, e->name, strlen(e->name), e);
+        }
+        e->count++;
+        int wait = imap_backoff_ms(e->count, base_ms, max_ms, 0);
+        e->next_ms = imap_now_ms() + wait;
+        return wait;
+}
+
+void imap_retry_clear(struct imap_retry *t)
+{
+        struct imap_retry_entry *e, *tmp;
+        HASH_ITER(hh, t->head, e, tmp)
+        {
+                HASH_DEL(t->head, e);
+                free(e->name);
+                free(e);
+        }
 }

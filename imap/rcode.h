@@ -43,4 +43,23 @@ bool imap_errno_backoff(int err);
  * counts if it is longer. */
 int imap_backoff_ms(unsigned failures, int base_ms, int max_ms, int suggested_ms);
 
+/* Names (mailboxes) whose last attempts failed, each with its failure count
+ * and the time before which it should not be asked about again. Not locked:
+ * one thread owns a table. Zero-initialised is empty. */
+struct imap_retry_entry;
+struct imap_retry {
+        struct imap_retry_entry *head;
+};
+
+/* False while name is within its back-off. */
+bool imap_retry_due(const struct imap_retry *t, const char *name);
+/* Records the outcome of asking about name: err 0 ends its back-off (true is
+ * returned in *recovered if it had one); -EIO (the connection, not the
+ * name) changes nothing; any other failure counts. Returns the wait before
+ * the next attempt (imap_backoff_ms(count, base_ms, max_ms)), 0 after a
+ * success. */
+int imap_retry_note(struct imap_retry *t, const char *name, int err, int base_ms, int max_ms,
+                    bool *recovered);
+void imap_retry_clear(struct imap_retry *t);
+
 #endif

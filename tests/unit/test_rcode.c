@@ -104,6 +104,32 @@ START_TEST(test_backoff_arithmetic)
 }
 END_TEST
 
+START_TEST(test_retry_table)
+{
+        struct imap_retry t = {0};
+        bool back = true;
+        ck_assert(imap_retry_due(&t, "A"));
+        ck_assert_int_eq(imap_retry_note(&t, "A", -EIO, 1000, 8000, &back), 0);
+        ck_assert(!back);
+        ck_assert(imap_retry_due(&t, "A")); /* the connection failed, not A */
+        ck_assert_int_eq(imap_retry_note(&t, "A", -EAGAIN, 1000, 8000, &back), 1000);
+        ck_assert(!imap_retry_due(&t, "A"));
+        ck_assert(imap_retry_due(&t, "B"));
+        ck_assert_int_eq(imap_retry_note(&t, "A", -EPROTO, 1000, 8000, NULL), 2000);
+        ck_assert_int_eq(imap_retry_note(&t, "A", -EPROTO, 1000, 8000, NULL), 4000);
+        ck_assert_int_eq(imap_retry_note(&t, "A", -EPROTO, 1000, 8000, NULL), 8000);
+        ck_assert_int_eq(imap_retry_note(&t, "A", -EPROTO, 1000, 8000, NULL), 8000);
+        ck_assert_int_eq(imap_retry_note(&t, "A", 0, 1000, 8000, &back), 0);
+        ck_assert(back);
+        ck_assert(imap_retry_due(&t, "A"));
+        ck_assert_int_eq(imap_retry_note(&t, "A", -EACCES, 1000, 8000, NULL), 1000);
+        ck_assert_int_eq(imap_retry_note(&t, "B", -EACCES, 0, 0, NULL), 0);
+        ck_assert(imap_retry_due(&t, "B")); /* a zero wait is due at once */
+        imap_retry_clear(&t);
+        ck_assert(imap_retry_due(&t, "A"));
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("rcode");
@@ -112,6 +138,7 @@ int main(void)
         tcase_add_test(tc, test_ok_is_zero);
         tcase_add_test(tc, test_suggested_wait);
         tcase_add_test(tc, test_backoff_arithmetic);
+        tcase_add_test(tc, test_retry_table);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
