@@ -68,6 +68,21 @@ static void sync_set_in(struct sync *sy, const char *mailbox)
 
 static void sync_leave(void *ctx, const char *mailbox, char delim);
 
+/* Just before the SELECT of target: false if the folder to watch changed
+ * meanwhile. Checked and noted under the lock, so that sync_leave either
+ * sees the thread in target and waits, or the thread sees the change. */
+static bool sync_enter(struct sync *sy, const char *target)
+{
+        pthread_mutex_lock(&sy->mu);
+        bool same = strcmp(sy->watched ? sy->watched : "INBOX", target) == 0;
+        if (same) {
+                free(sy->in);
+                sy->in = strdup(target);
+        }
+        pthread_mutex_unlock(&sy->mu);
+        return same;
+}
+
 struct sync *sync_new(struct account *a, int poll_ms)
 {
         struct sync *sy = calloc(1, sizeof(*sy));
@@ -143,6 +158,7 @@ static void sync_leave(void *ctx, const char *mailbox, char delim)
         if (imap_mailbox_within(sy->watched, mailbox, delim)) {
                 free(sy->watched);
                 sy->watched = strdup("INBOX");
+                sync_wake(sy); /* out of the pause before a switch, too */
         }
         while (imap_mailbox_within(sy->in, mailbox, delim) && imap_now_ms() < deadline) {
                 pthread_mutex_unlock(&sy->mu);
@@ -397,6 +413,10 @@ static void *sync_main(void *arg)
                         wait = IDLE_RENEW_MS;
                 struct imap_select_info si;
                 bool changed = false;
+                if (!sync_enter(sy, target)) {
+                        free(target);
+                        continue;
+                }
                 int r =
                     sy->s && !imap_session_broken(sy->s) ? imap_select(sy->s, target, &si) : -EIO;
                 sync_set_in(sy, r == 0 ? target : NULL);
