@@ -181,18 +181,19 @@ struct rename_job {
         /* mv -T over an empty folder: DELETE it first, and if the RENAME
          * then fails, CREATE it again. */
         bool replace, to_selectable;
-        bool deleted; /* the target is deleted (kept across a retry) */
+        bool deleted; /* we deleted the target (kept across a retry) */
 };
 
 static int write_rename_dir(struct imap_session *s, void *ctx)
 {
         struct rename_job *j = ctx;
         int r = 0;
-        if (j->replace && !j->deleted) {
+        if (j->replace) {
                 r = write_delete_empty(j->a, s, j->to, j->delim, j->to_selectable);
-                if (r < 0)
+                if (r < 0 && r != -ENOENT) /* ENOENT: gone already, which will do */
                         return r;
-                j->deleted = true;
+                j->deleted = r == 0;
+                j->replace = false;
         }
         r = imap_pool_leave_mailbox(j->a->pool, s, j->from, j->delim);
         return r < 0 ? r : imap_rename(s, j->from, j->to);

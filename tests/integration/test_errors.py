@@ -241,6 +241,16 @@ class TestRenameOver(Base):
         self.assertEqual(srv_bodies(dst), [late])
         self.assertEqual(srv_bodies(src), sb)
 
+    def test_mv_T_over_empty_folder_deleted_elsewhere(self):
+        src, dst = unique("TSrc"), unique("TGoneDst")
+        sb = make(src, 1)
+        make(dst)
+        server(lambda c: c.delete(D.imap_quote(dst)))  # the mount still shows it
+        r = sh(["mv", "-T", P(src), P(dst)])
+        self.assertEqual(r.returncode, 0, r.stderr.decode() + log_tail())
+        self.assertEqual(srv_bodies(dst), sb)
+        self.assertNotIn(src, srv_names())
+
     def test_rename_noreplace_is_eexist(self):
         src, dst = unique("TSrc"), unique("TDst")
         sb = make(src, 1)
