@@ -24,6 +24,8 @@
 /* Waits between attempts while the server can't be reached. */
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
+/* How long a DELETE or RENAME waits for the watcher to leave that folder. */
+#define LEAVE_MAX_MS 2000
 
 struct sync {
         struct account *a;
@@ -146,14 +148,16 @@ void sync_watch(struct sync *sy, const char *mailbox)
 }
 
 /* Before our own DELETE or RENAME of mailbox: the watcher moves to INBOX
- * and this returns once its session has left mailbox (or after the
- * account's timeout). Dovecot drops a session whose selected mailbox
- * another session deletes. The wake-up is repeated because the thread may
- * be between IDLE and its next wait when the first one comes. */
+ * and this returns once its session has left mailbox, or after LEAVE_MAX_MS:
+ * the thread may be busy (a refresh waiting for the pool session the caller
+ * holds), and the worst that going ahead costs is a server that drops the
+ * watcher's connection, which then reconnects. The wake-up is repeated
+ * because the thread may be between IDLE and its next wait when the first
+ * one comes. */
 static void sync_leave(void *ctx, const char *mailbox, char delim)
 {
         struct sync *sy = ctx;
-        int64_t deadline = imap_now_ms() + sy->a->imap.timeout_ms;
+        int64_t deadline = imap_now_ms() + LEAVE_MAX_MS;
         pthread_mutex_lock(&sy->mu);
         if (imap_mailbox_within(sy->watched, mailbox, delim)) {
                 free(sy->watched);
