@@ -244,7 +244,7 @@ void cache_tree_begin(struct cache *c)
 }
 
 int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
-                   cache_decode_fn decode)
+                   cache_decode_fn decode, void *decode_ctx)
 {
         /* INBOX is case-insensitive (RFC 3501 §5.1): always show it as INBOX. */
         bool inbox = strcasecmp(raw, "INBOX") == 0;
@@ -265,7 +265,7 @@ int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
                 memcpy(prefix, raw, end);
                 prefix[end] = '\0';
                 char *comp = strndup(name + start, end - start);
-                char *dname = comp ? decode(comp) : NULL;
+                char *dname = comp ? decode(decode_ctx, comp) : NULL;
                 free(comp);
                 if (!dname) {
                         free(prefix);

@@ -140,12 +140,12 @@ struct cache_msg *cache_msg_by_uid(struct cache_mbox *m, uint32_t uid);
 /* --- the mailbox tree from LIST (lock held) ---
  * cache_tree_begin(); cache_tree_add() for every LIST entry; cache_tree_end()
  * removes mailboxes (and their messages) that were not listed again. Existing
- * mailboxes keep their ids. decode(component) turns one raw name component
+ * mailboxes keep their ids. decode(decode_ctx, component) turns one raw name component
  * into its directory name (malloc'd). */
-typedef char *(*cache_decode_fn)(const char *component);
+typedef char *(*cache_decode_fn)(void *ctx, const char *component);
 void cache_tree_begin(struct cache *c);
 int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
-                   cache_decode_fn decode);
+                   cache_decode_fn decode, void *decode_ctx);
 void cache_tree_end(struct cache *c);
 
 /* --- a mailbox listing (lock held) ---

@@ -11,12 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fs/ahead.h"
+#include "cache/ahead.h"
 #include "fs/fs.h"
+#include "fs/naming.h"
 #include "fs/opts.h"
 #include "fs/password.h"
-#include "fs/persist.h"
-#include "imap/conn.h"
+#include "cache/persist.h"
+#include "cache/clock.h"
 #include "imap/log.h"
 #include "imap/utf7.h"
 
@@ -92,7 +93,7 @@ static void *watchdog_main(void *arg)
         struct fs *fs = w->fs;
         pthread_mutex_lock(&w->mu);
         while (!w->done && !fuse_session_exited(fs->se))
-                watchdog_until(w, imap_now_ms() + WATCH_PERIOD_MS);
+                watchdog_until(w, cache_now_ms() + WATCH_PERIOD_MS);
         if (w->done) {
                 pthread_mutex_unlock(&w->mu);
                 return NULL;
@@ -107,8 +108,8 @@ static void *watchdog_main(void *arg)
         /* Nobody waits for the answers any more: waits end at once. */
         blocks_shutdown(fs->acct.blocks);
         cache_shutdown(fs->acct.cache);
-        int64_t deadline = imap_now_ms() + fs->acct.imap.timeout_ms + EXIT_GRACE_MS;
-        while (!w->done && imap_now_ms() < deadline)
+        int64_t deadline = cache_now_ms() + fs->acct.imap.timeout_ms + EXIT_GRACE_MS;
+        while (!w->done && cache_now_ms() < deadline)
                 watchdog_until(w, deadline);
         if (w->done) {
                 pthread_mutex_unlock(&w->mu);
@@ -260,11 +261,11 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
                 fprintf(stderr, "imapfs: %s\n", err);
                 return -1;
         }
-        a->imap.tls = imap_tls_ctx_new(o->cafile, err, sizeof(err));
-        if (!a->imap.tls) {
+        if (account_tls_setup(a, o->cafile, err, sizeof(err)) < 0) {
                 fprintf(stderr, "imapfs: %s\n", err);
                 return -1;
         }
+        a->naming = naming_table(a->opts.names_uid);
         if (account_init(a) < 0) {
                 fprintf(stderr, "imapfs: out of memory\n");
                 return -1;
@@ -282,13 +283,9 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
                         return -1;
                 }
         }
-        struct imap_session *s;
-        int r = imap_session_open(&a->imap, &s, err, sizeof(err));
-        bool network = r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH ||
-                       r == -ENETUNREACH || r == -EIO || r == -ECONNRESET;
-        if (r < 0 && network && persist_load_tree(a)) {
-                /* The server is away but we know the account: mount what the
-                 * cache has; the pool and the sync thread reconnect later. */
+        bool network = false;
+        int r = account_connect(a, err, sizeof(err), &network);
+        if (r == ACCOUNT_OFFLINE) {
                 fprintf(stderr, "imapfs: %s; mounting offline from the cache\n", err);
                 log_warn("offline: %s", err);
                 return 0;
@@ -298,12 +295,6 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
                         network
                             ? (a->disk ? " (and no cache of this account to mount offline)" : "")
                             : "");
-                return -1;
-        }
-        imap_pool_adopt(a->pool, s);
-        r = account_refresh_tree(a, 0);
-        if (r < 0) {
-                fprintf(stderr, "imapfs: cannot list the mailboxes: %s\n", strerror(-r));
                 return -1;
         }
         return 0;
@@ -388,7 +379,7 @@ int main(int argc, char *argv[])
          * for beyond EXIT_THREADS_MS. */
         sync_stop(fs.sync);
         ahead_stop(fs.acct.ahead);
-        int64_t until = imap_now_ms() + EXIT_THREADS_MS;
+        int64_t until = cache_now_ms() + EXIT_THREADS_MS;
         bool sync_ended = sync_join_until(fs.sync, until);
         bool ahead_ended = ahead_join_until(fs.acct.ahead, until);
         /* Stop what feeds the kernel notifications, then the notifications,
@@ -423,7 +414,7 @@ out_acct:
         staging_free(fs.staging);
         alias_free(fs.alias);
         free(fs.acct.opts.trash);
-        imap_tls_ctx_free(fs.acct.imap.tls);
+        account_tls_free(&fs.acct);
         password_free(fs.acct.imap.password);
         free(fs.acct.imap.user);
         free(fs.acct.imap.host);

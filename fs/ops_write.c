@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "fs/account_write.h"
+#include "cache/account_write.h"
 #include "fs/fs.h"
 #include "fs/names.h"
 

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fs/staging.h"
+#include "cache/staging.h"
 #include "tests/unit/unit_main.h"
 
 static char tmpdir[64];

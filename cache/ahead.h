@@ -3,8 +3,8 @@
  * background thread fetches the first block of the next messages, in batches
  * of one UID FETCH each, so the network works while the reader is busy with
  * the files it already has. */
-#ifndef IMAPFS_FS_AHEAD_H
-#define IMAPFS_FS_AHEAD_H
+#ifndef IMAPFS_CACHE_AHEAD_H
+#define IMAPFS_CACHE_AHEAD_H
 
 #include <stdbool.h>
 #include <stdint.h>

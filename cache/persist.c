@@ -1,4 +1,4 @@
-#include "fs/persist.h"
+#include "cache/persist.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cache/store.h"
-#include "fs/account.h"
-#include "fs/cachedir.h"
+#include "cache/account.h"
+#include "cache/cachedir.h"
 #include "imap/log.h"
 
 static void persist_log(const char *msg)
@@ -71,7 +71,7 @@ static void persist_tree_entry(void *ctx, const struct store_folder *f)
         struct tree_load *t = ctx;
         if (!f->raw || !*f->raw)
                 return;
-        cache_tree_add(t->a->cache, f->raw, f->delim, f->attrs, account_decode_component);
+        cache_tree_add(t->a->cache, f->raw, f->delim, f->attrs, account_decode_component, t->a);
         if (!t->a->hier_delim)
                 t->a->hier_delim = f->delim;
         t->n++;

@@ -7,8 +7,8 @@
  * (LIST). A change found either way refreshes that listing through the
  * account; the cache's observer then tells the kernel which names appeared
  * or went. Without IDLE the watched folder is polled like the others. */
-#ifndef IMAPFS_FS_SYNC_H
-#define IMAPFS_FS_SYNC_H
+#ifndef IMAPFS_CACHE_SYNC_H
+#define IMAPFS_CACHE_SYNC_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-#include "fs/ahead.h"
+#include "cache/ahead.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "fs/account.h"
-#include "fs/persist.h"
+#include "cache/account.h"
+#include "cache/persist.h"
 #include "imap/log.h"
 #include "imap/ops.h"
 

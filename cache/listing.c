@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/account.h"
-#include "fs/persist.h"
+#include "cache/account.h"
+#include "cache/persist.h"
 #include "imap/array.h"
 #include "imap/conn.h"
 #include "imap/log.h"

@@ -1,4 +1,4 @@
-#include "fs/staging.h"
+#include "cache/staging.h"
 
 #include <errno.h>
 #include <fcntl.h>

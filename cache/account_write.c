@@ -1,4 +1,4 @@
-#include "fs/account_write.h"
+#include "cache/account_write.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -6,8 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "fs/names.h"
-#include "fs/persist.h"
+#include "cache/persist.h"
 #include "imap/log.h"
 #include "imap/header.h"
 #include "imap/ops.h"
@@ -111,7 +110,7 @@ int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t
         if (r == 0) {
                 cache_lock(a->cache);
                 a->tree_gen++;
-                r = cache_tree_add(a->cache, raw, delim, 0, account_decode_component);
+                r = cache_tree_add(a->cache, raw, delim, 0, account_decode_component, a);
                 struct cache_mbox *m = r == 0 ? cache_mbox_by_raw(a->cache, raw) : NULL;
                 if (m)
                         *id = m->node.id;
@@ -294,7 +293,7 @@ static int account_rename_dir(struct account *a, struct cache_mbox *m, struct ca
                 const char *last = to;
                 if (d && strrchr(to, d))
                         last = strrchr(to, d) + 1;
-                char *dname = account_decode_component(last);
+                char *dname = account_decode_component(a, last);
                 cache_lock(a->cache);
                 struct cache_node *tn = tid ? cache_node_get(a->cache, tid) : NULL;
                 if (tn && tn->kind == CACHE_MBOX)
@@ -393,7 +392,7 @@ static bool write_follow_move(struct account *a, const struct move_job *j)
         if (msg && dst && dst->state == CACHE_LISTING_NONE && dst->nmsgs == 0)
                 dst->uidvalidity = j->new_uidvalidity; /* the listing will agree */
         if (msg && dst && dst->uidvalidity == j->new_uidvalidity) {
-                char *name = names_message_reuid(msg->name, msg->uid, j->new_uid);
+                char *name = a->naming.reuid(a->naming.ctx, msg->name, msg->uid, j->new_uid);
                 if (name && cache_msg_move(a->cache, msg, dst, j->new_uid, name) == 0)
                         moved = true;
                 else

@@ -3,8 +3,8 @@
  * message content read once is read from disk next time, also while the
  * server is unreachable. A thin layer over cache/store.c (LMDB); every
  * function is a no-op when the cache is off (-o cache=no). */
-#ifndef IMAPFS_FS_PERSIST_H
-#define IMAPFS_FS_PERSIST_H
+#ifndef IMAPFS_CACHE_PERSIST_H
+#define IMAPFS_CACHE_PERSIST_H
 
 #include <stdbool.h>
 #include <stddef.h>

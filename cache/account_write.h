@@ -3,15 +3,15 @@
  * change to the cache. Directory entries are (parent id, name) as the
  * kernel gives them. Errors are negative errno values meant for the caller
  * of the file operation. */
-#ifndef IMAPFS_FS_ACCOUNT_WRITE_H
-#define IMAPFS_FS_ACCOUNT_WRITE_H
+#ifndef IMAPFS_CACHE_ACCOUNT_WRITE_H
+#define IMAPFS_CACHE_ACCOUNT_WRITE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
-#include "fs/account.h"
+#include "cache/account.h"
 
 /* CREATE. *id gets the new directory's id. */
 int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t *id);

@@ -1,4 +1,4 @@
-#include "fs/sync.h"
+#include "cache/sync.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -10,9 +10,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "fs/account.h"
+#include "cache/account.h"
 #include "imap/array.h"
-#include "fs/account_write.h"
+#include "cache/account_write.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
