@@ -636,6 +636,7 @@ int main(void)
 {
         Suite *s = suite_create("names");
         TCase *tc = tcase_create("names");
+        tcase_set_timeout(tc, 120); /* the property test: 200,000 names, slow under ASan */
         tcase_add_test(tc, test_examples);
         tcase_add_test(tc, test_date_is_utc);
         tcase_add_test(tc, test_no_date);
