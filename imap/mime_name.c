@@ -430,6 +430,12 @@ char *imap_mime_part_filename(const struct imap_bodypart *p)
         if (!p || p->multipart)
                 return NULL;
         size_t sl = strlen(p->section);
+        /* Room for the section, a separator and an extension: a section
+         * longer (only absurd nesting makes one) can't be named uniquely. */
+        if (sl + 1 + EXT_KEEP_MAX > IMAP_NAME_MAX) {
+                errno = ENAMETOOLONG;
+                return NULL;
+        }
         char *prefix = malloc(sl + 2);
         if (!prefix)
                 return NULL;

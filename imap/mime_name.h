@@ -51,7 +51,9 @@ const char *imap_mime_extension(const char *type, const char *subtype);
  *  - otherwise "<section>.<extension>" ("1.1.txt", "3.jpg", "4.bin").
  * A name too long is cut at a character boundary before its extension, which
  * is kept (when it is at most 16 bytes), so "*.pdf" still matches.
- * malloc'd; NULL on ENOMEM or for a multipart. */
+ * malloc'd; NULL for a multipart, on ENOMEM, and with errno ENAMETOOLONG for
+ * a part whose section is longer than IMAP_NAME_MAX - 17 bytes (only absurd
+ * nesting makes one: such a part gets no file). */
 char *imap_mime_part_filename(const struct imap_bodypart *p);
 
 /* The part whose decoded, UTF-8 converted bytes make the `text` file, NULL

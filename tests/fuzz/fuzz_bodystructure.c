@@ -88,7 +88,9 @@ static void check_tree(struct imap_bodypart *root)
                 FUZZ_CHECK(f && strcmp(f->section, p->section) == 0, "section %s not found",
                            p->section);
                 char *name = imap_mime_part_filename(p);
-                if (imap_bodypart_is_leaf(p)) {
+                if (imap_bodypart_is_leaf(p) && strlen(p->section) > IMAP_NAME_MAX - 17) {
+                        FUZZ_CHECK(name == NULL && errno == ENAMETOOLONG, "long section named");
+                } else if (imap_bodypart_is_leaf(p)) {
                         FUZZ_CHECK(name != NULL, "leaf %s without a name", p->section);
                         size_t n = strlen(name);
                         FUZZ_CHECK(n > 0 && n <= IMAP_NAME_MAX, "name of %zu bytes", n);

@@ -302,6 +302,29 @@ START_TEST(long_names_cut_keeping_extension)
 }
 END_TEST
 
+/* A section too long to leave room for a name: no file, ENAMETOOLONG. */
+START_TEST(long_section_has_no_name)
+{
+        struct imap_bodypart part = {0};
+        char section[IMAP_NAME_MAX];
+        memset(section, '1', sizeof section - 1);
+        section[sizeof section - 1] = '\0';
+        part.section = section;
+        part.type = (char *)"text";
+        part.subtype = (char *)"plain";
+        part.encoding = (char *)"7bit";
+        errno = 0;
+        ck_assert_ptr_null(imap_mime_part_filename(&part));
+        ck_assert_int_eq(errno, ENAMETOOLONG);
+        section[IMAP_NAME_MAX - 17] = '\0'; /* the longest that still gets a name */
+        char *n = imap_mime_part_filename(&part);
+        ck_assert_ptr_nonnull(n);
+        ck_assert_uint_le(strlen(n), IMAP_NAME_MAX);
+        ck_assert_str_eq(n + IMAP_NAME_MAX - 17, ".txt");
+        free(n);
+}
+END_TEST
+
 static void text_is(const char *v, const char *want_section)
 {
         struct parsed p;
@@ -365,6 +388,7 @@ static Suite *mime_name_suite(void)
         tcase_add_test(tc, extensions);
         tcase_add_test(tc, part_names);
         tcase_add_test(tc, long_names_cut_keeping_extension);
+        tcase_add_test(tc, long_section_has_no_name);
         tcase_add_test(tc, text_part_choice);
         suite_add_tcase(s, tc);
         return s;
