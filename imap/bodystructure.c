@@ -303,10 +303,20 @@ static void parse_single(struct bs_ctx *c, const struct imap_value *v, struct im
                 return;
         }
         p->lines = -1;
-        p->type = take_string_or(c, f[0], "application");
-        p->subtype = take_string_or(c, f[1], "octet-stream");
+        p->type = take_string_or(c, f[0], "");
+        p->subtype = take_string_or(c, f[1], "");
         if (c->err)
                 return;
+        /* A Content-Type without both halves (NIL, or "" from Dovecot for one
+         * it can't parse) is text/plain: RFC 2045 §5.2, and Python's reading. */
+        if (!p->type[0] || !p->subtype[0]) {
+                free(p->type);
+                free(p->subtype);
+                p->type = dup_str(c, "text", false);
+                p->subtype = dup_str(c, "plain", false);
+                if (c->err)
+                        return;
+        }
         take_params(c, f[2], &p->params, &p->nparams);
         if (!c->err)
                 p->id = take_nstring(c, f[3], false);

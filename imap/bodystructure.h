@@ -35,8 +35,8 @@ struct imap_mime_param {
 };
 
 struct imap_bodypart {
-        char *section;        /* see above; "" for the top multipart */
-        char *type, *subtype; /* lowercased; never NULL (NIL → "application"/"octet-stream") */
+        char *section;                  /* see above; "" for the top multipart */
+        char *type, *subtype;           /* lowercased; never NULL or "" (see parse) */
         struct imap_mime_param *params; /* Content-Type parameters; NULL when nparams == 0 */
         size_t nparams;
         char *id, *description; /* NULL for NIL (single parts only) */
@@ -70,9 +70,11 @@ struct imap_bodypart {
  * (wrong types where the grammar has no choice, a missing required field,
  * nesting deeper than IMAP_BODY_MAX_DEPTH), -ENOMEM; *out is then NULL.
  * Tolerated: NIL wherever RFC 3501/9051 allow it and also for type, subtype,
- * encoding (servers do send it); missing extension data at any point; unknown
- * extension values after the location; text parts without a line count;
- * message/rfc822 without envelope/body/lines (then it is an ordinary leaf). */
+ * encoding (servers do send it); a type or subtype NIL or "" (Dovecot's
+ * answer to a Content-Type it can't parse) makes the part text/plain, the
+ * RFC 2045 §5.2 default that Python's email applies too; missing extension data at any point;
+ * unknown extension values after the location; text parts without a line count; message/rfc822
+ * without envelope/body/lines (then it is an ordinary leaf). */
 int imap_bodystructure_parse(const struct imap_value *v, struct imap_bodypart **out);
 void imap_bodystructure_free(struct imap_bodypart *root);
 

@@ -497,27 +497,44 @@ static bool is_type(const struct imap_bodypart *p, const char *type, const char 
         return p && strcmp(p->type, type) == 0 && strcmp(p->subtype, subtype) == 0;
 }
 
-const struct imap_bodypart *imap_mime_text_part(const struct imap_bodypart *p)
+/* Walks as Python's _find_body: sets *html to the first text/html leaf seen
+ * and returns the first text/plain one (which ends the walk). */
+static const struct imap_bodypart *text_find(const struct imap_bodypart *p,
+                                             const struct imap_bodypart **html)
 {
-        if (!p || is_attachment(p))
+        if (is_attachment(p))
                 return NULL;
-        if (!p->multipart)
-                return is_type(p, "text", "plain") || is_type(p, "text", "html") ? p : NULL;
-        if (strcmp(p->subtype, "alternative") == 0) {
-                const struct imap_bodypart *html = NULL;
-                for (size_t i = 0; i < p->nparts; i++) {
-                        const struct imap_bodypart *t = imap_mime_text_part(&p->parts[i]);
-                        if (is_type(t, "text", "plain"))
-                                return t;
-                        if (t && !html)
-                                html = t;
-                }
-                return html;
+        if (!p->multipart) {
+                if (is_type(p, "text", "plain"))
+                        return p;
+                if (is_type(p, "text", "html") && !*html)
+                        *html = p;
+                return NULL;
+        }
+        if (strcmp(p->subtype, "related") == 0) {
+                /* Only its root: the "start" part, else the first. */
+                const char *start = imap_mime_param_get(p->params, p->nparams, "start");
+                const struct imap_bodypart *root = NULL;
+                for (size_t i = 0; start && i < p->nparts && !root; i++)
+                        if (p->parts[i].id && strcmp(p->parts[i].id, start) == 0)
+                                root = &p->parts[i];
+                if (!root)
+                        root = &p->parts[0];
+                return text_find(root, html);
         }
         for (size_t i = 0; i < p->nparts; i++) {
-                const struct imap_bodypart *t = imap_mime_text_part(&p->parts[i]);
+                const struct imap_bodypart *t = text_find(&p->parts[i], html);
                 if (t)
                         return t;
         }
         return NULL;
+}
+
+const struct imap_bodypart *imap_mime_text_part(const struct imap_bodypart *root)
+{
+        if (!root)
+                return NULL;
+        const struct imap_bodypart *html = NULL;
+        const struct imap_bodypart *plain = text_find(root, &html);
+        return plain ? plain : html;
 }

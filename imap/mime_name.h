@@ -57,16 +57,22 @@ const char *imap_mime_extension(const char *type, const char *subtype);
 char *imap_mime_part_filename(const struct imap_bodypart *p);
 
 /* The part whose decoded, UTF-8 converted bytes make the `text` file, NULL
- * when the message has none. Defined on the tree, recursively, as text(p):
- *  - a part with Content-Disposition "attachment": none;
- *  - a leaf text/plain or text/html part: itself;
- *  - multipart/alternative: over its children in order, the first text(c)
- *    that is text/plain, else the first that is text/html (a plain version
- *    is preferred: it is what "readable text" means in a terminal);
- *  - any other multipart (mixed, related, signed, digest, unknown): the first
- *    child c, in order, with a text(c) (for related that is its root part);
- *  - anything else (other leaves, message/rfc822: an attached message's text
- *    is not this message's text): none. */
+ * when the message has none. The same part Python's email picks with
+ * msg.get_body(preferencelist=('plain', 'html')), so that what users and the
+ * tests compare with agrees: walking the tree in order,
+ *  - a part with Content-Disposition "attachment" and all below it: skipped;
+ *  - a text/plain leaf: the answer (the walk ends);
+ *  - the first text/html leaf: remembered, the answer if no text/plain comes;
+ *  - multipart/related: only its root, the child whose Content-ID equals its
+ *    "start" parameter, else its first child (the other children are what
+ *    the root refers to: images, style sheets);
+ *  - any other multipart (alternative, mixed, signed, digest, unknown): every
+ *    child in order;
+ *  - anything else, message/rfc822 included (an attached message's text is
+ *    not this message's text): skipped.
+ * So "the first text/plain part of the main alternative, else its text/html"
+ * holds for the usual shapes, and a plain part anywhere wins over an html one
+ * earlier (mixed(html, plain) gives the plain). */
 const struct imap_bodypart *imap_mime_text_part(const struct imap_bodypart *root);
 
 #endif

@@ -196,12 +196,23 @@ START_TEST(single_nil_everywhere)
         ck_assert_uint_eq(b->nlanguages, 0);
         ck_assert_ptr_null(b->location);
         parsed_free(&p);
-        /* NIL type, subtype, encoding and size: servers send these. */
+        /* NIL type, subtype, encoding and size: servers send these. A type
+         * without both halves is text/plain (RFC 2045 §5.2, as Python reads it). */
         b = OK("(NIL NIL NIL NIL NIL NIL NIL)", &p);
-        ck_assert_str_eq(b->type, "application");
-        ck_assert_str_eq(b->subtype, "octet-stream");
+        ck_assert_str_eq(b->type, "text");
+        ck_assert_str_eq(b->subtype, "plain");
         ck_assert_str_eq(b->encoding, "7bit");
         ck_assert_uint_eq(b->size, 0);
+        parsed_free(&p);
+        /* Dovecot for a Content-Type it can't parse (corpus
+         * mimekit/messages/missing-subtype.eml): empty strings. */
+        b = OK("(\"\" \"\" NIL NIL NIL \"7bit\" 16 NIL NIL NIL NIL)", &p);
+        ck_assert_str_eq(b->type, "text");
+        ck_assert_str_eq(b->subtype, "plain");
+        parsed_free(&p);
+        b = OK("(\"application\" NIL NIL NIL NIL \"7bit\" 16)", &p);
+        ck_assert_str_eq(b->type, "text");
+        ck_assert_str_eq(b->subtype, "plain");
         parsed_free(&p);
         /* nil in any case */
         b = OK("(\"text\" \"plain\" nil Nil nIL \"8bit\" 1 1 nil (\"inline\" nil) nil nil)", &p);

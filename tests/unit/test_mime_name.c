@@ -358,7 +358,16 @@ START_TEST(text_part_choice)
         text_is("((" HTML IMG " \"related\") \"alternative\")", "1.1");
         /* mixed: the first child with a text */
         text_is("((" TXT HTML " \"alternative\")" IMG TXT " \"mixed\")", "1.1");
-        text_is("(" IMG ATT_TXT HTML TXT " \"mixed\")", "3");
+        text_is("(" IMG ATT_TXT HTML TXT " \"mixed\")", "4");
+        /* plain anywhere beats an earlier html (corpus mail_test_14.eml, body.9.eml) */
+        text_is("(" HTML IMG TXT " \"mixed\")", "3");
+        text_is("((" HTML " \"alternative\")((" TXT " \"mixed\") \"mixed\") \"mixed\")", "2.1.1");
+        /* related: its start part (by Content-ID), else its first part only */
+        text_is("((\"image\" \"png\" NIL \"<i>\" NIL \"base64\" 1)(\"text\" \"html\" NIL \"<h>\" "
+                "NIL \"7bit\" 1 1) \"related\" (\"start\" \"<h>\"))",
+                "2");
+        text_is("(" IMG HTML " \"related\")", NULL);
+        text_is("(" HTML IMG TXT " \"related\")", "1");
         text_is("(" IMG " \"mixed\")", NULL);
         /* signed: its content */
         text_is("(((" TXT HTML " \"alternative\") (\"application\" \"pgp-signature\" NIL NIL NIL "
