@@ -345,3 +345,19 @@ int imap_charset_to_utf8(const char *charset, const void *in, size_t len, char *
                 return -ENOMEM;
         return ok ? 0 : copy_as_is(in, len, out, out_len);
 }
+
+int imap_mime_text_to_utf8(const char *encoding, const char *charset, const void *in, size_t len,
+                           char **out, size_t *out_len)
+{
+        char *dec;
+        size_t dlen;
+        int err = imap_decode_all(imap_cte_from_name(encoding), in, len, &dec, &dlen);
+        if (err) {
+                *out = NULL;
+                *out_len = 0;
+                return err;
+        }
+        err = imap_charset_to_utf8(charset, dec, dlen, out, out_len);
+        free(dec);
+        return err;
+}

@@ -74,4 +74,11 @@ int imap_decode_all(enum imap_cte cte, const void *in, size_t len, char **out, s
 int imap_charset_to_utf8(const char *charset, const void *in, size_t len, char **out,
                          size_t *out_len);
 
+/* The `text` file's bytes from a part's raw (transfer-encoded) bytes: decoded
+ * by its Content-Transfer-Encoding name, then converted from its charset as
+ * imap_charset_to_utf8 does. 0 with *out malloc'd (*out_len bytes, plus a NUL
+ * not counted), or -ENOMEM. */
+int imap_mime_text_to_utf8(const char *encoding, const char *charset, const void *in, size_t len,
+                           char **out, size_t *out_len);
+
 #endif

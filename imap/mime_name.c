@@ -390,6 +390,71 @@ const char *imap_mime_extension(const char *type, const char *subtype)
         return "bin";
 }
 
+/* ------------------------------------------------------ header strings */
+
+static bool needs_quotes(const char *v)
+{
+        if (!*v)
+                return true;
+        for (const unsigned char *u = (const unsigned char *)v; *u; u++)
+                if (*u <= ' ' || *u == 0x7f || strchr("()<>@,;:\\\"/[]?=", *u))
+                        return true;
+        return false;
+}
+
+/* head, then "; name=value" for each parameter. */
+static char *header_string(const char *head, const struct imap_mime_param *ps, size_t n)
+{
+        size_t cap = strlen(head) + 1;
+        for (size_t i = 0; i < n; i++)
+                cap += 4 + strlen(ps[i].name) + 2 * strlen(ps[i].value) + 2;
+        char *out = malloc(cap);
+        if (!out)
+                return NULL;
+        size_t o = strlen(head);
+        memcpy(out, head, o);
+        for (size_t i = 0; i < n; i++) {
+                out[o++] = ';';
+                out[o++] = ' ';
+                size_t nl = strlen(ps[i].name);
+                memcpy(out + o, ps[i].name, nl);
+                o += nl;
+                out[o++] = '=';
+                bool q = needs_quotes(ps[i].value);
+                if (q)
+                        out[o++] = '"';
+                for (const char *v = ps[i].value; *v; v++) {
+                        if (q && (*v == '"' || *v == '\\'))
+                                out[o++] = '\\';
+                        out[o++] = *v;
+                }
+                if (q)
+                        out[o++] = '"';
+        }
+        out[o] = '\0';
+        return out;
+}
+
+char *imap_mime_content_type(const struct imap_bodypart *p)
+{
+        size_t n = strlen(p->type) + strlen(p->subtype) + 2;
+        char *head = malloc(n);
+        if (!head)
+                return NULL;
+        snprintf(head, n, "%s/%s", p->type, p->subtype);
+        char *out = header_string(head, p->params, p->nparams);
+        free(head);
+        return out;
+}
+
+char *imap_mime_content_disposition(const struct imap_bodypart *p)
+{
+        errno = 0;
+        if (!p->disposition)
+                return NULL;
+        return header_string(p->disposition, p->disp_params, p->ndisp_params);
+}
+
 /* ------------------------------------------------------------ file names */
 
 /* Joins prefix and name into at most IMAP_NAME_MAX bytes; when name must be

@@ -42,6 +42,15 @@ int imap_mime_filename(const struct imap_bodypart *p, char **out);
  * message/global, "bin" when nothing fits. Never NULL. */
 const char *imap_mime_extension(const char *type, const char *subtype);
 
+/* "type/subtype; name=value; ..." from the parsed Content-Type, parameters in
+ * the order sent, a value quoted (with \\ and \" escaped) when it is empty or
+ * holds a space, control or RFC 2045 tspecial: for the user.mime.type
+ * extended attribute. malloc'd, NULL on ENOMEM. */
+char *imap_mime_content_type(const struct imap_bodypart *p);
+/* The same for Content-Disposition ("attachment; filename=a.pdf"); NULL with
+ * errno 0 when the part has none, NULL with ENOMEM. */
+char *imap_mime_content_disposition(const struct imap_bodypart *p);
+
 /* The file name of a leaf part (imap_bodypart_is_leaf), at most
  * IMAP_NAME_MAX bytes:
  *  - message/rfc822 or message/global: "<section>-<subject>.eml", the inner

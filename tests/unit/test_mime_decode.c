@@ -286,6 +286,30 @@ START_TEST(charset_large_input_grows)
 }
 END_TEST
 
+START_TEST(text_to_utf8)
+{
+        char *out;
+        size_t n;
+        ck_assert_int_eq(
+            imap_mime_text_to_utf8("quoted-printable", "iso-8859-1", "caf=E9=\r\n!", 10, &out, &n),
+            0);
+        ck_assert_uint_eq(n, 6);
+        ck_assert_str_eq(out, "caf\xc3\xa9!");
+        free(out);
+        ck_assert_int_eq(imap_mime_text_to_utf8("BASE64", "koi8-r", "8NLJ18XU", 8, &out, &n), 0);
+        ck_assert_str_eq(out, "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82");
+        free(out);
+        /* 8bit with a lying charset: the bytes as they are. */
+        ck_assert_int_eq(imap_mime_text_to_utf8("8bit", "iso-2022-jp", "\xff=41", 4, &out, &n), 0);
+        ck_assert_uint_eq(n, 4);
+        ck_assert(memcmp(out, "\xff=41", 4) == 0);
+        free(out);
+        ck_assert_int_eq(imap_mime_text_to_utf8(NULL, NULL, "", 0, &out, &n), 0);
+        ck_assert_uint_eq(n, 0);
+        free(out);
+}
+END_TEST
+
 static Suite *mime_decode_suite(void)
 {
         Suite *s = suite_create("mime_decode");
@@ -304,6 +328,7 @@ static Suite *mime_decode_suite(void)
         tcase_add_test(tc, charset_conversions);
         tcase_add_test(tc, charset_falls_back_to_bytes);
         tcase_add_test(tc, charset_large_input_grows);
+        tcase_add_test(tc, text_to_utf8);
         suite_add_tcase(s, tc);
         return s;
 }

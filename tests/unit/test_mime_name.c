@@ -211,6 +211,8 @@ static void name_is(const struct imap_bodypart *b, const char *section, const ch
 
 #define ENV(subj) "(\"date\" " subj " NIL NIL NIL NIL NIL NIL NIL NIL)"
 #define TXT "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)"
+#define HTML "(\"text\" \"html\" NIL NIL NIL \"7bit\" 1 1)"
+#define IMG "(\"image\" \"png\" NIL NIL NIL \"base64\" 1)"
 
 START_TEST(part_names)
 {
@@ -325,6 +327,31 @@ START_TEST(long_section_has_no_name)
 }
 END_TEST
 
+START_TEST(header_strings)
+{
+        struct parsed p;
+        struct imap_bodypart *b = bs(
+            "(\"text\" \"plain\" (\"charset\" \"UTF-8\" \"name\" \"a b\\\"c\\\\.txt\" \"x\" \"\") "
+            "NIL NIL \"7bit\" 1 1 NIL (\"ATTACHMENT\" (\"filename*\" \"utf-8''a%20b\")) NIL NIL)",
+            &p);
+        char *ct = imap_mime_content_type(b);
+        ck_assert_str_eq(ct, "text/plain; charset=UTF-8; name=\"a b\\\"c\\\\.txt\"; x=\"\"");
+        free(ct);
+        char *cd = imap_mime_content_disposition(b);
+        ck_assert_str_eq(cd, "attachment; filename*=utf-8''a%20b");
+        free(cd);
+        parsed_free(&p);
+        b = bs(IMG, &p);
+        ct = imap_mime_content_type(b);
+        ck_assert_str_eq(ct, "image/png");
+        free(ct);
+        errno = EINVAL;
+        ck_assert_ptr_null(imap_mime_content_disposition(b));
+        ck_assert_int_eq(errno, 0);
+        parsed_free(&p);
+}
+END_TEST
+
 static void text_is(const char *v, const char *want_section)
 {
         struct parsed p;
@@ -339,8 +366,6 @@ static void text_is(const char *v, const char *want_section)
         parsed_free(&p);
 }
 
-#define HTML "(\"text\" \"html\" NIL NIL NIL \"7bit\" 1 1)"
-#define IMG "(\"image\" \"png\" NIL NIL NIL \"base64\" 1)"
 #define ATT_TXT "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1 NIL (\"attachment\" NIL) NIL NIL)"
 
 START_TEST(text_part_choice)
@@ -398,6 +423,7 @@ static Suite *mime_name_suite(void)
         tcase_add_test(tc, part_names);
         tcase_add_test(tc, long_names_cut_keeping_extension);
         tcase_add_test(tc, long_section_has_no_name);
+        tcase_add_test(tc, header_strings);
         tcase_add_test(tc, text_part_choice);
         suite_add_tcase(s, tc);
         return s;
