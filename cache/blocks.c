@@ -23,6 +23,7 @@ struct blocks {
         struct block *table;
         struct block *lru;
         size_t bytes, max_bytes, count;
+        bool shutdown;
 };
 
 /* Keys are compared as bytes: build them with no padding garbage. */
@@ -131,6 +132,14 @@ bool blocks_try_claim(struct blocks *b, const struct block_key *k)
         return ok;
 }
 
+bool blocks_present(struct blocks *b, const struct block_key *k)
+{
+        pthread_mutex_lock(&b->mu);
+        bool present = blocks_find(b, k) != NULL;
+        pthread_mutex_unlock(&b->mu);
+        return present;
+}
+
 void blocks_put(struct blocks *b, const struct block_key *k, const void *data, size_t len)
 {
         char *copy = malloc(len ? len : 1);
@@ -177,9 +186,17 @@ void blocks_wait(struct blocks *b, const struct block_key *k, int timeout_ms)
         }
         pthread_mutex_lock(&b->mu);
         struct block *bl;
-        while ((bl = blocks_find(b, k)) && bl->pending)
+        while (!b->shutdown && (bl = blocks_find(b, k)) && bl->pending)
                 if (pthread_cond_timedwait(&b->cv, &b->mu, &ts) == ETIMEDOUT)
                         break;
+        pthread_mutex_unlock(&b->mu);
+}
+
+void blocks_shutdown(struct blocks *b)
+{
+        pthread_mutex_lock(&b->mu);
+        b->shutdown = true;
+        pthread_cond_broadcast(&b->cv);
         pthread_mutex_unlock(&b->mu);
 }
 

@@ -41,6 +41,10 @@ enum blocks_get_result blocks_get(struct blocks *b, const struct block_key *k, s
  * never waits). */
 bool blocks_try_claim(struct blocks *b, const struct block_key *k);
 
+/* True if the block is here or being fetched (for read-ahead's plans: never
+ * claims). */
+bool blocks_present(struct blocks *b, const struct block_key *k);
+
 /* Stores a claimed block's bytes (len <= BLOCK_SIZE; short only for the last
  * block of a message) and wakes the waiters. */
 void blocks_put(struct blocks *b, const struct block_key *k, const void *data, size_t len);
@@ -48,8 +52,14 @@ void blocks_put(struct blocks *b, const struct block_key *k, const void *data, s
 /* Gives up a claim (the fetch failed); waiters retry and one of them claims. */
 void blocks_abandon(struct blocks *b, const struct block_key *k);
 
-/* Waits until the block stops being fetched, at most timeout_ms. */
+/* Waits until the block stops being fetched, at most timeout_ms; at once
+ * after blocks_shutdown(). The caller asks again (blocks_get). */
 void blocks_wait(struct blocks *b, const struct block_key *k, int timeout_ms);
+
+/* The daemon is stopping: every wait, present and future, returns at once
+ * (readers then give up after their few tries instead of waiting out each
+ * timeout). */
+void blocks_shutdown(struct blocks *b);
 
 /* Totals for statistics and tests. */
 size_t blocks_bytes(struct blocks *b);

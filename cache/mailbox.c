@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "imap/ops.h" /* IMAP_MBX_* */
 
@@ -19,6 +20,7 @@ struct cache {
         void *name_ctx;
         cache_observe_fn observer;
         void *observer_ctx;
+        bool shutdown; /* waits return at once */
 };
 
 static void cache_notify(struct cache *c, enum cache_change what, uint64_t parent, const char *name,
@@ -117,7 +119,13 @@ struct cache *cache_new(cache_name_fn name_fn, void *name_ctx)
         if (!c)
                 return NULL;
         pthread_mutex_init(&c->mu, NULL);
-        pthread_cond_init(&c->cv, NULL);
+        /* Waits have deadlines on the monotonic clock: a change of the
+         * wall clock must not make one longer (or end it early). */
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->cv, &ca);
+        pthread_condattr_destroy(&ca);
         c->next_id = CACHE_ROOT_ID;
         c->name_fn = name_fn;
         c->name_ctx = name_ctx;
@@ -151,14 +159,30 @@ void cache_unlock(struct cache *c)
         pthread_mutex_unlock(&c->mu);
 }
 
-void cache_wait(struct cache *c)
+int cache_wait(struct cache *c, int64_t deadline_ms)
 {
-        pthread_cond_wait(&c->cv, &c->mu);
+        if (c->shutdown)
+                return -ESHUTDOWN;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 >= deadline_ms)
+                return -ETIMEDOUT;
+        struct timespec ts = {.tv_sec = deadline_ms / 1000,
+                              .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+        return pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT ? -ETIMEDOUT : 0;
 }
 
 void cache_wake(struct cache *c)
 {
         pthread_cond_broadcast(&c->cv);
+}
+
+void cache_shutdown(struct cache *c)
+{
+        pthread_mutex_lock(&c->mu);
+        c->shutdown = true;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
 }
 
 struct cache_node *cache_node_get(struct cache *c, uint64_t id)
@@ -220,7 +244,7 @@ void cache_tree_begin(struct cache *c)
 }
 
 int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
-                   cache_decode_fn decode)
+                   cache_decode_fn decode, void *decode_ctx)
 {
         /* INBOX is case-insensitive (RFC 3501 §5.1): always show it as INBOX. */
         bool inbox = strcasecmp(raw, "INBOX") == 0;
@@ -241,7 +265,7 @@ int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
                 memcpy(prefix, raw, end);
                 prefix[end] = '\0';
                 char *comp = strndup(name + start, end - start);
-                char *dname = comp ? decode(comp) : NULL;
+                char *dname = comp ? decode(decode_ctx, comp) : NULL;
                 free(comp);
                 if (!dname) {
                         free(prefix);

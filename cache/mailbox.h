@@ -118,9 +118,16 @@ void cache_free(struct cache *c);
 
 void cache_lock(struct cache *c);
 void cache_unlock(struct cache *c);
-/* Waits (with the lock held on entry and exit) until another thread's refresh ends. */
-void cache_wait(struct cache *c);
+/* Waits (with the lock held on entry and exit) until another thread's refresh
+ * ends or deadline_ms (monotonic, as imap_now_ms()) passes: 0 when woken (the
+ * caller re-checks what it waits for; wake-ups may be spurious), -ETIMEDOUT
+ * once the deadline has passed. Every wait has one: a refresh that never
+ * ends must not take its waiters with it. */
+int cache_wait(struct cache *c, int64_t deadline_ms);
 void cache_wake(struct cache *c);
+/* The daemon is stopping: every wait, present and future, returns
+ * -ESHUTDOWN at once. Takes the lock itself. */
+void cache_shutdown(struct cache *c);
 
 /* --- lookups (lock held) --- */
 struct cache_node *cache_node_get(struct cache *c, uint64_t id);
@@ -133,12 +140,12 @@ struct cache_msg *cache_msg_by_uid(struct cache_mbox *m, uint32_t uid);
 /* --- the mailbox tree from LIST (lock held) ---
  * cache_tree_begin(); cache_tree_add() for every LIST entry; cache_tree_end()
  * removes mailboxes (and their messages) that were not listed again. Existing
- * mailboxes keep their ids. decode(component) turns one raw name component
+ * mailboxes keep their ids. decode(decode_ctx, component) turns one raw name component
  * into its directory name (malloc'd). */
-typedef char *(*cache_decode_fn)(const char *component);
+typedef char *(*cache_decode_fn)(void *ctx, const char *component);
 void cache_tree_begin(struct cache *c);
 int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
-                   cache_decode_fn decode);
+                   cache_decode_fn decode, void *decode_ctx);
 void cache_tree_end(struct cache *c);
 
 /* --- a mailbox listing (lock held) ---

@@ -5,6 +5,8 @@ set -euo pipefail
 
 pkgs=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev uthash-dev
       check openssl attr python3 dovecot-imapd dovecot-core)
+# LMDB: the persistent cache (liblmdb-dev) and its tests' independent reader (lmdb-utils).
+pkgs+=(liblmdb-dev lmdb-utils)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "imap/conn.h"
+#include "cache/clock.h"
 
 /* Bounded: a mv of thousands of files keeps only the newest names (the
  * older ones have been stat-ed long since). */
@@ -73,7 +73,7 @@ void alias_add(struct alias *t, uint64_t parent, const char *name, uint64_t id, 
         char *copy = strdup(name);
         if (!copy)
                 return; /* an alias is a convenience: without memory, there is none */
-        int64_t now = imap_now_ms();
+        int64_t now = cache_now_ms();
         pthread_mutex_lock(&t->lock);
         alias_expire(t, now);
         struct alias_ent *old = alias_match(t, parent, name);
@@ -91,7 +91,7 @@ void alias_add(struct alias *t, uint64_t parent, const char *name, uint64_t id, 
 bool alias_find(struct alias *t, uint64_t parent, const char *name, uint64_t *id)
 {
         pthread_mutex_lock(&t->lock);
-        alias_expire(t, imap_now_ms());
+        alias_expire(t, cache_now_ms());
         struct alias_ent *e = alias_match(t, parent, name);
         if (e)
                 *id = e->id;

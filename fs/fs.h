@@ -6,11 +6,11 @@
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 
-#include "fs/account.h"
+#include "cache/account.h"
 #include "fs/alias.h"
 #include "fs/inval.h"
-#include "fs/staging.h"
-#include "fs/sync.h"
+#include "cache/staging.h"
+#include "cache/sync.h"
 
 struct fs {
         struct account acct;

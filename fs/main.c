@@ -3,6 +3,7 @@
  * and before daemonizing, so it ends in a one-line error and a non-zero exit
  * with nothing mounted. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,11 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache/ahead.h"
 #include "fs/fs.h"
+#include "fs/naming.h"
 #include "fs/opts.h"
 #include "fs/password.h"
-#include "fs/persist.h"
-#include "imap/conn.h"
+#include "cache/persist.h"
+#include "cache/clock.h"
 #include "imap/log.h"
 #include "imap/utf7.h"
 
@@ -25,6 +28,15 @@
  * for more than 1 MiB of a message in one response; the bound keeps a hostile
  * server from making us allocate without limit. */
 #define MAX_LITERAL (16u << 20)
+/* Once the session has ended (unmount, or a signal), the daemon finishes
+ * within one server timeout plus this, whatever a thread is waiting on. */
+#define EXIT_GRACE_MS 3000
+/* How often the watchdog looks whether the session has ended (libfuse has
+ * no notification for it). */
+#define WATCH_PERIOD_MS 500
+/* How long the main thread waits for the sync and read-ahead threads to end
+ * after the session: a live server answers within this. */
+#define EXIT_THREADS_MS 1000
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
@@ -48,6 +60,122 @@ static void main_observe(void *ctx, enum cache_change what, uint64_t parent, con
         (void)id;
         if (fs->inval)
                 inval_entry(fs->inval, parent, name);
+}
+
+/* The exit watchdog. libfuse's loop returns only after every worker has
+ * finished its request, and our own threads finish their server command
+ * before they stop. Each of those waits has a deadline, but several can come
+ * one after another; the watchdog turns that into one bound: from the end
+ * of the session, one timeout plus EXIT_GRACE_MS, then the process exits
+ * without cleanup (nothing is lost: every change the user saw succeed is on
+ * the server, and the disk cache's files are replaced atomically). */
+struct watchdog {
+        struct fs *fs;
+        pthread_t thread;
+        bool started;
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        bool cleaning;  /* the main thread stops the threads itself */
+        bool unmounted; /* the main thread took the mount away */
+        bool done;      /* the main thread finished cleaning up */
+};
+
+static void watchdog_until(struct watchdog *w, int64_t deadline_ms)
+{
+        struct timespec ts = {.tv_sec = deadline_ms / 1000,
+                              .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+}
+
+static void *watchdog_main(void *arg)
+{
+        struct watchdog *w = arg;
+        struct fs *fs = w->fs;
+        pthread_mutex_lock(&w->mu);
+        while (!w->done && !fuse_session_exited(fs->se))
+                watchdog_until(w, cache_now_ms() + WATCH_PERIOD_MS);
+        if (w->done) {
+                pthread_mutex_unlock(&w->mu);
+                return NULL;
+        }
+        /* The session ended: ask our threads to stop now, while libfuse
+         * waits for the workers, not only after (unless the main thread got
+         * there first: then they may be freed already). */
+        if (!w->cleaning) {
+                sync_stop(fs->sync);
+                ahead_stop(fs->acct.ahead);
+        }
+        /* Nobody waits for the answers any more: waits end at once. */
+        blocks_shutdown(fs->acct.blocks);
+        cache_shutdown(fs->acct.cache);
+        int64_t deadline = cache_now_ms() + fs->acct.imap.timeout_ms + EXIT_GRACE_MS;
+        while (!w->done && cache_now_ms() < deadline)
+                watchdog_until(w, deadline);
+        if (w->done) {
+                pthread_mutex_unlock(&w->mu);
+                return NULL;
+        }
+        log_warn("a thread is still waiting on the server %d s after unmount: exiting without "
+                 "cleaning up",
+                 (fs->acct.imap.timeout_ms + EXIT_GRACE_MS) / 1000);
+        /* After a signal the mount is still there: take it away (lazily,
+         * so that this can't block either). */
+        if (!w->unmounted)
+                fuse_session_unmount(fs->se);
+        _exit(0);
+}
+
+static void watchdog_start(struct watchdog *w, struct fs *fs)
+{
+        w->fs = fs;
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&w->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        /* Signals go to the main thread, which libfuse's loop waits in. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        w->started = pthread_create(&w->thread, NULL, watchdog_main, w) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!w->started)
+                log_warn("no exit watchdog: an unmount may wait for a stalled server");
+}
+
+/* From here on the main thread stops and frees the threads itself. */
+static void watchdog_cleaning(struct watchdog *w)
+{
+        if (!w->started)
+                return;
+        pthread_mutex_lock(&w->mu);
+        w->cleaning = true;
+        pthread_mutex_unlock(&w->mu);
+}
+
+/* Unmounts (lazily: it never blocks), once: the watchdog may want to. */
+static void watchdog_unmount(struct watchdog *w, struct fuse_session *se)
+{
+        if (w->started)
+                pthread_mutex_lock(&w->mu);
+        fuse_session_unmount(se);
+        w->unmounted = true;
+        if (w->started)
+                pthread_mutex_unlock(&w->mu);
+}
+
+static void watchdog_done(struct watchdog *w)
+{
+        if (!w->started)
+                return;
+        pthread_mutex_lock(&w->mu);
+        w->done = true;
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
 }
 
 static void fs_register(struct fuse_lowlevel_ops *ops)
@@ -133,11 +261,11 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
                 fprintf(stderr, "imapfs: %s\n", err);
                 return -1;
         }
-        a->imap.tls = imap_tls_ctx_new(o->cafile, err, sizeof(err));
-        if (!a->imap.tls) {
+        if (account_tls_setup(a, o->cafile, err, sizeof(err)) < 0) {
                 fprintf(stderr, "imapfs: %s\n", err);
                 return -1;
         }
+        a->naming = naming_table(a->opts.names_uid);
         if (account_init(a) < 0) {
                 fprintf(stderr, "imapfs: out of memory\n");
                 return -1;
@@ -155,13 +283,9 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
                         return -1;
                 }
         }
-        struct imap_session *s;
-        int r = imap_session_open(&a->imap, &s, err, sizeof(err));
-        bool network = r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH ||
-                       r == -ENETUNREACH || r == -EIO || r == -ECONNRESET;
-        if (r < 0 && network && persist_load_tree(a)) {
-                /* The server is away but we know the account: mount what the
-                 * cache has; the pool and the sync thread reconnect later. */
+        bool network = false;
+        int r = account_connect(a, err, sizeof(err), &network);
+        if (r == ACCOUNT_OFFLINE) {
                 fprintf(stderr, "imapfs: %s; mounting offline from the cache\n", err);
                 log_warn("offline: %s", err);
                 return 0;
@@ -171,12 +295,6 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
                         network
                             ? (a->disk ? " (and no cache of this account to mount offline)" : "")
                             : "");
-                return -1;
-        }
-        imap_pool_adopt(a->pool, s);
-        r = account_refresh_tree(a, 0);
-        if (r < 0) {
-                fprintf(stderr, "imapfs: cannot list the mailboxes: %s\n", strerror(-r));
                 return -1;
         }
         return 0;
@@ -189,6 +307,7 @@ int main(int argc, char *argv[])
         struct fuse_lowlevel_ops ops;
         struct opts o;
         static struct fs fs;
+        static struct watchdog wd;
         int ret = 1;
 
         signal(SIGPIPE, SIG_IGN);
@@ -239,12 +358,14 @@ int main(int argc, char *argv[])
                 log_init(true, o.debug);
         log_info("mounted %s@%s on %s", fs.acct.imap.user, fs.acct.imap.host, fo.mountpoint);
         /* Threads start only now: they would not survive daemonizing. */
+        persist_start(&fs.acct);
         cache_lock(fs.acct.cache);
         cache_set_observer(fs.acct.cache, main_observe, &fs);
         cache_unlock(fs.acct.cache);
         fs.sync = sync_new(&fs.acct, fs.poll_ms);
         if (!fs.sync || sync_start(fs.sync) < 0)
                 log_warn("live sync could not start: changes elsewhere show on revalidation only");
+        watchdog_start(&wd, &fs);
         if (fo.singlethread) {
                 ret = fuse_session_loop(fs.se);
         } else {
@@ -252,10 +373,17 @@ int main(int argc, char *argv[])
                 ret = fuse_session_loop_mt(fs.se, &cfg);
         }
         ret = ret == 0 ? 0 : 1;
+        watchdog_cleaning(&wd);
+        /* Our threads finish the server command they are in before they
+         * stop. A live server answers at once; a stalled one is not waited
+         * for beyond EXIT_THREADS_MS. */
+        sync_stop(fs.sync);
+        ahead_stop(fs.acct.ahead);
+        int64_t until = cache_now_ms() + EXIT_THREADS_MS;
+        bool sync_ended = sync_join_until(fs.sync, until);
+        bool ahead_ended = ahead_join_until(fs.acct.ahead, until);
         /* Stop what feeds the kernel notifications, then the notifications,
          * before the session goes. */
-        sync_free(fs.sync);
-        fs.sync = NULL;
         cache_lock(fs.acct.cache);
         cache_set_observer(fs.acct.cache, NULL, NULL);
         cache_unlock(fs.acct.cache);
@@ -263,7 +391,18 @@ int main(int argc, char *argv[])
         fs.inval = NULL;
         log_info("unmounted; %llu content fetches, %llu bytes", (unsigned long long)fs.acct.fetches,
                  (unsigned long long)fs.acct.fetched_bytes);
-        fuse_session_unmount(fs.se);
+        watchdog_unmount(&wd, fs.se);
+        if (!sync_ended || !ahead_ended) {
+                /* Freeing what a running thread uses is not an option, and
+                 * nothing is left to save: leave now. */
+                log_info("a server command was still running: not waiting for it");
+                _exit(ret);
+        }
+        sync_free(fs.sync);
+        fs.sync = NULL;
+        ahead_free(fs.acct.ahead);
+        fs.acct.ahead = NULL;
+        watchdog_done(&wd);
 out_signals:
         fuse_remove_signal_handlers(fs.se);
 out_session:
@@ -275,7 +414,7 @@ out_acct:
         staging_free(fs.staging);
         alias_free(fs.alias);
         free(fs.acct.opts.trash);
-        imap_tls_ctx_free(fs.acct.imap.tls);
+        account_tls_free(&fs.acct);
         password_free(fs.acct.imap.password);
         free(fs.acct.imap.user);
         free(fs.acct.imap.host);

@@ -27,7 +27,9 @@ int fs_errno(int r)
         case -EROFS:
         case -EBUSY:
         case -ENOTSUP:
-        case -ENAMETOOLONG:
+        case -ENOSPC:       /* [LIMIT] */
+        case -ENAMETOOLONG: /* a name the server finds too long */
+        case -EAGAIN:       /* [UNAVAILABLE], throttled: worth a retry later */
                 return -r;
         default:
                 return EIO;

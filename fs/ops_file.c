@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/account_write.h"
+#include "cache/account_write.h"
 #include "fs/fs.h"
 #include "imap/log.h"
 
@@ -83,7 +83,11 @@ static void ops_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
                 fuse_reply_err(req, EBADF); /* a message opened read-only */
                 return;
         }
-        int r = staging_write(fs->staging, ino, buf, size, off);
+        /* Bigger than the server takes (APPENDLIMIT): fail now, not at close. */
+        uint64_t limit = account_append_limit(&fs->acct);
+        int r = limit && (uint64_t)off + size > limit
+                    ? -EFBIG
+                    : staging_write(fs->staging, ino, buf, size, off);
         if (r < 0)
                 fuse_reply_err(req, -r);
         else

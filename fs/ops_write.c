@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "fs/account_write.h"
+#include "cache/account_write.h"
 #include "fs/fs.h"
 #include "fs/names.h"
 
@@ -102,9 +102,9 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         struct fs *fs = fs_of(req);
         if (ops_refuse_name(req, name) || ops_refuse_name(req, newname) || ops_refuse_ro(req))
                 return;
-        /* NOREPLACE is what imapfs does anyway (an existing target is EEXIST);
-         * accepting it saves GNU mv a fallback per file. EXCHANGE has no IMAP
-         * equivalent. */
+        /* NOREPLACE: an existing target is EEXIST (without it, a folder
+         * replaces an empty one); accepting it saves GNU mv a fallback per
+         * file. EXCHANGE has no IMAP equivalent. */
         if (flags & ~(unsigned)RENAME_NOREPLACE) {
                 fuse_reply_err(req, EINVAL);
                 return;
@@ -115,7 +115,8 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
             pn && pn->kind == CACHE_MBOX ? cache_msg_by_name((struct cache_mbox *)pn, name) : NULL;
         uint64_t msg_id = msg ? msg->node.id : 0;
         cache_unlock(fs->acct.cache);
-        int r = account_rename(&fs->acct, parent, name, newparent, newname);
+        int r = account_rename(&fs->acct, parent, name, newparent, newname,
+                               (flags & RENAME_NOREPLACE) != 0);
         /* The kernel now believes the message sits at newname; it sits under
          * its own name (and new UID) in the target folder, as the same inode.
          * The typed name keeps finding it for a while (GNU mv stats it after

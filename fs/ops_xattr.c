@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/account_write.h"
+#include "cache/account_write.h"
 #include "fs/fs.h"
 #include "imap/date.h"
 

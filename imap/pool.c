@@ -20,7 +20,8 @@ struct pool_slot {
         struct imap_session *s;
         bool busy;
         bool bulk;
-        bool forget; /* drop the selection when the session comes back */
+        bool forget;  /* drop the selection when the session comes back */
+        char *wanted; /* the mailbox it was taken for, while busy (NULL: any) */
         int64_t last_used;
 };
 
@@ -34,6 +35,9 @@ struct imap_pool {
         int last_err;
         bool was_down;
         size_t bulk_busy;
+        imap_pool_leave_fn leave_fn;
+        void *leave_ctx;
+        uint64_t appendlimit; /* from the last session opened */
 };
 
 struct imap_pool *imap_pool_new(const struct imap_account *acct, size_t size)
@@ -61,8 +65,10 @@ void imap_pool_free(struct imap_pool *p)
 {
         if (!p)
                 return;
-        for (size_t i = 0; i < p->n; i++)
+        for (size_t i = 0; i < p->n; i++) {
                 imap_session_free(p->slots[i].s);
+                free(p->slots[i].wanted);
+        }
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
         free(p->slots);
@@ -73,6 +79,7 @@ void imap_pool_adopt(struct imap_pool *p, struct imap_session *s)
 {
         pthread_mutex_lock(&p->mu);
         p->slots[0].s = s;
+        p->appendlimit = imap_session_caps(s)->appendlimit;
         pthread_mutex_unlock(&p->mu);
 }
 
@@ -109,6 +116,8 @@ static int pool_pick(struct imap_pool *p, const char *mailbox)
 static void pool_slot_free(struct imap_pool *p, struct pool_slot *sl)
 {
         sl->busy = false;
+        free(sl->wanted);
+        sl->wanted = NULL;
         if (sl->bulk)
                 p->bulk_busy--;
         sl->bulk = false;
@@ -145,6 +154,7 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
         }
         struct pool_slot *sl = &p->slots[idx];
         sl->busy = true;
+        sl->wanted = mailbox ? strdup(mailbox) : NULL;
         sl->bulk = use == IMAP_POOL_BULK;
         if (sl->bulk)
                 p->bulk_busy++;
@@ -187,10 +197,19 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
         if (p->was_down)
                 log_info("server reachable again");
         p->was_down = false;
+        p->appendlimit = imap_session_caps(s)->appendlimit;
         sl->s = s;
         *out = s;
         pthread_mutex_unlock(&p->mu);
         return 0;
+}
+
+uint64_t imap_pool_appendlimit(struct imap_pool *p)
+{
+        pthread_mutex_lock(&p->mu);
+        uint64_t v = p->appendlimit;
+        pthread_mutex_unlock(&p->mu);
+        return v;
 }
 
 bool imap_pool_down(struct imap_pool *p)
@@ -242,4 +261,94 @@ void imap_pool_put(struct imap_pool *p, struct imap_session *s)
         }
         pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
+}
+
+bool imap_mailbox_within(const char *sel, const char *mailbox, char delim)
+{
+        size_t n = strlen(mailbox);
+        return sel && strncmp(sel, mailbox, n) == 0 &&
+               (sel[n] == '\0' || (delim && sel[n] == delim));
+}
+
+void imap_pool_on_leave(struct imap_pool *p, imap_pool_leave_fn fn, void *ctx)
+{
+        pthread_mutex_lock(&p->mu);
+        p->leave_fn = fn;
+        p->leave_ctx = ctx;
+        pthread_mutex_unlock(&p->mu);
+}
+
+/* Leaves the selected mailbox without expunging anything: UNSELECT (RFC
+ * 3691), or else EXAMINE of a name that can't exist, whose failure leaves
+ * nothing selected (RFC 3501 6.3.1). */
+static int pool_unselect(struct imap_session *s)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_set_selected(s, NULL, NULL);
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, imap_session_caps(s)->unselect ? "UNSELECT" : "EXAMINE \"\"");
+        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : 0;
+}
+
+/* A slot that must leave mailbox (lock held): 1 idle with it selected, 2
+ * busy and taken for it (wait), 0 neither. */
+static int pool_slot_in(const struct pool_slot *sl, const struct imap_session *self,
+                        const char *mailbox, char delim)
+{
+        if (!sl->s || sl->s == self)
+                return 0;
+        if (sl->busy)
+                return imap_mailbox_within(sl->wanted, mailbox, delim) ? 2 : 0;
+        return !imap_session_broken(sl->s) &&
+                       imap_mailbox_within(imap_session_selected(sl->s), mailbox, delim)
+                   ? 1
+                   : 0;
+}
+
+int imap_pool_leave_mailbox(struct imap_pool *p, struct imap_session *self, const char *mailbox,
+                            char delim)
+{
+        int r = 0;
+        if (self && imap_mailbox_within(imap_session_selected(self), mailbox, delim))
+                r = pool_unselect(self);
+        int64_t deadline = imap_now_ms() + p->acct->timeout_ms;
+        pthread_mutex_lock(&p->mu);
+        for (;;) {
+                int idx = -1;
+                bool wait = false;
+                for (size_t i = 0; i < p->n && idx < 0; i++) {
+                        int in = pool_slot_in(&p->slots[i], self, mailbox, delim);
+                        if (in == 1)
+                                idx = (int)i;
+                        wait |= in == 2;
+                }
+                if (idx >= 0) {
+                        /* Take it like pool_get does, so nobody else uses it meanwhile. */
+                        struct pool_slot *sl = &p->slots[idx];
+                        sl->busy = true;
+                        pthread_mutex_unlock(&p->mu);
+                        if (pool_unselect(sl->s) < 0)
+                                log_dbg("a session broke while leaving %s", mailbox);
+                        imap_pool_put(p, sl->s);
+                        pthread_mutex_lock(&p->mu);
+                        continue;
+                }
+                if (!wait)
+                        break;
+                struct timespec ts;
+                pool_deadline_ts(deadline, &ts);
+                if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
+                        log_warn("a session still busy in %s: going ahead", mailbox);
+                        break;
+                }
+        }
+        imap_pool_leave_fn fn = p->leave_fn;
+        void *ctx = p->leave_ctx;
+        pthread_mutex_unlock(&p->mu);
+        if (fn)
+                fn(ctx, mailbox, delim);
+        return r;
 }

@@ -34,6 +34,31 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
  * another mailbox). Busy sessions are marked and forget it when returned. */
 void imap_pool_forget_mailbox(struct imap_pool *p, const char *mailbox);
 
+/* Before DELETE or RENAME of mailbox: every session of ours that has it (or,
+ * with delim, a mailbox below it) selected leaves it first. Some servers
+ * drop a session whose selected mailbox another session deletes or renames
+ * (Dovecot: "BYE IMAP session state is inconsistent"). self, the caller's
+ * own session from this pool (may be NULL), leaves at once; idle sessions
+ * leave with UNSELECT; a session busy in that mailbox is waited for (at most
+ * the account's timeout); then every leave hook runs (live sync's IDLE
+ * session moves elsewhere). Never CLOSE: it would expunge what other clients
+ * marked \Deleted. Returns 0, or -EIO if self broke. */
+int imap_pool_leave_mailbox(struct imap_pool *p, struct imap_session *self, const char *mailbox,
+                            char delim);
+
+/* A session outside the pool (live sync's) that must leave mailboxes too:
+ * fn(ctx, mailbox, delim) returns once it no longer has mailbox or a child of
+ * it selected, or after its own deadline. One hook; NULL removes it. */
+typedef void (*imap_pool_leave_fn)(void *ctx, const char *mailbox, char delim);
+void imap_pool_on_leave(struct imap_pool *p, imap_pool_leave_fn fn, void *ctx);
+
+/* True if sel is mailbox or, with delim, a mailbox below it. */
+bool imap_mailbox_within(const char *sel, const char *mailbox, char delim);
+
+/* The largest message the server takes (APPENDLIMIT=n, RFC 7889) as the
+ * sessions opened so far announced it; 0 if none did. */
+uint64_t imap_pool_appendlimit(struct imap_pool *p);
+
 /* True while the last attempt to connect failed: the server is away. */
 bool imap_pool_down(struct imap_pool *p);
 

@@ -243,6 +243,7 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"LOGINDISABLED", offsetof(struct imap_caps, logindisabled)},
             {"AUTH=PLAIN", offsetof(struct imap_caps, auth_plain)},
             {"SASL-IR", offsetof(struct imap_caps, sasl_ir)},
+            {"UNSELECT", offsetof(struct imap_caps, unselect)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)
@@ -453,27 +454,6 @@ static void session_fill_result(struct imap_result *res, const struct imap_respo
         snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
         snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
         imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
-}
-
-int imap_result_errno(const char *what, const struct imap_result *res)
-{
-        static const struct {
-                const char *code;
-                int err;
-        } table[] = {
-            {"NONEXISTENT", -ENOENT},   {"TRYCREATE", -ENOENT}, {"ALREADYEXISTS", -EEXIST},
-            {"OVERQUOTA", -EDQUOT},     {"TOOBIG", -EFBIG},     {"LIMIT", -EFBIG},
-            {"NOPERM", -EACCES},        {"INUSE", -EBUSY},      {"CANNOT", -EPERM},
-            {"EXPUNGEISSUED", -ENOENT}, {"SERVERBUG", -EIO},    {"UNAVAILABLE", -EAGAIN},
-        };
-        if (res->status == IMAP_ST_OK)
-                return 0;
-        log_warn("%s failed: %s%s%s%s", what, res->code[0] ? "[" : "", res->code,
-                 res->code[0] ? "] " : "", res->text);
-        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-                if (strcmp(res->code, table[i].code) == 0)
-                        return table[i].err;
-        return -EPROTO;
 }
 
 static int session_send(struct imap_session *s, const char *buf, size_t len, bool redact,

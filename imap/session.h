@@ -85,10 +85,9 @@ struct imap_result {
         char text[256];          /* server's text, for the log and error messages */
 };
 
-/* The errno a finished command stands for: 0 for OK; from the response
- * code where there is one (ALREADYEXISTS -EEXIST, NONEXISTENT -ENOENT,
- * OVERQUOTA -EDQUOT, TOOBIG/LIMIT -EFBIG, NOPERM -EACCES, ...), else -EPROTO.
- * Failures are logged with what and the server's text. */
+/* The errno a finished command stands for (0 for OK), from the one table of
+ * response codes in imap/rcode.c (see imap/rcode.h, which also says whether
+ * to back off). Failures are logged with what and the server's text. */
 int imap_result_errno(const char *what, const struct imap_result *res);
 
 /* Called for each untagged response while a command runs. Return true if the

@@ -20,8 +20,19 @@ the counting proxy (tests/integration/proxy.py) between imapfs and Dovecot, and 
      installed with apt-get when missing and run as root, else that row is skipped), also
      after dropping the page cache. Both again without dropping it (page cache warm).
      Target: cached grep within 1.5x of the Maildir grep. The matches must agree.
-  3. bytes on disk of the listing files per message and of the content cache per message,
-     and the daemon's peak RSS (VmHWM) for each kind of mount.
+  3. bytes on disk of the listing metadata per message (the store's msg table: pages and
+     bytes of records, with and without the file name, which is made from header text) and of
+     the content cache per message, and the daemon's memory: peak RSS (VmHWM) for each kind of
+     mount, and anonymous memory (RssAnon) beside the map's file-backed pages (RssFile) right
+     after `ls -l` of a 10,000-message folder and after the warm `ls -lR`.
+  4. with --one-folder N: N small messages in one folder; `ls -l` of it on a fresh mount with
+     cache=no, cache on (empty) and cache on (warm remount): the daemon's RssAnon and RssFile
+     before and after, per message.
+  0. (first) cold reads in the DEFAULT configuration (an empty -o cache_dir, cache on) vs the
+     same with -o cache=no vs raw imaplib (the issue's targets): `cat` of the 1,000 messages of
+     GrepBox (listed untimed first) vs one UID FETCH 1:* BODY.PEEK[]; `ls -l` of one
+     10,000-message folder vs SELECT + UID FETCH 1:* of the listing items. Each on a fresh
+     mount; imaplib on the same proxy.
 
 The mail is loaded with MULTIAPPEND + LITERAL+ over 2-4 plain-text connections at once. Exits
 non-zero only if something broke (a mount, a tool, a listing or grep result that differs),
@@ -195,6 +206,19 @@ def drop_caches():
 # ------------------------------------------------------------------------------------
 # measuring
 # ------------------------------------------------------------------------------------
+def rss_kb(pid):
+    """(RssAnon, RssFile) of a process in kB, or None."""
+    res = {}
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    res[line.split(":")[0]] = int(line.split()[1])
+    except OSError:
+        return None
+    return (res.get("RssAnon"), res.get("RssFile"))
+
+
 class Run:
     """One measured operation: a wall-clock window (for the rawlog), times, wire bytes."""
 
@@ -205,6 +229,8 @@ class Run:
         self.tool_secs = None
         self.up = self.down = None
         self.hwm = None     # daemon VmHWM (kB) at unmount
+        self.rss = None     # (RssAnon, RssFile) kB right after the tool, and before it
+        self.rss0 = None
         self.cmds = None    # filled from the rawlog at the end
 
     @property
@@ -304,10 +330,12 @@ class Bench:
                 self.proxy.reset()
                 run.t0 = time.time()
             cwd = os.path.join(self.mp, tool_cwd) if tool_cwd else self.mp
+            run.rss0 = rss_kb(m.daemon_pid)
             t = time.perf_counter()
             self.tool(argv, cwd=cwd, out=out, ok_codes=ok_codes)
             run.tool_secs = time.perf_counter() - t
             run.t1 = time.time()
+            run.rss = rss_kb(m.daemon_pid)
             time.sleep(0.05)  # let the pumps count what they just forwarded
             run.up, run.down = self.proxy.counts()
             if not include_mount:
@@ -436,6 +464,165 @@ def part_ls(Bn, per_folder, reps, cold_reps, cache_dir):
     for rep in range(reps):
         Bn.local("ls-local", argv, cwd=tree, out=out)
     shutil.rmtree(tree, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------
+# 0. cold reads: the default configuration (cache on, empty) vs cache=no vs raw imaplib
+# ------------------------------------------------------------------------------------
+LIST_ITEMS = B.LIST_ITEMS
+
+
+def raw_fetch(Bn, op, box, items, want):
+    """imaplib on the proxy: SELECT (untimed), then one timed UID FETCH 1:* items."""
+    import imaplib
+    run = Run(op)
+    c = imaplib.IMAP4_SSL("127.0.0.1", Bn.proxy.port, ssl_context=Bn.d.ssl_context(), timeout=120)
+    try:
+        c.login(Bn.d.user, Bn.d.password)
+        typ, data = c.select(box, readonly=True)
+        if typ != "OK":
+            raise Broken("SELECT %s: %r" % (box, data))
+        time.sleep(0.02)
+        Bn.proxy.reset()
+        t = time.perf_counter()
+        typ, data = c.uid("FETCH", "1:*", items)
+        run.tool_secs = time.perf_counter() - t
+        time.sleep(0.05)
+        run.up, run.down = Bn.proxy.counts()
+        if typ != "OK":
+            raise Broken("UID FETCH 1:* %s: %r" % (items, data))
+        n = sum(1 for x in data if isinstance(x, tuple))
+        if n != want:
+            raise Broken("%s: UID FETCH gave %d messages, wanted %d" % (op, n, want))
+    finally:
+        try:
+            c.logout()
+        except Exception:  # noqa: BLE001
+            pass
+    Bn.runs.append(run)
+    return run
+
+
+def fs_cat(Bn, op, opts):
+    """A fresh mount; ls of GrepBox untimed (the listing); then a timed cat of every message."""
+    run = Run(op)
+    m, run.mount_secs = Bn.mount(opts)
+    try:
+        folder = os.path.join(Bn.mp, BOX_GREP)
+        names = sorted(os.listdir(folder))
+        if len(names) != N_GREP:
+            raise Broken("%s: %d files in %s, wanted %d" % (op, len(names), BOX_GREP, N_GREP))
+        time.sleep(0.05)
+        Bn.proxy.reset()
+        run.t0 = time.time()
+        t = time.perf_counter()
+        Bn.tool(["cat", "--"] + names, cwd=folder)
+        run.tool_secs = time.perf_counter() - t
+        run.t1 = time.time()
+        time.sleep(0.05)
+        run.up, run.down = Bn.proxy.counts()
+    finally:
+        Bn.unmount(m, run)
+    run.mount_secs = None  # the figure is the cat alone
+    Bn.runs.append(run)
+    return run
+
+
+def part_cold(Bn, reps, per_folder, workdir):
+    box = BOX_FMT % 0
+    for rep in range(reps + 1):
+        timed = rep > 0
+        log("cold reads, default configuration vs cache=no vs imaplib (%s)" % (
+            "round %d/%d" % (rep, reps) if timed else "warm-up"))
+        order = [0, 1, 2] if rep % 2 else [2, 1, 0]
+        for who in order:
+            try:
+                cdir = os.path.join(workdir, "cold-cache")
+                shutil.rmtree(cdir, ignore_errors=True)
+                if who == 0:
+                    r1 = raw_fetch(Bn, "cat-raw", BOX_GREP, "(UID BODY.PEEK[])", N_GREP)
+                    r2 = raw_fetch(Bn, "ls1-raw", box, LIST_ITEMS, per_folder)
+                elif who == 1:
+                    r1 = fs_cat(Bn, "cat-nocache", {"cache": "no"})
+                    r2 = Bn.timed_mount_and("ls1-nocache", {"cache": "no"}, ["ls", "-l", box], include_mount=False)
+                else:
+                    r1 = fs_cat(Bn, "cat-cache", {"cache_dir": cdir})
+                    shutil.rmtree(cdir, ignore_errors=True)
+                    r2 = Bn.timed_mount_and("ls1-cache", {"cache_dir": cdir}, ["ls", "-l", box], include_mount=False)
+                if not timed:
+                    Bn.runs.remove(r1)
+                    Bn.runs.remove(r2)
+            except Broken as e:
+                Bn.failures.append(str(e))
+                log("FAILED: %s" % e)
+    shutil.rmtree(os.path.join(workdir, "cold-cache"), ignore_errors=True)
+
+
+def store_stats(cache_dir, table):
+    """(entries, bytes of pages) of one table of the store (mdb_stat), or None."""
+    d = os.path.join(cache_dir, "names")
+    if not os.path.exists(os.path.join(d, "data.mdb")):
+        return None
+    r = subprocess.run(["mdb_stat", "-s", table, d], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = r.stdout.decode(errors="replace")
+
+    def num(name):
+        m = re.search(r"%s: (\d+)" % name, out)
+        return int(m.group(1)) if m else 0
+    return num("Entries"), (num("Branch pages") + num("Leaf pages") + num("Overflow pages")) * 4096
+
+
+def msg_record_bytes(cache_dir):
+    """(records, bytes of keys + values, bytes of the file names in them) of the msg table."""
+    d = os.path.join(cache_dir, "names")
+    r = subprocess.run(["mdb_dump", "-s", "msg", d], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    lines = r.stdout.decode().split("\n")
+    try:
+        rows = lines[lines.index("HEADER=END") + 1:lines.index("DATA=END")]
+    except ValueError:
+        return 0, 0, 0
+    n = total = names = 0
+    for i in range(0, len(rows), 2):
+        k, v = bytes.fromhex(rows[i].strip()), bytes.fromhex(rows[i + 1].strip())
+        fl = int.from_bytes(v[16:18], "little")
+        n += 1
+        total += len(k) + len(v)
+        names += len(v) - 18 - fl
+    return n, total, names
+
+
+# ------------------------------------------------------------------------------------
+# 4. (--one-folder N) memory with N messages in one folder
+# ------------------------------------------------------------------------------------
+BOX_ONE = "OneFolder"
+
+
+def part_one_folder(Bn, n, workdir):
+    """Loads N small messages into one folder, then `ls -l` of it on a fresh mount: cache=no,
+    cache on (empty: it fills the store) and cache on again (warm remount). Returns
+    [(label, seconds of ls -l, (RssAnon, RssFile) before, after)]."""
+    pools = B.Pools(random.Random("imapfs-bench-cache-pools"))
+    c = Bn.d.client(plain=True)
+    try:
+        typ, data = c.create(BOX_ONE)
+        if typ != "OK":
+            raise Broken("CREATE %s: %r" % (BOX_ONE, data))
+        for start in range(0, n, 10000):
+            G.multiappend(c, BOX_ONE, gen_small("%s%d" % (BOX_ONE, start), min(10000, n - start), pools),
+                          chunk=1000)
+        if status_messages(c, BOX_ONE) != n:
+            raise Broken("%s does not hold %d messages" % (BOX_ONE, n))
+    finally:
+        c.logout()
+    log("loaded %s messages into %s" % (format(n, ","), BOX_ONE))
+    cdir = os.path.join(workdir, "cache-one")
+    res = []
+    for label, opts in (("cache=no", {"cache": "no"}), ("cache on, cold (fills the store)", {"cache_dir": cdir}),
+                        ("cache on, warm remount", {"cache_dir": cdir})):
+        r = Bn.timed_mount_and("one-" + label, opts, ["ls", "-l", BOX_ONE], include_mount=False)
+        res.append((label, r.tool_secs, r.rss0, r.rss, r.hwm))
+    st = store_stats(cdir, "msg")
+    return res, st
 
 
 # ------------------------------------------------------------------------------------
@@ -569,24 +756,6 @@ def part_grep(Bn, reps, cache_dir, maildir, can_drop):
 # ------------------------------------------------------------------------------------
 # 3. on disk
 # ------------------------------------------------------------------------------------
-def files_bytes(top, suffix):
-    n = total = 0
-    for dirpath, _dirs, names in os.walk(top):
-        for name in names:
-            if name.endswith(suffix):
-                n += 1
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-    return n, total
-
-
-def du_bytes(top):
-    total = 0
-    for dirpath, _dirs, names in os.walk(top):
-        for name in names:
-            total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-    return total
-
-
 # ------------------------------------------------------------------------------------
 # report
 # ------------------------------------------------------------------------------------
@@ -674,17 +843,65 @@ def report(Bn, args, per_folder, load_secs, load_bytes, grep_bytes, grep_res, mb
             print(line)
     print(line)
 
+    # cold, default configuration
+    cold_rows = [("operation (cold, fresh mount)", "default (cache on)", "cache=no", "raw imaplib",
+                  "on / no", "on / raw", "target")]
+    for what, ops, tgt in (("cat of %s messages" % format(N_GREP, ","), ("cat-cache", "cat-nocache", "cat-raw"),
+                            (1.1, 1.3)),
+                           ("ls -l of %s messages" % format(per_folder, ","), ("ls1-cache", "ls1-nocache", "ls1-raw"),
+                            (None, 1.2))):
+        t = [m_of(op, "secs") for op in ops]
+        if all(x is None for x in t):
+            continue
+        q1 = t[0] / t[1] if t[0] and t[1] else None
+        q2 = t[0] / t[2] if t[0] and t[2] else None
+        verdict = []
+        if tgt[0] and q1:
+            verdict.append("%s ≤%.1f× no" % ("PASS" if q1 <= tgt[0] else "MISS", tgt[0]))
+        if tgt[1] and q2:
+            verdict.append("%s ≤%.1f× raw" % ("PASS" if q2 <= tgt[1] else "MISS", tgt[1]))
+        cold_rows.append((what, fmt_t(t[0]), fmt_t(t[1]), fmt_t(t[2]), "%.2f×" % q1 if q1 else "-",
+                          "%.2f×" % q2 if q2 else "-", ", ".join(verdict)))
+    if len(cold_rows) > 1:
+        widths = [max(len(r[i]) for r in cold_rows) for i in range(len(cold_rows[0]))]
+        line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+        print("cold reads, medians (imapfs: the tool alone, after the mount; imaplib: the UID FETCH alone):")
+        print(line)
+        for i, r in enumerate(cold_rows):
+            print("| " + " | ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
+                  + " |")
+            if i == 0:
+                print(line)
+        print(line)
+        for op in ("cat-cache", "cat-nocache", "cat-raw", "ls1-cache", "ls1-nocache", "ls1-raw"):
+            print("  %-12s all runs: %s" % (op, " ".join(fmt_t(r.secs) for r in rs(op))))
+    for op, label, n in (("ls1-cache", "after cold ls -l of %s messages (cache on)" % format(per_folder, ","), per_folder),
+                         ("ls1-nocache", "after cold ls -l of %s messages (cache=no)" % format(per_folder, ","), per_folder),
+                         ("ls-warm", "after warm remount + ls -lR of %s messages" % n_s, total)):
+        v = [r for r in rs(op) if r.rss and r.rss[0] is not None]
+        if v:
+            r = v[-1]
+            print("daemon memory %s: RssAnon %.1f MiB (%.0f bytes per message; +%.0f over the mount before ls), "
+                  "RssFile %.1f MiB (LMDB map and binary; +%.1f MiB)" % (
+                      label, r.rss[0] / 1024, r.rss[0] * 1024 / n,
+                      (r.rss[0] - (r.rss0 or (0, 0))[0]) * 1024 / n, r.rss[1] / 1024,
+                      (r.rss[1] - (r.rss0 or (0, 0))[1]) / 1024))
+
     # on disk
-    n_lst, lst_bytes = files_bytes(ls_cache, ".lst")
-    if n_lst:
-        print("listing cache on disk: %d .lst files (10 folders, INBOX, the folder tree), %s = %.1f bytes per "
-              "message (%s messages)" % (n_lst, fmt_b(lst_bytes), lst_bytes / total, format(total, ",")))
-    n_blk, blk_bytes = files_bytes(grep_cache, ".blk")
-    if n_blk:
-        print("content cache on disk: %d .blk files, %s (%s allocated) for %s messages of %s = %.0f bytes per "
-              "message, %.3f× the mail" % (n_blk, fmt_b(blk_bytes), fmt_b(du_bytes(grep_cache)),
-                                         format(N_GREP, ","), fmt_b(grep_bytes), blk_bytes / N_GREP,
-                                         blk_bytes / grep_bytes))
+    st = store_stats(ls_cache, "msg")
+    if st and st[0]:
+        n_rec, rec_bytes, name_bytes = msg_record_bytes(ls_cache)
+        print("listing metadata in the store: %s records in %s of pages = %.1f bytes per message; the records "
+              "themselves %.1f bytes (key 8, size, date, flags), of which the file name (made from header text) "
+              "%.1f: %.1f bytes per message without it" % (
+                  format(st[0], ","), fmt_b(st[1]), st[1] / st[0], rec_bytes / max(1, n_rec),
+                  name_bytes / max(1, n_rec), (rec_bytes - name_bytes) / max(1, n_rec)))
+        print("store data file after the ls runs: %s" % fmt_b(os.path.getsize(os.path.join(ls_cache, "names", "data.mdb"))))
+    st = store_stats(grep_cache, "blk")
+    if st and st[0]:
+        print("content in the store: %d blocks in %s of pages for %s messages of %s = %.0f bytes per "
+              "message, %.3f× the mail" % (st[0], fmt_b(st[1]), format(N_GREP, ","), fmt_b(grep_bytes),
+                                         st[1] / N_GREP, st[1] / grep_bytes))
     hw = []
     for op, label in (("ls-nocache", "ls -lR cold cache=no"), ("ls-fill", "ls -lR cold filling"),
                       ("ls-warm", "ls -lR warm"), ("grep-first", "grep 1st"), ("grep-cached", "grep cached")):
@@ -737,6 +954,11 @@ def main():
     ap.add_argument("--reps", type=int, help="timed warm runs per figure (median; default 3, --quick 2)")
     ap.add_argument("--cold-reps", type=int, help="timed cold ls -lR runs of each kind (default 2, --quick 1)")
     ap.add_argument("--no-maildir", action="store_true", help="skip mbsync and the Maildir rows")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold default vs cache=no vs imaplib rows")
+    ap.add_argument("--one-folder", type=int, metavar="N",
+                    help="also load N messages into one folder and report the daemon's memory after ls -l")
+    ap.add_argument("--cold-rounds", type=int, default=7,
+                    help="timed rounds of the cold default / cache=no / imaplib rows (median; default 7)")
     ap.add_argument("--connections", type=int, default=max(2, min(4, os.cpu_count() or 2)),
                     help="connections for loading (default 2-4, by CPUs)")
     ap.add_argument("--bin", help="imapfs binary (default $IMAPFS_BIN or build/fs/imapfs)")
@@ -779,6 +1001,8 @@ def main():
 
         grep_bytes = load_grep_folder(d)
         log("loaded %s messages (%.1f MB) into %s" % (format(N_GREP, ","), grep_bytes / 1e6, BOX_GREP))
+        if not args.no_cold:
+            part_cold(Bn, args.cold_rounds, per_folder, workdir)
         maildir = mbsync_secs = None
         if mbsync:
             try:
@@ -788,6 +1012,7 @@ def main():
                 Bn.failures.append(str(e))
                 log("FAILED: %s" % e)
         grep_res = part_grep(Bn, reps, grep_cache, maildir, can_drop)
+        one = part_one_folder(Bn, args.one_folder, workdir) if args.one_folder else None
 
         time.sleep(0.2)
         cmds = B.rawlog_commands(d)
@@ -796,6 +1021,20 @@ def main():
                 r.cmds = [c for ts, c in cmds if r.t0 <= ts <= r.t1 + 0.001]
         report(Bn, args, per_folder, load_secs, load_bytes, grep_bytes, grep_res, mbsync_secs, mbsync_skip,
                can_drop, ls_cache, grep_cache)
+        if one:
+            rows, st = one
+            print("one folder of %s messages, ls -l on a fresh mount (daemon memory before -> after ls):" % (
+                format(args.one_folder, ",")))
+            for label, secs, r0, r1, hwm in rows:
+                if r0 and r1:
+                    print("  %-34s ls -l %s; RssAnon %.1f -> %.1f MiB (+%.0f bytes per message), RssFile %.1f -> "
+                          "%.1f MiB (+%.0f bytes per message: LMDB map pages read); VmHWM %.1f MiB" % (
+                              label + ":", fmt_t(secs), r0[0] / 1024, r1[0] / 1024,
+                              (r1[0] - r0[0]) * 1024 / args.one_folder, r0[1] / 1024, r1[1] / 1024,
+                              (r1[1] - r0[1]) * 1024 / args.one_folder, (hwm or 0) / 1024))
+            if st and st[0]:
+                print("  its listing in the store: %s records, %s of pages = %.1f bytes per message" % (
+                    format(st[0], ","), fmt_b(st[1]), st[1] / st[0]))
         if Bn.daemon_notes:
             print("daemon stderr (distinct lines, all mounts):")
             for dl in Bn.daemon_notes[:20]:

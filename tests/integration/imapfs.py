@@ -12,6 +12,7 @@ appended to ASAN_OPTIONS/UBSAN_OPTIONS) and unmount() raises if there is one.
 
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -320,17 +321,22 @@ def run(argv, env=None, timeout=60):
     pipe open); returns (returncode, stdout, stderr)."""
     e = dict(os.environ)
     e.pop("IMAPFS_PASSWORD", None)
-    e["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ifscache", dir="/tmp")
+    # A cache of this run only, removed with it (a daemon still running keeps its open files).
+    cache_home = tempfile.mkdtemp(prefix="ifscache", dir="/tmp")
+    e["XDG_CACHE_HOME"] = cache_home
     if env:
         e.update(env)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=e)
-        try:
-            rc = p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            rc = None
-        out.seek(0)
-        err.seek(0)
-        return rc, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+    try:
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=e)
+            try:
+                rc = p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                rc = None
+            out.seek(0)
+            err.seek(0)
+            return rc, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+    finally:
+        shutil.rmtree(cache_home, ignore_errors=True)

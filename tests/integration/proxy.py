@@ -2,12 +2,14 @@
 
 Bytes pass through untouched (TLS included). It counts bytes each way, and can be told
 to stall (stop forwarding, keep the connections open), to resume, to drop every
-connection, and to limit each connection's server→client rate.
+connection, to limit each connection's server→client rate, and to delay every chunk
+(both ways) by a fixed time, like a slow link's latency.
 
     p = Proxy(target_port).start()
     p.port            # connect here instead of target_port
     p.down, p.up      # bytes server→client, client→server since the last reset()
     p.stall(); p.resume(); p.drop(); p.set_rate(bytes_per_second or None); p.stop()
+    p.set_delay(seconds or None)   # each chunk forwarded that much later
 """
 
 import socket
@@ -46,6 +48,7 @@ class Proxy:
         self.flowing.set()
         self.conns = set()
         self.rate = None
+        self.delay = None
         self.up = 0
         self.down = 0
         self.accepted = 0
@@ -99,6 +102,9 @@ class Proxy:
                         return
                 if conn.closed.is_set():
                     return
+                delay = self.delay
+                if delay:
+                    time.sleep(delay)
                 rate = self.rate
                 if rate and direction == "down":
                     time.sleep(len(data) / float(rate))
@@ -133,6 +139,9 @@ class Proxy:
 
     def set_rate(self, bytes_per_second):
         self.rate = bytes_per_second
+
+    def set_delay(self, seconds):
+        self.delay = seconds
 
     def open_connections(self):
         with self.lock:

@@ -9,18 +9,21 @@ server's record of what imapfs sent (Dovecot rawlog, one file per IMAP session):
 - changes made while unmounted (APPEND, flags, expunge) are picked up incrementally
   (CHANGEDSINCE, then a listing FETCH of the new UID only);
 - a new UIDVALIDITY (mailbox deleted and recreated) drops the old listing and content;
-- cache files are 0700/0600 even under umask 0; a second mount of the same account runs
-  without the cache and says so; `-o cache=no` writes nothing; the default location;
-- listing and block files truncated or garbled while unmounted, and a `kill -9` in the
-  middle of heavy reading: the next mount serves the server's bytes, never the damage;
+- cache files are 0700/0600 even under umask 0; two mounts of the same account share the
+  store, listing and reading at once; `-o cache=no` writes nothing; the default location;
+- the store's data file cut short, its meta pages garbled or all garbage while unmounted, and
+  a cache of the old format (a file per block): the next mount says so once, starts an empty
+  store and serves the server's bytes, never the damage;
+- `kill -9` in the middle of heavy reading and in the middle of listing saves: the remount
+  finds the store consistent and lists and reads exactly what the server has;
 - offline: the server stopped, the mount comes up from the cache, cached mail reads,
   uncached mail fails at once with EIO, changes with EROFS, and it all works again when
   the server is back, without a remount; no server and no cache: a clear failure;
 - `-o cache_size=2M` holds while 10 MB are read.
 
 Every test class has its own `-o cache_dir=` (so that remounts share it) and its own IMAP
-user (so that its rawlog is its own). The cache files are parsed and checksummed here
-(XXH64, the format of cache/disk.h) independently of imapfs.
+user (so that its rawlog is its own). The store is read here with lmdb-utils' mdb_dump and
+mdb_stat (the format of cache/store.h), independently of imapfs.
 
 Run: IMAPFS_BIN=build/fs/imapfs IMAPFS_SRC=$PWD /usr/bin/python3 tests/integration/test_cache.py"""
 
@@ -54,7 +57,7 @@ BLOCK = 64 * 1024
 FIGURES = []    # "# ..." lines printed at the end
 
 PASSWORD = "c4che-test-pw"
-USER_NAMES = ["warm", "delta", "uv", "dmg", "kill", "two", "nocache", "perm", "small"]
+USER_NAMES = ["warm", "delta", "uv", "dmg", "kill", "two", "nocache", "perm", "small", "ren"]
 
 
 def filler(key, nbytes):
@@ -119,9 +122,15 @@ def setUpModule():
             "Damage2": [make_msg("damage2-%d" % k, "Damage2", "Second damage %d" % k, i=k) for k in range(4)],
         })
         load_user("kill", {"Heavy": [make_msg("heavy-%03d" % k, "Heavy", "Heavy message %03d" % k,
-                                              size=150 * 1024, i=k) for k in range(120)]})
-        load_user("two", {"Shared": [make_msg("shared-%d" % k, "Shared", "Shared message %d" % k, i=k)
-                                     for k in range(10)]})
+                                              size=150 * 1024, i=k) for k in range(120)],
+                           "Many": [make_msg("many-%04d" % k, "Many", "Many message %04d" % k, i=k)
+                                    for k in range(4000)]})
+        load_user("two", {"Shared": [make_msg("shared-%d" % k, "Shared", "Shared message %d" % k, i=k,
+                                              size=(k % 3) * 90 * 1024) for k in range(12)]})
+        load_user("ren", {"Old": [make_msg("old-%d" % k, "Old", "Old folder %d" % k, i=k) for k in range(4)],
+                          "Old/Sub": [make_msg("oldsub-%d" % k, "Old/Sub", "Old sub %d" % k, i=k) for k in range(2)],
+                          "Empty": [],
+                          "Stay": [make_msg("stay-%d" % k, "Stay", "Stay %d" % k, i=k) for k in range(2)]})
         load_user("nocache", {"INBOX": [make_msg("nocache-%d" % k, "INBOX", "No cache %d" % k, i=k)
                                         for k in range(3)]})
         load_user("perm", {"Perm": [make_msg("perm-%d" % k, "Perm", "Perm message %d" % k, size=k * 40000, i=k)
@@ -301,148 +310,89 @@ def short(cmds, n=12):
     return [("%s: %s" % (c[1], c[2]))[:160] for c in cmds[:n]]
 
 
-# -- the cache files (format: cache/disk.h), read independently ------------------------------
-M64 = (1 << 64) - 1
-XP1, XP2, XP3, XP4, XP5 = (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
-                           0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5)
-
-
-def _rotl(x, r):
-    return ((x << r) | (x >> (64 - r))) & M64
-
-
-def _round(acc, v):
-    return (_rotl((acc + v * XP2) & M64, 31) * XP1) & M64
-
-
-def xxh64(data, seed=0):
-    n = len(data)
-    i = 0
-    if n >= 32:
-        v = [(seed + XP1 + XP2) & M64, (seed + XP2) & M64, seed, (seed - XP1) & M64]
-        words = struct.unpack_from("<%dQ" % (n // 32 * 4), data)
-        for k in range(0, len(words), 4):
-            v[0] = _round(v[0], words[k])
-            v[1] = _round(v[1], words[k + 1])
-            v[2] = _round(v[2], words[k + 2])
-            v[3] = _round(v[3], words[k + 3])
-        i = n // 32 * 32
-        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)) & M64
-        for x in v:
-            h = ((h ^ _round(0, x)) * XP1 + XP4) & M64
-    else:
-        h = (seed + XP5) & M64
-    h = (h + n) & M64
-    while i + 8 <= n:
-        h ^= _round(0, struct.unpack_from("<Q", data, i)[0])
-        h = (_rotl(h, 27) * XP1 + XP4) & M64
-        i += 8
-    if i + 4 <= n:
-        h ^= (struct.unpack_from("<I", data, i)[0] * XP1) & M64
-        h = (_rotl(h, 23) * XP2 + XP3) & M64
-        i += 4
-    while i < n:
-        h ^= (data[i] * XP5) & M64
-        h = (_rotl(h, 11) * XP1) & M64
-        i += 1
-    h ^= h >> 33
-    h = (h * XP2) & M64
-    h ^= h >> 29
-    h = (h * XP3) & M64
-    h ^= h >> 32
-    return h
-
-
-def parse_blk(path):
-    """A block file → dict(mailbox, uidvalidity, uid, index, data, ok) (ok: magic, lengths and
-    checksum right); None if it can't even be parsed."""
-    with open(path, "rb") as f:
-        b = f.read()
-    if len(b) < 48 or b[:8] != b"IMAPFSBK":
-        return None
-    ver, L, uv, uid, index, dlen = struct.unpack_from("<IIIIQQ", b, 8)
-    ok = ver == 1 and len(b) == 40 + L + dlen + 8
-    res = {"mailbox": b[40:40 + L].decode("utf-8", "replace"), "uidvalidity": uv, "uid": uid,
-           "index": index, "data": b[40 + L:40 + L + dlen], "ok": False}
-    if ok:
-        seed = xxh64(b[:40 + L])
-        res["ok"] = xxh64(b[40 + L:40 + L + dlen], seed) == struct.unpack_from("<Q", b, 40 + L + dlen)[0]
-    return res
-
-
-def parse_lst(path):
-    """A listing file → dict(mailbox, uidvalidity, uidnext, modseq, records {uid: (size, idate,
-    flags, name)}, ok); None if it can't be parsed."""
-    with open(path, "rb") as f:
-        b = f.read()
-    if len(b) < 49 or b[:8] != b"IMAPFSLS":
-        return None
-    try:
-        ver, L, n, uv, unext, _res, modseq = struct.unpack_from("<IIIIIIQ", b, 8)
-        res = {"mailbox": b[40:40 + L].decode("utf-8", "replace"), "uidvalidity": uv, "uidnext": unext,
-               "modseq": modseq, "records": {}, "ok": False}
-        p = 40 + L + 1
-        for _ in range(n):
-            uid, fl, nl, size, idate = struct.unpack_from("<IHHQq", b, p)
-            p += 24
-            flags = b[p:p + fl].decode("utf-8", "replace")
-            p += fl + 1
-            name = b[p:p + nl].decode("utf-8", "replace")
-            p += nl + 1
-            res["records"][uid] = (size, idate, flags, name)
-        res["ok"] = (ver == 1 and p + 8 == len(b)
-                     and xxh64(b[:p]) == struct.unpack_from("<Q", b, p)[0])
-        return res
-    except struct.error:
-        return None
-
-
+# -- the store (format: cache/store.h), read independently with lmdb-utils' mdb_dump ---------
 def names_dir(cache_dir):
     return os.path.join(cache_dir, "names")
 
 
-def block_files(cache_dir):
-    """[(path, size)] of every file under names/blocks."""
-    res = []
-    for dirpath, _, files in os.walk(os.path.join(names_dir(cache_dir), "blocks")):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            try:
-                res.append((p, os.lstat(p).st_size))
-            except FileNotFoundError:
-                pass
+def data_file(cache_dir):
+    return os.path.join(names_dir(cache_dir), "data.mdb")
+
+
+def mdb_table(cache_dir, table):
+    """[(key, value)] of one named table of the store, through mdb_dump (a reader of its own,
+    safe while a mount writes). [] if there is no store yet."""
+    if not os.path.exists(data_file(cache_dir)):
+        return []
+    r = subprocess.run(["mdb_dump", "-s", table, names_dir(cache_dir)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("mdb_dump -s %s %s: %s" % (table, cache_dir, r.stderr.decode(errors="replace")))
+    lines = r.stdout.decode().split("\n")
+    rows = lines[lines.index("HEADER=END") + 1:lines.index("DATA=END")]
+    return [(bytes.fromhex(rows[i].strip()), bytes.fromhex(rows[i + 1].strip())) for i in range(0, len(rows), 2)]
+
+
+def mailboxes(cache_dir):
+    """{mailbox: dict(no, uidvalidity, uidnext, modseq, listed)} of the mbox table."""
+    res = {}
+    for k, v in mdb_table(cache_dir, "mbox"):
+        no, uv, unext, modseq, listed, _count = struct.unpack("<IIIQBI", v)
+        res[k.decode("utf-8", "replace")] = {"no": no, "uidvalidity": uv, "uidnext": unext,
+                                             "modseq": modseq, "listed": bool(listed)}
     return res
+
+
+def block_sizes(cache_dir):
+    """[(key, size of the data)] of every stored block."""
+    return [(k, len(v)) for k, v in mdb_table(cache_dir, "blk")]
+
+
+def store_bytes(cache_dir):
+    """The store's own count of what its blocks take ("bytes" in its info table)."""
+    for k, v in mdb_table(cache_dir, "info"):
+        if k == b"bytes":
+            return struct.unpack("<Q", v)[0]
+    return 0
 
 
 def blocks_of(cache_dir, mailbox=None):
-    """{(uidvalidity, uid, index): parsed} of the well-formed .blk files (of mailbox)."""
+    """{(uidvalidity, uid, index): data} of the whole-message raw blocks (of mailbox)."""
+    boxes = mailboxes(cache_dir)
+    names = {b["no"]: n for n, b in boxes.items()}
     res = {}
-    for p, _ in block_files(cache_dir):
-        if not p.endswith(".blk"):
+    for k, v in mdb_table(cache_dir, "blk"):
+        if k[0] != 1 or k[13] != 0 or k[14] != ord("R"):
             continue
-        try:
-            b = parse_blk(p)
-        except FileNotFoundError:
-            continue
-        if b and b["ok"] and (mailbox is None or b["mailbox"] == mailbox):
-            res[(b["uidvalidity"], b["uid"], b["index"])] = b
+        no, uv, uid = struct.unpack(">III", k[1:13])
+        index, = struct.unpack(">I", k[15:19])
+        if mailbox is None or names.get(no) == mailbox:
+            res[(uv, uid, index)] = v
     return res
 
 
-def listing_file(cache_dir, mailbox):
-    """(path, parsed) of mailbox's listing file ("" is the folder tree), or (None, None)."""
-    d = os.path.join(names_dir(cache_dir), "listings")
-    for f in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-        if f.endswith(".lst"):
-            p = os.path.join(d, f)
-            r = parse_lst(p)
-            if r and r["mailbox"] == mailbox:
-                return p, r
-    return None, None
+def listing_of(cache_dir, mailbox):
+    """dict(uidvalidity, uidnext, modseq, records {uid: (size, idate, flags, name)}) of mailbox's
+    stored listing; None if none is stored. mailbox "" is the folder tree: {raw name: attrs}."""
+    if mailbox == "":
+        rows = mdb_table(cache_dir, "tree")
+        return {v[5:].decode("utf-8", "replace"): struct.unpack("<I", v[1:5])[0] for _, v in rows} or None
+    box = mailboxes(cache_dir).get(mailbox)
+    if not box or not box["listed"]:
+        return None
+    recs = {}
+    for k, v in mdb_table(cache_dir, "msg"):
+        no, uid = struct.unpack(">II", k)
+        if no != box["no"]:
+            continue
+        size, idate, fl = struct.unpack_from("<QqH", v)
+        recs[uid] = (size, idate, v[18:18 + fl].decode("utf-8", "replace"),
+                     v[18 + fl:].decode("utf-8", "replace"))
+    return dict(box, records=recs)
 
 
 def fully_cached(cache_dir, mailbox, uidvalidity, sizes):
-    """UIDs (of sizes = {uid: size}) whose every 64 KiB block is on disk, well formed."""
+    """UIDs (of sizes = {uid: size}) whose every 64 KiB block is in the store."""
     have = blocks_of(cache_dir, mailbox)
     res = set()
     for uid, size in sizes.items():
@@ -450,6 +400,14 @@ def fully_cached(cache_dir, mailbox, uidvalidity, sizes):
         if all((uidvalidity, uid, i) in have for i in range(nb)):
             res.add(uid)
     return res
+
+
+def store_consistent(cache_dir):
+    """mdb_dump reads every table (the store opens and every page reads) and the counters agree."""
+    blocks = block_sizes(cache_dir)
+    lru = mdb_table(cache_dir, "lru")
+    atime = mdb_table(cache_dir, "atime")
+    return len(blocks) == len(lru) == len(atime)
 
 
 def uidvalidity_of(user, mailbox, srv=None):
@@ -747,8 +705,8 @@ class TestUidvalidityChange(Base):
             pass
         old = sorted(k for k in blocks_of(self.cache, "Recreate") if k[0] == self.old_uv)
         self.assertEqual(old, [], "blocks of the old UIDVALIDITY %d are still in the cache" % self.old_uv)
-        _, lst = listing_file(self.cache, "Recreate")
-        self.assertIsNotNone(lst, "no listing file of Recreate")
+        lst = listing_of(self.cache, "Recreate")
+        self.assertIsNotNone(lst, "no stored listing of Recreate")
         self.assertEqual(lst["uidvalidity"], self.new_uv)
         self.assertEqual(sorted(lst["records"]), [1, 2, 3])
 
@@ -782,15 +740,59 @@ class TestModes(Base):
                 if not stat.S_ISREG(st.st_mode) or stat.S_IMODE(st.st_mode) != 0o600 or st.st_uid != os.geteuid():
                     bad.append((p, oct(st.st_mode), st.st_uid))
         self.assertEqual(bad, [], "cache paths not 0700 dirs / 0600 files of ours")
-        self.assertGreaterEqual(len(block_files(cache)), 4, "no block files: was anything cached?")
-        self.assertIsNotNone(listing_file(cache, "Perm")[0], "no listing file for Perm")
+        self.assertEqual(sorted(os.listdir(names_dir(cache))), ["data.mdb", "lock.mdb"])
+        self.assertGreaterEqual(len(blocks_of(cache, "Perm")), 4, "no blocks stored: was anything cached?")
+        self.assertIsNotNone(listing_of(cache, "Perm"), "no listing stored for Perm")
         # the parent imapfs created ("a") holds nothing, but is private too
         self.assertEqual(stat.S_IMODE(os.lstat(os.path.dirname(cache)).st_mode) & 0o077, 0,
                          "a parent directory imapfs created is open to others")
 
 
-# -- damaged files ------------------------------------------------------------------------------
+class TestDaemonMode(Base):
+    USER = "perm"
+
+    def test_daemon_writes_the_store(self):
+        """Without -f, imapfs opens the store, forks into a daemon and must open it again there
+        (an LMDB environment does not survive a fork): what it reads is stored, and a remount
+        lists and reads it from there."""
+        cache = os.path.join(class_dir("daemon"), "cache")
+        bodies = server_bodies("perm", "Perm")
+        m = new_mount("perm", cache)
+        self.mounts.append(m)
+        m.mount()  # daemon mode: the parent exits once mounted
+        self.assertNotEqual(m.daemon_pid, None)
+        self.assertBytes(m.mp, "Perm", bodies, what="daemon mode")
+        m.unmount()
+        self.assertNotIn("without a persistent cache", m.read_log())
+        uv = uidvalidity_of("perm", "Perm")
+        self.assertEqual(sorted(fully_cached(cache, "Perm", uv, {u: len(b) for u, b in bodies.items()})),
+                         sorted(bodies), "the daemon did not store what it read")
+        self.assertEqual(sorted(listing_of(cache, "Perm")["records"]), sorted(bodies))
+
+
+# -- a damaged store, an old cache ----------------------------------------------------------------
+def cut_half(path):
+    os.truncate(path, os.path.getsize(path) // 2)
+
+
+def garble_head(path):
+    """LMDB's two meta pages (the first 8 KiB) overwritten: the pointers to every tree."""
+    with open(path, "r+b") as f:
+        f.write(random.Random("head").randbytes(8192))
+
+
+def garble_all(path):
+    n = os.path.getsize(path)
+    with open(path, "wb") as f:
+        f.write(random.Random("all").randbytes(n))
+
+
 class TestDamage(Base):
+    """The store's data file damaged while unmounted, as a failing disk, a full file system or a
+    bad copy leaves it: cut short, its meta pages overwritten, all garbage. Each time the next
+    mount says so once, starts an empty store, lists and reads the server's bytes (fetched
+    again: nothing of the damaged file is served) and leaves a sound store behind. A cache of
+    the old format (a file per block) is removed at the first mount, with one log line."""
     USER = "dmg"
 
     @classmethod
@@ -806,107 +808,72 @@ class TestDamage(Base):
                 for name in cls.first[mb]:
                     read_file(os.path.join(m.mp, mb, name))
             m.unmount()
-            cls.damaged = {}   # path → bytes written
-            cls.removed_tmp = []
-            blocks = blocks_of(cls.cache, "Damage")
-            big_uid = max(u for (_, u, _) in blocks)
-            by = sorted(blocks.items())
-
-            def put(path, data):
-                with open(path, "wb") as f:
-                    f.write(data)
-                cls.damaged[path] = data
-
-            def blk_path(k):
-                uv, uid, idx = k
-                for p, _ in block_files(cls.cache):
-                    if p.endswith("/%d-%d-%d.blk" % (uv, uid, idx)):
-                        return p
-                raise AssertionError("no block file for %r" % (k,))
-
-            raw = {k: open(blk_path(k), "rb").read() for k, _ in by}
-            small = [k for k, _ in by if k[1] != big_uid]
-            # 1: the data of a whole message replaced by same-length garbage
-            k = small[0]
-            b = raw[k]
-            L = struct.unpack_from("<I", b, 12)[0]
-            dlen = struct.unpack_from("<Q", b, 32)[0]
-            junk = (b"GARBAGE!" * (dlen // 8 + 1))[:dlen]
-            put(blk_path(k), b[:40 + L] + junk + b[40 + L + dlen:])
-            cls.garbled_uid = k[1]
-            # 2: one bit flipped in the data of another
-            k = small[1]
-            b = bytearray(raw[k])
-            b[40 + L + 100] ^= 0x04
-            put(blk_path(k), bytes(b))
-            cls.flipped_uid = k[1]
-            # 3: a block of the big message truncated
-            k = (by[0][0][0], big_uid, 1)
-            put(blk_path(k), raw[k][:len(raw[k]) // 2])
-            cls.big_uid = big_uid
-            # 4: a listing garbled (one byte of a record's name), 5: another truncated
-            p, lst = listing_file(cls.cache, "Damage")
-            b = bytearray(open(p, "rb").read())
-            name = next(iter(lst["records"].values()))[3].encode()
-            at = bytes(b).index(name)
-            b[at] = ord("Z") if b[at] != ord("Z") else ord("Y")
-            put(p, bytes(b))
-            p, lst = listing_file(cls.cache, "Damage2")
-            put(p, open(p, "rb").read()[:60])
-            # 6: the folder tree, truncated
-            p, lst = listing_file(cls.cache, "")
-            assert p, "no tree listing"
-            put(p, open(p, "rb").read()[:-3])
-            # 7: what a crash in the middle of a write leaves: temp files
-            for path in (os.path.join(names_dir(cls.cache), "listings", "0123456789abcdef.lst.tmp.7"),
-                         blk_path(small[2]) + ".tmp.9"):
-                with open(path, "wb") as f:
-                    f.write(b"IMAPFS half written")
-                cls.removed_tmp.append(path)
-            cls.traffic = Traffic(SRV, "dmg")
-            cls.m = cls.mount(new_mount("dmg", cls.cache))
         except Exception:
             cls.tearDownClass()
             raise
 
-    def test_listing_and_tree_right(self):
-        self.assertEqual(sorted(os.listdir(self.m.mp)), self.first_root)
+    def remount_after(self, damage, what):
+        before = blocks_of(self.cache, "Damage")
+        self.assertGreaterEqual(len(before), 7, "%s: the store holds too little to damage" % what)
+        damage(data_file(self.cache))
+        tr = Traffic(SRV, "dmg")
+        m = self.mount(new_mount("dmg", self.cache))
+        self.assertEqual(sorted(os.listdir(m.mp)), self.first_root)
         for mb in ("Damage", "Damage2"):
-            got = ls_l(os.path.join(self.m.mp, mb))
-            self.assertEqual(got, self.first[mb], "%s listed differently after its cache file was damaged" % mb)
-            meta = server_meta("dmg", mb)
-            self.assertEqual({C.uid_of(n): v for n, v in got.items()},
-                             {u: (x["size"], x["internaldate"]) for u, x in meta.items()})
+            got = ls_l(os.path.join(m.mp, mb))
+            self.assertEqual(got, self.first[mb], "%s: %s listed differently" % (what, mb))
+            self.assertBytes(m.mp, mb, self.bodies[mb], what="%s: %s" % (what, mb))
+        log = m.read_log()
+        m.unmount()
+        self.assertEqual(log.count("starting an empty cache"), 1, "%s: log: %s" % (what, log[-2000:]))
+        refetched = fetched_uids(body_fetches(tr.commands(), "Damage"))
+        self.assertEqual(sorted(set(self.bodies["Damage"]) - refetched), [],
+                         "%s: messages not fetched again, served from a damaged store?" % what)
+        self.assertTrue(store_consistent(self.cache), "%s: the rebuilt store does not read back" % what)
+        self.assertEqual(sorted(listing_of(self.cache, "Damage")["records"]), sorted(self.bodies["Damage"]))
+        self.assertEqual(set(listing_of(self.cache, "") or {}) >= {"Damage", "Damage2"}, True)
+        self.assertGreaterEqual(len(blocks_of(self.cache, "Damage")), 7)
 
-    def test_bytes_right(self):
-        for mb in ("Damage", "Damage2"):
-            self.assertBytes(self.m.mp, mb, self.bodies[mb], what=mb)
-        # the damaged blocks were refetched, not served
-        uids = fetched_uids(body_fetches(self.traffic.commands(), "Damage"))
-        for u in (self.garbled_uid, self.flipped_uid, self.big_uid):
-            self.assertIn(u, uids, "UID %d's block was damaged but never fetched again" % u)
+    def test_1_cut_short(self):
+        self.remount_after(cut_half, "data file cut in half")
 
-    def test_damaged_files_rebuilt(self):
-        for mb in ("Damage", "Damage2"):
-            for name in self.first[mb]:
-                read_file(os.path.join(self.m.mp, mb, name))
-        still = [p for p, data in self.damaged.items() if os.path.exists(p) and open(p, "rb").read() == data]
-        self.assertEqual(still, [], "damaged cache files left as they were")
-        for mb in ("Damage", "Damage2", ""):
-            p, lst = listing_file(self.cache, mb)
-            self.assertTrue(lst and lst["ok"], "listing of %r not rebuilt (or not valid): %r" % (mb, p))
-        blocks = blocks_of(self.cache, "Damage")
-        for u in (self.garbled_uid, self.flipped_uid, self.big_uid):
-            self.assertTrue(any(k[1] == u for k in blocks), "no valid block of UID %d after the reread" % u)
-        bad = [p for p, _ in block_files(self.cache) if p.endswith(".blk") and not (parse_blk(p) or {}).get("ok")]
-        self.assertEqual(bad, [], "damaged block files in the cache after the remount")
+    def test_2_meta_pages_garbled(self):
+        self.remount_after(garble_head, "meta pages garbled")
 
-    def test_temp_files_removed(self):
-        self.assertEqual([p for p in self.removed_tmp if os.path.exists(p)], [],
-                         "temp files of interrupted writes left after a mount")
+    def test_3_all_garbage(self):
+        self.remount_after(garble_all, "the whole file garbage")
+
+    def test_4_old_format_removed(self):
+        cache = os.path.join(class_dir("dmg-old"), "cache")
+        old = names_dir(cache)
+        os.makedirs(os.path.join(old, "listings"), mode=0o700)
+        os.makedirs(os.path.join(old, "blocks", "0123456789abcdef"), mode=0o700)
+        for d in (cache, old):
+            os.chmod(d, 0o700)
+        for path, data in (("listings/0123456789abcdef.lst", b"IMAPFSLS" + b"\0" * 60),
+                           ("blocks/0123456789abcdef/1-1-0.blk", b"IMAPFSBK" + b"\0" * 60),
+                           ("lock", b"12345\n")):
+            with open(os.path.join(old, path), "wb") as f:
+                f.write(data)
+        m = self.mount(new_mount("dmg", cache))
+        self.assertBytes(m.mp, "Damage", self.bodies["Damage"], what="after an old-format cache")
+        m.unmount()
+        log = m.read_log()
+        self.assertEqual(log.count("old format"), 1, log[-2000:])
+        self.assertEqual(sorted(os.listdir(old)), ["data.mdb", "lock.mdb"])
 
 
-# -- kill -9 during heavy reading -------------------------------------------------------------
+# -- kill -9 ------------------------------------------------------------------------------------
+def block_count(cache_dir):
+    """Blocks committed to the store (mdb_stat: no data read)."""
+    if not os.path.exists(data_file(cache_dir)):
+        return 0
+    r = subprocess.run(["mdb_stat", "-s", "blk", names_dir(cache_dir)], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, timeout=30)
+    m = re.search(rb"Entries: (\d+)", r.stdout)
+    return int(m.group(1)) if m else 0
+
+
 class TestKill(Base):
     USER = "kill"
 
@@ -923,10 +890,10 @@ class TestKill(Base):
             proxy.set_rate(2 * 1024 * 1024)  # per connection: the reading lasts seconds
             cat = subprocess.Popen(["cat"] + paths, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                C.wait_for(lambda: len(block_files(cache)) >= 60 or cat.poll() is not None, 30,
+                C.wait_for(lambda: block_count(cache) >= 60 or cat.poll() is not None, 30,
                            what="blocks written")
                 running = cat.poll() is None
-                n_at_kill = len(block_files(cache))
+                n_at_kill = block_count(cache)
                 kill_daemon(m)
             finally:
                 try:
@@ -936,16 +903,13 @@ class TestKill(Base):
                     cat.wait()
             proxy.set_rate(None)
             self.assertTrue(running, "cat finished before the kill: nothing was killed mid-read")
+            self.assertTrue(store_consistent(cache), "the store does not read back after kill -9")
             cached = fully_cached(cache, "Heavy", uv, meta)
-            parsed = [parse_blk(p) for p, _ in block_files(cache) if p.endswith(".blk")]
-            FIGURES.append("kill -9 during reading: %d cache files at the kill, %d whole blocks, %d messages "
-                           "fully cached, %d block files damaged/partial" % (
-                               n_at_kill, len(blocks_of(cache, "Heavy")), len(cached),
-                               sum(1 for b in parsed if not b or not b["ok"])))
+            FIGURES.append("kill -9 during reading: %d blocks committed at the kill, %d after it, %d messages "
+                           "fully cached" % (n_at_kill, len(blocks_of(cache, "Heavy")), len(cached)))
             tr = Traffic(SRV, "kill")
             m2 = self.mount(new_mount("kill", cache, port=proxy.port))
-            self.assertNotIn("without a persistent cache", m2.stderr,
-                             "the lock of the killed daemon still held")
+            self.assertNotIn("empty cache", m2.read_log(), "the store was found damaged after kill -9")
             self.assertEqual(sorted(mount_files(os.path.join(m2.mp, "Heavy"))), sorted(bodies))
             r = sh(["cat"] + [os.path.join(m2.mp, "Heavy", n) for _, n in
                               sorted(mount_files(os.path.join(m2.mp, "Heavy")).items())], timeout=60)
@@ -955,48 +919,163 @@ class TestKill(Base):
                 self.assertBytes(m2.mp, "Heavy", bodies, what="after kill -9 and remount")
                 self.fail("cat of all messages differs from BODY[] after kill -9")
             refetched = fetched_uids(body_fetches(tr.commands(), "Heavy")) & cached
-            self.assertEqual(sorted(refetched), [], "messages whose every block was on disk, whole, "
+            self.assertEqual(sorted(refetched), [], "messages whose every block was in the store "
                                                     "were fetched again after the remount")
             m2.unmount()
-            bad = [p for p, _ in block_files(cache) if not p.endswith(".blk") or not (parse_blk(p) or {}).get("ok")]
-            self.assertEqual(bad, [], "damaged or temp files left in the cache after a clean remount")
+            self.assertTrue(store_consistent(cache))
+            self.assertEqual(len(fully_cached(cache, "Heavy", uv, meta)), len(bodies))
         finally:
             proxy.stop()
+
+    def test_kill_during_listing_save_then_remount(self):
+        """Four rounds: the folder changes on the server (expunges, flags, new mail), a mount lists it
+        (its listing is saved: the first time 4,000 records, then the difference) and is killed
+        0-30 ms after ls returned, in the middle of that save or just after it. Then a remount lists
+        and reads everything exactly as the server has it."""
+        cache = os.path.join(class_dir("kill-list"), "cache")
+        stored = []
+        for rnd, delay in enumerate((0.0, 0.002, 0.01, 0.03)):
+            if rnd:
+                c = client("kill")
+                try:
+                    D.select(c, "Many", readonly=False)
+                    uids = sorted(server_meta("kill", "Many"))
+                    gone = ",".join(str(u) for u in uids[rnd::97])
+                    typ, data = c.uid("STORE", gone, "+FLAGS.SILENT", r"(\Deleted)")
+                    assert typ == "OK", data
+                    typ, data = c.uid("EXPUNGE", gone)
+                    assert typ == "OK", data
+                    flag = ",".join(str(u) for u in uids[rnd + 1::53])
+                    typ, data = c.uid("STORE", flag, "+FLAGS.SILENT", r"(\Flagged)")
+                    assert typ == "OK", data
+                    G.multiappend(c, "Many", [make_msg("many-r%d-%d" % (rnd, k), "Many", "Round %d %d" % (rnd, k),
+                                                       i=k) for k in range(30)])
+                finally:
+                    c.logout()
+            m = self.mount(new_mount("kill", cache))
+            sh(["ls", "-l", os.path.join(m.mp, "Many")], check=True, timeout=120)
+            time.sleep(delay)
+            kill_daemon(m)
+            lst = listing_of(cache, "Many")
+            stored.append(len(lst["records"]) if lst else 0)
+            self.assertTrue(store_consistent(cache), "round %d: the store does not read back" % rnd)
+        FIGURES.append("kill -9 during listing saves: records stored at each kill %s (server: %d)" % (
+            stored, len(server_meta("kill", "Many"))))
+        meta = server_meta("kill", "Many")
+        bodies = server_bodies("kill", "Many")
+        m = self.mount(new_mount("kill", cache))
+        self.assertNotIn("empty cache", m.read_log(), "the store was found damaged after kill -9")
+        got = {C.uid_of(n): v for n, v in ls_l(os.path.join(m.mp, "Many")).items()}
+        self.assertEqual(got, {u: (x["size"], x["internaldate"]) for u, x in meta.items()},
+                         "after kill -9 during listing saves: (size, mtime) per UID differs from the server")
+        bad = []
+        for uid, name in mount_files(os.path.join(m.mp, "Many")).items():
+            flags = set(os.getxattr(os.path.join(m.mp, "Many", name), "user.imap.flags").decode().split())
+            if flags != C.flags_set(meta[uid]["flags"]):
+                bad.append(uid)
+        self.assertEqual(bad[:10], [], "flags differ from the server's")
+        self.assertBytes(m.mp, "Many", bodies, sorted(bodies)[::20], "after kill -9 during listing saves")
+        m.unmount()
+        lst = listing_of(cache, "Many")
+        self.assertEqual(sorted(lst["records"]), sorted(meta), "the stored listing after a clean unmount")
 
 
 # -- two mounts, one cache ------------------------------------------------------------------------
 class TestTwoMounts(Base):
     USER = "two"
 
-    def test_second_mount_runs_without_cache(self):
+    def test_two_mounts_share_the_cache(self):
+        """Two mounts of one account with one cache_dir list and read at the same time, in
+        opposite orders, three times each: every byte right; both write the store; a third mount
+        then reads everything from it without a body FETCH."""
         cache = os.path.join(class_dir("two"), "cache")
         bodies = server_bodies("two", "Shared")
         uids = sorted(bodies)
         m1 = self.mount(new_mount("two", cache))
-        self.assertNotIn("without a persistent cache", m1.stderr)
-        names1 = mount_files(os.path.join(m1.mp, "Shared"))
-        self.assertBytes(m1.mp, "Shared", bodies, [uids[0]], "first mount")
-        before = set(p for p, _ in block_files(cache))
         m2 = self.mount(new_mount("two", cache))
-        log = m2.read_log()
-        self.assertIn("without a persistent cache", log)
-        self.assertIn(str(m1.daemon_pid), log, "the message should name the mount holding the cache")
-        self.assertEqual(sorted(mount_files(os.path.join(m2.mp, "Shared"))), uids)
-        self.assertBytes(m2.mp, "Shared", bodies, [uids[5]], "second mount")
-        self.assertEqual(sorted(k for k in blocks_of(cache, "Shared") if k[1] == uids[5]), [],
-                         "the second mount wrote into the cache the first one holds")
-        self.assertEqual(set(p for p, _ in block_files(cache)), before)
-        m2.unmount()
-        # the first mount still has its cache
-        self.assertBytes(m1.mp, "Shared", bodies, [uids[8]], "first mount, after the second one left")
-        self.assertTrue(any(k[1] == uids[8] for k in blocks_of(cache, "Shared")),
-                        "the first mount stopped writing its cache after the second one left")
-        self.assertEqual(sorted(names1), uids)
+        for m in (m1, m2):
+            self.assertNotIn("without a persistent cache", m.read_log())
+        errors = []
+
+        def use(m, order):
+            try:
+                for _ in range(3):
+                    files = mount_files(os.path.join(m.mp, "Shared"))
+                    if sorted(files) != uids:
+                        errors.append("%s listed %r" % (m.mp, sorted(files)[:5]))
+                    for u in order:
+                        if read_file(os.path.join(m.mp, "Shared", files[u])) != bodies[u]:
+                            errors.append("%s: UID %d read wrong" % (m.mp, u))
+                    subprocess.run(["ls", "-lR", m.mp], stdout=subprocess.DEVNULL, timeout=60)
+            except Exception as e:  # noqa: BLE001
+                errors.append("%s: %r" % (m.mp, e))
+        ths = [threading.Thread(target=use, args=(m1, uids)), threading.Thread(target=use, args=(m2, uids[::-1]))]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(120)
+        self.assertEqual(errors, [])
         m1.unmount()
+        m2.unmount()
+        self.assertTrue(store_consistent(cache))
+        uv = uidvalidity_of("two", "Shared")
+        self.assertEqual(sorted(fully_cached(cache, "Shared", uv, {u: len(b) for u, b in bodies.items()})), uids)
+        tr = Traffic(SRV, "two")
         m3 = self.mount(new_mount("two", cache))
-        self.assertNotIn("without a persistent cache", m3.read_log(), "cache still locked after both left")
         self.assertBytes(m3.mp, "Shared", bodies, what="third mount")
         m3.unmount()
+        self.assertEqual(short(body_fetches(tr.commands())), [], "the third mount fetched cached content")
+
+
+# -- rmdir and rename forget the old name (issue #7 finding 11) --------------------------------------
+class TestFolderChanges(Base):
+    USER = "ren"
+
+    def test_rmdir_and_rename_drop_the_old_names(self):
+        """After `mv Old New` and `rmdir Empty`, nothing is stored under the old names (Old,
+        Old/Sub, Empty): a folder created later under an old name can't be shown the old
+        listing or content. Stay keeps its own, until another client deletes it."""
+        cache = os.path.join(class_dir("ren"), "cache")
+        m = self.mount(new_mount("ren", cache))
+        for mb in ("Old", "Old/Sub", "Empty", "Stay"):
+            for name in mount_files(os.path.join(m.mp, mb)).values():
+                read_file(os.path.join(m.mp, mb, name))
+        C.wait_for(lambda: all(listing_of(cache, mb) is not None for mb in ("Old", "Old/Sub", "Empty", "Stay")),
+                   10, what="listings stored")
+        self.assertGreaterEqual(len(blocks_of(cache, "Old")), 4)
+        self.assertGreaterEqual(len(blocks_of(cache, "Old/Sub")), 2)
+        os.rename(os.path.join(m.mp, "Old"), os.path.join(m.mp, "New"))
+        os.rmdir(os.path.join(m.mp, "Empty"))
+        os.listdir(os.path.join(m.mp, "New", "Sub"))
+
+        def gone():
+            boxes = mailboxes(cache)
+            return not any(mb in boxes for mb in ("Old", "Old/Sub", "Empty"))
+        C.wait_for(gone, 10, what="the old names dropped from the store")
+        self.assertEqual(blocks_of(cache, "Old"), {})
+        self.assertEqual(blocks_of(cache, "Old/Sub"), {})
+        self.assertIsNone(listing_of(cache, "Empty"))
+        self.assertIsNotNone(listing_of(cache, "Stay"))
+        self.assertGreaterEqual(len(blocks_of(cache, "Stay")), 2)
+        m.unmount()
+        # the store holds nothing of a name no mailbox has any more
+        msgs_of = {}
+        for k, _ in mdb_table(cache, "msg"):
+            msgs_of.setdefault(struct.unpack(">I", k[:4])[0], 0)
+        known = {b["no"] for b in mailboxes(cache).values()}
+        self.assertEqual(sorted(set(msgs_of) - known), [], "listing records of a dropped mailbox remain")
+        # a folder deleted by another client: gone from the store after the next mount lists the tree
+        c = client("ren")
+        try:
+            typ, data = c.delete("Stay")
+            assert typ == "OK", data
+        finally:
+            c.logout()
+        m = self.mount(new_mount("ren", cache))
+        self.assertNotIn("Stay", os.listdir(m.mp))
+        C.wait_for(lambda: "Stay" not in mailboxes(cache), 10, what="Stay dropped from the store")
+        m.unmount()
+        self.assertEqual(blocks_of(cache, "Stay"), {})
 
 
 # -- cache=no and the default location -------------------------------------------------------------
@@ -1027,8 +1106,8 @@ class TestCacheOption(Base):
         m.unmount()
         where = os.path.join(m.env["XDG_CACHE_HOME"], "imapfs", "nocache@127.0.0.1:%d" % SRV.imaps_port, "names")
         self.assertTrue(os.path.isdir(where), "no cache at the default location %s" % where)
-        lst = listing_file(os.path.dirname(where), "INBOX")[1]
-        self.assertTrue(lst and lst["ok"], "no valid listing of INBOX under %s" % where)
+        lst = listing_of(os.path.dirname(where), "INBOX")
+        self.assertTrue(lst and lst["records"], "no listing of INBOX stored under %s" % where)
 
 
 # -- offline ------------------------------------------------------------------------------------
@@ -1198,7 +1277,7 @@ class TestCacheSize(Base):
 
         def sample():
             while not stop.is_set():
-                peak[0] = max(peak[0], sum(s for _, s in block_files(cache)))
+                peak[0] = max(peak[0], store_bytes(cache))
                 stop.wait(0.01)
         th = threading.Thread(target=sample, daemon=True)
         th.start()
@@ -1207,22 +1286,34 @@ class TestCacheSize(Base):
         finally:
             stop.set()
             th.join()
-        final = sum(s for _, s in block_files(cache))
-        FIGURES.append("cache_size=2M: read %d bytes; blocks on disk peak %d, final %d" % (total, peak[0], final))
+        uids = sorted(names)
+        # the writer commits in batches after the reads returned: wait until the last read's
+        # blocks are committed
+        C.wait_for(lambda: uids[-1] in set(k[1] for k in blocks_of(cache, "Sizes")), 20,
+                   what="the last message's blocks committed")
+        final = store_bytes(cache)
+        data = sum(n for _, n in block_sizes(cache))
+        FIGURES.append("cache_size=2M: read %d bytes; blocks in the store peak %d, final %d (%d of data), "
+                       "data file %d bytes" % (total, peak[0], final, data, os.path.getsize(data_file(cache))))
         self.assertEqual(bad, [])
         self.assertGreater(total, 9 * 1024 * 1024)
-        self.assertLessEqual(final, limit, "blocks take %d bytes on disk, over cache_size=2M" % final)
-        self.assertLessEqual(peak[0], limit + 512 * 1024, "blocks took %d bytes at one point" % peak[0])
+        self.assertLessEqual(final, limit, "blocks take %d bytes, over cache_size=2M" % final)
+        self.assertLessEqual(data, final)
+        self.assertLessEqual(peak[0], limit, "blocks took %d bytes at one point" % peak[0])
         self.assertGreater(final, limit // 2, "the cache holds only %d bytes: is it used?" % final)
-        uids = sorted(names)
+        # freed pages are reused, so the file stays near the bound: plus listings, what a batch
+        # writes before the pages it frees can be reused (cache_size / 8, 256 KiB here), pages
+        # a reader (this test's mdb_dump) still holds, and runs of free pages too short for a
+        # 64 KiB block (measured: 2.8-5 MB for 2 MB)
+        self.assertLessEqual(os.path.getsize(data_file(cache)), 3 * limit + 1024 * 1024)
         kept = set(k[1] for k in blocks_of(cache, "Sizes"))
         self.assertIn(uids[-1], kept, "the message read last is not in the cache (LRU)")
         self.assertNotIn(uids[0], kept, "the message read first is still in the cache (LRU)")
         # reading again what was evicted: right bytes
         self.assertBytes(m.mp, "Sizes", bodies, uids[:3], "evicted, read again")
         m.unmount()
-        final = sum(s for _, s in block_files(cache))
-        self.assertLessEqual(final, limit)
+        self.assertLessEqual(store_bytes(cache), limit)
+        self.assertTrue(store_consistent(cache))
 
 
 if __name__ == "__main__":

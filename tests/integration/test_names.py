@@ -315,7 +315,6 @@ class TestLengths(unittest.TestCase):
         self.assert_too_long("mkdir 日×86", lambda: os.mkdir(P("日" * 86)))
         self.assertNotIn("日" * 86, srv_names())
 
-    @unittest.expectedFailure  # until the response-code table (imap/rcode.c) maps it
     def test_server_refuses_long_name(self):
         """127 × 'ü' is 254 bytes as typed (so imapfs sends it) but 344 in modified UTF-7,
         which Dovecot refuses ("[CANNOT] Mailbox name too long"): ENAMETOOLONG, with the

@@ -2,6 +2,8 @@
 #include <check.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "cache/blocks.h"
 #include "tests/unit/unit_main.h"
@@ -116,6 +118,49 @@ START_TEST(test_waiter_woken_by_put)
 }
 END_TEST
 
+START_TEST(test_present_never_claims)
+{
+        struct blocks *b = blocks_new(1 << 20);
+        struct block_key k = key(6, 0);
+        ck_assert(!blocks_present(b, &k));
+        ck_assert(!blocks_present(b, &k)); /* asking twice still claims nothing */
+        ck_assert(blocks_try_claim(b, &k));
+        ck_assert(blocks_present(b, &k)); /* being fetched */
+        blocks_put(b, &k, "x", 1);
+        ck_assert(blocks_present(b, &k)); /* here */
+        blocks_free(b);
+}
+END_TEST
+
+static void *shutdown_main(void *arg)
+{
+        struct blocks *b = arg;
+        usleep(100 * 1000);
+        blocks_shutdown(b);
+        return NULL;
+}
+
+START_TEST(test_shutdown_ends_waits)
+{
+        struct blocks *b = blocks_new(1 << 20);
+        struct block_key k = key(7, 0);
+        ck_assert(blocks_try_claim(b, &k)); /* a fetch that never ends */
+        pthread_t t;
+        pthread_create(&t, NULL, shutdown_main, b);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        blocks_wait(b, &k, 10000); /* ended by the shutdown, not the timeout */
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        pthread_join(t, NULL);
+        ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 5);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        blocks_wait(b, &k, 10000); /* and every later one at once */
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 2);
+        blocks_free(b);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("blocks");
@@ -125,6 +170,8 @@ int main(void)
         tcase_add_test(tc, test_abandon_lets_next_claim);
         tcase_add_test(tc, test_lru_bound);
         tcase_add_test(tc, test_waiter_woken_by_put);
+        tcase_add_test(tc, test_present_never_claims);
+        tcase_add_test(tc, test_shutdown_ends_waits);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }

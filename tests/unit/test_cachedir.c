@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/cachedir.h"
+#include "cache/cachedir.h"
 #include "tests/unit/unit_main.h"
 
 static const char *pw_home; /* NULL: no passwd entry */

@@ -3,14 +3,23 @@
  * background thread fetches the first block of the next messages, in batches
  * of one UID FETCH each, so the network works while the reader is busy with
  * the files it already has. */
-#ifndef IMAPFS_FS_AHEAD_H
-#define IMAPFS_FS_AHEAD_H
+#ifndef IMAPFS_CACHE_AHEAD_H
+#define IMAPFS_CACHE_AHEAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 struct account;
 struct cache_msg;
 struct ahead;
 
 struct ahead *ahead_new(struct account *a);
+/* Asks the thread to stop without waiting: queued jobs are dropped, the
+ * batch in flight ends by its deadline. NULL is fine. */
+void ahead_stop(struct ahead *h);
+/* Waits until the threads have ended, at most until deadline_ms (monotonic,
+ * as imap_now_ms()); true if they have (or never ran). */
+bool ahead_join_until(struct ahead *h, int64_t deadline_ms);
 /* Stops the thread (waiting for the batch in flight) and frees everything. */
 void ahead_free(struct ahead *h);
 

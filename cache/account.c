@@ -1,14 +1,13 @@
-#include "fs/account.h"
+#include "cache/account.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/disk.h"
-#include "fs/ahead.h"
-#include "fs/names.h"
-#include "fs/persist.h"
+#include "cache/store.h"
+#include "cache/ahead.h"
+#include "cache/persist.h"
 #include "imap/array.h"
 #include "imap/conn.h"
 #include "imap/header.h"
@@ -27,20 +26,18 @@ static char *account_name(void *ctx, uint32_t uid, const char *header, size_t he
                           time_t internaldate)
 {
         const struct account *a = ctx;
-        if (a->opts.names_uid)
-                return names_message_uid(uid);
         char *date = imap_header_field(header, header_len, "Date");
         char *subject = imap_header_field(header, header_len, "Subject");
-        char *name = names_message(uid, date, subject, internaldate);
+        char *name = a->naming.message(a->naming.ctx, uid, date, subject, internaldate);
         free(date);
         free(subject);
         return name;
 }
 
-/* A mailbox name component as a directory name (see fs/names.h). */
-char *account_decode_component(const char *comp)
+char *account_decode_component(void *ctx, const char *comp)
 {
-        return names_dir_from_server(comp);
+        const struct account *a = ctx;
+        return a->naming.dir_from_server(a->naming.ctx, comp);
 }
 
 /* Every change the server reports on any connection, that no command of
@@ -87,6 +84,35 @@ bool account_online(struct account *a)
                 return false;
         imap_pool_put(a->pool, s);
         return true;
+}
+
+int account_tls_setup(struct account *a, const char *cafile, char *err, size_t errlen)
+{
+        a->imap.tls = imap_tls_ctx_new(cafile, err, errlen);
+        return a->imap.tls ? 0 : -EINVAL;
+}
+
+void account_tls_free(struct account *a)
+{
+        imap_tls_ctx_free(a->imap.tls);
+        a->imap.tls = NULL;
+}
+
+int account_connect(struct account *a, char *err, size_t errlen, bool *network)
+{
+        struct imap_session *s;
+        int r = imap_session_open(&a->imap, &s, err, errlen);
+        *network = r == -ECONNREFUSED || r == -ETIMEDOUT || r == -EHOSTUNREACH ||
+                   r == -ENETUNREACH || r == -EIO || r == -ECONNRESET;
+        if (r < 0 && *network && persist_load_tree(a))
+                return ACCOUNT_OFFLINE;
+        if (r < 0)
+                return r;
+        imap_pool_adopt(a->pool, s);
+        r = account_refresh_tree(a, 0);
+        if (r < 0)
+                snprintf(err, errlen, "cannot list the mailboxes: %s", strerror(-r));
+        return r;
 }
 
 int account_init(struct account *a)
@@ -218,6 +244,9 @@ static int account_tree_fetch(struct imap_session *s, void *ctx)
 int account_refresh_tree(struct account *a, int max_age_ms)
 {
         cache_lock(a->cache);
+        /* Someone else's LIST is waited for at most one server operation;
+         * then this thread asks itself (see account_refresh_listing). */
+        int64_t deadline = imap_now_ms() + a->imap.timeout_ms;
         for (;;) {
                 if (a->tree_checked_ms && max_age_ms >= 0 &&
                     imap_now_ms() - a->tree_checked_ms < max_age_ms) {
@@ -226,7 +255,8 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 }
                 if (!a->tree_refreshing)
                         break;
-                cache_wait(a->cache);
+                if (cache_wait(a->cache, deadline) < 0)
+                        break; /* -ETIMEDOUT, or -ESHUTDOWN: unmounting */
                 max_age_ms = max_age_ms < 0 ? max_age_ms : 1000; /* someone just did it */
         }
         a->tree_refreshing = true;
@@ -251,7 +281,7 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 cache_tree_begin(a->cache);
                 for (size_t i = 0; i < t.n; i++) {
                         cache_tree_add(a->cache, t.v[i].raw, t.v[i].delim, t.v[i].attrs,
-                                       account_decode_component);
+                                       account_decode_component, a);
                         if (!a->hier_delim)
                                 a->hier_delim = t.v[i].delim;
                 }
@@ -262,9 +292,9 @@ int account_refresh_tree(struct account *a, int max_age_ms)
         /* Saved only when it changed: polls re-list the tree every time. */
         uint64_t sig = 0;
         for (size_t i = 0; r == 0 && i < t.n; i++) {
-                sig = disk_hash64(t.v[i].raw, strlen(t.v[i].raw), sig);
+                sig = store_hash64(t.v[i].raw, strlen(t.v[i].raw), sig);
                 unsigned char extra[2] = {(unsigned char)t.v[i].delim, (unsigned char)t.v[i].attrs};
-                sig = disk_hash64(extra, sizeof(extra), sig);
+                sig = store_hash64(extra, sizeof(extra), sig);
         }
         bool save = r == 0 && current && sig != a->tree_sig;
         if (save)
@@ -286,7 +316,7 @@ char *account_child_raw(const struct account *a, const struct cache_mbox *parent
          * "A"), so mkdir never makes a folder that can't be found under the
          * name it was made with. */
         char *enc = NULL;
-        *err = names_server_from_dir(name, delim, &enc);
+        *err = a->naming.server_from_dir(a->naming.ctx, name, delim, &enc);
         if (*err == 0 && !*enc) {
                 *err = -EINVAL; /* IMAP has no way to make an empty component */
                 free(enc);

@@ -1,4 +1,4 @@
-#include "fs/persist.h"
+#include "cache/persist.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -6,15 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/disk.h"
-#include "fs/account.h"
-#include "fs/cachedir.h"
+#include "cache/store.h"
+#include "cache/account.h"
+#include "cache/cachedir.h"
 #include "imap/log.h"
 
-/* The folder tree is stored as a listing under a name no mailbox can have
- * (IMAP mailbox names are never empty): one record per mailbox, its raw name
- * in name, its LIST attributes in size and its delimiter in internaldate. */
-#define TREE_KEY ""
+static void persist_log(const char *msg)
+{
+        log_warn("%s", msg);
+}
 
 int persist_open(struct account *a, const char *dir, uint64_t max_bytes, char *err, size_t errlen)
 {
@@ -38,21 +38,24 @@ int persist_open(struct account *a, const char *dir, uint64_t max_bytes, char *e
                 return -ENAMETOOLONG;
         }
         snprintf(full, sizeof(full), "%s/%s", dir, a->opts.names_uid ? "names-uid" : "names");
-        struct disk *d = NULL;
-        int r = disk_open(full, max_bytes, &d, err, errlen);
-        if (r == -EBUSY) {
-                fprintf(stderr, "imapfs: %s; running without a persistent cache\n", err);
-                return 0;
-        }
+        store_set_logger(persist_log);
+        struct store *s = NULL;
+        int r = store_open(full, max_bytes, &s, err, errlen);
         if (r < 0)
                 return r;
-        a->disk = d;
+        a->disk = s;
         return 0;
+}
+
+void persist_start(struct account *a)
+{
+        if (a->disk && store_start(a->disk) < 0)
+                log_warn("cache: writes go to disk in the caller's thread");
 }
 
 void persist_close(struct account *a)
 {
-        disk_close(a->disk);
+        store_close(a->disk);
         a->disk = NULL;
 }
 
@@ -63,15 +66,14 @@ struct tree_load {
         size_t n;
 };
 
-static void persist_tree_entry(void *ctx, const struct disk_msg *m)
+static void persist_tree_entry(void *ctx, const struct store_folder *f)
 {
         struct tree_load *t = ctx;
-        if (!m->name || !*m->name)
+        if (!f->raw || !*f->raw)
                 return;
-        cache_tree_add(t->a->cache, m->name, (char)m->internaldate, (unsigned)m->size,
-                       account_decode_component);
+        cache_tree_add(t->a->cache, f->raw, f->delim, f->attrs, account_decode_component, t->a);
         if (!t->a->hier_delim)
-                t->a->hier_delim = (char)m->internaldate;
+                t->a->hier_delim = f->delim;
         t->n++;
 }
 
@@ -82,14 +84,14 @@ bool persist_load_tree(struct account *a)
         struct tree_load t = {a, 0};
         cache_lock(a->cache);
         cache_tree_begin(a->cache);
-        int r = disk_listing_load(a->disk, TREE_KEY, NULL, persist_tree_entry, &t);
+        ssize_t r = store_tree_load(a->disk, persist_tree_entry, &t);
         cache_tree_end(a->cache);
         cache_unlock(a->cache);
-        return r == 0 && t.n > 0;
+        return r >= 0 && t.n > 0;
 }
 
 struct tree_save {
-        struct disk_msg *v;
+        struct store_folder *v;
         size_t n, cap;
 };
 
@@ -98,11 +100,8 @@ static void persist_tree_collect(struct cache_mbox *m, struct tree_save *t)
         struct cache_mbox *ch, *tmp;
         if (m->raw && m->listed && t->n < t->cap) {
                 char *raw = strdup(m->raw);
-                if (raw) {
-                        uint32_t uid = (uint32_t)t->n + 1; /* records need a non-zero uid */
-                        t->v[t->n] = (struct disk_msg){uid, m->attrs, (int64_t)m->delim, "", raw};
-                        t->n++;
-                }
+                if (raw)
+                        t->v[t->n++] = (struct store_folder){raw, m->delim, m->attrs};
         }
         HASH_ITER(hh_child, m->children, ch, tmp)
         {
@@ -132,11 +131,10 @@ void persist_save_tree(struct account *a)
         if (t.v)
                 persist_tree_collect(cache_root(a->cache), &t);
         cache_unlock(a->cache);
-        struct disk_mbox_meta meta = {0, 0, 0};
-        if (t.v && disk_listing_save(a->disk, TREE_KEY, &meta, t.v, t.n) < 0)
+        if (t.v && store_tree_save(a->disk, t.v, t.n) < 0)
                 log_warn("could not save the folder tree in the cache");
         for (size_t i = 0; i < t.n; i++)
-                free((char *)t.v[i].name);
+                free((char *)t.v[i].raw);
         free(t.v);
 }
 
@@ -147,11 +145,11 @@ struct listing_load {
         struct cache_mbox *m;
 };
 
-static void persist_listing_entry(void *ctx, const struct disk_msg *dm)
+static void persist_listing_entry(void *ctx, const struct store_msg *sm)
 {
         struct listing_load *l = ctx;
-        cache_listing_add_named(l->a->cache, l->m, dm->uid, dm->size, (time_t)dm->internaldate,
-                                dm->flags, dm->name);
+        cache_listing_add_named(l->a->cache, l->m, sm->uid, sm->size, (time_t)sm->internaldate,
+                                sm->flags, sm->name);
 }
 
 void persist_load_listing(struct account *a, uint64_t mbox_id)
@@ -162,12 +160,12 @@ void persist_load_listing(struct account *a, uint64_t mbox_id)
         struct cache_node *n = cache_node_get(a->cache, mbox_id);
         struct cache_mbox *m = n && n->kind == CACHE_MBOX ? (struct cache_mbox *)n : NULL;
         if (m && m->raw && m->state == CACHE_LISTING_NONE && !m->refreshing) {
-                struct disk_mbox_meta meta;
+                struct store_meta meta;
                 struct listing_load l = {a, m};
-                /* Loading is local I/O of a few MB at most; holding the lock
+                /* Loading reads the map (local memory, a few MB at most); holding the lock
                  * keeps anyone from seeing half a listing. */
                 cache_listing_begin(a->cache, m, 0, 0, 0, 0);
-                int r = disk_listing_load(a->disk, m->raw, &meta, persist_listing_entry, &l);
+                int r = store_listing_load(a->disk, m->raw, &meta, persist_listing_entry, &l);
                 if (r == 0) {
                         m->uidvalidity = meta.uidvalidity;
                         m->uidnext = meta.uidnext;
@@ -192,59 +190,62 @@ void persist_save_listing(struct account *a, uint64_t mbox_id)
                 cache_unlock(a->cache);
                 return;
         }
-        struct disk_mbox_meta meta = {m->uidvalidity, m->uidnext, m->highestmodseq};
-        char *raw = strdup(m->raw);
-        size_t cnt = m->nmsgs;
-        struct disk_msg *v = calloc(cnt ? cnt : 1, sizeof(*v));
-        size_t i = 0;
-        bool ok = raw && v;
+        /* Copied under the lock into one buffer; the writer thread compares it with what is
+         * stored and writes only the difference. */
+        struct store_meta meta = {m->uidvalidity, m->uidnext, m->highestmodseq};
+        struct store_listing *l = store_listing_new(m->raw, &meta, m->nmsgs);
         struct cache_msg *msg, *tmp;
         HASH_ITER(hh_uid, m->by_uid, msg, tmp)
         {
-                if (!ok || i >= cnt)
+                if (!l)
                         break;
-                char *f = strdup(msg->flags), *nm = strdup(msg->name);
-                if (!f || !nm) {
-                        free(f);
-                        free(nm);
-                        ok = false;
-                        break;
+                struct store_msg sm = {msg->uid, msg->size, msg->internaldate, msg->flags,
+                                       msg->name};
+                if (store_listing_add(l, &sm) < 0) {
+                        store_listing_free(l);
+                        l = NULL;
                 }
-                v[i++] = (struct disk_msg){msg->uid, msg->size, msg->internaldate, f, nm};
         }
+        char *raw = strdup(m->raw);
         cache_unlock(a->cache);
-        /* The write (and its fsync) happens without the lock. */
-        if (ok && disk_listing_save(a->disk, raw, &meta, v, i) < 0)
-                log_warn("could not save the listing of %s in the cache", raw);
-        for (size_t k = 0; k < i; k++) {
-                free((char *)v[k].flags);
-                free((char *)v[k].name);
-        }
-        free(v);
-        if (ok)
-                disk_blocks_drop(a->disk, raw, meta.uidvalidity); /* other UIDVALIDITYs are dead */
+        if (!l || store_listing_save(a->disk, l) < 0)
+                log_warn("could not save the listing of %s in the cache", raw ? raw : "?");
         free(raw);
 }
 
+void persist_drop_mailbox(struct account *a, const char *mailbox, char delim)
+{
+        if (a->disk && mailbox)
+                store_mailbox_drop(a->disk, mailbox, delim);
+}
+
 /* ---- content ---- */
+
+static struct store_part persist_part(const char *mailbox, uint32_t uidvalidity, uint32_t uid)
+{
+        return (struct store_part){mailbox, uidvalidity, uid, "", STORE_FORM_RAW};
+}
 
 ssize_t persist_block_get(struct account *a, const char *mailbox, uint32_t uidvalidity,
                           uint32_t uid, uint64_t index, void *buf, size_t cap)
 {
         if (!a->disk)
                 return -ENOENT;
-        return disk_block_get(a->disk, mailbox, uidvalidity, uid, index, buf, cap);
+        struct store_part p = persist_part(mailbox, uidvalidity, uid);
+        return store_block_get(a->disk, &p, index, buf, cap);
 }
 
 void persist_block_put(struct account *a, const char *mailbox, uint32_t uidvalidity, uint32_t uid,
                        uint64_t index, const void *data, size_t len)
 {
+        struct store_part p = persist_part(mailbox, uidvalidity, uid);
         if (a->disk)
-                disk_block_put(a->disk, mailbox, uidvalidity, uid, index, data, len);
+                store_block_put(a->disk, &p, index, data, len);
 }
 
 bool persist_block_has(struct account *a, const char *mailbox, uint32_t uidvalidity, uint32_t uid,
                        uint64_t index)
 {
-        return a->disk && disk_block_has(a->disk, mailbox, uidvalidity, uid, index);
+        struct store_part p = persist_part(mailbox, uidvalidity, uid);
+        return a->disk && store_block_has(a->disk, &p, index);
 }

@@ -7,8 +7,11 @@
  * (LIST). A change found either way refreshes that listing through the
  * account; the cache's observer then tells the kernel which names appeared
  * or went. Without IDLE the watched folder is polled like the others. */
-#ifndef IMAPFS_FS_SYNC_H
-#define IMAPFS_FS_SYNC_H
+#ifndef IMAPFS_CACHE_SYNC_H
+#define IMAPFS_CACHE_SYNC_H
+
+#include <stdbool.h>
+#include <stdint.h>
 
 struct account;
 struct sync;
@@ -17,6 +20,12 @@ struct sync;
 struct sync *sync_new(struct account *a, int poll_ms);
 /* Starts the thread (after daemonizing: threads don't survive fork). */
 int sync_start(struct sync *sy);
+/* Asks the thread to stop, without waiting for it (it ends after the server
+ * command in progress, which has a deadline). NULL is fine. */
+void sync_stop(struct sync *sy);
+/* Waits until the thread has ended, at most until deadline_ms (monotonic,
+ * as imap_now_ms()); true if it has (or never ran). */
+bool sync_join_until(struct sync *sy, int64_t deadline_ms);
 /* Stops the thread and frees everything. */
 void sync_free(struct sync *sy);
 

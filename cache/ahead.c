@@ -1,13 +1,14 @@
-#include "fs/ahead.h"
+#include "cache/ahead.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "fs/account.h"
-#include "fs/persist.h"
+#include "cache/account.h"
+#include "cache/persist.h"
 #include "imap/log.h"
 #include "imap/ops.h"
 
@@ -23,20 +24,29 @@
 /* Fetching threads. One: a second one measured slower (two server processes
  * competing for the same two cores), but the design allows more. */
 #define WORKERS 1
+/* An idle worker looks at its stop flag at least this often (no wait
+ * without a deadline, even one that a signal should end). */
+#define IDLE_CHECK_MS 1000
 /* How much of each message a batch brings: whole messages up to this size,
  * which covers nearly all mail; bigger ones get their start and are read on
  * with the usual growing read-ahead. */
 #define HEAD_BLOCKS 4u
 
+/* A job claims its blocks only when it starts: a queued job holds nothing,
+ * so a reader who gets to a message first reads it at once instead of
+ * waiting for the batches queued before it. (A job for an idle worker, which
+ * starts at once, claims when it is queued, so that the reader it runs ahead
+ * of does not race it to the next file.) */
 struct ahead_job {
         struct ahead_job *next;
         uint64_t mbox_id;
         uint32_t uidvalidity;
         char *mailbox;
-        uint32_t *uids;   /* the first blocks of each are claimed by this job */
-        uint8_t *nblocks; /* how many */
+        uint32_t *uids;   /* the messages whose first blocks this job brings */
+        uint8_t *nblocks; /* how many blocks of each: planned, then claimed */
         size_t n;
         bool from_disk; /* the blocks are in the persistent cache: load, don't fetch */
+        bool claimed;   /* nblocks are claims held by this job (else only planned) */
 };
 
 struct ahead {
@@ -47,6 +57,7 @@ struct ahead {
         size_t queued;
         bool started, stop;
         int nthreads;
+        int nfinished; /* threads that have ended */
         pthread_t threads[WORKERS];
 };
 
@@ -63,9 +74,36 @@ static struct block_key ahead_key(const struct ahead_job *j, uint32_t uid, uint6
         return (struct block_key){j->mbox_id, j->uidvalidity, uid, index};
 }
 
-/* Gives back the claims a job did not fill (expunged, or the fetch failed). */
+/* Claims the planned blocks of a job that starts, leading ones only, and
+ * keeps the messages of which it got at least one: the rest is cached by
+ * now or being fetched by a reader. */
+static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
+{
+        size_t k = 0;
+        for (size_t i = 0; i < j->n; i++) {
+                unsigned nb = 0;
+                while (nb < j->nblocks[i]) {
+                        struct block_key key = ahead_key(j, j->uids[i], nb);
+                        if (!blocks_try_claim(h->a->blocks, &key))
+                                break;
+                        nb++;
+                }
+                if (nb == 0)
+                        continue;
+                j->uids[k] = j->uids[i];
+                j->nblocks[k++] = (uint8_t)nb;
+        }
+        j->n = k;
+        j->claimed = true;
+}
+
+/* Gives back the claims a job did not fill (expunged, or the fetch failed,
+ * or it never ran). Nothing for a job that holds no claims: the blocks may
+ * be a reader's. */
 static void ahead_job_release(struct ahead *h, struct ahead_job *j)
 {
+        if (!j->claimed)
+                return;
         for (size_t i = 0; i < j->n; i++)
                 for (unsigned b = 0; b < j->nblocks[i]; b++) {
                         struct block_key k = ahead_key(j, j->uids[i], b);
@@ -127,29 +165,45 @@ static void ahead_load(struct ahead *h, struct ahead_job *j)
         free(buf);
 }
 
+static void ahead_deadline_ts(int ms, struct timespec *ts)
+{
+        clock_gettime(CLOCK_MONOTONIC, ts);
+        ts->tv_sec += ms / 1000;
+        ts->tv_nsec += (long)(ms % 1000) * 1000000;
+        if (ts->tv_nsec >= 1000000000) {
+                ts->tv_sec++;
+                ts->tv_nsec -= 1000000000;
+        }
+}
+
 static void *ahead_main(void *arg)
 {
         struct ahead *h = arg;
         pthread_mutex_lock(&h->mu);
         for (;;) {
-                while (!h->head && !h->stop)
-                        pthread_cond_wait(&h->cv, &h->mu);
+                while (!h->head && !h->stop) {
+                        struct timespec ts;
+                        ahead_deadline_ts(IDLE_CHECK_MS, &ts);
+                        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+                }
+                if (h->stop)
+                        break; /* queued jobs are dropped below, unstarted */
                 struct ahead_job *j = h->head;
-                if (!j)
-                        break;
                 h->head = j->next;
                 if (!h->head)
                         h->tail = NULL;
-                bool stopping = h->stop;
                 pthread_mutex_unlock(&h->mu);
 
-                if (j->from_disk) {
-                        if (!stopping)
-                                ahead_load(h, j);
+                if (!j->claimed)
+                        ahead_job_claim(h, j);
+                if (j->n == 0) {
+                        /* Everything came meanwhile: nothing to do. */
+                } else if (j->from_disk) {
+                        ahead_load(h, j);
                 } else {
                         struct ahead_run run = {h, j, malloc(j->n * sizeof(uint32_t))};
                         int r = -ENOMEM;
-                        if (run.copy && !stopping)
+                        if (run.copy)
                                 r = account_run(h->a, j->mailbox, IMAP_POOL_BULK, ahead_fetch,
                                                 &run);
                         if (r == 0)
@@ -165,13 +219,17 @@ static void *ahead_main(void *arg)
                 pthread_mutex_lock(&h->mu);
                 h->queued--;
         }
-        /* Stopping: drop what was never fetched. */
+        /* Stopping: drop what never started. */
         while (h->head) {
                 struct ahead_job *j = h->head;
                 h->head = j->next;
+                h->queued--;
                 ahead_job_release(h, j);
                 ahead_job_free(j);
         }
+        h->tail = NULL;
+        h->nfinished++;
+        pthread_cond_broadcast(&h->cv);
         pthread_mutex_unlock(&h->mu);
         return NULL;
 }
@@ -183,19 +241,44 @@ struct ahead *ahead_new(struct account *a)
                 return NULL;
         h->a = a;
         pthread_mutex_init(&h->mu, NULL);
-        pthread_cond_init(&h->cv, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&h->cv, &ca);
+        pthread_condattr_destroy(&ca);
         return h;
+}
+
+void ahead_stop(struct ahead *h)
+{
+        if (!h)
+                return;
+        pthread_mutex_lock(&h->mu);
+        h->stop = true;
+        pthread_cond_broadcast(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+}
+
+bool ahead_join_until(struct ahead *h, int64_t deadline_ms)
+{
+        if (!h)
+                return true;
+        struct timespec ts = {.tv_sec = deadline_ms / 1000,
+                              .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+        pthread_mutex_lock(&h->mu);
+        while (h->nfinished < h->nthreads)
+                if (pthread_cond_timedwait(&h->cv, &h->mu, &ts) == ETIMEDOUT)
+                        break;
+        bool done = h->nfinished >= h->nthreads;
+        pthread_mutex_unlock(&h->mu);
+        return done;
 }
 
 void ahead_free(struct ahead *h)
 {
         if (!h)
                 return;
-        pthread_mutex_lock(&h->mu);
-        h->stop = true;
-        pthread_cond_signal(&h->cv);
-        pthread_cond_broadcast(&h->cv);
-        pthread_mutex_unlock(&h->mu);
+        ahead_stop(h);
         for (int i = 0; i < h->nthreads; i++)
                 pthread_join(h->threads[i], NULL);
         pthread_mutex_destroy(&h->mu);
@@ -218,6 +301,8 @@ static bool ahead_enqueue(struct ahead *h, struct ahead_job *j)
                 ok = h->nthreads > 0;
         }
         if (ok) {
+                if (h->queued < (size_t)h->nthreads)
+                        ahead_job_claim(h, j); /* a worker is idle: it starts at once */
                 if (h->tail)
                         h->tail->next = j;
                 else
@@ -228,6 +313,29 @@ static bool ahead_enqueue(struct ahead *h, struct ahead_job *j)
         }
         pthread_mutex_unlock(&h->mu);
         return ok;
+}
+
+/* The scan of folder mbox_id stopped (the reader went elsewhere): its
+ * queued jobs would only hold up the connection. The one running ends
+ * by itself. */
+static void ahead_cancel(struct ahead *h, uint64_t mbox_id)
+{
+        pthread_mutex_lock(&h->mu);
+        struct ahead_job **pp = &h->head, *last = NULL;
+        while (*pp) {
+                struct ahead_job *j = *pp;
+                if (j->mbox_id == mbox_id) {
+                        *pp = j->next;
+                        h->queued--;
+                        ahead_job_release(h, j);
+                        ahead_job_free(j);
+                        continue;
+                }
+                last = j;
+                pp = &j->next;
+        }
+        h->tail = last;
+        pthread_mutex_unlock(&h->mu);
 }
 
 /* An empty job for the same folder as j, for up to want messages. */
@@ -257,6 +365,8 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
         if (idx == mb->last_open_idx + 1) {
                 mb->scan_streak++;
         } else if (idx != mb->last_open_idx) {
+                if (mb->scan_streak >= SCAN_MIN)
+                        ahead_cancel(h, mb->node.id);
                 mb->scan_streak = 0;
                 mb->ahead_next = 0;
         }
@@ -285,11 +395,12 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                 uint64_t size = sorted[i]->size;
                 uint64_t head = size < HEAD_BLOCKS * BLOCK_SIZE ? size : HEAD_BLOCKS * BLOCK_SIZE;
                 unsigned nb = 0;
-                /* Claim the leading blocks nobody has; stop at the first one
-                 * that is cached or on its way (the reader has been there). */
+                /* Plan the leading blocks nobody has; stop at the first one
+                 * that is cached or on its way (the reader has been there).
+                 * They are claimed when the job starts. */
                 while ((uint64_t)nb * BLOCK_SIZE < head) {
                         struct block_key k = ahead_key(j, sorted[i]->uid, nb);
-                        if (!blocks_try_claim(h->a->blocks, &k))
+                        if (blocks_present(h->a->blocks, &k))
                                 break;
                         nb++;
                 }
@@ -302,10 +413,6 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                             jd && nd < nb &&
                             persist_block_has(h->a, mb->raw, mb->uidvalidity, sorted[i]->uid, nd))
                                 nd++;
-                        for (unsigned b = nd; b < nb; b++) {
-                                struct block_key k = ahead_key(j, sorted[i]->uid, b);
-                                blocks_abandon(h->a->blocks, &k);
-                        }
                         if (nd) {
                                 jd->uids[jd->n] = sorted[i]->uid;
                                 jd->nblocks[jd->n++] = (uint8_t)nd;

@@ -10,13 +10,14 @@
  *   - otherwise (first listing, new UIDVALIDITY, no CONDSTORE): one
  *     UID FETCH 1:* of everything.
  * The network part runs without the cache lock; the answer is applied under
- * it, to the mailbox found again by name (it may have gone meanwhile). */
+ * it, to the mailbox found again by its node id (it may have been renamed,
+ * or gone, meanwhile). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fs/account.h"
-#include "fs/persist.h"
+#include "cache/account.h"
+#include "cache/persist.h"
 #include "imap/array.h"
 #include "imap/conn.h"
 #include "imap/log.h"
@@ -340,13 +341,20 @@ static void listing_apply(struct account *a, struct cache_mbox *m, struct listin
         cache_listing_commit(a->cache, m, now, gen, si->uidnext, si->exists, si->highestmodseq);
 }
 
-int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
+/* One refresh: waits for another thread's, or fetches and applies. Sets
+ * *renamed when the folder got another name while we asked under the old
+ * one: the answer was thrown away and the caller asks again. */
+static int listing_refresh_once(struct account *a, uint64_t mbox_id, int max_age_ms, bool *renamed)
 {
-        /* A listing never fetched in this session may be on disk from the
-         * last one: then the server only has to confirm it (CONDSTORE). */
-        persist_load_listing(a, mbox_id);
+        *renamed = false;
         cache_lock(a->cache);
         struct cache_mbox *m;
+        /* Another thread's refresh of the same folder is waited for, but not
+         * longer than one server operation: after that this thread asks the
+         * server itself (its own commands have deadlines), so a refresh that
+         * is slow, or a bug that never clears the flag, costs a duplicate
+         * fetch, never a hang. */
+        int64_t deadline = imap_now_ms() + a->imap.timeout_ms;
         for (;;) {
                 struct cache_node *n = cache_node_get(a->cache, mbox_id);
                 if (!n || n->kind != CACHE_MBOX) {
@@ -366,7 +374,16 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
                 }
                 if (!m->refreshing)
                         break;
-                cache_wait(a->cache);
+                int w = cache_wait(a->cache, deadline);
+                if (w == -ESHUTDOWN) {
+                        cache_unlock(a->cache);
+                        return -EIO; /* unmounting: nobody waits for the answer */
+                }
+                if (w == -ETIMEDOUT) {
+                        log_warn("the listing of %s is taking long: asking the server again",
+                                 m->raw);
+                        break;
+                }
         }
         struct listing_job j = {
             .raw = strdup(m->raw),
@@ -391,21 +408,48 @@ int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
 
         int r = account_run(a, j.raw, IMAP_POOL_META, listing_fetch, &j);
 
+        /* The mailbox is found again by its id, never by name: a folder
+         * renamed meanwhile keeps its id (and its waiters), and its old name
+         * may stand for another mailbox by now. Whatever happened, the flag
+         * is cleared and the waiters are woken. */
         cache_lock(a->cache);
-        struct cache_mbox *m2 = cache_mbox_by_raw(a->cache, j.raw);
-        if (m2 && m2->node.id == mbox_id) {
-                if (r == 0)
-                        listing_apply(a, m2, &j, gen);
+        struct cache_node *n2 = cache_node_get(a->cache, mbox_id);
+        struct cache_mbox *m2 = n2 && n2->kind == CACHE_MBOX ? (struct cache_mbox *)n2 : NULL;
+        if (m2) {
                 m2->refreshing = false;
+                if (!m2->raw || strcmp(m2->raw, j.raw) != 0) {
+                        /* Renamed: what the old name answered may already be
+                         * another mailbox's. Ask again under the new name. */
+                        *renamed = true;
+                } else if (r == 0) {
+                        listing_apply(a, m2, &j, gen);
+                }
         } else if (r == 0) {
                 r = -ENOENT;
         }
         cache_wake(a->cache);
         cache_unlock(a->cache);
-        if (r == 0 && j.kind != LISTING_SAME)
+        if (r == 0 && !*renamed && j.kind != LISTING_SAME)
                 persist_save_listing(a, mbox_id);
         listing_job_reset(&j);
         free(j.known);
         free((char *)j.raw);
         return r;
+}
+
+int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms)
+{
+        /* A listing never fetched in this session may be on disk from the
+         * last one: then the server only has to confirm it (CONDSTORE). */
+        persist_load_listing(a, mbox_id);
+        /* A rename during the fetch costs one more; a folder renamed again
+         * and again gets an error rather than an endless loop. */
+        for (int attempt = 0; attempt < 3; attempt++) {
+                bool renamed;
+                int r = listing_refresh_once(a, mbox_id, max_age_ms, &renamed);
+                if (!renamed)
+                        return r;
+                log_dbg("folder renamed while being listed: listing it again");
+        }
+        return -EIO;
 }

@@ -2,18 +2,37 @@
  * cache/. The FUSE operations call these functions and then read the cache
  * under its lock. No FUSE types here, so the policy (when to revalidate, how
  * much to read ahead) reads on its own. */
-#ifndef IMAPFS_FS_ACCOUNT_H
-#define IMAPFS_FS_ACCOUNT_H
+#ifndef IMAPFS_CACHE_ACCOUNT_H
+#define IMAPFS_CACHE_ACCOUNT_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "cache/blocks.h"
 #include "cache/mailbox.h"
 #include "imap/pool.h"
 #include "imap/session.h"
+
+/* How names are made: fs/ decides (fs/names.c), the store only keeps them.
+ * Every function returns a malloc'd string, NULL on ENOMEM. */
+struct account_naming {
+        void *ctx;
+        /* A message's file name from its Date and Subject fields (either may
+         * be NULL) and INTERNALDATE; it must depend on nothing else. */
+        char *(*message)(void *ctx, uint32_t uid, const char *date, const char *subject,
+                         time_t internaldate);
+        /* The name of the same message under a new UID (after a move). */
+        char *(*reuid)(void *ctx, const char *name, uint32_t old_uid, uint32_t new_uid);
+        /* A server name component as a directory name. */
+        char *(*dir_from_server)(void *ctx, const char *comp);
+        /* A typed directory name as a server name component (modified
+         * UTF-7), for a server whose delimiter is delim: 0, or -EINVAL for a
+         * name that would not list as typed, -ENOMEM. */
+        int (*server_from_dir)(void *ctx, const char *name, char delim, char **out);
+};
 
 struct account_opts {
         bool names_uid;     /* -o names=uid */
@@ -30,11 +49,12 @@ struct account_opts {
 struct account {
         struct imap_account imap;
         struct account_opts opts;
+        struct account_naming naming; /* set before account_init() */
         struct imap_pool *pool;
         struct cache *cache;
         struct blocks *blocks;
         struct ahead *ahead;
-        struct disk *disk;       /* the persistent cache, NULL when off */
+        struct store *disk;      /* the persistent cache (cache/store.h), NULL when off */
         int64_t tree_checked_ms; /* guarded by the cache lock */
         char hier_delim;         /* the server's hierarchy delimiter (from LIST) */
         uint64_t tree_sig;       /* hash of the last LIST, to save the tree only on change */
@@ -77,6 +97,22 @@ int account_select(struct imap_session *s, const char *mailbox, uint32_t uidvali
  * attempt is made here, so the answer turns as soon as it is back). */
 bool account_online(struct account *a);
 
+/* The TLS context of every connection: the system's trust store, plus
+ * cafile (may be NULL). -EINVAL with a reason in err. */
+int account_tls_setup(struct account *a, const char *cafile, char *err, size_t errlen);
+void account_tls_free(struct account *a);
+
+/* account_connect() could not reach the server, but the persistent cache
+ * knows the account: mount what it has; the pool and live sync reconnect. */
+#define ACCOUNT_OFFLINE 1
+
+/* Connects and logs in (the first session of the pool, before the mount,
+ * so that a wrong host, password or certificate is reported and nothing
+ * gets mounted), then lists the folder tree. 0, ACCOUNT_OFFLINE (err says
+ * why), or -errno with a one-line reason in err; *network tells whether
+ * the server could not be reached (rather than refused us). */
+int account_connect(struct account *a, char *err, size_t errlen, bool *network);
+
 int account_init(struct account *a);
 void account_destroy(struct account *a);
 
@@ -89,8 +125,9 @@ int account_refresh_tree(struct account *a, int max_age_ms);
 char *account_child_raw(const struct account *a, const struct cache_mbox *parent, const char *name,
                         int *err);
 
-/* The directory name a server name component shows as (decoded, escaped). */
-char *account_decode_component(const char *comp);
+/* The directory name a server name component shows as (a cache_decode_fn;
+ * ctx is the account). */
+char *account_decode_component(void *ctx, const char *comp);
 
 /* Makes sure the listing of mailbox id is known and no older than
  * max_age_ms (confirming with the server if it is older; -1: any age will do

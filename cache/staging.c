@@ -1,9 +1,10 @@
-#include "fs/staging.h"
+#include "cache/staging.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,56 +345,150 @@ int staging_get_flags(struct staging *st, uint64_t id, char *out, size_t cap)
         return n;
 }
 
-/* Bare LF → CRLF: IMAP messages have CRLF line ends, and servers either
- * refuse bare LF or convert it (which would change the size we show). */
-static char *staging_crlf(const char *in, size_t len, size_t *out_len)
+/* Reads exactly len bytes at off. The kernel gives at most 2 GiB - 4 KiB
+ * per read (and may give less at any time), so a file of 2 GiB or more
+ * takes several. -EIO if the file ends early. */
+static int staging_pread_full(int fd, char *buf, size_t len, off_t off)
 {
-        size_t extra = 0;
-        for (size_t i = 0; i < len; i++)
-                if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
-                        extra++;
-        char *out = malloc(len + extra + 1);
-        if (!out)
-                return NULL;
-        size_t o = 0;
-        for (size_t i = 0; i < len; i++) {
-                if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r'))
-                        out[o++] = '\r';
-                out[o++] = in[i];
+        while (len > 0) {
+                ssize_t n = pread(fd, buf, len, off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EIO;
+                buf += n;
+                len -= (size_t)n;
+                off += n;
         }
-        *out_len = o;
-        return out;
+        return 0;
+}
+
+/* Bare LF → CRLF: IMAP messages have CRLF line ends, and servers either
+ * refuse bare LF or convert it (which would change the size we show).
+ * *prev is the byte before in (a chunk of a longer run; '\r' at the
+ * start); out has room for every LF doubled. Returns the bytes written. */
+static size_t staging_crlf_chunk(const char *in, size_t len, char *prev, char *out)
+{
+        size_t o = 0;
+        for (size_t i = 0; i < len;) {
+                const char *lf = memchr(in + i, '\n', len - i);
+                size_t run = lf ? (size_t)(lf - (in + i)) : len - i;
+                memcpy(out + o, in + i, run);
+                o += run;
+                i += run;
+                if (!lf)
+                        break;
+                char before = i > 0 ? in[i - 1] : *prev;
+                if (before != '\r')
+                        out[o++] = '\r';
+                out[o++] = '\n';
+                i++;
+        }
+        if (len)
+                *prev = in[len - 1];
+        return o;
+}
+
+/* Bare LFs in a chunk that follows the byte *prev. */
+static size_t staging_count_bare_lf(const char *in, size_t len, char *prev)
+{
+        size_t n = 0;
+        for (const char *p = in, *end = in + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+                if ((p > in ? p[-1] : *prev) != '\r')
+                        n++;
+        if (len)
+                *prev = in[len - 1];
+        return n;
+}
+
+/* The temp file's bytes with CRLF line ends, read in chunks: once to count
+ * the bare LFs, once to convert into the one buffer that is kept. */
+#define STAGING_CHUNK (1u << 20)
+static int staging_take_fd(int fd, uint64_t size, char **data, size_t *len)
+{
+        if (size > SIZE_MAX / 2 - 1)
+                return -EFBIG;
+        char *chunk = malloc(STAGING_CHUNK);
+        if (!chunk)
+                return -ENOMEM;
+        size_t extra = 0;
+        char prev = '\r';
+        int r = 0;
+        for (uint64_t off = 0; r == 0 && off < size; off += STAGING_CHUNK) {
+                size_t n = size - off < STAGING_CHUNK ? (size_t)(size - off) : STAGING_CHUNK;
+                r = staging_pread_full(fd, chunk, n, (off_t)off);
+                if (r == 0)
+                        extra += staging_count_bare_lf(chunk, n, &prev);
+        }
+        char *out = r == 0 ? malloc((size_t)size + extra + 1) : NULL;
+        if (r == 0 && !out)
+                r = -ENOMEM;
+        size_t o = 0;
+        prev = '\r';
+        for (uint64_t off = 0; r == 0 && off < size; off += STAGING_CHUNK) {
+                size_t n = size - off < STAGING_CHUNK ? (size_t)(size - off) : STAGING_CHUNK;
+                r = staging_pread_full(fd, chunk, n, (off_t)off);
+                if (r == 0)
+                        o += staging_crlf_chunk(chunk, n, &prev, out + o);
+        }
+        free(chunk);
+        if (r == 0 && o != (size_t)size + extra)
+                r = -EIO; /* the file changed between the passes */
+        if (r < 0) {
+                free(out);
+                return r;
+        }
+        *data = out;
+        *len = o;
+        return 0;
 }
 
 int staging_take(struct staging *st, uint64_t id, char **data, size_t *len, char **flags,
                  time_t *date)
 {
-        int r = 0;
-        char *raw = NULL;
+        int r = 0, fd = -1;
+        *data = NULL;
+        *flags = NULL;
         pthread_mutex_lock(&st->mu);
         struct staged *sd = staging_find(st, id);
         if (!sd) {
                 pthread_mutex_unlock(&st->mu);
                 return -ENOENT;
         }
-        size_t size = (size_t)sd->size;
-        raw = malloc(size ? size : 1);
-        if (!raw)
-                r = -ENOMEM;
-        else if (sd->fd >= 0 && size && pread(sd->fd, raw, size, 0) != (ssize_t)size)
-                r = -EIO;
-        else if (sd->fd < 0 && size)
-                memcpy(raw, sd->mem, size);
-        *flags = r == 0 && sd->flags ? strdup(sd->flags) : NULL;
-        *date = sd->date;
-        pthread_mutex_unlock(&st->mu);
-        if (r == 0) {
-                *data = staging_crlf(raw, size, len);
+        uint64_t size = sd->size;
+        if (sd->fd >= 0) {
+                /* A descriptor of our own: reading gigabytes must not hold
+                 * the lock that every other staged file needs. */
+                fd = fcntl(sd->fd, F_DUPFD_CLOEXEC, 0);
+                if (fd < 0)
+                        r = -errno;
+        } else if (size == 0) {
+                *len = 0;
+                if (!(*data = malloc(1)))
+                        r = -ENOMEM;
+        } else {
+                char prev = '\r';
+                size_t extra = staging_count_bare_lf(sd->mem, (size_t)size, &prev);
+                *data = malloc((size_t)size + extra + 1);
                 if (!*data)
                         r = -ENOMEM;
+                prev = '\r';
+                if (*data)
+                        *len = staging_crlf_chunk(sd->mem, (size_t)size, &prev, *data);
         }
-        free(raw);
+        if (r == 0 && sd->flags && !(*flags = strdup(sd->flags)))
+                r = -ENOMEM;
+        *date = sd->date;
+        pthread_mutex_unlock(&st->mu);
+        if (r == 0 && fd >= 0)
+                r = staging_take_fd(fd, size, data, len);
+        if (fd >= 0)
+                close(fd);
         if (r < 0) {
+                free(*data);
+                *data = NULL;
                 free(*flags);
                 *flags = NULL;
         }

@@ -3,8 +3,8 @@
  * then in an unlinked 0600 temp file in a 0700 directory, until the last
  * close APPENDs them. They have inode numbers from the cache's id space so
  * they never collide with messages or folders. */
-#ifndef IMAPFS_FS_STAGING_H
-#define IMAPFS_FS_STAGING_H
+#ifndef IMAPFS_CACHE_STAGING_H
+#define IMAPFS_CACHE_STAGING_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-#include "fs/account_write.h"
+#include "cache/account_write.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "fs/names.h"
+#include "cache/persist.h"
 #include "imap/log.h"
 #include "imap/header.h"
 #include "imap/ops.h"
@@ -110,7 +110,7 @@ int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t
         if (r == 0) {
                 cache_lock(a->cache);
                 a->tree_gen++;
-                r = cache_tree_add(a->cache, raw, delim, 0, account_decode_component);
+                r = cache_tree_add(a->cache, raw, delim, 0, account_decode_component, a);
                 struct cache_mbox *m = r == 0 ? cache_mbox_by_raw(a->cache, raw) : NULL;
                 if (m)
                         *id = m->node.id;
@@ -122,25 +122,55 @@ int account_mkdir(struct account *a, uint64_t parent, const char *name, uint64_t
         return r;
 }
 
+int account_forget_mailbox(struct account *a, const char *raw)
+{
+        imap_pool_forget_mailbox(a->pool, raw);
+        /* A server that reuses the name (even its UIDVALIDITY) for a new
+         * folder must never get the old one's cached bytes served. */
+        persist_drop_mailbox(a, raw, '\0');
+        cache_lock(a->cache);
+        struct cache_mbox *m = cache_mbox_by_raw(a->cache, raw);
+        a->tree_gen++; /* a LIST on its way may still hold it */
+        if (m) {
+                log_info("%s is gone from the server", raw);
+                cache_mbox_remove(a->cache, m);
+                /* Its subfolders may still be there (Dovecot keeps them
+                 * under a \Noselect name): the next lookup lists again. */
+                a->tree_checked_ms = 0;
+        }
+        cache_unlock(a->cache);
+        return m ? 0 : -ENOENT;
+}
+
+/* DELETE of a folder that must be empty: the cache may not know about mail
+ * that arrived just now, so STATUS asks the server, and a folder that holds
+ * mail is never deleted. Every session of ours leaves it first. */
+static int write_delete_empty(struct account *a, struct imap_session *s, const char *raw,
+                              char delim, bool selectable)
+{
+        if (selectable) {
+                uint32_t n = 0;
+                int r = imap_status_messages(s, raw, &n);
+                if (r < 0)
+                        return r;
+                if (n > 0)
+                        return -ENOTEMPTY;
+        }
+        int r = imap_pool_leave_mailbox(a->pool, s, raw, delim);
+        return r < 0 ? r : imap_delete(s, raw);
+}
+
 struct rmdir_job {
+        struct account *a;
         const char *raw;
+        char delim;
         bool selectable;
 };
 
 static int write_rmdir(struct imap_session *s, void *ctx)
 {
         struct rmdir_job *j = ctx;
-        if (j->selectable) {
-                /* The cache may not know about mail that arrived just now:
-                 * ask the server, and never delete a folder that holds mail. */
-                uint32_t n = 0;
-                int r = imap_status_messages(s, j->raw, &n);
-                if (r < 0)
-                        return r;
-                if (n > 0)
-                        return -ENOTEMPTY;
-        }
-        return imap_delete(s, j->raw);
+        return write_delete_empty(j->a, s, j->raw, j->delim, j->selectable);
 }
 
 int account_rmdir(struct account *a, uint64_t parent, const char *name)
@@ -150,72 +180,124 @@ int account_rmdir(struct account *a, uint64_t parent, const char *name)
         struct cache_mbox *m = write_find_dir(a, parent, name, &err);
         char *raw = NULL;
         bool selectable = false;
+        char delim = 0;
         if (m && write_is_inbox(m->raw))
                 err = -EPERM;
         else if (m && (m->nchildren > 0 || m->nmsgs > 0))
                 err = -ENOTEMPTY;
         else if (m && !(raw = strdup(m->raw)))
                 err = -ENOMEM;
-        if (m)
+        if (m) {
                 selectable = !(m->attrs & MBX_NOSELECT);
+                delim = m->delim ? m->delim : a->hier_delim;
+        }
         cache_unlock(a->cache);
         if (!raw)
                 return err;
 
-        struct rmdir_job j = {raw, selectable};
+        struct rmdir_job j = {a, raw, delim, selectable};
         int r = write_run(a, NULL, IMAP_POOL_META, write_rmdir, &j);
-        if (r == 0) {
-                imap_pool_forget_mailbox(a->pool, raw);
-                cache_lock(a->cache);
-                struct cache_mbox *m2 = cache_mbox_by_raw(a->cache, raw);
-                a->tree_gen++;
-                if (m2)
-                        cache_mbox_remove(a->cache, m2);
-                cache_unlock(a->cache);
-        }
+        if (r == 0 || r == -ENOENT) /* ENOENT: another client deleted it first */
+                account_forget_mailbox(a, raw);
         free(raw);
         return r;
 }
 
 struct rename_job {
+        struct account *a;
         const char *from, *to;
+        char delim;
+        /* mv -T over an empty folder: DELETE it first, and if the RENAME
+         * then fails, CREATE it again. */
+        bool replace, to_selectable;
+        bool deleted; /* we deleted the target (kept across a retry) */
 };
 
 static int write_rename_dir(struct imap_session *s, void *ctx)
 {
         struct rename_job *j = ctx;
-        return imap_rename(s, j->from, j->to);
+        int r = 0;
+        if (j->replace) {
+                r = write_delete_empty(j->a, s, j->to, j->delim, j->to_selectable);
+                if (r < 0 && r != -ENOENT) /* ENOENT: gone already, which will do */
+                        return r;
+                j->deleted = r == 0;
+                j->replace = false;
+        }
+        r = imap_pool_leave_mailbox(j->a->pool, s, j->from, j->delim);
+        return r < 0 ? r : imap_rename(s, j->from, j->to);
+}
+
+/* The target of mv -T (lock held): 0 if there is none, 1 if it is an empty
+ * folder to be replaced, else the error. */
+static int write_rename_target(struct cache_mbox *m, struct cache_mbox *t, bool noreplace)
+{
+        if (!t)
+                return 0;
+        if (noreplace)
+                return -EEXIST;
+        if (t == m)
+                return -EINVAL; /* the caller answers 0: renaming onto itself */
+        if (write_is_inbox(t->raw))
+                return -EPERM;
+        if (t->nchildren > 0 || t->nmsgs > 0)
+                return -ENOTEMPTY;
+        return 1;
 }
 
 static int account_rename_dir(struct account *a, struct cache_mbox *m, struct cache_mbox *np,
-                              const char *newname)
+                              const char *newname, bool noreplace)
 {
         int err = 0;
         if (write_is_inbox(m->raw))
                 return -EPERM; /* RENAME INBOX moves its messages instead: not a rename */
-        if (cache_mbox_child(np, newname))
-                return -EEXIST;
+        struct cache_mbox *t = cache_mbox_child(np, newname);
+        int replace = write_rename_target(m, t, noreplace);
+        if (replace == -EINVAL)
+                return 0;
+        if (replace < 0)
+                return replace;
         if (cache_msg_by_name(np, newname))
                 return -ENOTDIR;
         if (np->attrs & MBX_NOINFERIORS)
                 return -EPERM;
-        uint64_t id = m->node.id, npid = np->node.id;
+        uint64_t id = m->node.id, npid = np->node.id, tid = t ? t->node.id : 0;
+        /* Everything needed from the cache is copied now: after the unlock a
+         * tree refresh may free m, np and t. */
+        char d = np->raw ? np->delim : a->hier_delim;
+        char delim = m->delim ? m->delim : a->hier_delim;
+        bool to_selectable = t && !(t->attrs & MBX_NOSELECT);
         char *to = account_child_raw(a, np, newname, &err);
         char *from = to ? strdup(m->raw) : NULL;
         cache_unlock(a->cache);
         int r = !to ? err : !from ? -ENOMEM : 0;
-        if (r == 0) {
-                struct rename_job j = {from, to};
+        struct rename_job j = {a, from, to, delim, replace == 1, to_selectable, false};
+        if (r == 0)
                 r = write_run(a, NULL, IMAP_POOL_META, write_rename_dir, &j);
+        if (r < 0 && j.deleted) {
+                /* The RENAME failed after the empty target was deleted: put
+                 * it back. ALREADYEXISTS there means the server had
+                 * subfolders under it that we did not know. */
+                int rc = write_run(a, NULL, IMAP_POOL_META, write_create, to);
+                if (rc < 0 && rc != -EEXIST)
+                        log_warn("%s was deleted to make room and could not be created again: %s",
+                                 to, strerror(-rc));
+                if (r == -EEXIST)
+                        r = -ENOTEMPTY;
         }
+        if (r == -ENOENT && from)
+                account_forget_mailbox(a, from); /* the server says it is gone */
         if (r == 0) {
                 imap_pool_forget_mailbox(a->pool, from);
+                persist_drop_mailbox(a, from, a->hier_delim); /* and its subtree's names */
                 const char *last = to;
-                char d = np->raw ? np->delim : a->hier_delim;
                 if (d && strrchr(to, d))
                         last = strrchr(to, d) + 1;
-                char *dname = account_decode_component(last);
+                char *dname = account_decode_component(a, last);
                 cache_lock(a->cache);
+                struct cache_node *tn = tid ? cache_node_get(a->cache, tid) : NULL;
+                if (tn && tn->kind == CACHE_MBOX)
+                        cache_mbox_remove(a->cache, (struct cache_mbox *)tn);
                 struct cache_node *n = cache_node_get(a->cache, id);
                 struct cache_node *pn = cache_node_get(a->cache, npid);
                 a->tree_gen++;
@@ -310,7 +392,7 @@ static bool write_follow_move(struct account *a, const struct move_job *j)
         if (msg && dst && dst->state == CACHE_LISTING_NONE && dst->nmsgs == 0)
                 dst->uidvalidity = j->new_uidvalidity; /* the listing will agree */
         if (msg && dst && dst->uidvalidity == j->new_uidvalidity) {
-                char *name = names_message_reuid(msg->name, msg->uid, j->new_uid);
+                char *name = a->naming.reuid(a->naming.ctx, msg->name, msg->uid, j->new_uid);
                 if (name && cache_msg_move(a->cache, msg, dst, j->new_uid, name) == 0)
                         moved = true;
                 else
@@ -345,7 +427,7 @@ static int account_move_msg(struct account *a, struct cache_msg *msg, struct cac
 }
 
 int account_rename(struct account *a, uint64_t parent, const char *name, uint64_t newparent,
-                   const char *newname)
+                   const char *newname, bool noreplace)
 {
         int err = 0;
         cache_lock(a->cache);
@@ -355,7 +437,7 @@ int account_rename(struct account *a, uint64_t parent, const char *name, uint64_
                 struct cache_mbox *m = cache_mbox_child(p, name);
                 struct cache_msg *msg = m ? NULL : cache_msg_by_name(p, name);
                 if (m)
-                        err = account_rename_dir(a, m, np, newname);
+                        err = account_rename_dir(a, m, np, newname, noreplace);
                 else if (msg)
                         err = account_move_msg(a, msg, np, newname);
                 else
@@ -552,6 +634,11 @@ struct append_job {
         struct imap_msg_info info;
         char *flags_out, *header;
 };
+
+uint64_t account_append_limit(struct account *a)
+{
+        return imap_pool_appendlimit(a->pool);
+}
 
 static void write_append_item(void *ctx, const struct imap_msg_info *m)
 {

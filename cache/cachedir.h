@@ -1,7 +1,7 @@
 /* Where the persistent cache of an account lives when -o cache_dir= is not
  * given. */
-#ifndef IMAPFS_FS_CACHEDIR_H
-#define IMAPFS_FS_CACHEDIR_H
+#ifndef IMAPFS_CACHE_CACHEDIR_H
+#define IMAPFS_CACHE_CACHEDIR_H
 
 #include <stddef.h>
 

@@ -1,4 +1,4 @@
-#include "fs/cachedir.h"
+#include "cache/cachedir.h"
 
 #include <errno.h>
 #include <pwd.h>

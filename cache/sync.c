@@ -1,19 +1,22 @@
-#include "fs/sync.h"
+#include "cache/sync.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "fs/account.h"
+#include "cache/account.h"
 #include "imap/array.h"
+#include "cache/account_write.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
+#include "imap/rcode.h"
 
 /* Servers drop an IDLE after 30 minutes of silence (RFC 2177): renew it
  * before that. */
@@ -23,6 +26,8 @@
 /* Waits between attempts while the server can't be reached. */
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
+/* How long a DELETE or RENAME waits for the watcher to leave that folder. */
+#define LEAVE_MAX_MS 2000
 
 struct sync {
         struct account *a;
@@ -31,11 +36,58 @@ struct sync {
         pthread_t thread;
         bool started;
         pthread_mutex_t mu;
+        pthread_cond_t cv; /* signalled when the thread ends */
         bool stop;
+        bool finished;          /* the thread has ended (guarded by mu) */
         char *watched;          /* guarded by mu */
         struct imap_session *s; /* the watcher's own connection (thread only) */
         bool notify;            /* the server reports all mailboxes (NOTIFY) */
+        char *in;               /* what s has selected (guarded by mu) */
+        pthread_cond_t moved;   /* in changed */
+        struct imap_retry bad;  /* folders whose STATUS failed (thread) */
 };
+
+/* Records the outcome of asking about name (STATUS, or SELECT of the
+ * watched folder): after a failure it is asked again only after a back-off
+ * that doubles each time (from one poll interval up to eight), so that a
+ * folder the server refuses is not asked about, and logged, every time.
+ * Returns that wait. */
+static int sync_asked(struct sync *sy, const char *name, int r)
+{
+        bool back;
+        int wait = imap_retry_note(&sy->bad, name, r, sy->poll_ms, 8 * sy->poll_ms, &back);
+        if (back)
+                log_info("sync: %s answers again", name);
+        else if (wait)
+                log_dbg("sync: asking about %s again in %d ms", name, wait);
+        return wait;
+}
+
+static void sync_set_in(struct sync *sy, const char *mailbox)
+{
+        pthread_mutex_lock(&sy->mu);
+        free(sy->in);
+        sy->in = mailbox ? strdup(mailbox) : NULL;
+        pthread_cond_broadcast(&sy->moved);
+        pthread_mutex_unlock(&sy->mu);
+}
+
+static void sync_leave(void *ctx, const char *mailbox, char delim);
+
+/* Just before the SELECT of target: false if the folder to watch changed
+ * meanwhile. Checked and noted under the lock, so that sync_leave either
+ * sees the thread in target and waits, or the thread sees the change. */
+static bool sync_enter(struct sync *sy, const char *target)
+{
+        pthread_mutex_lock(&sy->mu);
+        bool same = strcmp(sy->watched ? sy->watched : "INBOX", target) == 0;
+        if (same) {
+                free(sy->in);
+                sy->in = strdup(target);
+        }
+        pthread_mutex_unlock(&sy->mu);
+        return same;
+}
 
 struct sync *sync_new(struct account *a, int poll_ms)
 {
@@ -50,6 +102,13 @@ struct sync *sync_new(struct account *a, int poll_ms)
                 return NULL;
         }
         pthread_mutex_init(&sy->mu, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&sy->cv, &ca);
+        pthread_cond_init(&sy->moved, &ca);
+        pthread_condattr_destroy(&ca);
+        imap_pool_on_leave(a->pool, sync_leave, sy);
         return sy;
 }
 
@@ -93,9 +152,41 @@ void sync_watch(struct sync *sy, const char *mailbox)
                 sync_wake(sy);
 }
 
-/* Waits on the wake descriptor; true if woken (or told to stop). */
+/* Before our own DELETE or RENAME of mailbox: the watcher moves to INBOX
+ * and this returns once its session has left mailbox, or after LEAVE_MAX_MS:
+ * the thread may be busy (a refresh waiting for the pool session the caller
+ * holds), and the worst that going ahead costs is a server that drops the
+ * watcher's connection, which then reconnects. The wake-up is repeated
+ * because the thread may be between IDLE and its next wait when the first
+ * one comes. */
+static void sync_leave(void *ctx, const char *mailbox, char delim)
+{
+        struct sync *sy = ctx;
+        int64_t deadline = imap_now_ms() + LEAVE_MAX_MS;
+        pthread_mutex_lock(&sy->mu);
+        if (imap_mailbox_within(sy->watched, mailbox, delim)) {
+                free(sy->watched);
+                sy->watched = strdup("INBOX");
+                sync_wake(sy); /* out of the pause before a switch, too */
+        }
+        while (imap_mailbox_within(sy->in, mailbox, delim) && imap_now_ms() < deadline) {
+                pthread_mutex_unlock(&sy->mu);
+                sync_wake(sy);
+                pthread_mutex_lock(&sy->mu);
+                int64_t until = imap_now_ms() + 50;
+                struct timespec ts = {until / 1000, (until % 1000) * 1000000};
+                pthread_cond_timedwait(&sy->moved, &sy->mu, &ts);
+        }
+        pthread_mutex_unlock(&sy->mu);
+}
+
+/* Waits on the wake descriptor; true if woken (or told to stop). A stop
+ * whose wake-up an earlier sync_clear_wake() ate is seen here too: sleeps
+ * can be as long as BACKOFF_MAX_MS. */
 static bool sync_sleep(struct sync *sy, int ms)
 {
+        if (sync_stopping(sy))
+                return true;
         struct pollfd p = {.fd = sy->wake_fd, .events = POLLIN};
         int r = poll(&p, 1, ms);
         sync_clear_wake(sy);
@@ -195,10 +286,16 @@ static int sync_poll(struct sync *sy, const char *watched)
                         continue;
                 uint32_t uv = 0, un = 0, ex = 0;
                 uint64_t ms = 0;
-                if (!sync_listed_id(a, names.v[i], &uv, &un, &ex, &ms))
+                if (!sync_listed_id(a, names.v[i], &uv, &un, &ex, &ms) ||
+                    !imap_retry_due(&sy->bad, names.v[i]))
                         continue;
                 struct imap_status_info st;
                 r = imap_status(sy->s, names.v[i], &st);
+                sync_asked(sy, names.v[i], r);
+                if (r == -ENOENT)
+                        account_forget_mailbox(a, names.v[i]); /* gone: leaves the tree now */
+                if (imap_errno_backoff(r))
+                        break; /* the server asks us to slow down: the rest waits too */
                 if (r < 0)
                         continue;
                 bool changed = st.uidvalidity != uv || st.uidnext != un || st.messages != ex ||
@@ -244,6 +341,10 @@ static void sync_refresh_stale(struct sync *sy, const char *watched)
         if (tree)
                 account_refresh_tree(a, 0);
         for (size_t i = 0; i < names.n; i++) {
+                if (sync_stopping(sy)) {
+                        free(names.v[i]);
+                        continue;
+                }
                 bool stale = false;
                 cache_lock(a->cache);
                 struct cache_mbox *m = cache_mbox_by_raw(a->cache, names.v[i]);
@@ -275,6 +376,7 @@ static void *sync_main(void *arg)
                 if (!sy->s || imap_session_broken(sy->s)) {
                         imap_session_free(sy->s);
                         sy->s = NULL;
+                        sync_set_in(sy, NULL);
                         char err[256];
                         if (imap_session_open(&a->imap, &sy->s, err, sizeof(err)) < 0) {
                                 log_dbg("sync: %s", err);
@@ -298,8 +400,13 @@ static void *sync_main(void *arg)
                  * SELECT a big folder twice at once. Changes meanwhile are
                  * caught by the fresh SELECT below. */
                 const char *cur_sel = sy->s ? imap_session_selected(sy->s) : NULL;
-                if (cur_sel && strcmp(cur_sel, target) != 0)
-                        sync_sleep(sy, SWITCH_DELAY_MS);
+                if (cur_sel && strcmp(cur_sel, target) != 0 && sync_sleep(sy, SWITCH_DELAY_MS)) {
+                        /* Woken: the folder to watch may have changed meanwhile,
+                         * and the wake-up was used up by this sleep. */
+                        free(target);
+                        if (!(target = sync_target(sy)))
+                                continue;
+                }
                 /* A sleep eats the wake-up: look at the stop flag again
                  * before waiting in IDLE. */
                 if (sync_stopping(sy)) {
@@ -310,6 +417,12 @@ static void *sync_main(void *arg)
                         sync_poll(sy, target);
                         next_poll = imap_now_ms() + sy->poll_ms;
                 }
+                /* Each step may have waited out a deadline: no further one
+                 * once we are told to stop. */
+                if (sync_stopping(sy)) {
+                        free(target);
+                        break;
+                }
                 int64_t wait = next_poll - imap_now_ms();
                 if (wait < 0)
                         wait = 0;
@@ -317,8 +430,15 @@ static void *sync_main(void *arg)
                         wait = IDLE_RENEW_MS;
                 struct imap_select_info si;
                 bool changed = false;
+                if (!sync_enter(sy, target)) {
+                        free(target);
+                        continue;
+                }
                 int r =
                     sy->s && !imap_session_broken(sy->s) ? imap_select(sy->s, target, &si) : -EIO;
+                sync_set_in(sy, r == 0 ? target : NULL);
+                if (r == 0)
+                        sync_asked(sy, target, 0);
                 unsigned ev = sy->s ? imap_session_events(sy->s) : 0;
                 /* Changes made before IDLE began (while polling, or before this
                  * folder became the watched one) don't come as pushes: catch
@@ -341,12 +461,16 @@ static void *sync_main(void *arg)
                         sync_refresh_stale(sy, target);
                 else if (r == -ENOENT)
                         sync_watch(sy, "INBOX"); /* the watched folder went away */
-                else if (r < 0 && r != -EPROTO)
-                        sync_sleep(sy, backoff);
+                else if (r < 0)
+                        sync_sleep(sy, r == -EIO ? backoff : sync_asked(sy, target, r));
                 free(target);
         }
         imap_session_free(sy->s);
         sy->s = NULL;
+        pthread_mutex_lock(&sy->mu);
+        sy->finished = true;
+        pthread_cond_broadcast(&sy->cv);
+        pthread_mutex_unlock(&sy->mu);
         return NULL;
 }
 
@@ -354,13 +478,20 @@ int sync_start(struct sync *sy)
 {
         if (!sy || sy->started)
                 return 0;
-        if (pthread_create(&sy->thread, NULL, sync_main, sy) != 0)
+        /* Signals (SIGTERM, SIGINT) must reach the main thread, where
+         * libfuse's loop waits for them. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        int r = pthread_create(&sy->thread, NULL, sync_main, sy);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0)
                 return -EAGAIN;
         sy->started = true;
         return 0;
 }
 
-void sync_free(struct sync *sy)
+void sync_stop(struct sync *sy)
 {
         if (!sy)
                 return;
@@ -368,10 +499,37 @@ void sync_free(struct sync *sy)
         sy->stop = true;
         pthread_mutex_unlock(&sy->mu);
         sync_wake(sy);
+}
+
+bool sync_join_until(struct sync *sy, int64_t deadline_ms)
+{
+        if (!sy || !sy->started)
+                return true;
+        struct timespec ts = {.tv_sec = deadline_ms / 1000,
+                              .tv_nsec = (long)(deadline_ms % 1000) * 1000000};
+        pthread_mutex_lock(&sy->mu);
+        while (!sy->finished)
+                if (pthread_cond_timedwait(&sy->cv, &sy->mu, &ts) == ETIMEDOUT)
+                        break;
+        bool done = sy->finished;
+        pthread_mutex_unlock(&sy->mu);
+        return done;
+}
+
+void sync_free(struct sync *sy)
+{
+        if (!sy)
+                return;
+        sync_stop(sy);
         if (sy->started)
                 pthread_join(sy->thread, NULL);
+        imap_pool_on_leave(sy->a->pool, NULL, NULL);
         close(sy->wake_fd);
         pthread_mutex_destroy(&sy->mu);
+        pthread_cond_destroy(&sy->cv);
+        pthread_cond_destroy(&sy->moved);
         free(sy->watched);
+        free(sy->in);
+        imap_retry_clear(&sy->bad);
         free(sy);
 }

@@ -1,0 +1,127 @@
+/* Files being written: the bytes handed to APPEND, with bare LF turned into
+ * CRLF, from memory and from the temp file, across chunk boundaries; and a
+ * file of more than 2 GiB (sparse, so it costs no disk), which the kernel
+ * can't read with one pread (at most 2 GiB - 4 KiB per call). */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache/staging.h"
+#include "tests/unit/unit_main.h"
+
+static char tmpdir[64];
+
+static void setup(void)
+{
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/imapfs-test-stagingXXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+        char sub[128];
+        snprintf(sub, sizeof(sub), "%s/stage", tmpdir);
+        rmdir(sub);
+        rmdir(tmpdir);
+}
+
+static struct staging *new_staging(size_t mem_max)
+{
+        char sub[128];
+        snprintf(sub, sizeof(sub), "%s/stage", tmpdir);
+        struct staging *st = staging_new(mem_max, sub);
+        ck_assert_ptr_nonnull(st);
+        ck_assert_int_eq(staging_create(st, 7, 1, "new.eml"), 0);
+        return st;
+}
+
+static void take(struct staging *st, char **data, size_t *len)
+{
+        char *flags = NULL;
+        time_t date = 0;
+        ck_assert_int_eq(staging_take(st, 7, data, len, &flags, &date), 0);
+        free(flags);
+}
+
+/* The same bytes give the same CRLF text in memory and from the temp file. */
+START_TEST(test_crlf_memory_and_file)
+{
+        const char in[] = "Subject: a\nX: b\r\n\r\nline\n\nend";
+        const char want[] = "Subject: a\r\nX: b\r\n\r\nline\r\n\r\nend";
+        for (int spill = 0; spill < 2; spill++) {
+                struct staging *st = new_staging(spill ? 4 : 1 << 20);
+                for (size_t i = 0; i < sizeof(in) - 1; i++) /* byte by byte */
+                        ck_assert_int_eq(staging_write(st, 7, in + i, 1, (off_t)i), 0);
+                char *data;
+                size_t len;
+                take(st, &data, &len);
+                ck_assert_uint_eq(len, sizeof(want) - 1);
+                ck_assert_mem_eq(data, want, len);
+                free(data);
+                staging_free(st);
+        }
+}
+END_TEST
+
+/* A CR at the end of one 1 MiB chunk and its LF at the start of the next
+ * are one line end, not a bare LF. */
+START_TEST(test_crlf_across_chunks)
+{
+        struct staging *st = new_staging(16);
+        size_t n = (1u << 20) + 10;
+        char *in = calloc(1, n);
+        memset(in, 'a', n);
+        in[(1u << 20) - 1] = '\r';
+        in[1u << 20] = '\n';
+        in[n - 1] = '\n';
+        ck_assert_int_eq(staging_write(st, 7, in, n, 0), 0);
+        char *data;
+        size_t len;
+        take(st, &data, &len);
+        ck_assert_uint_eq(len, n + 1);
+        ck_assert_mem_eq(data + (1u << 20) - 1, "\r\na", 3);
+        ck_assert_mem_eq(data + len - 2, "\r\n", 2);
+        free(data);
+        free(in);
+        staging_free(st);
+}
+END_TEST
+
+/* 2 GiB and a few bytes: before, the single pread came back short and
+ * close failed with EIO. */
+START_TEST(test_file_over_2gib)
+{
+        struct staging *st = new_staging(4096);
+        const char head[] = "Subject: big\r\n\r\n";
+        const char tail[] = "the end\n";
+        uint64_t off = (2ull << 30) + 5;
+        ck_assert_int_eq(staging_write(st, 7, head, sizeof(head) - 1, 0), 0);
+        ck_assert_int_eq(staging_write(st, 7, tail, sizeof(tail) - 1, (off_t)off), 0);
+        char *data = NULL;
+        size_t len = 0;
+        take(st, &data, &len);
+        ck_assert_uint_eq(len, off + sizeof(tail)); /* the bare LF became CRLF */
+        ck_assert_mem_eq(data, head, sizeof(head) - 1);
+        ck_assert_mem_eq(data + off, "the end\r\n", 9);
+        ck_assert_int_eq(data[1u << 30], 0); /* the hole reads as zeros */
+        ck_assert_int_eq(data[off - 1], 0);
+        free(data);
+        staging_free(st);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("staging");
+        TCase *tc = tcase_create("core");
+        tcase_set_timeout(tc, 120);
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_crlf_memory_and_file);
+        tcase_add_test(tc, test_crlf_across_chunks);
+        tcase_add_test(tc, test_file_over_2gib);
+        suite_add_tcase(s, tc);
+        return unit_run(s);
+}
