@@ -75,6 +75,27 @@ int account_select(struct imap_session *s, const char *mailbox, uint32_t uidvali
         return r;
 }
 
+int account_select_uid(struct imap_session *s, const char *mailbox, uint32_t uidvalidity,
+                       uint32_t uid, struct imap_select_info *si)
+{
+        struct imap_select_info tmp;
+        if (!si)
+                si = &tmp;
+        int r = account_select(s, mailbox, uidvalidity, si);
+        /* A UID at or past what this session has seen was given since it
+         * selected the folder (another connection's APPEND or COPY): the
+         * server answers commands from the session's view, where a COPY of
+         * it copies nothing ("OK No messages found") while a later STORE
+         * and EXPUNGE, sent after the view caught up, do find it. NOOP
+         * brings the view up to date first. */
+        if (r == 0 && (!si->uidnext || uid >= si->uidnext)) {
+                r = imap_noop(s);
+                if (r == 0)
+                        *si = *imap_session_sel_info(s);
+        }
+        return r;
+}
+
 bool account_online(struct account *a)
 {
         if (!imap_pool_down(a->pool))
@@ -405,7 +426,7 @@ struct range_job {
 static int account_range_fetch(struct imap_session *s, void *ctx)
 {
         struct range_job *j = ctx;
-        int r = account_select(s, j->f->mailbox, j->f->uidvalidity, NULL);
+        int r = account_select_uid(s, j->f->mailbox, j->f->uidvalidity, j->f->uid, NULL);
         if (r == 0)
                 r = imap_fetch_range(s, j->f->uid, j->off, j->len, j->buf, &j->got);
         return r;

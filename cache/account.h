@@ -93,6 +93,11 @@ int account_run_write(struct account *a, const char *mailbox, enum imap_pool_use
 int account_select(struct imap_session *s, const char *mailbox, uint32_t uidvalidity,
                    struct imap_select_info *si);
 
+/* The same, and makes sure the session's view of the folder includes uid
+ * (a NOOP when the UID is newer than what the session has seen). */
+int account_select_uid(struct imap_session *s, const char *mailbox, uint32_t uidvalidity,
+                       uint32_t uid, struct imap_select_info *si);
+
 /* False while the server can't be reached (after a failed connect, one more
  * attempt is made here, so the answer turns as soon as it is back). */
 bool account_online(struct account *a);

@@ -337,7 +337,7 @@ static int msg_ref_take(struct cache_msg *msg, struct msg_ref *ref)
 static int write_select_ref(struct imap_session *s, const struct msg_ref *ref,
                             struct imap_select_info *si)
 {
-        return account_select(s, ref->mailbox, ref->uidvalidity, si);
+        return account_select_uid(s, ref->mailbox, ref->uidvalidity, ref->uid, si);
 }
 
 /* Applies a message's removal to the cache once the server confirmed it. */
@@ -370,6 +370,72 @@ static int write_move(struct imap_session *s, void *ctx)
         if (!j->target)
                 return imap_expunge_uid(s, j->ref.uid);
         return imap_move_uid(s, j->ref.uid, j->target, &j->new_uidvalidity, &j->new_uid);
+}
+
+/* The COPY fallback's answer was lost: is the copy in the target? Looked up
+ * by the original's Message-ID (and size), on the session that has the
+ * source selected, which it selects again afterwards. 0 with j->new_uid set
+ * if it is there. A message without a Message-ID can't be found: -EIO. */
+static int write_find_copy(struct imap_session *s, struct move_job *j)
+{
+        char *id = NULL;
+        uint64_t size = 0;
+        int r = imap_fetch_message_id(s, j->ref.uid, &id, &size);
+        if (r == 0 && !id)
+                r = -EIO;
+        uint32_t uid = 0;
+        if (r == 0)
+                r = imap_find_appended(s, j->target, id, size, 0, &uid);
+        free(id);
+        struct imap_select_info si;
+        int rs = write_select_ref(s, &j->ref, &si);
+        if (r == 0 && rs == 0) {
+                j->new_uid = uid;
+                j->new_uidvalidity = 0; /* unknown here: the target is listed again */
+                return 0;
+        }
+        return r < 0 ? r : rs;
+}
+
+/* After a move or removal whose answer was lost with the connection: did it
+ * happen? Asked on a new connection. Gone from its folder: it did (a UID
+ * MOVE is atomic; the COPY fallback removes the original only after the
+ * copy was confirmed). Still there: a UID MOVE did not happen (-ENOENT,
+ * nothing changed); a removal, or the COPY fallback whose copy was
+ * confirmed (COPYUID), is finished now: STORE \Deleted and UID EXPUNGE of
+ * this one UID do the same however often they run, and leaving it half-done
+ * would leave a \Deleted message for another client's EXPUNGE, or two
+ * copies. A COPY whose answer was lost can't be told apart from one that
+ * never ran: unknown (-EIO). */
+static int write_move_verify(struct imap_session *s, void *ctx)
+{
+        struct move_job *j = ctx;
+        struct imap_select_info si;
+        int r = write_select_ref(s, &j->ref, &si);
+        bool present = true;
+        if (r == 0)
+                r = imap_uid_present(s, j->ref.uid, &present);
+        if (r < 0)
+                return r == -ESTALE ? -EIO : r;
+        if (!present)
+                return 0;
+        bool copied = j->target && !imap_session_caps(s)->move && j->new_uid;
+        if (j->target && imap_session_caps(s)->move)
+                return -ENOENT;
+        if (j->target && !copied && write_find_copy(s, j) < 0)
+                return -EIO;
+        log_info("finishing the removal of message %u from %s", j->ref.uid, j->ref.mailbox);
+        r = imap_expunge_uid(s, j->ref.uid);
+        return r == -EIO ? r : r < 0 ? -ENOENT : 0;
+}
+
+/* Runs a change with its check after a lost answer (account_run_write);
+ * EROFS while the server can't be reached, as write_run. */
+static int write_run_verified(struct account *a, const char *mailbox, account_op_fn fn,
+                              account_op_fn verify, void *ctx)
+{
+        int r = account_run_write(a, mailbox, IMAP_POOL_META, fn, verify, ctx);
+        return r == -EIO && imap_pool_down(a->pool) ? -EROFS : r;
 }
 
 /* After a move the server confirmed with COPYUID, the message's node goes
@@ -417,7 +483,7 @@ static int account_move_msg(struct account *a, struct cache_msg *msg, struct cac
         int r = j.target ? msg_ref_take(msg, &j.ref) : -ENOMEM;
         cache_unlock(a->cache);
         if (r == 0)
-                r = write_run(a, j.ref.mailbox, IMAP_POOL_META, write_move, &j);
+                r = write_run_verified(a, j.ref.mailbox, write_move, write_move_verify, &j);
         if (r == 0 && !write_follow_move(a, &j))
                 write_forget_msg(a, &j.ref, j.target);
         free(j.ref.mailbox);
@@ -493,7 +559,7 @@ int account_unlink(struct account *a, uint64_t parent, const char *name)
                 free((char *)j.target);
                 return err;
         }
-        int r = write_run(a, j.ref.mailbox, IMAP_POOL_META, write_move, &j);
+        int r = write_run_verified(a, j.ref.mailbox, write_move, write_move_verify, &j);
         if (r == 0)
                 write_forget_msg(a, &j.ref, j.target);
         else if (r == -ENOENT && j.target)
@@ -603,7 +669,9 @@ int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, siz
                 cache_unlock(a->cache);
         }
         if (r == 0)
-                r = write_run(a, j.ref.mailbox, IMAP_POOL_META, write_flags, &j);
+                /* FLAGS (...) sets the whole set: sending it again after a
+                 * lost answer gives the same flags, so it is its own check. */
+                r = write_run_verified(a, j.ref.mailbox, write_flags, write_flags, &j);
         if (r == 0) {
                 cache_lock(a->cache);
                 struct cache_node *n = cache_node_get(a->cache, msg_id);

@@ -2,8 +2,10 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "imap/header.h"
 #include "imap/ops.h"
 
 struct find_ctx {
@@ -23,6 +25,88 @@ static bool find_search_data(void *vctx, const struct imap_response *r)
                                 c->max = (uint32_t)v->num;
                 }
         return true;
+}
+
+struct msgid_ctx {
+        uint32_t uid;
+        bool found;
+        char *id;
+        uint64_t size;
+};
+
+static bool find_msgid_data(void *vctx, const struct imap_response *r)
+{
+        struct msgid_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        const struct imap_value *size = imap_fetch_item(r->args, "RFC822.SIZE");
+        const struct imap_value *hdr = imap_fetch_item_prefix(r->args, "BODY[HEADER.FIELDS", NULL);
+        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !size ||
+            size->type != IMAP_NUMBER)
+                return false;
+        c->found = true;
+        c->size = size->num;
+        if (hdr && hdr->type == IMAP_STRING && !c->id)
+                c->id = imap_header_field(hdr->s, hdr->len, "Message-ID");
+        return true;
+}
+
+int imap_fetch_message_id(struct imap_session *s, uint32_t uid, char **out, uint64_t *size)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct msgid_ctx c = {uid, false, NULL, 0};
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(
+            &cmd, "UID FETCH %" PRIu32 " (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+            uid);
+        int r = imap_session_cmd(s, &cmd, find_msgid_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r == 0)
+                r = imap_result_errno("UID FETCH (Message-ID)", &res);
+        if (r == 0 && !c.found)
+                r = -ENOENT;
+        if (r < 0) {
+                free(c.id);
+                return r;
+        }
+        /* As a search string: unfolded, no surrounding space. */
+        if (c.id) {
+                size_t o = 0;
+                for (const char *p = c.id; *p; p++)
+                        if (*p != '\r' && *p != '\n')
+                                c.id[o++] = *p == '\t' ? ' ' : *p;
+                while (o && c.id[o - 1] == ' ')
+                        o--;
+                c.id[o] = '\0';
+                if (!*c.id) {
+                        free(c.id);
+                        c.id = NULL;
+                }
+        }
+        *out = c.id;
+        *size = c.size;
+        return 0;
+}
+
+int imap_uid_present(struct imap_session *s, uint32_t uid, bool *present)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct find_ctx c = {0, 0};
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID SEARCH UID %" PRIu32, uid);
+        int r = imap_session_cmd(s, &cmd, find_search_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("UID SEARCH", &res);
+        if (r < 0)
+                return r == -ENOENT ? -EIO : r;
+        /* "UID n" matches the highest UID when n is past it: compare. */
+        *present = c.n > 0 && c.max == uid;
+        return 0;
 }
 
 int imap_find_appended(struct imap_session *s, const char *mailbox, const char *message_id,

@@ -5,6 +5,7 @@
 #ifndef IMAPFS_IMAP_OPS_FIND_H
 #define IMAPFS_IMAP_OPS_FIND_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "imap/session.h"
@@ -17,5 +18,14 @@
  * floor nothing can tell our message from an older copy, so that is -EIO. */
 int imap_find_appended(struct imap_session *s, const char *mailbox, const char *message_id,
                        uint64_t size, uint32_t uid_floor, uint32_t *uid);
+
+/* UID SEARCH UID uid in the selected mailbox: *present tells whether the
+ * message is still there. 0 or -errno. */
+int imap_uid_present(struct imap_session *s, uint32_t uid, bool *present);
+
+/* The Message-ID header of uid in the selected mailbox (unfolded, NULL in
+ * *out if it has none) and its RFC822.SIZE. 0, -ENOENT (no such UID) or
+ * -errno. */
+int imap_fetch_message_id(struct imap_session *s, uint32_t uid, char **out, uint64_t *size);
 
 #endif

@@ -9,6 +9,7 @@
 #include "imap/date.h"
 #include "imap/log.h"
 #include "imap/ops.h"
+#include "imap/ops_find.h"
 
 /* A command with one mailbox argument: "CREATE <mailbox>". */
 static int ops_mailbox_cmd(struct imap_session *s, const char *verb, const char *mailbox)
@@ -365,6 +366,21 @@ int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target,
                 ops_copyuid(res.args, &c.uidvalidity, &c.uid);
         *new_uidvalidity = c.uidvalidity;
         *new_uid = c.uid;
+        if (!c.uid) {
+                /* UIDPLUS servers name the copy (COPYUID). Without it the
+                 * command may have found nothing to act on ("OK No messages
+                 * found": the UID was not in this session's view): nothing
+                 * is confirmed, and the original must never go. */
+                bool present = true;
+                int rp = imap_uid_present(s, uid, &present);
+                if (rp < 0)
+                        return rp;
+                if (caps->move && !present)
+                        return 0; /* moved; where to, the server did not say */
+                log_warn("%s of message %u confirmed no copy: the original stays",
+                         caps->move ? "UID MOVE" : "UID COPY", uid);
+                return -EAGAIN;
+        }
         if (caps->move)
                 return 0;
         /* Copied: only now may the original go. */

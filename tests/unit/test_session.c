@@ -683,6 +683,35 @@ START_TEST(test_move_copy_fallback_failure_unflags_the_original)
 }
 END_TEST
 
+START_TEST(test_copy_confirming_nothing_never_expunges)
+{
+        /* A UID COPY of a UID the session has not seen yet answers "OK No
+         * messages found" without COPYUID: nothing was copied, so the
+         * original must not be flagged or expunged (that lost mail). The
+         * script ends after the check: any STORE or EXPUNGE fails it. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            {"A2 SELECT \"Src\"", 0,
+             "* 1 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
+            {"A3 UID COPY 48 \"Dst\"", 0, "* 2 EXISTS\r\n$T OK No messages found\r\n", 0},
+            {"A4 UID SEARCH UID 48\r", 0, "* SEARCH 48\r\n$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_select_info si;
+        ck_assert_int_eq(imap_select(s, "Src", &si), 0);
+        uint32_t v = 1, u = 1;
+        ck_assert_int_eq(imap_move_uid(s, 48, "Dst", &v, &u), -EAGAIN);
+        ck_assert_uint_eq(u, 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
 START_TEST(test_status_of_another_mailbox_is_an_event)
 {
         /* NOTIFY sends STATUS of any mailbox at any time: only the one that
@@ -1023,6 +1052,7 @@ int main(void)
         tcase_add_test(tc, test_expunge_with_another_uid_vanished_is_not_done);
         tcase_add_test(tc, test_expunge_failure_keeps_a_flag_set_before);
         tcase_add_test(tc, test_move_copy_fallback_failure_unflags_the_original);
+        tcase_add_test(tc, test_copy_confirming_nothing_never_expunges);
         tcase_add_test(tc, test_status_of_another_mailbox_is_an_event);
         tcase_add_test(tc, test_no_with_brace_text_keeps_the_session);
         tcase_add_test(tc, test_long_permanentflags_kept_whole);
