@@ -212,6 +212,24 @@ static const char *main_tmpdir(char *buf, size_t cap)
         return buf;
 }
 
+/* The OAuth2 token command's state: lives as long as the account. */
+static struct token_source main_tokens = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The login secret: a password now, or a token command run per connection. */
+static int main_setup_secret(struct account *a, const struct opts *o, char *err, size_t errlen)
+{
+        if (o->oauth2_token_command) {
+                password_scrub_env();
+                main_tokens.command = o->oauth2_token_command;
+                main_tokens.timeout_ms = a->imap.timeout_ms;
+                a->imap.oauth2_token = password_token;
+                a->imap.token_ctx = &main_tokens;
+                return 0;
+        }
+        a->imap.password = password_get(o->password_command, o->password_file, err, errlen);
+        return a->imap.password ? 0 : -1;
+}
+
 static int main_setup_account(struct fs *fs, const struct opts *o)
 {
         struct account *a = &fs->acct;
@@ -256,8 +274,7 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
                 fprintf(stderr, "imapfs: -o mem_cache= takes a size from 4M up, like 64M\n");
                 return -1;
         }
-        a->imap.password = password_get(o->password_command, o->password_file, err, sizeof(err));
-        if (!a->imap.password) {
+        if (main_setup_secret(a, o, err, sizeof(err)) < 0) {
                 fprintf(stderr, "imapfs: %s\n", err);
                 return -1;
         }

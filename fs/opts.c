@@ -24,6 +24,7 @@ static const struct fuse_opt opts_table[] = {
     OPT("password_command=%s", password_command, 0),
     OPT("password_file=%s", password_file, 0),
     OPT("password=%s", password_inline, 0),
+    OPT("oauth2_token_command=%s", oauth2_token_command, 0),
     OPT("cafile=%s", cafile, 0),
     OPT("names=%s", names, 0),
     OPT("timeout=%u", timeout, 0),
@@ -89,6 +90,11 @@ int opts_parse(struct fuse_args *args, struct opts *o)
                                 "IMAPFS_PASSWORD\n");
                 return -1;
         }
+        if (o->oauth2_token_command && (o->password_command || o->password_file)) {
+                fprintf(stderr, "imapfs: -o oauth2_token_command= replaces the password: give "
+                                "it without password_command or password_file\n");
+                return -1;
+        }
         if (o->names && strcmp(o->names, "uid") != 0 && strcmp(o->names, "readable") != 0) {
                 fprintf(stderr, "imapfs: -o names= takes 'uid' or 'readable'\n");
                 return -1;
@@ -114,6 +120,7 @@ void opts_free(struct opts *o)
         free(o->password_command);
         free(o->password_file);
         free(o->password_inline);
+        free(o->oauth2_token_command);
         free(o->cafile);
         free(o->names);
         free(o->mem_cache);
@@ -133,6 +140,9 @@ void opts_usage(const char *prog)
                "    -o password_command=CMD  run CMD, use the first line of its output\n"
                "    -o password_file=PATH    use the first line of PATH\n"
                "                             (else the environment variable IMAPFS_PASSWORD)\n"
+               "    -o oauth2_token_command=CMD  log in with OAuth2 (OAUTHBEARER or XOAUTH2):\n"
+               "                             CMD prints an access token; it runs for each\n"
+               "                             new connection, within the timeout\n"
                "    -o cafile=PATH           also trust this CA or certificate (PEM)\n"
                "    -o allow_plaintext       with imap://, log in even without STARTTLS\n"
                "    -o names=uid             name messages <UID>.eml (default: readable names)\n"
