@@ -14,6 +14,7 @@
 #include "cache/ahead.h"
 #include "fs/fs.h"
 #include "fs/naming.h"
+#include "fs/config.h"
 #include "fs/opts.h"
 #include "fs/password.h"
 #include "cache/persist.h"
@@ -329,6 +330,12 @@ int main(int argc, char *argv[])
 
         signal(SIGPIPE, SIG_IGN);
         memset(&fo, 0, sizeof(fo));
+        memset(&o, 0, sizeof(o));
+        char cerr[1024];
+        if (config_apply(&args, cerr, sizeof(cerr)) < 0) {
+                fprintf(stderr, "imapfs: %s\n", cerr);
+                goto out_args;
+        }
         if (opts_parse(&args, &o) < 0)
                 goto out_args;
         if (o.show_help) {
@@ -348,7 +355,7 @@ int main(int argc, char *argv[])
                 goto out_args;
         if (!o.url || !fo.mountpoint) {
                 fprintf(stderr, "imapfs: usage: imapfs [options] imaps://USER@HOST[:PORT] "
-                                "MOUNTPOINT (see --help)\n");
+                                "MOUNTPOINT, or ACCOUNT MOUNTPOINT (see --help)\n");
                 goto out_args;
         }
         log_init(false, o.debug);

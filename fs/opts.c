@@ -133,8 +133,12 @@ void opts_usage(const char *prog)
 {
         printf("usage: %s [options] imaps://USER@HOST[:PORT] MOUNTPOINT\n"
                "       %s [options] imap://USER@HOST[:PORT] MOUNTPOINT   (STARTTLS)\n"
+               "       %s [options] ACCOUNT MOUNTPOINT   ([ACCOUNT] of the config file)\n"
                "\n"
                "Mounts an IMAP account: folders are directories, messages are .eml files.\n"
+               "The config file is $XDG_CONFIG_HOME/imapfs/config (~/.config/imapfs/config):\n"
+               "a section [ACCOUNT] with url = imaps://... and the -o options as KEY = VALUE\n"
+               "(flags as KEY = yes); options on the command line override it.\n"
                "\n"
                "imapfs options:\n"
                "    -o password_command=CMD  run CMD, use the first line of its output\n"
@@ -159,7 +163,7 @@ void opts_usage(const char *prog)
                "    -h, --help               this help\n"
                "    -V, --version            version\n"
                "\n",
-               prog, prog);
+               prog, prog, prog);
 }
 
 static int opts_unescape(const char *s, size_t len, char *out, size_t cap)
