@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tap  # noqa: E402
-from common import D, I, read_file  # noqa: E402
+from common import D, I, read_file, sh  # noqa: E402
 
 SRV = None
 TMP = None
@@ -154,6 +154,79 @@ class TestConfig(Base):
     def test_writable_by_others_refused(self):
         self.write_config(self.section(), mode=0o622)
         self.refused(r"writable by others")
+
+
+class TestEntryPoints(Base):
+    """What the fstab line does: mount(8) runs mount.fuse3 (mount.fuse), which runs
+    `imapfs SOURCE MOUNTPOINT -o OPTIONS` through /bin/sh. mount(8) gives its helpers no PATH
+    of the caller's, so `-t fuse.imapfs` needs imapfs installed in /usr/local/bin or /usr/bin,
+    which a test must not do: mount.fuse3 is run directly with a PATH holding a symlink named
+    imapfs, and mount(8) itself with `-t fuse` and the binary's absolute path (PROG#SOURCE)."""
+
+    def setUp(self):
+        super().setUp()
+        self.bindir = os.path.join(self.dir, "bin")
+        os.makedirs(self.bindir)
+        os.symlink(I.check_bin(), os.path.join(self.bindir, "imapfs"))
+        self.mp = os.path.join(self.dir, "mnt")
+        os.makedirs(self.mp)
+        self.addCleanup(self.unmount)
+
+    def unmount(self):
+        if I.is_mounted(self.mp):
+            sh(["fusermount3", "-u", self.mp])
+        I.wait_for(lambda: not I.pids_for_mountpoint(self.mp), 15, what="imapfs to exit")
+
+    def run_mount(self, argv):
+        env = {"PATH": self.bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin"),
+               "XDG_CONFIG_HOME": self.xdg}
+        rc, out, err = I.run(argv, env=env, timeout=45)
+        self.assertEqual(rc, 0, "mount failed: %s %s" % (out, err))
+        self.assertTrue(I.is_mounted(self.mp))
+        return I.mount_entry(self.mp)
+
+    def opts(self):
+        # What an fstab line carries besides imapfs's options; a command with a space.
+        return ("noauto,user,_netdev,cafile=%s,password_command=cat %s"
+                % (SRV.cafile, SRV.password_file))
+
+    def test_mount_fuse3_as_fuse_imapfs(self):
+        e = self.run_mount(["mount.fuse3", self.url(), self.mp, "-o", self.opts(),
+                            "-t", "fuse.imapfs"])
+        self.assertEqual(e[2], "fuse.imapfs")
+        self.assertIn("INBOX", os.listdir(self.mp))
+
+    def test_mount_fuse3_config_account(self):
+        self.write_config(self.section())
+        e = self.run_mount(["mount.fuse3", "work", self.mp, "-o", "noauto,user,_netdev",
+                            "-t", "fuse.imapfs"])
+        self.assertIn("alice@127.0.0.1", e[0])
+        self.assertIn("INBOX", os.listdir(self.mp))
+
+    def test_mount_8(self):
+        e = self.run_mount(["mount", "-t", "fuse", I.check_bin() + "#" + self.url(), self.mp,
+                            "-o", self.opts()])
+        self.assertEqual(e[2], "fuse.imapfs")
+        self.assertIn("INBOX", os.listdir(self.mp))
+
+
+class TestDocs(unittest.TestCase):
+    def test_help_man_page_and_readme_agree(self):
+        rc, out, err = I.run([I.check_bin(), "--help"])
+        self.assertEqual(rc, 0)
+        ours = out.split("FUSE options:")[0]
+        names = set(re.findall(r"^\s+-o (\w+)", ours, re.M))
+        self.assertIn("oauth2_token_command", names)
+        with open(os.path.join(I.SRC, "imapfs.1.scd")) as f:
+            man = f.read()
+        with open(os.path.join(I.SRC, "README.md")) as f:
+            readme = f.read()
+        for n in sorted(names):
+            self.assertTrue("*-o " + n in man, "%s is in --help but not in imapfs.1.scd" % n)
+            self.assertTrue("`-o " + n in readme, "%s is in --help but not in README.md" % n)
+        for n in re.findall(r"^\*-o (\w+)", man, re.M):
+            if n not in ("ro",):
+                self.assertIn(n, names, "%s is in imapfs.1.scd but not in --help" % n)
 
 
 if __name__ == "__main__":
