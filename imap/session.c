@@ -979,6 +979,59 @@ broken:
         return -EIO;
 }
 
+/* ENABLE's answer: what the server really turned on (RFC 5161 §3.2). */
+static bool session_enabled_data(void *ctx, const struct imap_response *r)
+{
+        struct imap_caps *on = ctx;
+        if (!session_is(r, "ENABLED"))
+                return false;
+        for (const struct imap_value *v = r->args; v; v = v->next) {
+                if (v->type != IMAP_ATOM)
+                        continue;
+                if (strcasecmp(v->s, "QRESYNC") == 0)
+                        on->qresync = on->condstore = true; /* QRESYNC implies CONDSTORE */
+                else if (strcasecmp(v->s, "CONDSTORE") == 0)
+                        on->condstore = true;
+        }
+        return true;
+}
+
+static int session_enable_one(struct imap_session *s, const char *what, struct imap_caps *on)
+{
+        struct imap_cmd c;
+        struct imap_result res;
+        imap_session_cmd_init(s, &c);
+        imap_cmd_add(&c, "ENABLE %s", what);
+        int r = imap_session_cmd(s, &c, session_enabled_data, on, &res);
+        imap_cmd_free(&c);
+        return r;
+}
+
+/* CONDSTORE on: SELECT then reports HIGHESTMODSEQ, which STATUS can be
+ * compared with to see flag changes too, and a listing can be brought up to
+ * date with CHANGEDSINCE. QRESYNC adds VANISHED: which UIDs went, not just
+ * how many. QRESYNC counts only once the server answers "* ENABLED QRESYNC":
+ * some advertise it and don't turn it on (iCloud), and would then answer a
+ * SELECT (QRESYNC ...) with BAD or without VANISHED. */
+static int session_enable(struct imap_session *s)
+{
+        struct imap_caps on = {0};
+        if (!s->caps.enable || !(s->caps.condstore || s->caps.qresync))
+                return 0;
+        if (s->caps.qresync) {
+                if (session_enable_one(s, "QRESYNC", &on) < 0)
+                        return -EIO;
+                if (!on.qresync) {
+                        log_dbg("%s: %s advertises QRESYNC but did not enable it: working without",
+                                s->who, s->acct->host);
+                        s->caps.qresync = false;
+                }
+        }
+        if (!on.condstore && s->caps.condstore && session_enable_one(s, "CONDSTORE", &on) < 0)
+                return -EIO;
+        return 0;
+}
+
 int imap_session_open(const struct imap_account *a, struct imap_session **out, char *err,
                       size_t errlen)
 {
@@ -1027,18 +1080,10 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
                 if (r < 0)
                         goto fail;
         }
-        if (s->caps.enable && (s->caps.condstore || s->caps.qresync)) {
-                /* CONDSTORE on: SELECT then reports HIGHESTMODSEQ, which
-                 * STATUS can be compared with to see flag changes too, and a
-                 * listing can be brought up to date with CHANGEDSINCE.
-                 * QRESYNC adds VANISHED: which UIDs went, not just how many. */
-                struct imap_result res;
-                if (session_simple(s, s->caps.qresync ? "ENABLE QRESYNC" : "ENABLE CONDSTORE",
-                                   &res) < 0) {
-                        snprintf(err, errlen, "connection to %s lost after login", a->host);
-                        r = -EIO;
-                        goto fail;
-                }
+        if (session_enable(s) < 0) {
+                snprintf(err, errlen, "connection to %s lost after login", a->host);
+                r = -EIO;
+                goto fail;
         }
         log_dbg("%s: logged in to %s as %s", s->who, a->host, a->user);
         s->ncmds = 0;

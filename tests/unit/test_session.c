@@ -1172,6 +1172,56 @@ START_TEST(test_oauth_not_offered)
 }
 END_TEST
 
+START_TEST(test_qresync_only_after_enabled)
+{
+        /* iCloud advertises QRESYNC and doesn't turn it on: without "* ENABLED
+         * QRESYNC" it isn't used, and CONDSTORE is asked for instead. */
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC] hi\r\n", 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC] ok\r\n", 0},
+            {"ENABLE QRESYNC", 0, "$T OK nothing enabled\r\n", 0},
+            {"ENABLE CONDSTORE", 0, "* ENABLED CONDSTORE\r\n$T OK\r\n", 0},
+            {"NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        fake_start(&f, script);
+        a = fake_acct(f.port, "pw", true);
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        ck_assert(!imap_session_caps(s)->qresync);
+        ck_assert(imap_session_caps(s)->condstore);
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_qresync_enabled)
+{
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC] hi\r\n", 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC] ok\r\n", 0},
+            {"ENABLE QRESYNC", 0, "* ENABLED QRESYNC\r\n$T OK\r\n", 0},
+            {"NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        fake_start(&f, script);
+        a = fake_acct(f.port, "pw", true);
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        ck_assert(imap_session_caps(s)->qresync);
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
 int main(void)
 {
         signal(SIGPIPE, SIG_IGN); /* the fake server may write to a closed client */
@@ -1212,6 +1262,8 @@ int main(void)
         tcase_add_test(tc, test_xoauth2_refused_twice_fails_with_reason);
         tcase_add_test(tc, test_oauth_token_command_failure);
         tcase_add_test(tc, test_oauth_not_offered);
+        tcase_add_test(tc, test_qresync_only_after_enabled);
+        tcase_add_test(tc, test_qresync_enabled);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
