@@ -25,15 +25,25 @@ static const struct {
         const char *key;
         enum config_kind kind;
 } config_keys[] = {
-    {"url", CK_STRING},           {"password_command", CK_STRING},
-    {"password_file", CK_PATH},   {"oauth2_token_command", CK_STRING},
-    {"cafile", CK_PATH},          {"names", CK_STRING},
-    {"timeout", CK_NUMBER},       {"connections", CK_NUMBER},
-    {"mem_cache", CK_STRING},     {"trash", CK_STRING},
-    {"poll", CK_NUMBER},          {"cache", CK_YESNO},
-    {"cache_dir", CK_PATH},       {"cache_size", CK_STRING},
-    {"allow_plaintext", CK_FLAG}, {"ro", CK_FLAG},
-    {"allow_other", CK_FLAG},     {"default_permissions", CK_FLAG},
+    {"url", CK_STRING},
+    {"password_command", CK_STRING},
+    {"password_file", CK_PATH},
+    {"oauth2_token_command", CK_STRING},
+    {"cafile", CK_PATH},
+    {"names", CK_STRING},
+    {"timeout", CK_NUMBER},
+    {"connections", CK_NUMBER},
+    {"mem_cache", CK_STRING},
+    {"trash", CK_STRING},
+    {"poll", CK_NUMBER},
+    {"cache", CK_YESNO},
+    {"cache_dir", CK_PATH},
+    {"cache_size", CK_STRING},
+    {"exclude", CK_STRING},
+    {"allow_plaintext", CK_FLAG},
+    {"ro", CK_FLAG},
+    {"allow_other", CK_FLAG},
+    {"default_permissions", CK_FLAG},
 };
 
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

@@ -246,6 +246,7 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
         a->opts.names_uid = o->names && strcmp(o->names, "uid") == 0;
         a->opts.connections = o->connections;
         a->opts.read_only = o->read_only;
+        a->opts.exclude = o->exclude;
         fs->read_only = o->read_only;
         if (o->trash) {
                 /* Given as the folder's name in UTF-8; the server knows it in

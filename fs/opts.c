@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache/exclude.h"
 #include "imap/session.h"
 
 enum { KEY_HELP, KEY_VERSION, KEY_DEBUG, KEY_RO };
@@ -26,6 +27,7 @@ static const struct fuse_opt opts_table[] = {
     OPT("password=%s", password_inline, 0),
     OPT("oauth2_token_command=%s", oauth2_token_command, 0),
     OPT("cafile=%s", cafile, 0),
+    OPT("exclude=%s", exclude, 0),
     OPT("names=%s", names, 0),
     OPT("timeout=%u", timeout, 0),
     OPT("connections=%u", connections, 0),
@@ -95,6 +97,10 @@ int opts_parse(struct fuse_args *args, struct opts *o)
                                 "it without password_command or password_file\n");
                 return -1;
         }
+        if (o->exclude && !exclude_valid(o->exclude)) {
+                fprintf(stderr, "imapfs: -o exclude= takes PATTERN[:PATTERN...]\n");
+                return -1;
+        }
         if (o->names && strcmp(o->names, "uid") != 0 && strcmp(o->names, "readable") != 0) {
                 fprintf(stderr, "imapfs: -o names= takes 'uid' or 'readable'\n");
                 return -1;
@@ -121,6 +127,7 @@ void opts_free(struct opts *o)
         free(o->password_file);
         free(o->password_inline);
         free(o->oauth2_token_command);
+        free(o->exclude);
         free(o->cafile);
         free(o->names);
         free(o->mem_cache);
@@ -158,6 +165,9 @@ void opts_usage(const char *prog)
                "    -o cache=no              no persistent cache (default: on)\n"
                "    -o cache_dir=PATH        where it is (default $XDG_CACHE_HOME/imapfs/...)\n"
                "    -o cache_size=SIZE       message content kept on disk (default 1G)\n"
+               "    -o exclude=PATTERN[:PATTERN...]  hide these folders (a glob on the\n"
+               "                             name, '/' between levels; Gmail:\n"
+               "                             exclude=[Gmail]/All Mail:[Gmail]/Important)\n"
                "    -o trash=FOLDER|none     where rm moves messages (default: the server's\n"
                "                             \\Trash folder if it has one; none: expunge)\n"
                "    -h, --help               this help\n"

@@ -210,6 +210,41 @@ class TestEntryPoints(Base):
         self.assertIn("INBOX", os.listdir(self.mp))
 
 
+class TestExclude(Base):
+    """-o exclude= (issue 10): Gmail's All Mail holds every message once more."""
+
+    @classmethod
+    def setUpClass(cls):
+        for name in ("[Gmail]/All Mail", "[Gmail]/Important", "[Gmail]/Sent Mail",
+                     "Work/Old/Deep", "Work/New", "Entwürfe"):
+            SRV.create_mailbox(name)
+
+    def test_exclude_option(self):
+        m = I.Mount(self.url(), opts={"cafile": SRV.cafile, "password_file": SRV.password_file,
+                                      "exclude": "[Gmail]/All Mail:[Gmail]/Important:Work/O*"})
+        self.addCleanup(m.cleanup)
+        m.mount()
+        self.assertEqual(sorted(os.listdir(os.path.join(m.mp, "[Gmail]"))), ["Sent Mail"])
+        self.assertEqual(sorted(os.listdir(os.path.join(m.mp, "Work"))), ["New"])
+        self.assertIn("Entwürfe", os.listdir(m.mp))
+        self.assertFalse(os.path.exists(os.path.join(m.mp, "[Gmail]", "All Mail")))
+        self.assertFalse(os.path.exists(os.path.join(m.mp, "Work", "Old", "Deep")))
+        m.unmount()
+
+    def test_exclude_in_config(self):
+        self.write_config(self.section(extra="exclude = Entw?rfe:[Gmail]/*\n"))
+        m = self.mount()
+        names = os.listdir(m.mp)
+        self.assertNotIn("Entwürfe", names)
+        self.assertEqual(os.listdir(os.path.join(m.mp, "[Gmail]")), [])
+        self.assertIn("Work", names)
+        m.unmount()
+
+    def test_exclude_empty_refused(self):
+        self.write_config(self.section(extra="exclude = :\n"))
+        self.refused(r"-o exclude= takes PATTERN")
+
+
 class TestDocs(unittest.TestCase):
     def test_help_man_page_and_readme_agree(self):
         rc, out, err = I.run([I.check_bin(), "--help"])
