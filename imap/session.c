@@ -887,8 +887,8 @@ static int session_login_oauth(struct imap_session *s, char *err, size_t errlen)
                          a->host);
                 return -EACCES;
         }
-        struct imap_result res;
-        char detail[96];
+        struct imap_result res, refused;
+        char detail[96], refused_detail[96];
         for (int attempt = 0; attempt < 2; attempt++) {
                 char *token = a->oauth2_token(a->token_ctx, attempt > 0, err, errlen);
                 if (!token)
@@ -901,6 +901,13 @@ static int session_login_oauth(struct imap_session *s, char *err, size_t errlen)
                         return -ENOMEM;
                 int r = session_authenticate(s, m, ir, &res, detail, sizeof(detail));
                 auth_free(ir);
+                if (r == -EIO && attempt > 0) {
+                        /* Hung up after refusing the first token: its reason
+                         * is the one to give. */
+                        session_login_failed(s, session_mechs[m].name, &refused, refused_detail,
+                                             err, errlen);
+                        return -EACCES;
+                }
                 if (r < 0) {
                         snprintf(err, errlen, "connection to %s lost during login", a->host);
                         return r == -ENOMEM ? r : -EIO;
@@ -909,6 +916,8 @@ static int session_login_oauth(struct imap_session *s, char *err, size_t errlen)
                         return 0;
                 if (res.status != IMAP_ST_NO)
                         break;
+                refused = res;
+                memcpy(refused_detail, detail, sizeof(detail));
                 log_dbg("%s: %s refused the token (%s%s%s)%s", s->who, session_mechs[m].name,
                         res.text, *detail ? ", " : "", detail,
                         attempt == 0 ? ": running oauth2_token_command again" : "");

@@ -1222,6 +1222,27 @@ START_TEST(test_qresync_enabled)
 }
 END_TEST
 
+START_TEST(test_oauth_hangup_after_refusal_keeps_the_reason)
+{
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2 SASL-IR] hi\r\n", 0},
+            {"A1 AUTHENTICATE XOAUTH2 ", 0,
+             "+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJtYWlsIn0=\r\n", 0},
+            {NULL, 2, "A1 NO AUTHENTICATE failed.\r\n", 0},
+            {"A2 AUTHENTICATE XOAUTH2 ", 0, NULL, 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct tokens t = {.tokens = {"tok1", "tok2"}};
+        struct imap_session *s;
+        char err[512];
+        ck_assert_int_eq(open_oauth(&f, script, &t, err, sizeof(err), &s), -EACCES);
+        ck_assert_int_eq(t.calls, 2);
+        ck_assert_ptr_nonnull(strstr(err, "AUTHENTICATE failed."));
+        ck_assert_ptr_nonnull(strstr(err, "IMAP.AccessAsUser.All"));
+}
+END_TEST
+
 int main(void)
 {
         signal(SIGPIPE, SIG_IGN); /* the fake server may write to a closed client */
@@ -1264,6 +1285,7 @@ int main(void)
         tcase_add_test(tc, test_oauth_not_offered);
         tcase_add_test(tc, test_qresync_only_after_enabled);
         tcase_add_test(tc, test_qresync_enabled);
+        tcase_add_test(tc, test_oauth_hangup_after_refusal_keeps_the_reason);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
