@@ -862,7 +862,7 @@ static void session_login_failed(struct imap_session *s, const char *mech,
         const char *why = auth_explain(res->text);
         snprintf(err, errlen, "login as %s%s%s failed: %s%s%s%s%s%s", s->acct->user,
                  mech ? " with " : "", mech ? mech : "", res->code[0] ? "[" : "", res->code,
-                 res->code[0] ? "] " : "", res->text, *detail ? " — " : "", detail);
+                 res->code[0] ? "] " : "", res->text, *detail ? "; " : "", detail);
         if (why) {
                 size_t n = strlen(err);
                 snprintf(err + n, errlen - n, " (%s)", why);
