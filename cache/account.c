@@ -7,6 +7,7 @@
 
 #include "cache/store.h"
 #include "cache/ahead.h"
+#include "cache/exclude.h"
 #include "cache/persist.h"
 #include "imap/array.h"
 #include "imap/conn.h"
@@ -301,10 +302,12 @@ int account_refresh_tree(struct account *a, int max_age_ms)
         if (r == 0 && current) {
                 cache_tree_begin(a->cache);
                 for (size_t i = 0; i < t.n; i++) {
-                        cache_tree_add(a->cache, t.v[i].raw, t.v[i].delim, t.v[i].attrs,
-                                       account_decode_component, a);
                         if (!a->hier_delim)
                                 a->hier_delim = t.v[i].delim;
+                        if (exclude_match(a->opts.exclude, t.v[i].raw, t.v[i].delim))
+                                continue;
+                        cache_tree_add(a->cache, t.v[i].raw, t.v[i].delim, t.v[i].attrs,
+                                       account_decode_component, a);
                 }
                 cache_tree_end(a->cache);
                 a->tree_checked_ms = imap_now_ms();

@@ -44,6 +44,7 @@ struct account_opts {
          * "" = none (expunge); else that folder's server name (modified UTF-7). */
         char *trash;
         bool offline_ok; /* a cache is there: mount even if the server is away */
+        const char *exclude; /* -o exclude=: folders hidden from the tree (cache/exclude.h) */
 };
 
 struct account {

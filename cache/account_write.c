@@ -356,7 +356,10 @@ static void write_forget_msg(struct account *a, const struct msg_ref *ref, const
 
 struct move_job {
         struct msg_ref ref;
-        const char *target;                /* NULL: expunge */
+        const char *target; /* NULL: expunge */
+        /* Gmail: unlink in a label folder takes the label off (see
+         * account_unlink); set when that is what happened. */
+        bool label, label_taken;
         uint32_t new_uidvalidity, new_uid; /* where it went (COPYUID) */
 };
 
@@ -367,6 +370,10 @@ static int write_move(struct imap_session *s, void *ctx)
         int r = write_select_ref(s, &j->ref, &si);
         if (r < 0)
                 return r;
+        if (j->label && imap_session_caps(s)->gmail) {
+                j->label_taken = true;
+                return imap_expunge_uid(s, j->ref.uid);
+        }
         if (!j->target)
                 return imap_expunge_uid(s, j->ref.uid);
         return imap_move_uid(s, j->ref.uid, j->target, &j->new_uidvalidity, &j->new_uid);
@@ -552,6 +559,12 @@ int account_unlink(struct account *a, uint64_t parent, const char *name)
                         free((char *)j.target);
                         j.target = NULL;
                 }
+                /* On Gmail a folder is a label: moving a message from it to
+                 * the trash would delete it from every label, and expunging it
+                 * only takes this label off (the message stays in All Mail).
+                 * So by default rm expunges in a label folder, and moves to
+                 * the trash only from All Mail (\All). */
+                j.label = j.target && !a->opts.trash && !(p->attrs & IMAP_MBX_ALL);
         }
         cache_unlock(a->cache);
         if (!msg || err < 0) {
@@ -561,8 +574,8 @@ int account_unlink(struct account *a, uint64_t parent, const char *name)
         }
         int r = write_run_verified(a, j.ref.mailbox, write_move, write_move_verify, &j);
         if (r == 0)
-                write_forget_msg(a, &j.ref, j.target);
-        else if (r == -ENOENT && j.target)
+                write_forget_msg(a, &j.ref, j.label_taken ? NULL : j.target);
+        else if (r == -ENOENT && j.target && !j.label_taken)
                 log_warn("trash folder %s does not exist on the server", j.target);
         free(j.ref.mailbox);
         free((char *)j.target);

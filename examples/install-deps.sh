@@ -7,6 +7,8 @@ pkgs=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev
       check openssl attr python3 dovecot-imapd dovecot-core)
 # LMDB: the persistent cache (liblmdb-dev) and its tests' independent reader (lmdb-utils).
 pkgs+=(liblmdb-dev lmdb-utils)
+# The man page (imapfs.1.scd); meson skips it without scdoc.
+pkgs+=(scdoc)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

@@ -14,6 +14,7 @@
 #include "cache/ahead.h"
 #include "fs/fs.h"
 #include "fs/naming.h"
+#include "fs/config.h"
 #include "fs/opts.h"
 #include "fs/password.h"
 #include "cache/persist.h"
@@ -212,6 +213,24 @@ static const char *main_tmpdir(char *buf, size_t cap)
         return buf;
 }
 
+/* The OAuth2 token command's state: lives as long as the account. */
+static struct token_source main_tokens = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* The login secret: a password now, or a token command run per connection. */
+static int main_setup_secret(struct account *a, const struct opts *o, char *err, size_t errlen)
+{
+        if (o->oauth2_token_command) {
+                password_scrub_env();
+                main_tokens.command = o->oauth2_token_command;
+                main_tokens.timeout_ms = a->imap.timeout_ms;
+                a->imap.oauth2_token = password_token;
+                a->imap.token_ctx = &main_tokens;
+                return 0;
+        }
+        a->imap.password = password_get(o->password_command, o->password_file, err, errlen);
+        return a->imap.password ? 0 : -1;
+}
+
 static int main_setup_account(struct fs *fs, const struct opts *o)
 {
         struct account *a = &fs->acct;
@@ -227,6 +246,7 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
         a->opts.names_uid = o->names && strcmp(o->names, "uid") == 0;
         a->opts.connections = o->connections;
         a->opts.read_only = o->read_only;
+        a->opts.exclude = o->exclude;
         fs->read_only = o->read_only;
         if (o->trash) {
                 /* Given as the folder's name in UTF-8; the server knows it in
@@ -256,8 +276,7 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
                 fprintf(stderr, "imapfs: -o mem_cache= takes a size from 4M up, like 64M\n");
                 return -1;
         }
-        a->imap.password = password_get(o->password_command, o->password_file, err, sizeof(err));
-        if (!a->imap.password) {
+        if (main_setup_secret(a, o, err, sizeof(err)) < 0) {
                 fprintf(stderr, "imapfs: %s\n", err);
                 return -1;
         }
@@ -312,6 +331,12 @@ int main(int argc, char *argv[])
 
         signal(SIGPIPE, SIG_IGN);
         memset(&fo, 0, sizeof(fo));
+        memset(&o, 0, sizeof(o));
+        char cerr[1024];
+        if (config_apply(&args, cerr, sizeof(cerr)) < 0) {
+                fprintf(stderr, "imapfs: %s\n", cerr);
+                goto out_args;
+        }
         if (opts_parse(&args, &o) < 0)
                 goto out_args;
         if (o.show_help) {
@@ -331,7 +356,7 @@ int main(int argc, char *argv[])
                 goto out_args;
         if (!o.url || !fo.mountpoint) {
                 fprintf(stderr, "imapfs: usage: imapfs [options] imaps://USER@HOST[:PORT] "
-                                "MOUNTPOINT (see --help)\n");
+                                "MOUNTPOINT, or ACCOUNT MOUNTPOINT (see --help)\n");
                 goto out_args;
         }
         log_init(false, o.debug);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache/exclude.h"
 #include "imap/session.h"
 
 enum { KEY_HELP, KEY_VERSION, KEY_DEBUG, KEY_RO };
@@ -24,7 +25,9 @@ static const struct fuse_opt opts_table[] = {
     OPT("password_command=%s", password_command, 0),
     OPT("password_file=%s", password_file, 0),
     OPT("password=%s", password_inline, 0),
+    OPT("oauth2_token_command=%s", oauth2_token_command, 0),
     OPT("cafile=%s", cafile, 0),
+    OPT("exclude=%s", exclude, 0),
     OPT("names=%s", names, 0),
     OPT("timeout=%u", timeout, 0),
     OPT("connections=%u", connections, 0),
@@ -89,6 +92,15 @@ int opts_parse(struct fuse_args *args, struct opts *o)
                                 "IMAPFS_PASSWORD\n");
                 return -1;
         }
+        if (o->oauth2_token_command && (o->password_command || o->password_file)) {
+                fprintf(stderr, "imapfs: -o oauth2_token_command= replaces the password: give "
+                                "it without password_command or password_file\n");
+                return -1;
+        }
+        if (o->exclude && !exclude_valid(o->exclude)) {
+                fprintf(stderr, "imapfs: -o exclude= takes PATTERN[:PATTERN...]\n");
+                return -1;
+        }
         if (o->names && strcmp(o->names, "uid") != 0 && strcmp(o->names, "readable") != 0) {
                 fprintf(stderr, "imapfs: -o names= takes 'uid' or 'readable'\n");
                 return -1;
@@ -114,6 +126,8 @@ void opts_free(struct opts *o)
         free(o->password_command);
         free(o->password_file);
         free(o->password_inline);
+        free(o->oauth2_token_command);
+        free(o->exclude);
         free(o->cafile);
         free(o->names);
         free(o->mem_cache);
@@ -126,13 +140,20 @@ void opts_usage(const char *prog)
 {
         printf("usage: %s [options] imaps://USER@HOST[:PORT] MOUNTPOINT\n"
                "       %s [options] imap://USER@HOST[:PORT] MOUNTPOINT   (STARTTLS)\n"
+               "       %s [options] ACCOUNT MOUNTPOINT   ([ACCOUNT] of the config file)\n"
                "\n"
                "Mounts an IMAP account: folders are directories, messages are .eml files.\n"
+               "The config file is $XDG_CONFIG_HOME/imapfs/config (~/.config/imapfs/config):\n"
+               "a section [ACCOUNT] with url = imaps://... and the -o options as KEY = VALUE\n"
+               "(flags as KEY = yes); options on the command line override it.\n"
                "\n"
                "imapfs options:\n"
                "    -o password_command=CMD  run CMD, use the first line of its output\n"
                "    -o password_file=PATH    use the first line of PATH\n"
                "                             (else the environment variable IMAPFS_PASSWORD)\n"
+               "    -o oauth2_token_command=CMD  log in with OAuth2 (OAUTHBEARER or XOAUTH2):\n"
+               "                             CMD prints an access token; it runs for each\n"
+               "                             new connection, within the timeout\n"
                "    -o cafile=PATH           also trust this CA or certificate (PEM)\n"
                "    -o allow_plaintext       with imap://, log in even without STARTTLS\n"
                "    -o names=uid             name messages <UID>.eml (default: readable names)\n"
@@ -144,12 +165,15 @@ void opts_usage(const char *prog)
                "    -o cache=no              no persistent cache (default: on)\n"
                "    -o cache_dir=PATH        where it is (default $XDG_CACHE_HOME/imapfs/...)\n"
                "    -o cache_size=SIZE       message content kept on disk (default 1G)\n"
+               "    -o exclude=PATTERN[:PATTERN...]  hide these folders (a glob on the\n"
+               "                             name, '/' between levels; Gmail:\n"
+               "                             exclude=[Gmail]/All Mail:[Gmail]/Important)\n"
                "    -o trash=FOLDER|none     where rm moves messages (default: the server's\n"
                "                             \\Trash folder if it has one; none: expunge)\n"
                "    -h, --help               this help\n"
                "    -V, --version            version\n"
                "\n",
-               prog, prog);
+               prog, prog, prog);
 }
 
 static int opts_unescape(const char *s, size_t len, char *out, size_t cap)

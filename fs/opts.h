@@ -13,6 +13,8 @@ struct opts {
         char *password_command;
         char *password_file;
         char *password_inline; /* refused: only caught to say why */
+        char *oauth2_token_command;
+        char *exclude;
         char *cafile;
         char *names;
         char *mem_cache;

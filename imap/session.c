@@ -1,6 +1,7 @@
 #include "imap/session.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "imap/auth.h"
 #include "imap/conn.h"
 #include <poll.h>
 #include "imap/log.h"
@@ -244,6 +246,9 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"AUTH=PLAIN", offsetof(struct imap_caps, auth_plain)},
             {"SASL-IR", offsetof(struct imap_caps, sasl_ir)},
             {"UNSELECT", offsetof(struct imap_caps, unselect)},
+            {"AUTH=XOAUTH2", offsetof(struct imap_caps, auth_xoauth2)},
+            {"AUTH=OAUTHBEARER", offsetof(struct imap_caps, auth_oauthbearer)},
+            {"X-GM-EXT-1", offsetof(struct imap_caps, gmail)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)
@@ -757,70 +762,284 @@ broken:
         return -EIO;
 }
 
-static int session_login(struct imap_session *s, char *err, size_t errlen)
+/* The SASL mechanisms we speak (imap/auth_*.c), best first among those
+ * using the same secret. after: how a client answers a challenge that follows
+ * its initial response, i.e. the server's report of a failure. OAUTHBEARER
+ * wants the dummy response %x01 (RFC 7628 §3.2.3), XOAUTH2 an empty line
+ * (Google's XOAUTH2 protocol page); PLAIN has no such step, so "*" cancels
+ * (RFC 3501 §6.2.2). */
+enum session_mech { MECH_PLAIN, MECH_OAUTHBEARER, MECH_XOAUTH2 };
+static const struct {
+        const char *name;
+        const char *after;
+} session_mechs[] = {
+    [MECH_PLAIN] = {"PLAIN", "*"},
+    [MECH_OAUTHBEARER] = {"OAUTHBEARER", "AQ=="},
+    [MECH_XOAUTH2] = {"XOAUTH2", ""},
+};
+
+/* Runs AUTHENTICATE with the initial response ir (base64). With SASL-IR it
+ * rides on the command line, otherwise it answers the server's first, empty
+ * challenge. A challenge after it is the server's failure report: kept in
+ * detail (decoded for the log) and answered as the mechanism requires, and the
+ * tagged NO follows. Returns 0 once the server answered (res), -EIO if the
+ * session broke. Nothing carrying the secret is logged. */
+static int session_authenticate(struct imap_session *s, enum session_mech m, const char *ir,
+                                struct imap_result *res, char *detail, size_t dlen)
+{
+        char tag[16];
+        int64_t deadline = imap_now_ms() + s->acct->timeout_ms;
+        bool ir_sent = s->caps.sasl_ir;
+        int challenges = 0;
+
+        memset(res, 0, sizeof(*res));
+        detail[0] = '\0';
+        s->deadline_ext = s->deadline_cap = 0;
+        snprintf(tag, sizeof(tag), "A%u", ++s->tagseq);
+        size_t cap = strlen(tag) + strlen(ir) + 40;
+        char *line = malloc(cap);
+        if (!line)
+                return -ENOMEM;
+        int len = snprintf(line, cap, "%s AUTHENTICATE %s%s%s\r\n", tag, session_mechs[m].name,
+                           ir_sent ? " " : "", ir_sent ? ir : "");
+        int r = session_send(s, line, (size_t)len, true, deadline);
+        OPENSSL_cleanse(line, cap);
+        free(line);
+        if (r < 0)
+                return -EIO;
+        for (;;) {
+                struct imap_response *resp;
+                if (session_read_response(s, deadline, &resp) < 0)
+                        return -EIO;
+                if (resp->kind == IMAP_RESP_TAGGED && strcmp(resp->tag, tag) == 0) {
+                        session_note_caps(s, resp);
+                        session_fill_result(res, resp);
+                        imap_response_free(resp);
+                        return 0;
+                }
+                if (resp->kind != IMAP_RESP_CONTINUATION) {
+                        if (resp->kind == IMAP_RESP_UNTAGGED)
+                                session_untagged(s, resp, NULL, NULL);
+                        bool bye = resp->status == IMAP_ST_BYE;
+                        imap_response_free(resp);
+                        if (bye) {
+                                session_break(s, "server said BYE");
+                                return -EIO;
+                        }
+                        continue;
+                }
+                const char *answer;
+                if (!ir_sent) {
+                        answer = ir;
+                        ir_sent = true;
+                } else {
+                        if (m != MECH_PLAIN)
+                                auth_oauth_error(resp->text, detail, dlen);
+                        /* A server that keeps challenging gets a cancel. */
+                        answer = ++challenges > 1 ? "*" : session_mechs[m].after;
+                }
+                imap_response_free(resp);
+                size_t alen = strlen(answer);
+                char *out = malloc(alen + 3);
+                if (!out)
+                        return -ENOMEM;
+                memcpy(out, answer, alen);
+                memcpy(out + alen, "\r\n", 3);
+                r = session_send(s, out, alen + 2, answer == ir, deadline);
+                OPENSSL_cleanse(out, alen + 2);
+                free(out);
+                if (r < 0)
+                        return -EIO;
+        }
+}
+
+/* The one line a refused login ends in: the server's reason, what its
+ * failure challenge said, and what a known confusing answer means. */
+static void session_login_failed(struct imap_session *s, const char *mech,
+                                 const struct imap_result *res, const char *detail, char *err,
+                                 size_t errlen)
+{
+        const char *why = auth_explain(res->text);
+        snprintf(err, errlen, "login as %s%s%s failed: %s%s%s%s%s%s", s->acct->user,
+                 mech ? " with " : "", mech ? mech : "", res->code[0] ? "[" : "", res->code,
+                 res->code[0] ? "] " : "", res->text, *detail ? "; " : "", detail);
+        if (why) {
+                size_t n = strlen(err);
+                snprintf(err + n, errlen - n, " (%s)", why);
+        }
+}
+
+/* OAuth2: a token from the account's command for this connection; if the
+ * server refuses it, one more from a new run of the command and one more try
+ * (the first may have expired between the command and the server). */
+static int session_login_oauth(struct imap_session *s, char *err, size_t errlen)
+{
+        const struct imap_account *a = s->acct;
+        enum session_mech m;
+        if (s->caps.auth_oauthbearer)
+                m = MECH_OAUTHBEARER;
+        else if (s->caps.auth_xoauth2)
+                m = MECH_XOAUTH2;
+        else {
+                snprintf(err, errlen,
+                         "%s offers neither AUTHENTICATE OAUTHBEARER nor XOAUTH2: "
+                         "oauth2_token_command can't be used with it",
+                         a->host);
+                return -EACCES;
+        }
+        struct imap_result res, refused;
+        char detail[96], refused_detail[96];
+        for (int attempt = 0; attempt < 2; attempt++) {
+                char *token = a->oauth2_token(a->token_ctx, attempt > 0, err, errlen);
+                if (!token)
+                        return -EACCES;
+                char *ir = m == MECH_OAUTHBEARER
+                               ? auth_oauthbearer_initial(a->user, token, a->host, a->port)
+                               : auth_xoauth2_initial(a->user, token);
+                auth_free(token);
+                if (!ir)
+                        return -ENOMEM;
+                int r = session_authenticate(s, m, ir, &res, detail, sizeof(detail));
+                auth_free(ir);
+                if (r == -EIO && attempt > 0) {
+                        /* Hung up after refusing the first token: its reason
+                         * is the one to give. */
+                        session_login_failed(s, session_mechs[m].name, &refused, refused_detail,
+                                             err, errlen);
+                        return -EACCES;
+                }
+                if (r < 0) {
+                        snprintf(err, errlen, "connection to %s lost during login", a->host);
+                        return r == -ENOMEM ? r : -EIO;
+                }
+                if (res.status == IMAP_ST_OK)
+                        return 0;
+                if (res.status != IMAP_ST_NO)
+                        break;
+                refused = res;
+                memcpy(refused_detail, detail, sizeof(detail));
+                log_dbg("%s: %s refused the token (%s%s%s)%s", s->who, session_mechs[m].name,
+                        res.text, *detail ? ", " : "", detail,
+                        attempt == 0 ? ": running oauth2_token_command again" : "");
+        }
+        session_login_failed(s, session_mechs[m].name, &res, detail, err, errlen);
+        return -EACCES;
+}
+
+/* With a password: AUTHENTICATE PLAIN where offered (UTF-8 safe, one round
+ * trip with SASL-IR), else LOGIN unless the server disabled it. */
+static int session_login_password(struct imap_session *s, char *err, size_t errlen)
 {
         const struct imap_account *a = s->acct;
         struct imap_result res;
-        struct imap_cmd c;
-
-        if (!s->caps.imap4rev1 && session_simple(s, "CAPABILITY", &res) < 0)
-                goto broken;
-        imap_session_cmd_init(s, &c);
-        c.redact = true;
-        if (s->caps.logindisabled) {
-                if (!s->caps.auth_plain) {
-                        imap_cmd_free(&c);
-                        snprintf(err, errlen, "server allows neither LOGIN nor AUTHENTICATE PLAIN");
-                        return -EPROTO;
-                }
-                /* SASL PLAIN: "\0user\0password", base64, sent as initial response. */
-                size_t ul = strlen(a->user), pl = strlen(a->password);
-                unsigned char *raw = malloc(ul + pl + 2);
-                char *b64 = malloc(4 * ((ul + pl + 4) / 3) + 1);
-                if (!raw || !b64) {
-                        free(raw);
-                        free(b64);
-                        imap_cmd_free(&c);
+        char detail[8];
+        int r;
+        if (s->caps.auth_plain) {
+                char *ir = auth_plain_initial(a->user, a->password);
+                if (!ir)
                         return -ENOMEM;
-                }
-                raw[0] = '\0';
-                memcpy(raw + 1, a->user, ul);
-                raw[1 + ul] = '\0';
-                memcpy(raw + 2 + ul, a->password, pl);
-                EVP_EncodeBlock((unsigned char *)b64, raw, (int)(ul + pl + 2));
-                /* With SASL-IR the response rides on the command line; without
-                 * it, it follows the server's empty "+" challenge. */
-                imap_cmd_add(&c, "AUTHENTICATE PLAIN");
-                if (s->caps.sasl_ir)
-                        imap_cmd_add(&c, " ");
-                else
-                        imap_cmd_await_continuation(&c);
-                imap_cmd_add(&c, "%s", b64);
-                OPENSSL_cleanse(raw, ul + pl + 2);
-                OPENSSL_cleanse(b64, strlen(b64));
-                free(raw);
-                free(b64);
+                r = session_authenticate(s, MECH_PLAIN, ir, &res, detail, sizeof(detail));
+                auth_free(ir);
+        } else if (s->caps.logindisabled) {
+                snprintf(err, errlen, "server allows neither LOGIN nor AUTHENTICATE PLAIN");
+                return -EPROTO;
         } else {
+                struct imap_cmd c;
+                imap_session_cmd_init(s, &c);
+                c.redact = true;
                 imap_cmd_add(&c, "LOGIN ");
                 imap_cmd_str(&c, a->user);
                 imap_cmd_add(&c, " ");
                 imap_cmd_str(&c, a->password);
+                r = imap_session_cmd(s, &c, NULL, NULL, &res);
+                OPENSSL_cleanse(c.buf, c.len);
+                imap_cmd_free(&c);
+                detail[0] = '\0';
         }
-        int r = imap_session_cmd(s, &c, NULL, NULL, &res);
-        OPENSSL_cleanse(c.buf, c.len);
-        imap_cmd_free(&c);
-        if (r < 0)
-                goto broken;
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                snprintf(err, errlen, "connection to %s lost during login", a->host);
+                return -EIO;
+        }
         if (res.status != IMAP_ST_OK) {
-                snprintf(err, errlen, "login as %s failed: %s", a->user, res.text);
+                session_login_failed(s, NULL, &res, detail, err, errlen);
                 return -EACCES;
         }
+        return 0;
+}
+
+static int session_login(struct imap_session *s, char *err, size_t errlen)
+{
+        const struct imap_account *a = s->acct;
+        struct imap_result res;
+
+        if (!s->caps.imap4rev1 && session_simple(s, "CAPABILITY", &res) < 0)
+                goto broken;
+        int r = a->oauth2_token ? session_login_oauth(s, err, errlen)
+                                : session_login_password(s, err, errlen);
+        if (r < 0)
+                return r;
+        /* Capabilities change after login; most servers send them with OK. */
         if (!s->caps.imap4rev1 && session_simple(s, "CAPABILITY", &res) < 0)
                 goto broken;
         return 0;
 broken:
         snprintf(err, errlen, "connection to %s lost during login", a->host);
         return -EIO;
+}
+
+/* ENABLE's answer: what the server really turned on (RFC 5161 §3.2). */
+static bool session_enabled_data(void *ctx, const struct imap_response *r)
+{
+        struct imap_caps *on = ctx;
+        if (!session_is(r, "ENABLED"))
+                return false;
+        for (const struct imap_value *v = r->args; v; v = v->next) {
+                if (v->type != IMAP_ATOM)
+                        continue;
+                if (strcasecmp(v->s, "QRESYNC") == 0)
+                        on->qresync = on->condstore = true; /* QRESYNC implies CONDSTORE */
+                else if (strcasecmp(v->s, "CONDSTORE") == 0)
+                        on->condstore = true;
+        }
+        return true;
+}
+
+static int session_enable_one(struct imap_session *s, const char *what, struct imap_caps *on)
+{
+        struct imap_cmd c;
+        struct imap_result res;
+        imap_session_cmd_init(s, &c);
+        imap_cmd_add(&c, "ENABLE %s", what);
+        int r = imap_session_cmd(s, &c, session_enabled_data, on, &res);
+        imap_cmd_free(&c);
+        return r;
+}
+
+/* CONDSTORE on: SELECT then reports HIGHESTMODSEQ, which STATUS can be
+ * compared with to see flag changes too, and a listing can be brought up to
+ * date with CHANGEDSINCE. QRESYNC adds VANISHED: which UIDs went, not just
+ * how many. QRESYNC counts only once the server answers "* ENABLED QRESYNC":
+ * some advertise it and don't turn it on (iCloud), and would then answer a
+ * SELECT (QRESYNC ...) with BAD or without VANISHED. */
+static int session_enable(struct imap_session *s)
+{
+        struct imap_caps on = {0};
+        if (!s->caps.enable || !(s->caps.condstore || s->caps.qresync))
+                return 0;
+        if (s->caps.qresync) {
+                if (session_enable_one(s, "QRESYNC", &on) < 0)
+                        return -EIO;
+                if (!on.qresync) {
+                        log_dbg("%s: %s advertises QRESYNC but did not enable it: working without",
+                                s->who, s->acct->host);
+                        s->caps.qresync = false;
+                }
+        }
+        if (!on.condstore && s->caps.condstore && session_enable_one(s, "CONDSTORE", &on) < 0)
+                return -EIO;
+        return 0;
 }
 
 int imap_session_open(const struct imap_account *a, struct imap_session **out, char *err,
@@ -871,18 +1090,10 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
                 if (r < 0)
                         goto fail;
         }
-        if (s->caps.enable && (s->caps.condstore || s->caps.qresync)) {
-                /* CONDSTORE on: SELECT then reports HIGHESTMODSEQ, which
-                 * STATUS can be compared with to see flag changes too, and a
-                 * listing can be brought up to date with CHANGEDSINCE.
-                 * QRESYNC adds VANISHED: which UIDs went, not just how many. */
-                struct imap_result res;
-                if (session_simple(s, s->caps.qresync ? "ENABLE QRESYNC" : "ENABLE CONDSTORE",
-                                   &res) < 0) {
-                        snprintf(err, errlen, "connection to %s lost after login", a->host);
-                        r = -EIO;
-                        goto fail;
-                }
+        if (session_enable(s) < 0) {
+                snprintf(err, errlen, "connection to %s lost after login", a->host);
+                r = -EIO;
+                goto fail;
         }
         log_dbg("%s: logged in to %s as %s", s->who, a->host, a->user);
         s->ncmds = 0;

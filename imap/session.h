@@ -62,6 +62,12 @@ struct imap_account {
         bool allow_plaintext;
         char *user;
         char *password;
+        /* OAuth2 instead of the password: called for each new connection for
+         * an access token (again: the server refused the one just sent; a new
+         * one is wanted). Returns a malloc'd token, which the session wipes
+         * and frees, or NULL with a one-line reason in err. */
+        char *(*oauth2_token)(void *ctx, bool again, char *err, size_t errlen);
+        void *token_ctx;
         SSL_CTX *tls;
         int timeout_ms;       /* deadline of one server operation */
         uint64_t max_literal; /* largest literal accepted from the server */
@@ -72,7 +78,8 @@ struct imap_account {
 struct imap_caps {
         bool imap4rev1, literal_plus, literal_minus, uidplus, move, condstore, qresync, idle,
             notify, esearch, enable, special_use, binary, starttls, logindisabled, auth_plain,
-            sasl_ir, unselect;
+            sasl_ir, unselect, auth_xoauth2, auth_oauthbearer,
+            gmail;            /* X-GM-EXT-1: labels are folders */
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 

@@ -135,7 +135,7 @@ last_valid_uid = 0
 ssl = {ssl}
 {ssl_files}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {auth_mechanisms}
 auth_failure_delay = 0
 auth_cache_size = 0
 mail_debug = {mail_debug}
@@ -157,7 +157,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {dir}/passwd
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = passwd-file
   args = username_format=%u {dir}/passwd
   default_fields = uid={mail_uid} gid={mail_gid} home={dir}/home/%u
@@ -226,6 +226,26 @@ plugin {
 """
 
 
+# oauth2=URL: the oauth2 passdb (OAUTHBEARER and XOAUTH2) validating tokens by POSTing
+# token=... to URL (RFC 7662 introspection); the answer must be JSON with "active": true and
+# "username": the user. The test serves URL itself (see test_auth.py).
+OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {dir}/oauth2.conf.ext
+}}
+"""
+OAUTH2_EXT = """\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
 def special_use_conf(special_use):
     """{mailbox name (UTF-8): "\\Trash" ...} → mailbox sections inside namespace inbox.
     The mailbox itself is not created (auto = no): LIST shows the attribute once it exists."""
@@ -244,12 +264,13 @@ class Dovecot:
     d.imaps_port, d.imap_port, d.cafile, d.user, d.password, d.password_file
 
     Optional: special_use={"Trash": "\\Trash"} (RFC 6154 attributes, default none),
-    quota=True (see QUOTA_CONF), extra_conf (text appended to dovecot.conf).
+    quota=True (see QUOTA_CONF), extra_conf (text appended to dovecot.conf),
+    oauth2=URL (OAuth2 logins checked against an introspection endpoint, see OAUTH2_PASSDB).
     """
 
     def __init__(self, dir=None, ssl=True, user=DEFAULT_USER, password=DEFAULT_PASSWORD,
                  rawlog=False, mail_debug=False, certfile=None, keyfile=None,
-                 special_use=None, quota=False, extra_conf=""):
+                 special_use=None, quota=False, extra_conf="", oauth2=None):
         self.owns_dir = dir is None
         if dir is None:
             dir = tempfile.mkdtemp(prefix="dc", dir="/tmp")
@@ -264,6 +285,7 @@ class Dovecot:
         self.special_use = dict(special_use or {})
         self.quota = quota
         self.extra_conf = extra_conf
+        self.oauth2 = oauth2
         self.user = user
         self.password = password
         self.users = {}
@@ -348,7 +370,12 @@ class Dovecot:
             rawlog_dir=(self.dir + "/rawlog/%u") if self.rawlog else "",
             special_use=special_use_conf(self.special_use),
             quota=QUOTA_CONF if self.quota else "",
-            extra_conf=self.extra_conf)
+            extra_conf=self.extra_conf,
+            auth_mechanisms="plain login oauthbearer xoauth2" if self.oauth2 else "plain login",
+            oauth2_passdb=OAUTH2_PASSDB.format(dir=self.dir) if self.oauth2 else "")
+        if self.oauth2:
+            with open(os.path.join(self.dir, "oauth2.conf.ext"), "w") as f:
+                f.write(OAUTH2_EXT.format(url=self.oauth2))
         with open(self.conf, "w") as f:
             f.write(conf)
 

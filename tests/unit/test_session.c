@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "imap/auth.h"
 #include "imap/conn.h"
 #include "imap/ops.h"
 #include "imap/ops_write.h"
@@ -174,7 +175,8 @@ static struct imap_account fake_acct(unsigned port, const char *password, bool p
         };
 }
 
-#define GREETING "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n"
+/* No AUTH=PLAIN: these scripts log in with LOGIN (PLAIN has tests of its own). */
+#define GREETING "* OK [CAPABILITY IMAP4rev1] fake ready\r\n"
 
 START_TEST(test_refuses_without_starttls)
 {
@@ -1027,6 +1029,249 @@ START_TEST(test_oversized_literal_refused)
 }
 END_TEST
 
+/* --- Authentication (issue 10): SASL encodings and the failure dance --- */
+
+START_TEST(test_sasl_encodings)
+{
+        char *s = auth_plain_initial("alice", "pw");
+        ck_assert_str_eq(s, "AGFsaWNlAHB3");
+        auth_free(s);
+        s = auth_xoauth2_initial("alice", "tok1");
+        ck_assert_str_eq(s, "dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sxAQE=");
+        auth_free(s);
+        /* ',' and '=' in the user are escaped in the GS2 header (RFC 5801). */
+        s = auth_oauthbearer_initial("a,b=c", "T", "h", 993);
+        ck_assert_str_eq(s, "bixhPWE9MkNiPTNEYywBaG9zdD1oAXBvcnQ9OTkzAWF1dGg9QmVhcmVyIFQBAQ==");
+        auth_free(s);
+        char d[64];
+        auth_oauth_error("eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJtYWlsIn0=", d, sizeof(d));
+        ck_assert_str_eq(d, "status invalid_token");
+        auth_oauth_error("bm90IGpzb24=", d, sizeof(d)); /* "not json" */
+        ck_assert_str_eq(d, "");
+        auth_oauth_error("", d, sizeof(d));
+        ck_assert_str_eq(d, "");
+        ck_assert_ptr_nonnull(auth_explain("User is authenticated but not connected."));
+        ck_assert_ptr_null(auth_explain("Authentication failed."));
+}
+END_TEST
+
+START_TEST(test_plain_preferred_with_sasl_ir)
+{
+        /* AUTH=PLAIN offered: PLAIN rather than LOGIN, the response on the
+         * command line (SASL-IR): one round trip. */
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n", 0},
+            {"A1 AUTHENTICATE PLAIN AGFsaWNlAHB3\r", 0, "A1 OK [CAPABILITY IMAP4rev1] in\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        fake_start(&f, script);
+        struct imap_account a = fake_acct(f.port, "pw", true);
+        struct imap_session *s = NULL;
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+        ck_assert_ptr_null(strstr(f.log, "LOGIN"));
+}
+END_TEST
+
+/* A token command played by the test: tokens[i] for the i-th call. */
+struct tokens {
+        const char *tokens[3];
+        int calls;
+        bool again[3];
+};
+
+static char *test_token(void *ctx, bool again, char *err, size_t errlen)
+{
+        struct tokens *t = ctx;
+        if (t->calls >= 3 || !t->tokens[t->calls]) {
+                snprintf(err, errlen, "oauth2_token_command failed (exit status 1)");
+                return NULL;
+        }
+        t->again[t->calls] = again;
+        return strdup(t->tokens[t->calls++]);
+}
+
+static int open_oauth(struct fake *f, const struct step *script, struct tokens *t, char *err,
+                      size_t errlen, struct imap_session **s)
+{
+        fake_start(f, script);
+        struct imap_account a = fake_acct(f->port, NULL, true);
+        a.oauth2_token = test_token;
+        a.token_ctx = t;
+        *s = NULL;
+        int r = imap_session_open(&a, s, err, errlen);
+        imap_session_free(*s);
+        fake_stop(f);
+        return r;
+}
+
+START_TEST(test_oauthbearer_refused_then_fresh_token)
+{
+        /* OAUTHBEARER preferred over XOAUTH2; the failure challenge is answered
+         * with %x01 (RFC 7628 §3.2.3); then the command runs again and the
+         * new token is tried once. */
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2 AUTH=OAUTHBEARER SASL-IR] hi\r\n",
+             0},
+            {"A1 AUTHENTICATE OAUTHBEARER bixhPWFsaWNlLAFob3N0PTEyNy4wLjAuMQFwb3J0", 0,
+             "+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJtYWlsIn0=\r\n", 0},
+            {"AQ==\r", 0, "A1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", 0},
+            {"A2 AUTHENTICATE OAUTHBEARER bixhPWFsaWNlLAFob3N0PTEyNy4wLjAuMQFwb3J0", 0,
+             "A2 OK [CAPABILITY IMAP4rev1] in\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct tokens t = {.tokens = {"tok1", "tok2"}};
+        struct imap_session *s;
+        char err[256];
+        ck_assert_int_eq(open_oauth(&f, script, &t, err, sizeof(err), &s), 0);
+        ck_assert_int_eq(t.calls, 2);
+        ck_assert(!t.again[0]);
+        ck_assert(t.again[1]);
+}
+END_TEST
+
+START_TEST(test_xoauth2_refused_twice_fails_with_reason)
+{
+        /* Microsoft: XOAUTH2 only, here without SASL-IR (the response follows
+         * the empty "+"); the failure challenge is answered with an empty
+         * line; two refusals: the server's reason in one line, explained. */
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2] hi\r\n", 0},
+            {"A1 AUTHENTICATE XOAUTH2\r", 0, "+ \r\n", 0},
+            {"dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2sxAQE=\r", 0,
+             "+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJtYWlsIn0=\r\n", 0},
+            {NULL, 2, "A1 NO User is authenticated but not connected.\r\n", 0},
+            {"A2 AUTHENTICATE XOAUTH2\r", 0, "+ \r\n", 0},
+            {"dXNlcj1hbGljZQFhdXRoPUJlYXJlciB0b2syAQE=\r", 0,
+             "+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJtYWlsIn0=\r\n", 0},
+            {NULL, 2, "A2 NO User is authenticated but not connected.\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct tokens t = {.tokens = {"tok1", "tok2", "tok3"}};
+        struct imap_session *s;
+        char err[512];
+        ck_assert_int_eq(open_oauth(&f, script, &t, err, sizeof(err), &s), -EACCES);
+        ck_assert_int_eq(t.calls, 2);
+        ck_assert_ptr_nonnull(strstr(err, "XOAUTH2"));
+        ck_assert_ptr_nonnull(strstr(err, "User is authenticated but not connected"));
+        ck_assert_ptr_nonnull(strstr(err, "invalid_token"));
+        ck_assert_ptr_nonnull(strstr(err, "another user"));
+        ck_assert_ptr_null(strchr(err, '\n'));
+        ck_assert_ptr_null(strstr(err, "tok1"));
+        ck_assert_ptr_null(strstr(err, "tok2"));
+        /* The empty answers to the failure challenges were sent. */
+        ck_assert_ptr_nonnull(strstr(f.log, "AQE=\r\n\r\nA2 "));
+}
+END_TEST
+
+START_TEST(test_oauth_token_command_failure)
+{
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 AUTH=OAUTHBEARER SASL-IR] hi\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct tokens t = {.tokens = {NULL}};
+        struct imap_session *s;
+        char err[256];
+        ck_assert_int_eq(open_oauth(&f, script, &t, err, sizeof(err), &s), -EACCES);
+        ck_assert_str_eq(err, "oauth2_token_command failed (exit status 1)");
+        ck_assert_ptr_null(strstr(f.log, "AUTHENTICATE"));
+}
+END_TEST
+
+START_TEST(test_oauth_not_offered)
+{
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct tokens t = {.tokens = {"tok1"}};
+        struct imap_session *s;
+        char err[256];
+        ck_assert_int_eq(open_oauth(&f, script, &t, err, sizeof(err), &s), -EACCES);
+        ck_assert_ptr_nonnull(strstr(err, "neither AUTHENTICATE OAUTHBEARER nor XOAUTH2"));
+        ck_assert_int_eq(t.calls, 0);
+}
+END_TEST
+
+START_TEST(test_qresync_only_after_enabled)
+{
+        /* iCloud advertises QRESYNC and doesn't turn it on: without "* ENABLED
+         * QRESYNC" it isn't used, and CONDSTORE is asked for instead. */
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC] hi\r\n", 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC] ok\r\n", 0},
+            {"ENABLE QRESYNC", 0, "$T OK nothing enabled\r\n", 0},
+            {"ENABLE CONDSTORE", 0, "* ENABLED CONDSTORE\r\n$T OK\r\n", 0},
+            {"NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        fake_start(&f, script);
+        a = fake_acct(f.port, "pw", true);
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        ck_assert(!imap_session_caps(s)->qresync);
+        ck_assert(imap_session_caps(s)->condstore);
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_qresync_enabled)
+{
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC] hi\r\n", 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 ENABLE CONDSTORE QRESYNC] ok\r\n", 0},
+            {"ENABLE QRESYNC", 0, "* ENABLED QRESYNC\r\n$T OK\r\n", 0},
+            {"NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        fake_start(&f, script);
+        a = fake_acct(f.port, "pw", true);
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        ck_assert(imap_session_caps(s)->qresync);
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_oauth_hangup_after_refusal_keeps_the_reason)
+{
+        static const struct step script[] = {
+            {NULL, 0, "* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2 SASL-IR] hi\r\n", 0},
+            {"A1 AUTHENTICATE XOAUTH2 ", 0,
+             "+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NvcGUiOiJtYWlsIn0=\r\n", 0},
+            {NULL, 2, "A1 NO AUTHENTICATE failed.\r\n", 0},
+            {"A2 AUTHENTICATE XOAUTH2 ", 0, NULL, 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct tokens t = {.tokens = {"tok1", "tok2"}};
+        struct imap_session *s;
+        char err[512];
+        ck_assert_int_eq(open_oauth(&f, script, &t, err, sizeof(err), &s), -EACCES);
+        ck_assert_int_eq(t.calls, 2);
+        ck_assert_ptr_nonnull(strstr(err, "AUTHENTICATE failed."));
+        ck_assert_ptr_nonnull(strstr(err, "IMAP.AccessAsUser.All"));
+}
+END_TEST
+
 int main(void)
 {
         signal(SIGPIPE, SIG_IGN); /* the fake server may write to a closed client */
@@ -1062,6 +1307,15 @@ int main(void)
         tcase_add_test(tc, test_esearch_beyond_line_limit);
         tcase_add_test(tc, test_untagged_data_keeps_selection_current);
         tcase_add_test(tc, test_quiet_reports_what_our_command_does_not_explain);
+        tcase_add_test(tc, test_sasl_encodings);
+        tcase_add_test(tc, test_plain_preferred_with_sasl_ir);
+        tcase_add_test(tc, test_oauthbearer_refused_then_fresh_token);
+        tcase_add_test(tc, test_xoauth2_refused_twice_fails_with_reason);
+        tcase_add_test(tc, test_oauth_token_command_failure);
+        tcase_add_test(tc, test_oauth_not_offered);
+        tcase_add_test(tc, test_qresync_only_after_enabled);
+        tcase_add_test(tc, test_qresync_enabled);
+        tcase_add_test(tc, test_oauth_hangup_after_refusal_keeps_the_reason);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
