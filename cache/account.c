@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache/store.h"
 #include "cache/ahead.h"
@@ -201,6 +202,22 @@ int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, 
         return account_run_once(a, mailbox, use, fn, ctx, &wrote);
 }
 
+/* How long to wait between two attempts to ask the server after a lost
+ * answer. */
+#define VERIFY_PAUSE_MS 250
+
+/* The server could not be reached or did not answer: asking again later
+ * may work. */
+static bool account_transient(int r)
+{
+        static const int transient[] = {-EIO,          -ETIMEDOUT,   -ECONNREFUSED, -ECONNRESET,
+                                        -EHOSTUNREACH, -ENETUNREACH, -EROFS};
+        for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+                if (r == transient[i])
+                        return true;
+        return false;
+}
+
 int account_run_write(struct account *a, const char *mailbox, enum imap_pool_use use,
                       account_op_fn fn, account_op_fn verify, void *ctx)
 {
@@ -209,8 +226,19 @@ int account_run_write(struct account *a, const char *mailbox, enum imap_pool_use
         if (r != -EIO || !wrote || !verify)
                 return r;
         /* The change left, and the answer was lost with the connection: ask
-         * the server (on another connection) whether it was carried out. */
-        int v = account_run(a, mailbox, IMAP_POOL_META, verify, ctx);
+         * the server (on another connection) whether it was carried out. A
+         * server that can't be asked yet is asked again for up to two
+         * deadlines: an answer now saves a half-done change (a copy whose
+         * original stays) from lasting. */
+        int64_t until = imap_now_ms() + 2 * (int64_t)a->imap.timeout_ms;
+        int v;
+        for (;;) {
+                v = account_run(a, mailbox, IMAP_POOL_META, verify, ctx);
+                if (!account_transient(v) || imap_now_ms() >= until)
+                        break;
+                struct timespec pause = {0, VERIFY_PAUSE_MS * 1000000L};
+                nanosleep(&pause, NULL);
+        }
         if (v == 0) {
                 log_info("the connection broke after a change was sent; the server has it");
                 return 0;
