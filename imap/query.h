@@ -79,8 +79,8 @@ int imap_query_from_dirname(const char *name, char **out);
 
 /* Query text → the directory name that lists it: '/' → "%2F", a '%' that
  * is followed by two hex digits → "%25", "." and ".." → "%2E", "%2E%2E".
- * imap_query_from_dirname inverts it exactly. malloc'd; NULL on ENOMEM or
- * a NUL-free text of length 0 (no directory has an empty name). */
+ * imap_query_from_dirname inverts it exactly. malloc'd; NULL on ENOMEM and
+ * for "" (no directory has an empty name). */
 char *imap_query_to_dirname(const char *text);
 
 #endif

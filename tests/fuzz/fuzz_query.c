@@ -131,8 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 /* only a limit can refuse what we wrote: the IMAP form is
                  * longer, and may nest one level deeper per group */
                 CHECK(strstr(err.reason, "longer than") || strstr(err.reason, "nested"),
-                      "keys we wrote do not parse: %s at %zu in [%s]", err.reason, err.pos,
-                      c1.buf);
+                      "keys we wrote do not parse: %s at %zu in [%s]", err.reason, err.pos, c1.buf);
         } else {
                 struct imap_cmd c2;
                 imap_cmd_init(&c2, false);
@@ -141,8 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(c1.len == c2.len && memcmp(c1.buf, c2.buf, c1.len) == 0,
                       "round trip differs: [%s] → [%s]", c1.buf, c2.buf);
                 char *canon2 = imap_query_canonical(q2);
-                CHECK(canon2 && strcmp(canon1, canon2) == 0, "canonical differs: [%s] [%s]",
-                      canon1, canon2 ? canon2 : "");
+                CHECK(canon2 && strcmp(canon1, canon2) == 0, "canonical differs: [%s] [%s]", canon1,
+                      canon2 ? canon2 : "");
                 free(canon2);
                 imap_cmd_free(&c2);
                 imap_query_free(q2);
