@@ -244,6 +244,8 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"AUTH=PLAIN", offsetof(struct imap_caps, auth_plain)},
             {"SASL-IR", offsetof(struct imap_caps, sasl_ir)},
             {"UNSELECT", offsetof(struct imap_caps, unselect)},
+            {"MULTISEARCH", offsetof(struct imap_caps, multisearch)},
+            {"X-GM-EXT-1", offsetof(struct imap_caps, x_gm_ext_1)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)

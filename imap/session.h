@@ -72,7 +72,7 @@ struct imap_account {
 struct imap_caps {
         bool imap4rev1, literal_plus, literal_minus, uidplus, move, condstore, qresync, idle,
             notify, esearch, enable, special_use, binary, starttls, logindisabled, auth_plain,
-            sasl_ir, unselect;
+            sasl_ir, unselect, multisearch, x_gm_ext_1;
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 
