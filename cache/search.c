@@ -42,6 +42,7 @@ struct search_query {
         struct search_node *dot;
         char *dirname;           /* as typed (escapes included) */
         char *text;              /* the query itself */
+        char *canon;             /* its meaning (imap_query_canonical): same meaning, same result */
         int64_t used_ms, run_ms; /* run_ms 0: never run */
         bool running;
         struct search_hits *hits; /* one per folder with matches */
@@ -81,6 +82,7 @@ void search_free(struct search *t)
                         search_hits_free(q->hits, q->nhits);
                         free(q->dirname);
                         free(q->text);
+                        free(q->canon);
                         free(q);
                 }
                 free(n);
@@ -151,7 +153,10 @@ int search_query_open(struct account *a, uint64_t dot_id, const char *dirname, u
         struct imap_query *q = NULL;
         struct imap_query_err err = {0};
         r = imap_query_parse(text, strlen(text), time(NULL), &q, &err);
+        char *canon = r == 0 ? imap_query_canonical(q) : NULL;
         imap_query_free(q);
+        if (r == 0 && !canon)
+                r = -ENOMEM;
         if (r < 0) {
                 if (r == -EINVAL)
                         log_warn("search query %s: %s (at byte %zu)", dirname, err.reason, err.pos);
@@ -163,6 +168,7 @@ int search_query_open(struct account *a, uint64_t dot_id, const char *dirname, u
         if (!d || d->kind != SEARCH_DOT) {
                 cache_unlock(a->cache);
                 free(text);
+                free(canon);
                 return -ENOENT;
         }
         struct search_query *sq = d->queries;
@@ -178,6 +184,7 @@ int search_query_open(struct account *a, uint64_t dot_id, const char *dirname, u
                         free(sq);
                         free(dn);
                         free(text);
+                        free(canon);
                         return -ENOMEM;
                 }
                 qn->query = sq;
@@ -189,6 +196,9 @@ int search_query_open(struct account *a, uint64_t dot_id, const char *dirname, u
                 sq->next = d->queries;
                 d->queries = sq;
         }
+        /* Relative dates make the meaning change with the day: the latest. */
+        free(sq->canon);
+        sq->canon = canon;
         sq->used_ms = imap_now_ms();
         *id = sq->node->id;
         cache_unlock(a->cache);
@@ -245,6 +255,7 @@ static bool search_hits_has(const struct search_hits *h, uint32_t uid)
 /* One folder to search, and what it answered. */
 struct search_job {
         uint64_t mbox_id;
+        unsigned heard; /* the folder's count of changes heard, before the search */
         char *raw;
         struct search_hits hits;
         int err;
@@ -381,6 +392,7 @@ static int search_collect_one(struct cache_mbox *m, struct search_run *run, size
                 struct search_job *j = &run->jobs[run->njobs];
                 memset(j, 0, sizeof(*j));
                 j->mbox_id = m->node.id;
+                j->heard = m->srv.heard;
                 j->raw = strdup(m->raw);
                 if (!j->raw)
                         return -ENOMEM;
@@ -488,6 +500,40 @@ static void search_report_gone(struct account *a, struct search_query *q, struct
         }
 }
 
+/* Another spelling of the same query in the same .search directory has a
+ * result fresh enough: take a copy of it rather than ask the server again
+ * (lock held). */
+static bool search_share(struct account *a, struct search_query *q, int max_age_ms)
+{
+        struct search_query *s = q->dot->queries;
+        for (; s; s = s->next)
+                if (s != q && s->canon && q->canon && strcmp(s->canon, q->canon) == 0 &&
+                    s->run_ms && !s->running &&
+                    (max_age_ms < 0 || imap_now_ms() - s->run_ms < max_age_ms) &&
+                    !search_changed(a, s))
+                        break;
+        if (!s)
+                return false;
+        struct search_hits *h = calloc(s->nhits ? s->nhits : 1, sizeof(*h));
+        for (size_t i = 0; h && i < s->nhits; i++) {
+                h[i] = s->hits[i];
+                h[i].cap = h[i].n;
+                h[i].uids = malloc((h[i].n ? h[i].n : 1) * sizeof(*h[i].uids));
+                if (!h[i].uids) {
+                        search_hits_free(h, i);
+                        return false;
+                }
+                memcpy(h[i].uids, s->hits[i].uids, h[i].n * sizeof(*h[i].uids));
+        }
+        if (!h)
+                return false;
+        search_hits_free(q->hits, q->nhits);
+        q->hits = h;
+        q->nhits = s->nhits;
+        q->run_ms = s->run_ms;
+        return true;
+}
+
 /* Waits for another thread's run of q, or claims it (lock held on entry and
  * exit). 1: the result is fresh, nothing to do; 0: claimed; <0 error. */
 static int search_claim(struct account *a, uint64_t qid, int max_age_ms, struct search_query **out)
@@ -504,6 +550,8 @@ static int search_claim(struct account *a, uint64_t qid, int max_age_ms, struct 
                              (max_age_ms < 0 || !search_changed(a, q));
                 if (fresh)
                         return 1;
+                if (!q->running && search_share(a, q, max_age_ms))
+                        return 1;
                 if (!q->running) {
                         q->running = true;
                         return 0;
@@ -511,8 +559,10 @@ static int search_claim(struct account *a, uint64_t qid, int max_age_ms, struct 
                 int w = cache_wait(a->cache, deadline);
                 if (w == -ESHUTDOWN)
                         return -EIO;
+                /* The other run has its own deadlines (a root query may take
+                 * several): not waiting twice as long, the last result will do. */
                 if (w == -ETIMEDOUT)
-                        return -EIO; /* the other run has its own deadlines: not waiting twice */
+                        return q->run_ms ? 1 : -EIO;
         }
 }
 
@@ -594,8 +644,7 @@ int search_run(struct account *a, uint64_t id, int max_age_ms, search_gone_fn go
                         continue;
                 hits[nhits] = j->hits;
                 hits[nhits].mbox_id = j->mbox_id;
-                struct cache_mbox *m = search_mbox(a, j->mbox_id);
-                hits[nhits].heard = m ? m->srv.heard : 0;
+                hits[nhits].heard = j->heard;
                 j->hits.uids = NULL;
                 nhits++;
         }
@@ -737,4 +786,20 @@ int search_find(struct account *a, uint64_t id, const char *name, uint64_t *out,
                 return 0;
         }
         return -ENOENT;
+}
+
+void search_dirs_of(struct account *a, uint64_t mbox_id, void (*fn)(void *ctx, uint64_t dir),
+                    void *ctx)
+{
+        struct search_node *n, *tmp;
+        if (!a->search)
+                return;
+        HASH_ITER(hh, a->search->nodes, n, tmp)
+        {
+                if (n->kind != SEARCH_QUERY || !search_hits_of(n->query, mbox_id))
+                        continue;
+                struct search_node *dir = search_tree_of(n->query, mbox_id);
+                if (dir)
+                        fn(ctx, dir->id);
+        }
 }

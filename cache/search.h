@@ -81,4 +81,9 @@ int search_list(struct account *a, uint64_t id, search_ent_fn fn, void *ctx);
 int search_find(struct account *a, uint64_t id, const char *name, uint64_t *out,
                 struct cache_msg **msg);
 
+/* Calls fn for each directory (lock held) that shows the matches of folder
+ * mbox_id, so that a name the folder lost can be forgotten there too. */
+void search_dirs_of(struct account *a, uint64_t mbox_id, void (*fn)(void *ctx, uint64_t dir),
+                    void *ctx);
+
 #endif

@@ -321,3 +321,20 @@ bool ops_search_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t s
                 fuse_reply_buf(req, NULL, 0);
         return true;
 }
+
+struct observe_ctx {
+        struct fs *fs;
+        const char *name;
+};
+
+static void ops_search_observe_dir(void *vctx, uint64_t dir)
+{
+        struct observe_ctx *c = vctx;
+        inval_entry(c->fs->inval, dir, c->name);
+}
+
+void ops_search_observe(struct fs *fs, uint64_t parent, const char *name)
+{
+        struct observe_ctx c = {fs, name};
+        search_dirs_of(&fs->acct, parent, ops_search_observe_dir, &c);
+}

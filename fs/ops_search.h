@@ -24,4 +24,8 @@ bool ops_search_redirect(fuse_req_t req, fuse_ino_t *parent, const char *name);
 /* xattrs of a search directory: none, and none can be set. name NULL: list. */
 bool ops_search_xattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size, bool set);
 
+/* A name left folder parent (live sync; cache lock held): forget it in the
+ * search directories that show that folder's matches too. */
+void ops_search_observe(struct fs *fs, uint64_t parent, const char *name);
+
 #endif

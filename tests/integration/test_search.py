@@ -350,6 +350,24 @@ class Search(unittest.TestCase):
         self.assertEqual(uids_in(P("INBOX", ".search", 'subject:"a%2Fb"')), keys_of("hostile"))
         self.assertEqual(uids_in(P("INBOX", ".search", '"say \\"hi\\""')), keys_of("hostile"))
 
+    def test_same_meaning_same_search(self):
+        """Two spellings of one query in the sync window: one UID SEARCH, the same files."""
+        mark = C.RawlogMark(SRV)
+        a = uids_in(P("Work", ".search", "from:Alice  invoice"))
+        C.wait_for(lambda: [c for c in commands(mark.data()) if b" UID SEARCH " in c], 5,
+                   what="the search in the rawlog")
+        b = uids_in(P("Work", ".search", "invoice from:alice"))
+        self.assertEqual(a, keys_of("work1"))
+        self.assertEqual(a, b)
+        # A third query as a marker: the rawlog is in order, so once its search is there, a
+        # second search of the first query would be too.
+        uids_in(P("Work", ".search", "subject:marker-xyz"))
+        C.wait_for(lambda: any(b"marker-xyz" in c for c in commands(mark.data())), 5,
+                   what="the marker search in the rawlog")
+        searches = [c for c in commands(mark.data()) if b" UID SEARCH " in c]
+        self.assertEqual(len(searches), 2, searches)
+        self.assertIn("invoice from:alice", os.listdir(P("Work", ".search")))
+
     @unittest.skipUnless(CORPUS_FILES, "corpus not found at %s" % CORPUS)
     def test_corpus(self):
         for q, keys in [("boundary", "TEXT boundary"), ("from:example", "FROM example"),
