@@ -73,12 +73,18 @@ void search_free(struct search *t)
         if (!t)
                 return;
         struct search_node *n, *tmp;
+        /* The secondary tables first: their bookkeeping lives in nodes. */
+        HASH_CLEAR(hh_dot, t->dots);
+        HASH_ITER(hh, t->nodes, n, tmp)
+        {
+                if (n->kind == SEARCH_QUERY)
+                        HASH_CLEAR(hh_tree, n->query->trees);
+        }
         HASH_ITER(hh, t->nodes, n, tmp)
         {
                 HASH_DELETE(hh, t->nodes, n);
                 if (n->kind == SEARCH_QUERY) {
                         struct search_query *q = n->query;
-                        HASH_CLEAR(hh_tree, q->trees);
                         search_hits_free(q->hits, q->nhits);
                         free(q->dirname);
                         free(q->text);
@@ -87,7 +93,6 @@ void search_free(struct search *t)
                 }
                 free(n);
         }
-        HASH_CLEAR(hh_dot, t->dots);
         free(t);
 }
 
