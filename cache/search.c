@@ -176,7 +176,18 @@ int search_query_open(struct account *a, uint64_t dot_id, const char *dirname, u
                 free(canon);
                 return -ENOENT;
         }
+        int64_t now = imap_now_ms();
         struct search_query *sq = d->queries;
+        /* Results of queries not used for a while are dropped (the directory
+         * stays: the kernel may still know its inode; it runs again if used). */
+        for (; sq; sq = sq->next)
+                if (!sq->running && sq->hits && now - sq->used_ms >= SEARCH_RECENT_MS) {
+                        search_hits_free(sq->hits, sq->nhits);
+                        sq->hits = NULL;
+                        sq->nhits = 0;
+                        sq->run_ms = 0;
+                }
+        sq = d->queries;
         while (sq && strcmp(sq->dirname, dirname) != 0)
                 sq = sq->next;
         if (!sq) {
@@ -204,7 +215,7 @@ int search_query_open(struct account *a, uint64_t dot_id, const char *dirname, u
         /* Relative dates make the meaning change with the day: the latest. */
         free(sq->canon);
         sq->canon = canon;
-        sq->used_ms = imap_now_ms();
+        sq->used_ms = now;
         *id = sq->node->id;
         cache_unlock(a->cache);
         free(text);
@@ -550,6 +561,7 @@ static int search_claim(struct account *a, uint64_t qid, int max_age_ms, struct 
                         return -ENOENT;
                 struct search_query *q = n->query;
                 *out = q;
+                q->used_ms = imap_now_ms(); /* opened through a name the kernel kept */
                 bool fresh = q->run_ms &&
                              (max_age_ms < 0 || imap_now_ms() - q->run_ms < max_age_ms) &&
                              (max_age_ms < 0 || !search_changed(a, q));

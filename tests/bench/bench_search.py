@@ -69,6 +69,29 @@ def measure(d, proxy, workdir, n, argv_of, delay):
     return secs, up, down, cmds, names
 
 
+def baseline(d, proxy, keys, delay):
+    """imaplib on a logged-in connection through the proxy: SELECT + UID SEARCH keys."""
+    import imaplib
+    c = imaplib.IMAP4_SSL("127.0.0.1", proxy.port, ssl_context=d.ssl_context(), timeout=600)
+    try:
+        c.login(d.user, d.password)
+        proxy.set_delay(delay)
+        time.sleep(0.05)
+        proxy.reset()
+        p0 = time.perf_counter()
+        c.select(BOX, readonly=True)
+        typ, data = c.uid("SEARCH", *keys)
+        secs = time.perf_counter() - p0
+        time.sleep(0.1)
+        up, down = proxy.counts()
+        if typ != "OK":
+            raise RuntimeError("UID SEARCH %s: %r" % (keys, data))
+        return secs, up, down, ["SELECT", "UID SEARCH"], len(data[0].split())
+    finally:
+        proxy.set_delay(0)
+        c.logout()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,6 +127,13 @@ def main():
                 n += 1
                 res[what] = measure(d, proxy, workdir, n, argv_of, delay)
                 log("%s, %d ms: %.2fs" % (what, delay * 1000, res[what][0]))
+            n += 1
+            res["ls .search/from:"] = measure(d, proxy, workdir, n, lambda mp: [
+                "sh", "-c", 'ls "$0"', os.path.join(mp, BOX, ".search", "from:" + TOKEN)], delay)
+            res["imaplib UID SEARCH TEXT"] = baseline(d, proxy, ["TEXT", TOKEN], delay)
+            res["imaplib UID SEARCH FROM"] = baseline(d, proxy, ["FROM", TOKEN], delay)
+            for k in ("ls .search/from:", "imaplib UID SEARCH TEXT", "imaplib UID SEARCH FROM"):
+                log("%s, %d ms: %.2fs" % (k, delay * 1000, res[k][0]))
             if res["ls .search"][4] != res["grep -rl"][4]:
                 raise RuntimeError("different files: %d by search, %d by grep" % (
                     len(res["ls .search"][4]), len(res["grep -rl"][4])))
@@ -117,7 +147,7 @@ def main():
         for delay, res in rows:
             for what, (secs, up, down, cmds, _) in res.items():
                 kinds = {}
-                for cmd in cmds:
+                for cmd in cmds if isinstance(cmds, list) else []:
                     k = " ".join(cmd.split()[:2])
                     kinds[k] = kinds.get(k, 0) + 1
                 print("| %s | `%s` | %.2f s | %s | %s | %d (%s) |" % (
