@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <uthash.h>
 
@@ -369,7 +370,9 @@ static void search_multi_range(void *vctx, const char *mailbox, uint32_t uidvali
         struct multi_ctx *c = vctx;
         for (size_t i = 0; i < c->run->njobs; i++) {
                 struct search_job *j = &c->run->jobs[i];
-                if (strcmp(j->raw, mailbox) != 0)
+                /* INBOX is the one name that is not case-sensitive (RFC 3501 §5.1). */
+                if (strcmp(j->raw, mailbox) != 0 &&
+                    (strcasecmp(j->raw, "INBOX") != 0 || strcasecmp(mailbox, "INBOX") != 0))
                         continue;
                 if (j->hits.n && j->hits.uidvalidity != uidvalidity)
                         c->err = -EPROTO;
