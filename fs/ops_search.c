@@ -196,6 +196,21 @@ bool ops_search_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
         enum search_kind k = ops_search_kind(fs, ino, &mbox);
         if (k == SEARCH_NONE)
                 return false;
+        if (k != SEARCH_DOT && mbox != CACHE_ROOT_ID) {
+                /* The folder looked at through a search is the one to watch with
+                 * IDLE, as if it had been opened: its changes then reach the
+                 * search directory at once. */
+                cache_lock(a->cache);
+                struct cache_node *wn = cache_node_get(a->cache, mbox);
+                char *watch =
+                    wn && wn->kind == CACHE_MBOX && cache_mbox_selectable((struct cache_mbox *)wn)
+                        ? strdup(((struct cache_mbox *)wn)->raw)
+                        : NULL;
+                cache_unlock(a->cache);
+                if (watch)
+                        sync_watch(fs->sync, watch);
+                free(watch);
+        }
         if (k != SEARCH_DOT) {
                 /* Opened after the window (or after a change was heard): run again. */
                 int r = search_run(a, ino, a->opts.revalidate_ms, ops_search_gone, fs);

@@ -79,7 +79,7 @@ def setUpModule():
         SRV.start()
         c = SRV.client()
         for mb in ("Work", "Projects", "Projects/Alpha", "Projects/Beta", "Moves", "Archive",
-                   "Removes", "Flags", "Live", "Trash"):
+                   "Removes", "Flags", "Live", "Live2", "Trash"):
             c.create(D.imap_quote(mb))
         for key, (mb, frm, subj, body, flags, date) in MESSAGES.items():
             UID[key] = (mb, D.append(c, mb, msg(key, frm, subj, body), flags, date))
@@ -308,6 +308,29 @@ class Search(unittest.TestCase):
         c.logout()
         C.wait_for(lambda: uids_in(d) == set(), WINDOW + 10, interval=0.25,
                    what="the expunged message to leave the search directory")
+
+    def test_expunged_elsewhere_leaves_at_once(self):
+        """Opening Live2/.search/QUERY watches Live2 (IDLE). An entry the kernel holds (for
+        5 s after a stat) must go as soon as another client expunges the message: seen
+        before those 5 s are up, it can only be the daemon telling the kernel."""
+        d = P("Live2", ".search", "leaveme")
+        c = SRV.client()
+        uid = D.append(c, "Live2", msg("leave", b"x@example.org", b"leaveme now", b"b"), (),
+                       noon(2024, 4, 2))
+        c.logout()
+        C.wait_for(lambda: uids_in(d) == {uid}, WINDOW + 10, interval=0.25,
+                   what="the message in the search directory")
+        path = os.path.join(d, os.listdir(d)[0])
+        os.stat(path)
+        t0 = time.monotonic()
+        c = SRV.client()
+        D.select(c, "Live2", readonly=False)
+        c.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
+        c.expunge()
+        c.logout()
+        C.wait_for(lambda: not os.path.exists(path), max(0.5, 4.7 - (time.monotonic() - t0)),
+                   what="the kernel to be told the entry is gone")
+        TIMINGS.append(("expunged entry gone from .search", time.monotonic() - t0))
 
     def test_root_tree(self):
         d = P(".search", "from:alice")
