@@ -68,6 +68,7 @@ MESSAGES = {
     "stay": ("Moves", b"mover@example.org", b"stays here", b"s", (), noon(2024, 1, 3)),
     "rm1": ("Removes", b"remover@example.org", b"removeme", b"r1", (), noon(2024, 1, 4)),
     "fl1": ("Flags", b"flagger@example.org", b"flagme", b"f1", (), noon(2024, 1, 5)),
+    "rootrm": ("Projects/Beta", b"x@example.org", b"rootremove", b"rr", (), noon(2024, 1, 6)),
 }
 
 
@@ -346,6 +347,27 @@ class Search(unittest.TestCase):
                          .st_ino)
         self.assertFalse(os.path.exists(os.path.join(d, "Moves")))
         self.assertIn("from:alice", os.listdir(P(".search")))
+
+    def test_rm_and_setfattr_through_the_root_tree(self):
+        d = P(".search", "subject:rootremove", "Projects", "Beta")
+        names = os.listdir(d)
+        self.assertEqual(uids_in(d), keys_of("rootrm"))
+        f = os.path.join(d, names[0])
+        os.setxattr(f, "user.imap.flags", b"\\Seen")
+        with self.assertRaises(OSError) as cm:
+            os.unlink(P(".search", "subject:rootremove", "Projects"))
+        self.assertIn(cm.exception.errno, (errno.EISDIR, errno.EPERM))
+        os.unlink(f)
+        c = SRV.client()
+        try:
+            D.select(c, "Projects/Beta", readonly=True)
+            self.assertNotIn(UID["rootrm"][1], D.fetch_meta(c))
+            D.select(c, "Trash", readonly=True)
+            moved = [m for m in D.fetch_meta(c).values()]
+            self.assertTrue(any(b"rootremove" in b for b in D.fetch_bodies(c).values()))
+            self.assertTrue(any("\\Seen" in m["flags"] for m in moved))
+        finally:
+            c.logout()
 
     def test_hostile_queries_one_command_each(self):
         mark = C.RawlogMark(SRV)
