@@ -1,4 +1,5 @@
 #include "cache/account.h"
+#include "cache/search.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -146,7 +147,8 @@ int account_init(struct account *a)
         a->cache = cache_new(account_name, a);
         a->blocks = blocks_new(a->opts.mem_cache);
         a->ahead = ahead_new(a);
-        if (!a->pool || !a->cache || !a->blocks || !a->ahead)
+        a->search = search_new();
+        if (!a->pool || !a->cache || !a->blocks || !a->ahead || !a->search)
                 return -ENOMEM;
         return 0;
 }
@@ -155,6 +157,7 @@ void account_destroy(struct account *a)
 {
         ahead_free(a->ahead); /* first: its thread uses the pool and the blocks */
         imap_pool_free(a->pool);
+        search_free(a->search);
         cache_free(a->cache);
         blocks_free(a->blocks);
 }

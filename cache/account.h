@@ -34,6 +34,8 @@ struct account_naming {
         int (*server_from_dir)(void *ctx, const char *name, char delim, char **out);
 };
 
+struct search;
+
 struct account_opts {
         bool names_uid;     /* -o names=uid */
         int revalidate_ms;  /* how old a listing may be before a lookup/opendir checks it */
@@ -56,6 +58,7 @@ struct account {
         struct blocks *blocks;
         struct ahead *ahead;
         struct store *disk;      /* the persistent cache (cache/store.h), NULL when off */
+        struct search *search;   /* .search directories (cache/search.h), cache lock */
         int64_t tree_checked_ms; /* guarded by the cache lock */
         char hier_delim;         /* the server's hierarchy delimiter (from LIST) */
         uint64_t tree_sig;       /* hash of the last LIST, to save the tree only on change */

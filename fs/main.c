@@ -16,6 +16,7 @@
 #include "fs/naming.h"
 #include "fs/config.h"
 #include "fs/opts.h"
+#include "fs/ops_search.h"
 #include "fs/password.h"
 #include "cache/persist.h"
 #include "cache/clock.h"
@@ -61,6 +62,8 @@ static void main_observe(void *ctx, enum cache_change what, uint64_t parent, con
         (void)id;
         if (fs->inval)
                 inval_entry(fs->inval, parent, name);
+        if (fs->inval && what == CACHE_NAME_REMOVED)
+                ops_search_observe(fs, parent, name);
 }
 
 /* The exit watchdog. libfuse's loop returns only after every worker has

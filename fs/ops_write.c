@@ -10,6 +10,7 @@
 #include "cache/account_write.h"
 #include "fs/fs.h"
 #include "fs/names.h"
+#include "fs/ops_search.h"
 
 /* -o ro, or offline (the server can't be reached): every change is EROFS,
  * before any check that would give another answer. */
@@ -38,7 +39,7 @@ static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         struct fs *fs = fs_of(req);
         uint64_t id = 0;
         (void)mode;
-        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req) || ops_search_refuse(req, parent))
                 return;
         int r = account_mkdir(&fs->acct, parent, name, &id);
         if (r < 0) {
@@ -71,7 +72,7 @@ static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static void ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req) || ops_search_refuse(req, parent))
                 return;
         int r = account_rmdir(&fs_of(req)->acct, parent, name);
         fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
@@ -80,7 +81,8 @@ static void ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
         struct fs *fs = fs_of(req);
-        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req) ||
+            ops_search_redirect(req, &parent, name))
                 return;
         struct staged_info sd;
         if (staging_lookup(fs->staging, parent, name, &sd)) {
@@ -100,7 +102,8 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
                        const char *newname, unsigned int flags)
 {
         struct fs *fs = fs_of(req);
-        if (ops_refuse_name(req, name) || ops_refuse_name(req, newname) || ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_name(req, newname) || ops_refuse_ro(req) ||
+            ops_search_refuse(req, newparent) || ops_search_redirect(req, &parent, name))
                 return;
         /* NOREPLACE: an existing target is EEXIST (without it, a folder
          * replaces an empty one); accepting it saves GNU mv a fallback per
@@ -134,7 +137,7 @@ static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 {
         struct fs *fs = fs_of(req);
         (void)mode;
-        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req) || ops_search_refuse(req, parent))
                 return;
         cache_lock(fs->acct.cache);
         struct cache_node *pn = cache_node_get(fs->acct.cache, parent);
@@ -175,7 +178,7 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
         struct fs *fs = fs_of(req);
         struct stat st;
         (void)fi;
-        if (ops_refuse_ro(req))
+        if (ops_refuse_ro(req) || ops_search_getattr(req, ino))
                 return;
         struct staged_info sd;
         if (staging_get(fs->staging, ino, &sd)) {

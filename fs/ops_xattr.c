@@ -8,6 +8,7 @@
 
 #include "cache/account_write.h"
 #include "fs/fs.h"
+#include "fs/ops_search.h"
 #include "imap/date.h"
 
 #define XATTR_VALUE_MAX 4096
@@ -94,6 +95,8 @@ static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
         int len = -2;
         struct staged_info sd;
 
+        if (ops_search_xattr(req, ino, name, size, false))
+                return;
         if (staging_get(fs->staging, ino, &sd)) {
                 len = strcmp(name, "user.imap.flags") == 0
                           ? staging_get_flags(fs->staging, ino, val, sizeof(val))
@@ -154,6 +157,8 @@ static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         char val[XATTR_VALUE_MAX];
         struct staged_info sd;
 
+        if (ops_search_xattr(req, ino, NULL, size, false))
+                return;
         if (staging_get(fs->staging, ino, &sd)) {
                 static const char names[] = "user.imap.flags";
                 ops_reply_value(req, names, sizeof(names), size);
@@ -222,6 +227,8 @@ static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
                 fuse_reply_err(req, EROFS);
                 return;
         }
+        if (ops_search_xattr(req, ino, name, size, true))
+                return;
         if (staging_get(fs->staging, ino, &sd))
                 r = ops_setxattr_staged(fs, ino, name, value, size);
         else if (strcmp(name, "user.imap.flags") == 0)

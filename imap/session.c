@@ -248,6 +248,7 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"UNSELECT", offsetof(struct imap_caps, unselect)},
             {"AUTH=XOAUTH2", offsetof(struct imap_caps, auth_xoauth2)},
             {"AUTH=OAUTHBEARER", offsetof(struct imap_caps, auth_oauthbearer)},
+            {"MULTISEARCH", offsetof(struct imap_caps, multisearch)},
             {"X-GM-EXT-1", offsetof(struct imap_caps, gmail)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
