@@ -230,10 +230,10 @@ int account_run_write(struct account *a, const char *mailbox, enum imap_pool_use
                 return r;
         /* The change left, and the answer was lost with the connection: ask
          * the server (on another connection) whether it was carried out. A
-         * server that can't be asked yet is asked again for up to two
-         * deadlines: an answer now saves a half-done change (a copy whose
+         * server that can't be asked yet is asked again for up to one more
+         * deadline: an answer now saves a half-done change (a copy whose
          * original stays) from lasting. */
-        int64_t until = imap_now_ms() + 2 * (int64_t)a->imap.timeout_ms;
+        int64_t until = imap_now_ms() + a->imap.timeout_ms;
         int v;
         for (;;) {
                 v = account_run(a, mailbox, IMAP_POOL_META, verify, ctx);
