@@ -69,6 +69,8 @@ struct pmsg_key {
 struct pmsg {
         struct pmsg_key key;
         struct imap_bodypart *root; /* NULL: malformed or not sent */
+        char *saved;                /* the BODYSTRUCTURE as sent, until it is stored */
+        size_t saved_len;
         UT_hash_handle hh;
 };
 
@@ -82,6 +84,122 @@ struct parts {
         unsigned long struct_fetches;
         int binary; /* -1 unknown, else whether the server has BINARY */
 };
+
+/* ---- structures in the persistent store ----
+ * A message's BODYSTRUCTURE never changes under its UID: it is stored as a
+ * FETCH response ("* 0 FETCH (BODYSTRUCTURE (...) BINARY.SIZE[2] 123)"),
+ * strings as literals, under the section "BODYSTRUCTURE" (no MIME section
+ * looks like it), and read back with the same parser as the server's. */
+#define PARTS_STORE_SECTION "BODYSTRUCTURE"
+
+struct sbuf {
+        char *p;
+        size_t len, cap;
+        bool oom;
+};
+
+static void sbuf_add(struct sbuf *b, const void *data, size_t len)
+{
+        if (b->oom)
+                return;
+        if (b->len + len + 1 > b->cap) {
+                size_t nc = b->cap ? b->cap : 256;
+                while (nc < b->len + len + 1)
+                        nc *= 2;
+                char *np = nc <= STORE_BLOCK_MAX * 2u ? realloc(b->p, nc) : NULL;
+                if (!np) {
+                        b->oom = true;
+                        return;
+                }
+                b->p = np;
+                b->cap = nc;
+        }
+        memcpy(b->p + b->len, data, len);
+        b->len += len;
+        b->p[b->len] = '\0';
+}
+
+static void sbuf_str(struct sbuf *b, const char *s)
+{
+        sbuf_add(b, s, strlen(s));
+}
+
+static void parts_value_format(struct sbuf *b, const struct imap_value *v)
+{
+        char num[32];
+        switch (v->type) {
+        case IMAP_NIL:
+                sbuf_str(b, "NIL");
+                break;
+        case IMAP_NUMBER:
+        case IMAP_ATOM:
+                sbuf_add(b, v->s, v->len);
+                break;
+        case IMAP_STRING:
+                snprintf(num, sizeof(num), "{%zu}\r\n", v->len);
+                sbuf_str(b, num);
+                sbuf_add(b, v->s, v->len);
+                break;
+        case IMAP_LIST:
+                sbuf_str(b, "(");
+                for (const struct imap_value *c = v->first; c; c = c->next) {
+                        parts_value_format(b, c);
+                        if (c->next)
+                                sbuf_str(b, " ");
+                }
+                sbuf_str(b, ")");
+                break;
+        }
+}
+
+static void parts_structure_save(struct parts *p, const char *mailbox, struct pmsg *m)
+{
+        if (!p->a->disk || !m->saved)
+                return;
+        struct sbuf b = {0};
+        char item[96];
+        sbuf_str(&b, "* 0 FETCH (BODYSTRUCTURE ");
+        sbuf_add(&b, m->saved, m->saved_len);
+        for (const struct imap_bodypart *bp = m->root; bp; bp = imap_bodypart_next(bp))
+                if (bp->decoded_size >= 0) {
+                        snprintf(item, sizeof(item), " BINARY.SIZE[%s] %lld", bp->section,
+                                 (long long)bp->decoded_size);
+                        sbuf_str(&b, item);
+                }
+        sbuf_str(&b, ")\r\n");
+        struct store_part sp = {mailbox, m->key.uidvalidity, m->key.uid, PARTS_STORE_SECTION,
+                                STORE_FORM_RAW};
+        if (!b.oom && b.len <= STORE_BLOCK_MAX)
+                store_block_put(p->a->disk, &sp, 0, b.p, b.len);
+        free(b.p);
+}
+
+/* A structure from the store: 0 with *out (NULL root for one stored as
+ * unreadable is not stored: only readable ones are), -ENOENT. */
+static int parts_structure_load(struct parts *p, const char *mailbox, const struct pmsg_key *key,
+                                struct imap_bodypart **out)
+{
+        *out = NULL;
+        if (!p->a->disk)
+                return -ENOENT;
+        struct store_part sp = {mailbox, key->uidvalidity, key->uid, PARTS_STORE_SECTION,
+                                STORE_FORM_RAW};
+        char *buf = malloc(STORE_BLOCK_MAX);
+        ssize_t n = buf ? store_block_get(p->a->disk, &sp, 0, buf, STORE_BLOCK_MAX) : -ENOMEM;
+        struct imap_response *r = NULL;
+        int rc = n < 0 ? -ENOENT : imap_parse(buf, (size_t)n, &r);
+        free(buf);
+        if (rc < 0)
+                return -ENOENT;
+        const struct imap_value *bs = r->args && r->args->type == IMAP_LIST
+                                          ? imap_fetch_item(r->args, "BODYSTRUCTURE")
+                                          : NULL;
+        rc = bs ? imap_bodystructure_parse(bs, out) : -EPROTO;
+        if (rc == 0)
+                imap_bodystructure_set_binary_sizes(*out, r->args);
+        imap_response_free(r);
+        return rc == 0 ? 0 : -ENOENT;
+}
 
 static void pnode_free(struct pnode *n)
 {
@@ -125,6 +243,7 @@ void parts_free(struct parts *p)
         {
                 HASH_DEL(p->msgs, m);
                 imap_bodystructure_free(m->root);
+                free(m->saved);
                 free(m);
         }
         pthread_mutex_destroy(&p->lock);
@@ -281,10 +400,20 @@ static void parts_struct_item(void *ctx, uint32_t uid, const struct imap_value *
         if (!m)
                 return;
         m->key = key;
-        if (imap_bodystructure_parse(bs, &m->root) < 0)
+        if (imap_bodystructure_parse(bs, &m->root) < 0) {
                 log_warn("message %u in %s: a BODYSTRUCTURE we can't read (only header and "
                          "text are shown)",
                          uid, j->mailbox);
+        } else {
+                struct sbuf b = {0};
+                parts_value_format(&b, bs);
+                if (!b.oom) {
+                        m->saved = b.p;
+                        m->saved_len = b.len;
+                } else {
+                        free(b.p);
+                }
+        }
         HASH_ADD(hh, j->got, key, sizeof(m->key), m);
 }
 
@@ -378,6 +507,7 @@ static void parts_job_clear(struct struct_job *j)
         {
                 HASH_DEL(j->got, m);
                 imap_bodystructure_free(m->root);
+                free(m->saved);
                 free(m);
         }
 }
@@ -447,6 +577,33 @@ static int parts_ensure_structures(struct parts *p, uint64_t mbox_id)
         }
         j.nuids = keep;
         pthread_mutex_unlock(&p->lock);
+        /* What the persistent store has needs no command. */
+        keep = 0;
+        for (size_t i = 0; raw && i < j.nuids; i++) {
+                struct pmsg_key key = {mbox_id, j.uidvalidity, j.uids[i]};
+                struct imap_bodypart *root;
+                struct pmsg *pm = NULL;
+                if (parts_structure_load(p, raw, &key, &root) == 0 &&
+                    (pm = calloc(1, sizeof(*pm))) != NULL) {
+                        pm->key = key;
+                        pm->root = root;
+                        pthread_mutex_lock(&p->lock);
+                        struct pmsg *old;
+                        HASH_FIND(hh, p->msgs, &key, sizeof(key), old);
+                        if (!old)
+                                HASH_ADD(hh, p->msgs, key, sizeof(pm->key), pm);
+                        pthread_mutex_unlock(&p->lock);
+                        if (old) {
+                                imap_bodystructure_free(root);
+                                free(pm);
+                        }
+                        continue;
+                }
+                if (!pm && root)
+                        imap_bodystructure_free(root);
+                j.uids[keep++] = j.uids[i];
+        }
+        j.nuids = keep;
         if (!m || !raw || !j.uids) {
                 r = !m ? -ENOENT : -ENOMEM;
                 goto out;
@@ -474,6 +631,10 @@ static int parts_ensure_structures(struct parts *p, uint64_t mbox_id)
                 HASH_DEL(j.got, pm);
                 struct pmsg *old;
                 HASH_FIND(hh, p->msgs, &pm->key, sizeof(pm->key), old);
+                if (r == 0)
+                        parts_structure_save(p, raw, pm);
+                free(pm->saved);
+                pm->saved = NULL;
                 if (old) {
                         imap_bodystructure_free(pm->root);
                         free(pm);
@@ -801,6 +962,32 @@ static void parts_keep(struct parts *p, const struct pread *r, uint64_t idx, con
                 store_block_put(p->a->disk, &sp, idx, data, len);
 }
 
+/* The length of a file made whole (decoded, converted) is stored beside its
+ * blocks, so that a remount knows its size without fetching it again. */
+#define PARTS_LEN_INDEX 0xFFFFFFFFu
+
+static void parts_keep_len(struct parts *p, const struct pread *r, uint64_t len)
+{
+        unsigned char v[8];
+        for (int i = 0; i < 8; i++)
+                v[i] = (unsigned char)(len >> (8 * i));
+        parts_keep(p, r, PARTS_LEN_INDEX, (const char *)v, sizeof(v));
+}
+
+static bool parts_len_from_disk(struct parts *p, const struct pread *r, uint64_t *len)
+{
+        char sec[STORE_SECTION_MAX + 1];
+        struct store_part sp;
+        unsigned char v[8];
+        if (!p->a->disk || !parts_store_key(r, sec, sizeof(sec), &sp) ||
+            store_block_get(p->a->disk, &sp, PARTS_LEN_INDEX, v, sizeof(v)) != (ssize_t)sizeof(v))
+                return false;
+        *len = 0;
+        for (int i = 0; i < 8; i++)
+                *len |= (uint64_t)v[i] << (8 * i);
+        return true;
+}
+
 static bool parts_from_disk(struct parts *p, const struct pread *r, uint64_t idx)
 {
         char sec[STORE_SECTION_MAX + 1];
@@ -915,6 +1102,7 @@ static int parts_whole(struct parts *p, const struct pread *r, uint64_t claimed)
                 return rc;
         }
         parts_set_size(p, r->id, out_len);
+        parts_keep_len(p, r, out_len);
         uint64_t nblocks = out_len / BLOCK_SIZE + 1; /* the last may be empty: the end */
         for (uint64_t i = 0; i < nblocks; i++) {
                 struct block_key k = parts_key(r, i);
@@ -1080,6 +1268,12 @@ static int parts_size_exact(struct parts *p, uint64_t id)
         pthread_mutex_unlock(&p->lock);
         if (!need || rc < 0)
                 return rc;
+        uint64_t len;
+        if (parts_len_from_disk(p, &r, &len)) {
+                parts_set_size(p, r.id, len);
+                pread_clear(&r);
+                return 0;
+        }
         rc = parts_whole(p, &r, UINT64_MAX);
         pread_clear(&r);
         return rc;

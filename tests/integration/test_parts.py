@@ -508,6 +508,26 @@ class TestParts(Base):
         self.assertEqual(os.listdir(self.P("Gone", ".parts")), [])
 
 
+    def test_remount_uses_the_persistent_cache(self):
+        # structures and part bytes read once come from the store after a remount: no
+        # BODYSTRUCTURE and no part fetch for what was seen
+        c = self.srv.client()
+        c.create("Keep")
+        uid = D.append(c, "Keep", dict(synthetic())["invoice"], (), G._idate(4))
+        c.logout()
+        C.wait_for(lambda: os.path.isdir(self.P("Keep")), 30, 0.2, "folder Keep")
+        stem = self.stems("Keep")[uid]
+        d = self.P("Keep", ".parts", stem)
+        self.assertEqual(C.read_file(os.path.join(d, "2-invoice.pdf")), PDF)
+        self.m.unmount()
+        self.m.mount(foreground=True)
+        mark = C.RawlogMark(self.srv)
+        self.assertIn("2-invoice.pdf", os.listdir(d))
+        self.assertEqual(C.read_file(os.path.join(d, "2-invoice.pdf")), PDF)
+        self.assertEqual(mark.commands(r"UID FETCH \S+ \(UID BODYSTRUCTURE"), [])
+        self.assertEqual(mark.commands(r"UID FETCH \S+ \(UID (BODY|BINARY)\.PEEK\[2\]"), [])
+
+
 class TestPartsNoBinary(TestParts):
     variant = "nobinary"
 
