@@ -233,6 +233,13 @@ void parts_free(struct parts *p)
         if (!p)
                 return;
         struct pnode *n, *tmp;
+        /* The directories' tables first (HASH_CLEAR frees a table, not its
+         * items), then the items. */
+        HASH_ITER(hh, p->nodes, n, tmp)
+        {
+                HASH_CLEAR(hh_child, n->children);
+        }
+        HASH_CLEAR(hh_child, p->roots);
         HASH_ITER(hh, p->nodes, n, tmp)
         {
                 HASH_DEL(p->nodes, n);
