@@ -745,8 +745,8 @@ static int parts_add_leaf(struct parts *p, struct pnode *dir, const struct imap_
                 if (b->size > PARTS_DECODE_AT_LOOKUP) {
                         n->size = b->size;
                         n->upper_bound = true;
-                        if (binary == 1)
-                                n->fetch = PF_RANGE_BINARY;
+                        if (binary == 1 && imap_cte_from_name(b->encoding) == IMAP_CTE_BASE64)
+                                n->fetch = PF_RANGE_BINARY; /* QP: see parts_whole */
                 }
         }
         return n->section && n->encoding && n->x_type && n->x_encoding && n->x_section ? 0
@@ -1084,21 +1084,42 @@ static void parts_set_size(struct parts *p, uint64_t id, uint64_t size)
 static int parts_whole(struct parts *p, const struct pread *r, uint64_t claimed)
 {
         struct fetch_job j = {.r = r};
-        int rc = parts_fetch(p, &j);
         char *out = NULL;
         size_t out_len = 0;
-        if (rc == 0) {
-                if (r->fetch == PF_WHOLE_DECODE)
-                        rc = imap_decode_all(imap_cte_from_name(r->encoding), j.whole, j.got, &out,
-                                             &out_len);
-                else if (r->fetch == PF_WHOLE_TEXT)
-                        rc = imap_mime_text_to_utf8(r->encoding, r->charset, j.whole, j.got, &out,
-                                                    &out_len);
-                else {
-                        out = j.whole;
-                        out_len = j.got;
-                        j.whole = NULL;
+        pthread_mutex_lock(&p->lock);
+        /* base64 only: servers decode quoted-printable differently (trailing
+         * blanks, a final soft break), and the bytes must be Python's. */
+        bool binary = p->binary == 1 && r->fetch == PF_WHOLE_DECODE &&
+                      imap_cte_from_name(r->encoding) == IMAP_CTE_BASE64;
+        pthread_mutex_unlock(&p->lock);
+        int rc = -EAGAIN; /* not fetched yet */
+        bool decoded = false;
+        if (binary) {
+                /* Decoded by the server: a quarter fewer bytes than base64. If it
+                 * can't (Dovecot drops the connection for base64 it finds broken),
+                 * the part is fetched as sent and decoded here. */
+                j.binary = true;
+                rc = parts_fetch(p, &j);
+                j.binary = false;
+                decoded = rc == 0;
+                if (rc < 0 && rc != -ENOMEM && rc != -ENOENT && rc != -ESTALE) {
+                        log_info("message %u in %s: BINARY of part %s failed, decoding it here",
+                                 r->uid, r->mailbox, r->section);
+                        rc = -EAGAIN;
                 }
+        }
+        if (rc == -EAGAIN)
+                rc = parts_fetch(p, &j);
+        if (rc == 0 && !decoded && r->fetch == PF_WHOLE_DECODE) {
+                rc = imap_decode_all(imap_cte_from_name(r->encoding), j.whole, j.got, &out,
+                                     &out_len);
+        } else if (rc == 0 && r->fetch == PF_WHOLE_TEXT) {
+                rc =
+                    imap_mime_text_to_utf8(r->encoding, r->charset, j.whole, j.got, &out, &out_len);
+        } else if (rc == 0) {
+                out = j.whole; /* as it is, or decoded by the server */
+                out_len = j.got;
+                j.whole = NULL;
         }
         free(j.whole);
         if (rc < 0) {
