@@ -375,8 +375,12 @@ bool parts_fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 bool parts_fs_refuse(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *name)
 {
         struct fs *fs = fs_of(req);
+        struct parts_attr a;
+        /* ".parts" is ours only in a folder that holds messages: elsewhere
+         * (the root, \Noselect folders) it stays a name mkdir refuses. */
         if ((ino && parts_fs_owns(fs, ino)) || (parent && parts_fs_owns(fs, parent)) ||
-            (name && strcmp(name, PARTS_DIR_NAME) == 0)) {
+            (name && parent && strcmp(name, PARTS_DIR_NAME) == 0 &&
+             parts_root(parts_of(fs), parent, &a) == 0)) {
                 fuse_reply_err(req, EROFS);
                 return true;
         }
