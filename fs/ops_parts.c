@@ -50,7 +50,9 @@ static void parts_fs_stat(const struct fs *fs, const struct parts_attr *a, struc
         st->st_mtime = st->st_ctime = st->st_atime = a->mtime ? a->mtime : fs->mount_time;
         if (a->dir) {
                 st->st_mode = S_IFDIR | 0555;
-                st->st_nlink = 2;
+                /* 1: "not counted", so find never skips the directory of an
+                 * attached message by the 2 + subdirectories rule. */
+                st->st_nlink = 1;
                 st->st_size = 4096;
         } else {
                 st->st_mode = S_IFREG | 0444;

@@ -394,6 +394,8 @@ class TestParts(Base):
                          b"\x00\x01inner-bytes" * 50)
         self.assertIn("café naïve".encode(), C.read_file(os.path.join(f, "2", "text")))
         self.assertTrue(C.read_file(os.path.join(f, "2", "header")).startswith(b"From: c@"))
+        r = sh(["find", f, "-type", "f"])  # descends into the attached message's directory
+        self.assertIn(b"/2/2.2-inner.bin\n", r.stdout)
 
     def test_latin1_text_and_broken_structure(self):
         d = self.P("Parts", ".parts", self.stem_of("latin"))
