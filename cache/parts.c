@@ -56,6 +56,7 @@ struct pnode {
         bool has_x_size;
         /* dirs */
         bool filled;
+        uint64_t root_sig;      /* a root: the listing it was filled from (parts_fill_root) */
         struct pnode *children; /* by name (hh_child) */
         UT_hash_handle hh;
         UT_hash_handle hh_child;
@@ -848,6 +849,18 @@ static int parts_fill_root(struct parts *p, struct pnode *root)
         cache_lock(p->a->cache);
         struct cache_node *cn = cache_node_get(p->a->cache, root->mbox_id);
         struct cache_mbox *m = cn && cn->kind == CACHE_MBOX ? (struct cache_mbox *)cn : NULL;
+        /* Every lookup below the root comes here: the walk is done only when
+         * the listing changed (a message in or out changes its count or
+         * UIDNEXT), so that cp .parts/STAR/... stays linear. */
+        uint64_t sig = 0;
+        if (m) {
+                uint64_t v[] = {m->uidvalidity, m->uidnext, m->nmsgs, m->state};
+                sig = store_hash64(v, sizeof(v), 1) | 1;
+        }
+        if (m && root->filled && root->root_sig == sig) {
+                cache_unlock(p->a->cache);
+                return 0;
+        }
         if (m) {
                 uidvalidity = m->uidvalidity;
                 v = calloc(m->nmsgs ? m->nmsgs : 1, sizeof(*v));
@@ -896,6 +909,10 @@ static int parts_fill_root(struct parts *p, struct pnode *root)
                 free(v[i].stem);
         }
         free(v);
+        if (r == 0) {
+                root->filled = true;
+                root->root_sig = sig;
+        }
         return r;
 }
 
@@ -1019,6 +1036,7 @@ struct fetch_job {
         size_t got;
         char *whole; /* whole: malloc'd */
         bool oom;
+        int server_binary; /* what the session said of BINARY (-1: no session) */
 };
 
 static void parts_bytes(void *ctx, const char *data, size_t len)
@@ -1043,6 +1061,7 @@ static void parts_bytes(void *ctx, const char *data, size_t len)
 static int parts_fetch_run(struct imap_session *s, void *ctx)
 {
         struct fetch_job *j = ctx;
+        j->server_binary = imap_session_caps(s)->binary;
         int r = account_select(s, j->r->mailbox, j->r->uidvalidity, NULL);
         if (r == 0)
                 r = imap_fetch_section(s, j->r->uid, j->r->section, j->binary, j->off, j->len,
@@ -1052,7 +1071,15 @@ static int parts_fetch_run(struct imap_session *s, void *ctx)
 
 static int parts_fetch(struct parts *p, struct fetch_job *j)
 {
+        j->server_binary = -1;
         int r = account_run(p->a, j->r->mailbox, IMAP_POOL_BULK, parts_fetch_run, j);
+        if (j->server_binary >= 0) {
+                /* Known without a structure fetch too (after a remount, the
+                 * structures come from the store). */
+                pthread_mutex_lock(&p->lock);
+                p->binary = j->server_binary;
+                pthread_mutex_unlock(&p->lock);
+        }
         if (r == 0) {
                 atomic_fetch_add(&p->a->fetches, 1);
                 atomic_fetch_add(&p->a->fetched_bytes, j->got);

@@ -166,7 +166,7 @@ def main():
             try:
                 out = os.path.join(work, "fs%d" % rep)
                 os.mkdir(out)
-                before = len(B.rawlog_commands(srv))
+                since = time.time()
                 proxy.reset()
                 t = time.monotonic()
                 r = subprocess.run("cp %s/.parts/*/[0-9]*-* %s/" % (os.path.join(m.mp, BOX), out),
@@ -178,7 +178,7 @@ def main():
                     raise B.Broken("cp failed: %s" % r.stderr[-2000:].decode(errors="replace"))
                 fs_digest = digest_dir(out)
                 shutil.rmtree(out)
-                cmds = [cmd for _, cmd in B.rawlog_commands(srv)[before:]]
+                cmds = [cmd for when, cmd in B.rawlog_commands(srv) if when >= since]
             finally:
                 m.unmount()
                 m.cleanup()
