@@ -24,6 +24,8 @@
  * gets its sizes at lookup instead. */
 #define PARTS_ITEMS_MAX 8192u
 #define PARTS_READ_MAX_WAITS 8
+/* BINARY.SIZE commands for one folder at most (one per shape of message). */
+#define PARTS_SIZE_CMDS_MAX 8u
 
 enum pkind { PK_ROOT, PK_DIR, PK_HEADER, PK_TEXT, PK_LEAF };
 
@@ -453,6 +455,11 @@ struct shape {
         UT_hash_handle hh;
 };
 
+static int parts_shape_cmp(const struct shape *a, const struct shape *b)
+{
+        return a->n > b->n ? -1 : a->n < b->n ? 1 : 0;
+}
+
 static int parts_sizes_fetch(struct imap_session *s, struct struct_job *j)
 {
         struct shape *shapes = NULL, *sh, *tmp;
@@ -486,9 +493,14 @@ static int parts_sizes_fetch(struct imap_session *s, struct struct_job *j)
                 sh->uids[sh->n++] = m->key.uid;
         }
         free(items);
+        /* The biggest groups first, and only so many commands: a folder of
+         * messages of all different shapes must not cost a command per
+         * message (the rest find their sizes at lookup). */
+        HASH_SORT(shapes, parts_shape_cmp);
+        unsigned sent = 0;
         HASH_ITER(hh, shapes, sh, tmp)
         {
-                if (r == 0) {
+                if (r == 0 && sent++ < PARTS_SIZE_CMDS_MAX) {
                         size_t need = imap_uidset_format(sh->uids, sh->n, NULL, 0);
                         char *set = malloc(need + 1);
                         if (!set) {

@@ -561,6 +561,9 @@ class TestPartsCorpus(Base):
             n = len(mark.commands(r"UID FETCH \S+ \(UID BODYSTRUCTURE\)"))
             if n != 1:
                 problems.append("%s: %d BODYSTRUCTURE commands" % (mailbox, n))
+            n = len(mark.commands(r"UID FETCH \S+ \(UID BINARY\.SIZE"))
+            if n > 8:  # one per shape of message, for the eight commonest shapes at most
+                problems.append("%s: %d BINARY.SIZE commands" % (mailbox, n))
             c = self.srv.client()
             D.select(c, mailbox)
             seen = [u for u, m in D.fetch_meta(c).items() if "\\Seen" in m["flags"]]
