@@ -460,7 +460,27 @@ static int parts_shape_cmp(const struct shape *a, const struct shape *b)
         return a->n > b->n ? -1 : a->n < b->n ? 1 : 0;
 }
 
-static int parts_sizes_fetch(struct imap_session *s, struct struct_job *j)
+struct size_job {
+        struct struct_job *j;
+        const char *set, *items;
+};
+
+static int parts_size_run(struct imap_session *s, void *ctx)
+{
+        struct size_job *sj = ctx;
+        int r = account_select(s, sj->j->mailbox, sj->j->uidvalidity, NULL);
+        if (r == 0) {
+                r = imap_fetch_items(s, sj->set, sj->items, parts_struct_item, sj->j);
+                sj->j->commands++;
+        }
+        return r;
+}
+
+/* BINARY.SIZE of the structures just fetched (not yet shared: j->got),
+ * one command per shape of message, each on a run of its own: sizes are a
+ * saving, not a need, and Dovecot 2.3 drops the connection for a base64
+ * part it finds broken, which must cost only that shape's sizes. */
+static void parts_sizes_fetch(struct parts *p, struct struct_job *j)
 {
         struct shape *shapes = NULL, *sh, *tmp;
         char *items = malloc(PARTS_ITEMS_MAX);
@@ -507,8 +527,13 @@ static int parts_sizes_fetch(struct imap_session *s, struct struct_job *j)
                                 r = -ENOMEM;
                         } else {
                                 imap_uidset_format(sh->uids, sh->n, set, need + 1);
-                                r = imap_fetch_items(s, set, sh->items, parts_struct_item, j);
-                                j->commands++;
+                                struct size_job sj = {j, set, sh->items};
+                                int rs = account_run(p->a, j->mailbox, IMAP_POOL_BULK,
+                                                     parts_size_run, &sj);
+                                if (rs < 0)
+                                        log_info("decoded sizes of parts in %s: %s (found at "
+                                                 "lookup instead)",
+                                                 j->mailbox, strerror(-rs));
                                 free(set);
                         }
                 }
@@ -517,7 +542,6 @@ static int parts_sizes_fetch(struct imap_session *s, struct struct_job *j)
                 free(sh->uids);
                 free(sh);
         }
-        return r;
 }
 
 static void parts_job_clear(struct struct_job *j)
@@ -550,13 +574,6 @@ static int parts_struct_run(struct imap_session *s, void *ctx)
         j->commands++;
         j->binary = imap_session_caps(s)->binary;
         return r;
-}
-
-static int parts_sizes_run(struct imap_session *s, void *ctx)
-{
-        struct struct_job *j = ctx;
-        int r = account_select(s, j->mailbox, j->uidvalidity, NULL);
-        return r < 0 ? r : parts_sizes_fetch(s, j);
 }
 
 /* Makes sure the structures of every message of the folder are known: one
@@ -632,15 +649,8 @@ static int parts_ensure_structures(struct parts *p, uint64_t mbox_id)
                 goto out;
         j.mailbox = raw;
         r = account_run(p->a, raw, IMAP_POOL_BULK, parts_struct_run, &j);
-        if (r == 0 && j.binary) {
-                /* Sizes are a saving, not a need: on any failure they are found at
-                 * lookup. (Dovecot 2.3 drops the connection for a base64 part it
-                 * finds broken, so they are asked on a run of their own.) */
-                int rs = account_run(p->a, raw, IMAP_POOL_BULK, parts_sizes_run, &j);
-                if (rs < 0)
-                        log_info("decoded sizes of parts in %s: %s (found at lookup instead)", raw,
-                                 strerror(-rs));
-        }
+        if (r == 0 && j.binary)
+                parts_sizes_fetch(p, &j);
         pthread_mutex_lock(&p->lock);
         p->struct_fetches += j.commands;
         if (j.commands)

@@ -468,6 +468,40 @@ class TestParts(Base):
         self.assertTrue(all("\\Seen" not in m["flags"] for m in D.fetch_meta(c).values()))
         c.logout()
 
+    def test_sizes_survive_a_part_the_server_cannot_decode(self):
+        # Dovecot drops the connection for BINARY.SIZE of base64 it finds broken: that costs
+        # only the sizes of that shape of message, not those of the others
+        def msg(i, parts):
+            out = (b"From: a@example.org\r\nSubject: s%d\r\nDate: Fri, 01 Mar 2024 10:00:00 +0000\r\n"
+                   b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" % i)
+            out += b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+            for name, b64 in parts:
+                out += (b"--b\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; "
+                        b"filename=%s\r\nContent-Transfer-Encoding: base64\r\n\r\n%s\r\n"
+                        % (name, b64))
+            return out + b"--b--\r\n"
+        good = base64.encodebytes(b"a;b\n1;2\n" * 10).replace(b"\n", b"\r\n").rstrip()
+        c = self.srv.client()
+        c.create("Sizes")
+        bad_uids = [D.append(c, "Sizes", msg(i, [(b"x.csv", b"QUJD\r\nQ"), (b"y.csv", b"QUJD\r\nQ")]),
+                             (), G._idate(i)) for i in range(2)]
+        uid = D.append(c, "Sizes", msg(9, [(b"good.csv", good)]), (), G._idate(9))
+        c.logout()
+        C.wait_for(lambda: os.path.isdir(self.P("Sizes")), 30, 0.2, "folder Sizes")
+        stems = self.stems("Sizes")
+        d = self.P("Sizes", ".parts", stems[uid])
+        self.assertIn("2-good.csv", os.listdir(d))
+        mark = C.RawlogMark(self.srv)
+        st = os.stat(os.path.join(d, "2-good.csv"))
+        self.assertEqual(st.st_size, 80)
+        if self.variant == "binary":
+            self.assertEqual(mark.commands(r"UID FETCH \S+ \(UID (BODY|BINARY)\.PEEK"), [])
+        self.assertEqual(C.read_file(os.path.join(d, "2-good.csv")), b"a;b\n1;2\n" * 10)
+        for u in bad_uids:
+            b = self.P("Sizes", ".parts", stems[u])
+            self.assertEqual(C.read_file(os.path.join(b, "2-x.csv")), b"ABC")
+            self.assertEqual(os.stat(os.path.join(b, "2-x.csv")).st_size, 3)
+
     def test_big_attachment(self):
         d = self.P("Parts", ".parts", self.stem_of("big"))
         f = os.path.join(d, "2-big.bin")
