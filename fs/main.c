@@ -15,6 +15,7 @@
 #include "fs/fs.h"
 #include "fs/naming.h"
 #include "fs/config.h"
+#include "fs/ops_parts.h"
 #include "fs/opts.h"
 #include "fs/ops_search.h"
 #include "fs/password.h"
@@ -437,6 +438,7 @@ out_session:
         fuse_session_destroy(fs.se);
 out_acct:
         inval_free(fs.inval); /* only when start-up failed before the loop */
+        parts_fs_destroy();
         account_destroy(&fs.acct);
         persist_close(&fs.acct);
         staging_free(fs.staging);

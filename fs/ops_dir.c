@@ -8,6 +8,7 @@
 
 #include "fs/fs.h"
 #include "fs/names.h"
+#include "fs/ops_parts.h"
 #include "fs/ops_search.h"
 #include "imap/log.h"
 
@@ -207,6 +208,8 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         }
         if (ops_search_lookup(req, parent, name))
                 return;
+        if (parts_fs_lookup(req, parent, name))
+                return;
         if (ops_lookup_staged(req, fs, parent, name))
                 return;
 
@@ -249,6 +252,8 @@ static void ops_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
         bool changing;
         (void)fi;
         if (ops_search_getattr(req, ino))
+                return;
+        if (parts_fs_getattr(req, ino))
                 return;
         if (!fs_stat_ino(fs, ino, &st, &changing))
                 fuse_reply_err(req, ENOENT);
@@ -374,6 +379,8 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
         struct account *a = &fs->acct;
         if (ops_search_opendir(req, ino, fi))
                 return;
+        if (parts_fs_opendir(req, ino, fi))
+                return;
         int r = ino == CACHE_ROOT_ID ? account_refresh_tree(a, a->opts.revalidate_ms)
                                      : account_refresh_listing(a, ino, a->opts.revalidate_ms);
         if (r == -ENOENT || r == -ENOTDIR) {
@@ -453,20 +460,24 @@ static void ops_readdir_common(fuse_req_t req, size_t size, off_t off, struct fu
 static void ops_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         struct fuse_file_info *fi)
 {
-        if (!ops_search_readdir(req, ino, size, off, fi, false))
+        if (!ops_search_readdir(req, ino, size, off, fi, false) &&
+            !parts_fs_readdir(req, ino, size, off, fi, false))
                 ops_readdir_common(req, size, off, fi, false);
 }
 
 static void ops_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                             struct fuse_file_info *fi)
 {
-        if (!ops_search_readdir(req, ino, size, off, fi, true))
+        if (!ops_search_readdir(req, ino, size, off, fi, true) &&
+            !parts_fs_readdir(req, ino, size, off, fi, true))
                 ops_readdir_common(req, size, off, fi, true);
 }
 
 static void ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
         if (ops_search_releasedir(req, ino, fi))
+                return;
+        if (parts_fs_releasedir(req, ino, fi))
                 return;
         ops_dirsnap_free((struct dirsnap *)(uintptr_t)fi->fh);
         fuse_reply_err(req, 0);

@@ -10,12 +10,15 @@
 
 #include "cache/account_write.h"
 #include "fs/fs.h"
+#include "fs/ops_parts.h"
 #include "imap/log.h"
 
 static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
         struct fs *fs = fs_of(req);
         struct staged_info sd;
+        if (parts_fs_open(req, ino, fi))
+                return;
         if (staging_get(fs->staging, ino, &sd)) {
                 int r = staging_open(fs->staging, ino);
                 if (r == 0 && (fi->flags & O_TRUNC))
@@ -52,6 +55,8 @@ static void ops_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
         struct fs *fs = fs_of(req);
         struct account_file *f = (struct account_file *)(uintptr_t)fi->fh;
+        if (!f && parts_fs_read(req, ino, size, off))
+                return;
         char *buf = malloc(size ? size : 1);
         if (!buf) {
                 fuse_reply_err(req, ENOMEM);
@@ -140,6 +145,8 @@ static void ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void ops_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
         struct fs *fs = fs_of(req);
+        if (!fi->fh && parts_fs_release(req, ino))
+                return;
         if (fi->fh) {
                 account_file_close((struct account_file *)(uintptr_t)fi->fh);
         } else if (staging_close(fs->staging, ino) <= 0) {

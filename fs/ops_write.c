@@ -9,6 +9,7 @@
 
 #include "cache/account_write.h"
 #include "fs/fs.h"
+#include "fs/ops_parts.h"
 #include "fs/names.h"
 #include "fs/ops_search.h"
 
@@ -36,6 +37,8 @@ static bool ops_refuse_name(fuse_req_t req, const char *name)
 
 static void ops_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+        if (parts_fs_refuse(req, 0, parent, name))
+                return;
         struct fs *fs = fs_of(req);
         uint64_t id = 0;
         (void)mode;
@@ -74,12 +77,18 @@ static void ops_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
         if (ops_refuse_name(req, name) || ops_refuse_ro(req) || ops_search_refuse(req, parent))
                 return;
+        if (parts_fs_refuse(req, 0, parent, name))
+                return;
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
+                return;
         int r = account_rmdir(&fs_of(req)->acct, parent, name);
         fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
 }
 
 static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+        if (parts_fs_refuse(req, 0, parent, name))
+                return;
         struct fs *fs = fs_of(req);
         if (ops_refuse_name(req, name) || ops_refuse_ro(req) ||
             ops_search_redirect(req, &parent, name))
@@ -101,6 +110,8 @@ static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                        const char *newname, unsigned int flags)
 {
+        if (parts_fs_refuse(req, 0, parent, name) || parts_fs_refuse(req, 0, newparent, newname))
+                return;
         struct fs *fs = fs_of(req);
         if (ops_refuse_name(req, name) || ops_refuse_name(req, newname) || ops_refuse_ro(req) ||
             ops_search_refuse(req, newparent) || ops_search_redirect(req, &parent, name))
@@ -139,6 +150,10 @@ static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
         (void)mode;
         if (ops_refuse_name(req, name) || ops_refuse_ro(req) || ops_search_refuse(req, parent))
                 return;
+        if (parts_fs_refuse(req, 0, parent, name))
+                return;
+        if (ops_refuse_name(req, name) || ops_refuse_ro(req))
+                return;
         cache_lock(fs->acct.cache);
         struct cache_node *pn = cache_node_get(fs->acct.cache, parent);
         int err = 0;
@@ -175,6 +190,8 @@ static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                         struct fuse_file_info *fi)
 {
+        if (parts_fs_refuse(req, ino, 0, NULL))
+                return;
         struct fs *fs = fs_of(req);
         struct stat st;
         (void)fi;
@@ -220,6 +237,8 @@ static void ops_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int t
 
 static void ops_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d)
 {
+        if (parts_fs_refuse(req, 0, p, n))
+                return;
         (void)p, (void)m, (void)d;
         if (!ops_refuse_name(req, n) && !ops_refuse_ro(req))
                 fuse_reply_err(req, EPERM);
@@ -227,6 +246,8 @@ static void ops_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev
 
 static void ops_symlink(fuse_req_t req, const char *link, fuse_ino_t p, const char *n)
 {
+        if (parts_fs_refuse(req, 0, p, n))
+                return;
         (void)link, (void)p;
         if (!ops_refuse_name(req, n) && !ops_refuse_ro(req))
                 fuse_reply_err(req, EPERM);
@@ -234,6 +255,8 @@ static void ops_symlink(fuse_req_t req, const char *link, fuse_ino_t p, const ch
 
 static void ops_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t np, const char *nn)
 {
+        if (parts_fs_refuse(req, ino, np, nn))
+                return;
         (void)ino, (void)np;
         if (!ops_refuse_name(req, nn) && !ops_refuse_ro(req))
                 fuse_reply_err(req, EPERM);

@@ -8,6 +8,7 @@
 
 #include "cache/account_write.h"
 #include "fs/fs.h"
+#include "fs/ops_parts.h"
 #include "fs/ops_search.h"
 #include "imap/date.h"
 
@@ -97,6 +98,8 @@ static void ops_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_
 
         if (ops_search_xattr(req, ino, name, size, false))
                 return;
+        if (parts_fs_getxattr(req, ino, name, size))
+                return;
         if (staging_get(fs->staging, ino, &sd)) {
                 len = strcmp(name, "user.imap.flags") == 0
                           ? staging_get_flags(fs->staging, ino, val, sizeof(val))
@@ -158,6 +161,8 @@ static void ops_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
         struct staged_info sd;
 
         if (ops_search_xattr(req, ino, NULL, size, false))
+                return;
+        if (parts_fs_listxattr(req, ino, size))
                 return;
         if (staging_get(fs->staging, ino, &sd)) {
                 static const char names[] = "user.imap.flags";
@@ -223,6 +228,8 @@ static void ops_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const
         struct staged_info sd;
         int r;
         (void)flags;
+        if (parts_fs_refuse(req, ino, 0, NULL))
+                return;
         if (fs->read_only) {
                 fuse_reply_err(req, EROFS);
                 return;
@@ -243,6 +250,8 @@ static void ops_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
         struct fs *fs = fs_of(req);
         struct staged_info sd;
         int r;
+        if (parts_fs_refuse(req, ino, 0, NULL))
+                return;
         if (fs->read_only) {
                 fuse_reply_err(req, EROFS);
                 return;
