@@ -171,7 +171,7 @@ static struct imap_account fake_acct(unsigned port, const char *password, bool p
         };
 }
 
-#define GREETING "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready\r\n"
+#define GREETING "* OK [CAPABILITY IMAP4rev1] fake ready\r\n"
 
 static int open_plain(struct fake *f, const struct step *script, struct imap_account *a,
                       struct imap_session **s)
