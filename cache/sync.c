@@ -505,12 +505,28 @@ static size_t sync_pick(struct sync *sy, const char *watched, int64_t now, struc
         return due;
 }
 
-/* The wait before the next round after one that the server answered with
- * "slow down" (slow) or with a broken connection (r == -EIO): never a tight
- * loop. One log line when the server starts asking. */
-static int sync_pace(struct sync *sy, int r, const struct imap_slowdown *slow)
+/* True if the answers of a round ask the whole account to slow down: a
+ * refused tree command, a throttling text or a suggested wait, or most of
+ * the STATUS answers (of `asked` sent). Else a folder or two that the server
+ * can't serve now ([UNAVAILABLE] of one mailbox) are backed off one by one,
+ * and the others keep their pace. */
+static bool sync_throttled(int r, const struct imap_slowdown *slow, size_t asked)
 {
-        if (slow->asked || imap_errno_backoff(r)) {
+        if (imap_errno_backoff(r))
+                return true;
+        if (!slow->asked)
+                return false;
+        return slow->suggested_ms > 0 || strcasestr(slow->text, "throttl") ||
+               (size_t)slow->count * 2 > asked;
+}
+
+/* The wait before the next round: the poll interval, or longer after a
+ * round that the server asked to slow down (throttled) or whose connection
+ * broke (r == -EIO): never a tight loop. One log line when the server starts
+ * asking. */
+static int sync_pace(struct sync *sy, int r, const struct imap_slowdown *slow, bool throttled)
+{
+        if (throttled) {
                 sy->throttled++;
                 int wait = imap_backoff_ms(sy->throttled + 1, sy->poll_ms,
                                            THROTTLE_MAX_FACTOR * sy->poll_ms, slow->suggested_ms);
@@ -551,11 +567,11 @@ static int sync_poll_round(struct sync *sy, const char *watched)
                 struct sync_round rd = {sy, watched, now};
                 r = account_refresh_tree_status(a, sync_on_status, &rd, &with_status, &slow);
                 if (r < 0 || with_status)
-                        return sync_pace(sy, r, &slow);
+                        return sync_pace(sy, r, &slow, sync_throttled(r, &slow, 1));
         } else {
                 r = account_refresh_tree(a, 0);
                 if (r < 0)
-                        return sync_pace(sy, r, &slow);
+                        return sync_pace(sy, r, &slow, sync_throttled(r, &slow, 1));
         }
         struct sync_due *v = NULL;
         size_t n = 0, cap = 0;
@@ -570,11 +586,12 @@ static int sync_poll_round(struct sync *sy, const char *watched)
                 req[i].mailbox = v[i].raw;
         if (req && !sync_stopping(sy))
                 r = imap_status_many(sy->s, req, due, &slow);
+        bool throttled = r == 0 && sync_throttled(r, &slow, due);
         for (size_t i = 0; r == 0 && i < due && !sync_stopping(sy); i++) {
                 const char *raw = req[i].mailbox;
                 int err = req[i].err;
-                if (imap_errno_backoff(err))
-                        continue; /* the server's whole, not this folder's: see sync_pace */
+                if (imap_errno_backoff(err) && throttled)
+                        continue; /* the whole account waits: see sync_pace */
                 sync_asked(sy, raw, err);
                 if (err == -ENOENT)
                         account_forget_mailbox(a, raw); /* gone: leaves the tree now */
@@ -587,7 +604,7 @@ static int sync_poll_round(struct sync *sy, const char *watched)
                 free(v[i].raw);
         free(v);
         log_dbg("sync: polled %zu of %zu folders", due, n);
-        return sync_pace(sy, r, &slow);
+        return sync_pace(sy, r, &slow, throttled);
 }
 
 /* Asks the server to report, while we IDLE, changes in every mailbox: the

@@ -29,6 +29,7 @@ static int status_answer_errno(const char *what, const struct imap_result *res,
                 snprintf(slow->text, sizeof(slow->text), "%s%s%s%s", res->code[0] ? "[" : "",
                          res->code, res->code[0] ? "] " : "", res->text);
         slow->asked = true;
+        slow->count++;
         if (c.suggested_ms > slow->suggested_ms)
                 slow->suggested_ms = c.suggested_ms;
         return c.err;

@@ -27,6 +27,7 @@ bool imap_status_items(const struct imap_value *list, struct imap_status_info *o
  * line the caller writes. Such answers are not logged here. */
 struct imap_slowdown {
         bool asked;
+        unsigned count; /* how many answers asked */
         int suggested_ms;
         char text[300];
 };
