@@ -13,6 +13,11 @@ IDLE covers it). Then, through a proxy that delays every chunk by DELAY seconds:
   timestamps span less than PIPELINED_SPAN, where one after another would take at least
   N round trips of 2 × DELAY). "liststatus": one `LIST ... RETURN (... STATUS (...))` and no
   `STATUS` at all. Over several rounds no folder is asked about more than once a round.
+- TestThrottled (plain IMAP through a rewriting proxy, `poll=1`, 20 visited folders):
+  while the proxy answers every STATUS with Microsoft's "NO Request is throttled. Suggested
+  Backoff Time: 3000 milliseconds", rounds come at least 3 s apart and less often each
+  time, the log has one line about it, and no folder's failure is logged; once the proxy
+  stops, rounds come back to the poll interval.
 - test_notice: another client (imaplib, straight to Dovecot) appends a message to a visited
   folder that is not the watched one; the mount must re-list that folder (its `SELECT` in
   the rawlog) within POLL + 2 s, without anything touching the mount meanwhile; `ls` then
@@ -51,6 +56,10 @@ VARIANTS = {
     "liststatus": ("NOTIFY",),
 }
 
+THROTTLE_FOLDERS = ["T%03d" % i for i in range(20)]
+SUGGESTED_S = 3.0
+THROTTLE_TEXT = b"NO Request is throttled. Suggested Backoff Time: 3000 milliseconds"
+
 SRV = {}
 TS_LINE = re.compile(r"^(\d+\.\d+) (\S+) (.*)$")
 
@@ -78,6 +87,16 @@ def setUpModule():
                 typ, data = c.create(f)
                 assert typ == "OK", data
             c.logout()
+        # Plain IMAP (no TLS) so that the proxy can rewrite answers.
+        srv = D.Dovecot(ssl=False, extra_conf="protocol imap {\n  imap_capability = %s\n}\n"
+                        % caps_without(VARIANTS["plain"]))
+        SRV["throttle"] = srv
+        srv.start()
+        c = srv.client()
+        for f in THROTTLE_FOLDERS:
+            typ, data = c.create(f)
+            assert typ == "OK", data
+        c.logout()
     except Exception:
         tearDownModule()
         raise
@@ -209,6 +228,137 @@ class Base(unittest.TestCase):
         names = os.listdir(os.path.join(self.m.mp, folder))
         type(self).watched = folder
         self.assertTrue(any(n.endswith("[%d].eml" % uid) for n in names), names)
+
+
+class ThrottleProxy(P.Proxy):
+    """Proxy (plain IMAP) that notes when each STATUS command passes and, while
+    self.throttle is set, answers them as Microsoft 365 does when it throttles."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.throttle = False
+        self.statuses = []  # monotonic times of STATUS commands
+        self.tags = set()
+
+    def _pump(self, conn, src, dst, direction):
+        buf = b""
+        try:
+            while not conn.closed.is_set():
+                try:
+                    data = src.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                buf += data
+                out = b""
+                while b"\r\n" in buf:
+                    line, buf = buf.split(b"\r\n", 1)
+                    out += self._line(line, direction) + b"\r\n"
+                if direction == "up":  # never hold the client's bytes (literals)
+                    out += buf
+                    buf = b""
+                try:
+                    if out:
+                        dst.sendall(out)
+                except OSError:
+                    break
+        finally:
+            conn.close()
+            with self.lock:
+                self.conns.discard(conn)
+
+    def _line(self, line, direction):
+        with self.lock:
+            if direction == "up":
+                m = re.match(rb"^(\S+) STATUS ", line)
+                if m:
+                    self.statuses.append(time.monotonic())
+                    if self.throttle:
+                        self.tags.add(m.group(1))
+                return line
+            if self.throttle and line.startswith(b"* STATUS "):
+                return b"* OK dropped"
+            tag = line.split(b" ", 1)[0]
+            if tag in self.tags:
+                self.tags.discard(tag)
+                return tag + b" " + THROTTLE_TEXT
+            return line
+
+
+def bursts(times, gap=0.5):
+    """Groups times (sorted) into rounds: a new one after a pause longer than gap."""
+    out = []
+    for t in times:
+        if not out or t - out[-1][-1] > gap:
+            out.append([t])
+        else:
+            out[-1].append(t)
+    return out
+
+
+class TestThrottled(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        srv = SRV["throttle"]
+        cls.proxy = ThrottleProxy(srv.imap_port).start()
+        cls.m = I.Mount("imap://%s@127.0.0.1:%d" % (srv.user, cls.proxy.port),
+                        opts={"password_file": srv.password_file, "allow_plaintext": None,
+                              "poll": 1, "cache": "no"})
+        try:
+            cls.m.mount(foreground=True, debug=True)
+            for f in THROTTLE_FOLDERS:
+                os.listdir(os.path.join(cls.m.mp, f))
+        except Exception:
+            cls.m.cleanup()
+            cls.proxy.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.m.unmount()
+        finally:
+            cls.m.cleanup()
+            cls.proxy.stop()
+
+    def since(self, t):
+        with self.proxy.lock:
+            return [u for u in self.proxy.statuses if u >= t]
+
+    def test_throttled_rounds_slow_down(self):
+        n = len(THROTTLE_FOLDERS) - 1  # the watched folder is not polled
+        t = time.monotonic()
+        C.wait_for(lambda: len(self.since(t)) >= 2 * n, 15, 0.1, "two normal rounds")
+        with self.proxy.lock:
+            self.proxy.throttle = True
+        t0 = time.monotonic()
+        time.sleep(12)
+        with self.proxy.lock:
+            self.proxy.throttle = False
+        t1 = time.monotonic()
+        b = bursts(self.since(t0))
+        starts = [x[0] for x in b]
+        gaps = [y - x for x, y in zip(starts, starts[1:])]
+        diag("throttled for 12 s with poll=1: %d rounds, %s s apart"
+             % (len(b), ", ".join("%.1f" % g for g in gaps)))
+        # Unthrottled, 12 s would hold about 11 rounds.
+        self.assertGreaterEqual(len(b), 1)
+        self.assertLessEqual(len(b), 4, starts)
+        for g in gaps:
+            self.assertGreaterEqual(g, SUGGESTED_S - 0.2, gaps)
+        self.assertEqual(sorted(gaps), gaps, "the wait does not grow while throttled")
+        log = self.m.read_log().splitlines()
+        slow = [l for l in log if "asks us to slow down" in l]
+        self.assertEqual(len(slow), 1, slow)
+        self.assertEqual([l for l in log if "STATUS failed" in l], [])
+        # The server answers again: back to one round a poll interval.
+        C.wait_for(lambda: len(bursts(self.since(t1))) >= 3, 16 + SUGGESTED_S + 10, 0.2,
+                   "rounds at the poll interval again")
+        b = bursts(self.since(t1))
+        again = [y[0] - x[0] for x, y in zip(b[1:], b[2:])]
+        diag("after the throttling: rounds %s s apart" % ", ".join("%.1f" % g for g in again))
+        self.assertTrue(all(g < 2.5 for g in again), again)
 
 
 class TestPlain(Base):
