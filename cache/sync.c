@@ -526,10 +526,12 @@ static bool sync_throttled(int r, const struct imap_slowdown *slow, size_t asked
  * asking. */
 static int sync_pace(struct sync *sy, int r, const struct imap_slowdown *slow, bool throttled)
 {
+        sy->not_before = 0;
         if (throttled) {
                 sy->throttled++;
                 int wait = imap_backoff_ms(sy->throttled + 1, sy->poll_ms,
                                            THROTTLE_MAX_FACTOR * sy->poll_ms, slow->suggested_ms);
+                sy->not_before = imap_now_ms() + wait;
                 if (sy->throttled == 1)
                         log_warn("sync: the server asks us to slow down (%s): polling every %d s "
                                  "or less often until it stops",
@@ -542,9 +544,16 @@ static int sync_pace(struct sync *sy, int r, const struct imap_slowdown *slow, b
                 log_info("sync: the server no longer asks us to slow down");
         sy->throttled = 0;
         if (r == -EIO) {
-                sy->failed_rounds++;
-                return imap_backoff_ms(sy->failed_rounds, sy->poll_ms,
-                                       THROTTLE_MAX_FACTOR * sy->poll_ms, 0);
+                /* The first time a reconnect polls at once (anything may have
+                 * changed meanwhile); a server that keeps dropping us in the
+                 * middle of rounds is polled less and less often. */
+                int wait = sy->failed_rounds++
+                               ? imap_backoff_ms(sy->failed_rounds, sy->poll_ms,
+                                                 THROTTLE_MAX_FACTOR * sy->poll_ms, 0)
+                               : sy->poll_ms;
+                if (sy->failed_rounds > 1)
+                        sy->not_before = imap_now_ms() + wait;
+                return wait;
         }
         sy->failed_rounds = 0;
         return sy->poll_ms;
@@ -720,7 +729,6 @@ static void *sync_main(void *arg)
                         } else {
                                 next_poll = imap_now_ms() + sync_poll_round(sy, target);
                         }
-                        sy->not_before = next_poll;
                 }
                 /* Each step may have waited out a deadline: no further one
                  * once we are told to stop. */
