@@ -15,6 +15,7 @@
 #include "cache/account.h"
 #include "imap/array.h"
 #include "cache/account_write.h"
+#include "cache/poll_pace.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
@@ -31,12 +32,6 @@
 #define BACKOFF_MAX_MS 60000
 /* How long a DELETE or RENAME waits for the watcher to leave that folder. */
 #define LEAVE_MAX_MS 2000
-/* Polling without NOTIFY (see sync_poll_round): a folder opened or listed
- * within this long is polled every poll interval; others less often, their
- * interval doubling after each round that found nothing, up to
- * SLOW_MAX_FACTOR intervals. */
-#define RECENT_MS (5 * 60 * 1000)
-#define SLOW_MAX_FACTOR 10
 /* A server that asks us to slow down: the next round waits twice the poll
  * interval, doubling while it keeps asking, up to THROTTLE_MAX_FACTOR
  * intervals (or longer if the server suggests a longer wait). */
@@ -64,14 +59,12 @@ struct sync {
         int64_t not_before;          /* no poll round before this (thread) */
 };
 
-/* When a folder was last used and when it is to be polled next. */
+/* When a folder was last used (opened with sync_watch, or listed by someone
+ * else) and when it is to be polled next (see cache/poll_pace.h). */
 struct sync_folder {
         char *raw;
-        int64_t used_ms;    /* opened (sync_watch) or listed by someone else */
+        struct poll_pace pace;
         int64_t checked_ms; /* its listing's checked_ms as we last saw it */
-        int64_t asked_ms;   /* our last STATUS of it */
-        int64_t next_ms;    /* not asked before this */
-        int interval_ms;    /* its current pace */
         UT_hash_handle hh;
 };
 
@@ -175,21 +168,9 @@ static struct sync_folder *sync_folder_get(struct sync *sy, const char *raw, int
                 free(f);
                 return NULL;
         }
-        f->used_ms = now;
-        f->interval_ms = sy->poll_ms;
+        poll_pace_init(&f->pace, sy->poll_ms, now);
         HASH_ADD_KEYPTR(hh, sy->folders, f->raw, strlen(f->raw), f);
         return f;
-}
-
-/* A folder was used: polled every interval again, from the next round on
- * (but never twice within one interval). mu held. */
-static void sync_folder_used(struct sync *sy, struct sync_folder *f, int64_t now)
-{
-        f->used_ms = now;
-        f->interval_ms = sy->poll_ms;
-        int64_t due = f->asked_ms ? f->asked_ms + sy->poll_ms * 3 / 4 : 0;
-        if (f->next_ms > due)
-                f->next_ms = due;
 }
 
 void sync_watch(struct sync *sy, const char *mailbox)
@@ -200,7 +181,7 @@ void sync_watch(struct sync *sy, const char *mailbox)
         int64_t now = imap_now_ms();
         struct sync_folder *f = sync_folder_get(sy, mailbox, now);
         if (f)
-                sync_folder_used(sy, f, now);
+                poll_pace_used(&f->pace, sy->poll_ms, now);
         bool same = sy->watched && strcmp(sy->watched, mailbox) == 0;
         if (!same) {
                 char *w = strdup(mailbox);
@@ -400,26 +381,13 @@ static bool sync_compare(struct sync *sy, const char *raw, const struct imap_sta
         return changed;
 }
 
-/* After a folder's STATUS (err 0) in a round that began at now: its next
- * turn. A folder in use keeps the poll interval; another one's interval
- * doubles while nothing changes, up to SLOW_MAX_FACTOR intervals. The next
- * turn is due a little before a whole interval has passed, so that it falls
- * in the round that interval brings. */
+/* After a folder's STATUS (err 0) in a round that began at now. */
 static void sync_folder_asked(struct sync *sy, const char *raw, int64_t now, bool changed)
 {
         pthread_mutex_lock(&sy->mu);
         struct sync_folder *f = sync_folder_get(sy, raw, now);
-        if (f) {
-                bool recent = now - f->used_ms < RECENT_MS;
-                if (recent || changed)
-                        f->interval_ms = sy->poll_ms;
-                else if (f->interval_ms < SLOW_MAX_FACTOR * sy->poll_ms / 2)
-                        f->interval_ms *= 2;
-                else
-                        f->interval_ms = SLOW_MAX_FACTOR * sy->poll_ms;
-                f->asked_ms = now;
-                f->next_ms = now + f->interval_ms - sy->poll_ms / 4;
-        }
+        if (f)
+                poll_pace_asked(&f->pace, sy->poll_ms, now, changed);
         pthread_mutex_unlock(&sy->mu);
 }
 
@@ -484,11 +452,11 @@ static size_t sync_pick(struct sync *sy, const char *watched, int64_t now, struc
                 HASH_ADD_KEYPTR(hh, seen, e->raw, strlen(e->raw), e);
                 if (e->checked_ms != v[i].checked_ms) {
                         if (e->checked_ms)
-                                sync_folder_used(sy, e, now);
+                                poll_pace_used(&e->pace, sy->poll_ms, now);
                         e->checked_ms = v[i].checked_ms;
                 }
                 bool mine = watched && strcmp(v[i].raw, watched) == 0;
-                if (!mine && now >= e->next_ms && imap_retry_due(&sy->bad, v[i].raw)) {
+                if (!mine && poll_pace_due(&e->pace, now) && imap_retry_due(&sy->bad, v[i].raw)) {
                         struct sync_due t = v[due];
                         v[due++] = v[i];
                         v[i] = t;
