@@ -191,8 +191,24 @@ int imap_status_many(struct imap_session *s, struct imap_status_req *v, size_t n
                 which[m++] = i;
         }
         if (r == 0) {
+                /* A name that needs a synchronizing literal (no LITERAL+)
+                 * waits for the server's "+": such commands go one by one
+                 * after the others, which stay pipelined. */
+                size_t q = 0;
+                for (size_t k = 0; k < m; k++)
+                        if (cmds[k].nsplits == 0) {
+                                struct imap_cmd *t = ptrs[q];
+                                size_t w = which[q];
+                                ptrs[q] = ptrs[k];
+                                which[q] = which[k];
+                                ptrs[k] = t;
+                                which[k] = w;
+                                q++;
+                        }
                 struct status_many_ctx c = {v, n, found, 0};
-                r = imap_session_pipeline(s, ptrs, m, status_many_data, &c, res);
+                r = imap_session_pipeline(s, ptrs, q, status_many_data, &c, res);
+                for (size_t k = q; r == 0 && k < m; k++)
+                        r = imap_session_cmd(s, ptrs[k], status_many_data, &c, &res[k]);
         }
         for (size_t k = 0; r == 0 && k < m; k++) {
                 size_t i = which[k];

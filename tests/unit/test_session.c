@@ -1053,6 +1053,42 @@ START_TEST(test_status_many_matched_by_name)
 }
 END_TEST
 
+START_TEST(test_status_many_literal_name_goes_alone)
+{
+        /* Without LITERAL+, a name that needs a literal waits for "+": the
+         * other commands stay pipelined, that one follows on its own. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"A2 STATUS \"A\"", 0, "", 0},
+            {"A3 STATUS \"B\"", 0,
+             "* STATUS B (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 4)\r\n"
+             "* STATUS A (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 3)\r\nA2 OK\r\nA3 OK\r\n",
+             0},
+            {"A4 STATUS {4}", 0, "+ ok\r\n", 0},
+            {NULL, 4, "", 0},
+            {"(MESSAGES UIDNEXT UIDVALIDITY)", 0,
+             "* STATUS {4}\r\nx\r\ny (MESSAGES 7 UIDNEXT 8 UIDVALIDITY 9)\r\nA4 OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_status_req v[] = {{"A", {0}, 0}, {"x\r\ny", {0}, 0}, {"B", {0}, 0}};
+        struct imap_slowdown slow = {0};
+        ck_assert_int_eq(imap_status_many(s, v, 3, &slow), 0);
+        ck_assert_int_eq(v[0].err, 0);
+        ck_assert_uint_eq(v[0].st.messages, 1);
+        ck_assert_int_eq(v[1].err, 0);
+        ck_assert_uint_eq(v[1].st.messages, 7);
+        ck_assert_int_eq(v[2].err, 0);
+        ck_assert_uint_eq(v[2].st.uidvalidity, 4);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
 /* 150 folders: more than one write's worth of commands. The fake reads 100
  * commands before it answers any, which only works if more than one chunk
  * is on its way at once; then it answers in order. */
@@ -1258,6 +1294,7 @@ int main(void)
         tcase_add_test(tc, test_quiet_reports_what_our_command_does_not_explain);
         tcase_add_test(tc, test_status_many_matched_by_name);
         tcase_add_test(tc, test_status_many_beyond_one_chunk);
+        tcase_add_test(tc, test_status_many_literal_name_goes_alone);
         tcase_add_test(tc, test_list_status_tree_and_statuses_in_one_command);
         tcase_add_test(tc, test_list_status_needs_the_capability);
         suite_add_tcase(s, tc);
