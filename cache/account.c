@@ -16,6 +16,7 @@
 #include "imap/header.h"
 #include "imap/log.h"
 #include "imap/ops.h"
+#include "imap/ops_status.h"
 
 /* Read-ahead grows from the first fetch's size, doubling on each sequential
  * read, up to the cap: a `head` costs one small fetch, a `cat` of a big
@@ -259,10 +260,20 @@ struct tree_entry {
         unsigned attrs;
 };
 
+struct tree_status {
+        char *raw;
+        struct imap_status_info st;
+};
+
 struct tree_acc {
         struct tree_entry *v;
         size_t n, cap;
         bool oom;
+        /* A poll round's LIST-STATUS: every folder's STATUS as well. */
+        bool want_status, with_status;
+        struct tree_status *st;
+        size_t nst, capst;
+        struct imap_slowdown *slow;
 };
 
 static void account_tree_reset(struct tree_acc *t)
@@ -270,7 +281,13 @@ static void account_tree_reset(struct tree_acc *t)
         for (size_t i = 0; i < t->n; i++)
                 free(t->v[i].raw);
         free(t->v);
-        memset(t, 0, sizeof(*t));
+        for (size_t i = 0; i < t->nst; i++)
+                free(t->st[i].raw);
+        free(t->st);
+        t->v = NULL;
+        t->st = NULL;
+        t->n = t->cap = t->nst = t->capst = 0;
+        t->oom = t->with_status = false;
 }
 
 static void account_tree_collect(void *ctx, const char *name, char delim, unsigned attrs)
@@ -288,13 +305,41 @@ static void account_tree_collect(void *ctx, const char *name, char delim, unsign
         t->v[t->n++] = (struct tree_entry){raw, delim, attrs};
 }
 
+static void account_tree_status(void *ctx, const char *name, const struct imap_status_info *st)
+{
+        struct tree_acc *t = ctx;
+        if (IMAP_ARRAY_GROW(t->st, t->nst, t->capst, 32) < 0) {
+                t->oom = true;
+                return;
+        }
+        char *raw = strdup(name);
+        if (!raw) {
+                t->oom = true;
+                return;
+        }
+        t->st[t->nst++] = (struct tree_status){raw, *st};
+}
+
 static int account_tree_fetch(struct imap_session *s, void *ctx)
 {
-        account_tree_reset(ctx);
+        struct tree_acc *t = ctx;
+        account_tree_reset(t);
+        if (t->want_status && imap_session_caps(s)->list_status) {
+                int r = imap_list_status(s, account_tree_collect, account_tree_status, t, t->slow);
+                /* A server that offers LIST-STATUS but refuses it (BAD) still
+                 * has plain LIST: the poll then asks STATUS itself. */
+                if (r != -EPROTO) {
+                        t->with_status = r == 0;
+                        return r;
+                }
+                account_tree_reset(t);
+        }
         return imap_list_all(s, account_tree_collect, ctx);
 }
 
-int account_refresh_tree(struct account *a, int max_age_ms)
+/* account_refresh_tree, and with want_status the poll round's LIST-STATUS
+ * (see account_refresh_tree_status). */
+static int account_tree_refresh(struct account *a, int max_age_ms, struct tree_acc *t)
 {
         cache_lock(a->cache);
         /* Someone else's LIST is waited for at most one server operation;
@@ -317,9 +362,8 @@ int account_refresh_tree(struct account *a, int max_age_ms)
         cache_unlock(a->cache);
 
         /* The network part runs without the cache lock. */
-        struct tree_acc t = {0};
-        int r = account_run(a, NULL, IMAP_POOL_META, account_tree_fetch, &t);
-        if (r == 0 && t.oom)
+        int r = account_run(a, NULL, IMAP_POOL_META, account_tree_fetch, t);
+        if (r == 0 && t->oom)
                 r = -ENOMEM;
 
         cache_lock(a->cache);
@@ -332,12 +376,12 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 a->tree_checked_ms = 0;
         if (r == 0 && current) {
                 cache_tree_begin(a->cache);
-                for (size_t i = 0; i < t.n; i++) {
+                for (size_t i = 0; i < t->n; i++) {
                         if (!a->hier_delim)
-                                a->hier_delim = t.v[i].delim;
-                        if (exclude_match(a->opts.exclude, t.v[i].raw, t.v[i].delim))
+                                a->hier_delim = t->v[i].delim;
+                        if (exclude_match(a->opts.exclude, t->v[i].raw, t->v[i].delim))
                                 continue;
-                        cache_tree_add(a->cache, t.v[i].raw, t.v[i].delim, t.v[i].attrs,
+                        cache_tree_add(a->cache, t->v[i].raw, t->v[i].delim, t->v[i].attrs,
                                        account_decode_component, a);
                 }
                 cache_tree_end(a->cache);
@@ -346,9 +390,10 @@ int account_refresh_tree(struct account *a, int max_age_ms)
         a->tree_refreshing = false;
         /* Saved only when it changed: polls re-list the tree every time. */
         uint64_t sig = 0;
-        for (size_t i = 0; r == 0 && i < t.n; i++) {
-                sig = store_hash64(t.v[i].raw, strlen(t.v[i].raw), sig);
-                unsigned char extra[2] = {(unsigned char)t.v[i].delim, (unsigned char)t.v[i].attrs};
+        for (size_t i = 0; r == 0 && i < t->n; i++) {
+                sig = store_hash64(t->v[i].raw, strlen(t->v[i].raw), sig);
+                unsigned char extra[2] = {(unsigned char)t->v[i].delim,
+                                          (unsigned char)t->v[i].attrs};
                 sig = store_hash64(extra, sizeof(extra), sig);
         }
         bool save = r == 0 && current && sig != a->tree_sig;
@@ -356,10 +401,31 @@ int account_refresh_tree(struct account *a, int max_age_ms)
                 a->tree_sig = sig;
         cache_wake(a->cache);
         cache_unlock(a->cache);
-        account_tree_reset(&t);
         if (save)
                 persist_save_tree(a);
         return r == -ENOENT ? -EIO : r;
+}
+
+int account_refresh_tree(struct account *a, int max_age_ms)
+{
+        struct tree_acc t = {0};
+        int r = account_tree_refresh(a, max_age_ms, &t);
+        account_tree_reset(&t);
+        return r;
+}
+
+int account_refresh_tree_status(struct account *a, account_status_fn fn, void *ctx,
+                                bool *with_status, struct imap_slowdown *slow)
+{
+        struct tree_acc t = {.want_status = true, .slow = slow};
+        int r = account_tree_refresh(a, 0, &t);
+        *with_status = r == 0 && t.with_status;
+        /* After the tree is in place, so that a folder new in this LIST is
+         * known when its STATUS is looked at. */
+        for (size_t i = 0; *with_status && i < t.nst; i++)
+                fn(ctx, t.st[i].raw, &t.st[i].st);
+        account_tree_reset(&t);
+        return r;
 }
 
 char *account_child_raw(const struct account *a, const struct cache_mbox *parent, const char *name,

@@ -128,6 +128,18 @@ void account_destroy(struct account *a);
 /* Runs LIST and rebuilds the tree if it is older than max_age_ms (0: always). */
 int account_refresh_tree(struct account *a, int max_age_ms);
 
+/* A poll round's tree (live sync without NOTIFY): where the server has
+ * LIST-STATUS (RFC 5819), the tree and every folder's STATUS come in one
+ * command; the tree is rebuilt, then fn gets each folder's STATUS and
+ * *with_status is true. Otherwise a plain LIST as account_refresh_tree(a, 0)
+ * and *with_status is false (the caller asks STATUS itself). An answer that
+ * asks us to slow down fills slow (not logged here). */
+struct imap_slowdown;
+struct imap_status_info;
+typedef void (*account_status_fn)(void *ctx, const char *raw, const struct imap_status_info *st);
+int account_refresh_tree_status(struct account *a, account_status_fn fn, void *ctx,
+                                bool *with_status, struct imap_slowdown *slow);
+
 /* Turns a directory name typed by the user into the server name of a child
  * of parent (lock held): unescaped, encoded to modified UTF-7, joined with
  * the delimiter. NULL with *err = -EINVAL for a name IMAP can't hold. */

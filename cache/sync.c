@@ -10,12 +10,16 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <uthash.h>
+
 #include "cache/account.h"
 #include "imap/array.h"
 #include "cache/account_write.h"
+#include "cache/poll_pace.h"
 #include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
+#include "imap/ops_status.h"
 #include "imap/rcode.h"
 
 /* Servers drop an IDLE after 30 minutes of silence (RFC 2177): renew it
@@ -28,6 +32,10 @@
 #define BACKOFF_MAX_MS 60000
 /* How long a DELETE or RENAME waits for the watcher to leave that folder. */
 #define LEAVE_MAX_MS 2000
+/* A server that asks us to slow down: the next round waits twice the poll
+ * interval, doubling while it keeps asking, up to THROTTLE_MAX_FACTOR
+ * intervals (or longer if the server suggests a longer wait). */
+#define THROTTLE_MAX_FACTOR 16
 
 struct sync {
         struct account *a;
@@ -38,13 +46,26 @@ struct sync {
         pthread_mutex_t mu;
         pthread_cond_t cv; /* signalled when the thread ends */
         bool stop;
-        bool finished;          /* the thread has ended (guarded by mu) */
-        char *watched;          /* guarded by mu */
-        struct imap_session *s; /* the watcher's own connection (thread only) */
-        bool notify;            /* the server reports all mailboxes (NOTIFY) */
-        char *in;               /* what s has selected (guarded by mu) */
-        pthread_cond_t moved;   /* in changed */
-        struct imap_retry bad;  /* folders whose STATUS failed (thread) */
+        bool finished;               /* the thread has ended (guarded by mu) */
+        char *watched;               /* guarded by mu */
+        struct imap_session *s;      /* the watcher's own connection (thread only) */
+        bool notify;                 /* the server reports all mailboxes (NOTIFY) */
+        char *in;                    /* what s has selected (guarded by mu) */
+        pthread_cond_t moved;        /* in changed */
+        struct imap_retry bad;       /* folders whose STATUS failed (thread) */
+        struct sync_folder *folders; /* poll pace per folder (guarded by mu) */
+        unsigned throttled;          /* rounds in a row the server asked us to slow down */
+        unsigned failed_rounds;      /* rounds in a row whose connection broke */
+        int64_t not_before;          /* no poll round before this (thread) */
+};
+
+/* When a folder was last used (opened with sync_watch, or listed by someone
+ * else) and when it is to be polled next (see cache/poll_pace.h). */
+struct sync_folder {
+        char *raw;
+        struct poll_pace pace;
+        int64_t checked_ms; /* its listing's checked_ms as we last saw it */
+        UT_hash_handle hh;
 };
 
 /* Records the outcome of asking about name (STATUS, or SELECT of the
@@ -134,11 +155,33 @@ static bool sync_stopping(struct sync *sy)
         return stop;
 }
 
+/* The poll state of raw, made on first sight (mu held): a folder first seen
+ * has just been listed, so it counts as used now. NULL on ENOMEM. */
+static struct sync_folder *sync_folder_get(struct sync *sy, const char *raw, int64_t now)
+{
+        struct sync_folder *f;
+        HASH_FIND_STR(sy->folders, raw, f);
+        if (f)
+                return f;
+        f = calloc(1, sizeof(*f));
+        if (!f || !(f->raw = strdup(raw))) {
+                free(f);
+                return NULL;
+        }
+        poll_pace_init(&f->pace, sy->poll_ms, now);
+        HASH_ADD_KEYPTR(hh, sy->folders, f->raw, strlen(f->raw), f);
+        return f;
+}
+
 void sync_watch(struct sync *sy, const char *mailbox)
 {
         if (!sy || !mailbox)
                 return;
         pthread_mutex_lock(&sy->mu);
+        int64_t now = imap_now_ms();
+        struct sync_folder *f = sync_folder_get(sy, mailbox, now);
+        if (f)
+                poll_pace_used(&f->pace, sy->poll_ms, now);
         bool same = sy->watched && strcmp(sy->watched, mailbox) == 0;
         if (!same) {
                 char *w = strdup(mailbox);
@@ -242,6 +285,19 @@ static void sync_refresh(struct sync *sy, const char *raw)
         int r = account_refresh_listing(sy->a, id, 0);
         if (r < 0)
                 log_dbg("sync: refreshing %s failed: %d", raw, r);
+        /* This refresh is ours, not a sign that someone uses the folder. */
+        int64_t checked = 0;
+        cache_lock(sy->a->cache);
+        struct cache_mbox *m = cache_mbox_by_raw(sy->a->cache, raw);
+        if (m)
+                checked = m->checked_ms;
+        cache_unlock(sy->a->cache);
+        pthread_mutex_lock(&sy->mu);
+        struct sync_folder *f;
+        HASH_FIND_STR(sy->folders, raw, f);
+        if (f)
+                f->checked_ms = checked;
+        pthread_mutex_unlock(&sy->mu);
 }
 
 struct sync_names {
@@ -269,9 +325,10 @@ static void sync_collect(struct cache_mbox *m, struct sync_names *out)
         }
 }
 
-/* One round of polling: the tree, then STATUS of every listed folder but
- * the watched one (IDLE covers it). */
-static int sync_poll(struct sync *sy, const char *watched)
+/* The safety poll where NOTIFY reports changes (servers drop some of its
+ * reports): the tree, then STATUS of every listed folder but the watched one
+ * (IDLE covers it), one after another, as before issue 18. */
+static int sync_poll_each(struct sync *sy, const char *watched)
 {
         struct account *a = sy->a;
         int r = account_refresh_tree(a, 0);
@@ -307,6 +364,224 @@ static int sync_poll(struct sync *sy, const char *watched)
                 free(names.v[i]);
         free(names.v);
         return r == -EIO ? r : 0;
+}
+
+/* True if what STATUS says of raw differs from its listing; the listing is
+ * then refreshed. Folders nobody listed are left alone. */
+static bool sync_compare(struct sync *sy, const char *raw, const struct imap_status_info *st)
+{
+        uint32_t uv = 0, un = 0, ex = 0;
+        uint64_t ms = 0;
+        if (!sync_listed_id(sy->a, raw, &uv, &un, &ex, &ms))
+                return false;
+        bool changed = st->uidvalidity != uv || st->uidnext != un || st->messages != ex ||
+                       (ms && st->highestmodseq && st->highestmodseq != ms);
+        if (changed)
+                sync_refresh(sy, raw);
+        return changed;
+}
+
+/* After a folder's STATUS (err 0) in a round that began at now. */
+static void sync_folder_asked(struct sync *sy, const char *raw, int64_t now, bool changed)
+{
+        pthread_mutex_lock(&sy->mu);
+        struct sync_folder *f = sync_folder_get(sy, raw, now);
+        if (f)
+                poll_pace_asked(&f->pace, sy->poll_ms, now, changed);
+        pthread_mutex_unlock(&sy->mu);
+}
+
+struct sync_round {
+        struct sync *sy;
+        const char *watched;
+        int64_t now;
+};
+
+/* One folder's STATUS from LIST-STATUS. */
+static void sync_on_status(void *ctx, const char *raw, const struct imap_status_info *st)
+{
+        struct sync_round *rd = ctx;
+        if ((rd->watched && strcmp(raw, rd->watched) == 0) || sync_stopping(rd->sy))
+                return;
+        uint32_t uv, un, ex;
+        uint64_t ms;
+        if (!sync_listed_id(rd->sy->a, raw, &uv, &un, &ex, &ms))
+                return; /* never visited: nothing to keep current */
+        bool changed = sync_compare(rd->sy, raw, st);
+        sync_folder_asked(rd->sy, raw, rd->now, changed);
+        sync_asked(rd->sy, raw, 0);
+}
+
+struct sync_due {
+        char *raw;
+        int64_t checked_ms;
+};
+
+/* The listed folders (with their listings' checked_ms), as of now. */
+static void sync_collect_due(struct cache_mbox *m, struct sync_due **v, size_t *n, size_t *cap)
+{
+        struct cache_mbox *ch, *tmp;
+        if (m->raw && m->state != CACHE_LISTING_NONE && IMAP_ARRAY_GROW(*v, *n, *cap, 64) == 0 &&
+            ((*v)[*n].raw = strdup(m->raw)))
+                (*v)[(*n)++].checked_ms = m->checked_ms;
+        HASH_ITER(hh_child, m->children, ch, tmp)
+        {
+                sync_collect_due(ch, v, n, cap);
+        }
+}
+
+/* The folders whose turn it is in a round that begins at now: listed ones,
+ * not the watched one (IDLE covers it), not ones in a back-off, and only
+ * when their interval has passed. A folder whose listing someone else
+ * refreshed since we last looked has been listed: it counts as used. The
+ * state of folders no longer listed is dropped. Returns how many of v are
+ * due (moved to the front; the caller frees all n names). */
+static size_t sync_pick(struct sync *sy, const char *watched, int64_t now, struct sync_due *v,
+                        size_t n)
+{
+        size_t due = 0;
+        pthread_mutex_lock(&sy->mu);
+        struct sync_folder *f, *tmp;
+        /* Move what is listed to seen, then drop the rest. */
+        struct sync_folder *seen = NULL;
+        for (size_t i = 0; i < n; i++) {
+                struct sync_folder *e = sync_folder_get(sy, v[i].raw, now);
+                if (!e)
+                        continue;
+                HASH_DEL(sy->folders, e);
+                HASH_ADD_KEYPTR(hh, seen, e->raw, strlen(e->raw), e);
+                if (e->checked_ms != v[i].checked_ms) {
+                        if (e->checked_ms)
+                                poll_pace_used(&e->pace, sy->poll_ms, now);
+                        e->checked_ms = v[i].checked_ms;
+                }
+                bool mine = watched && strcmp(v[i].raw, watched) == 0;
+                if (!mine && poll_pace_due(&e->pace, now) && imap_retry_due(&sy->bad, v[i].raw)) {
+                        struct sync_due t = v[due];
+                        v[due++] = v[i];
+                        v[i] = t;
+                }
+        }
+        HASH_ITER(hh, sy->folders, f, tmp)
+        {
+                HASH_DEL(sy->folders, f);
+                free(f->raw);
+                free(f);
+        }
+        sy->folders = seen;
+        pthread_mutex_unlock(&sy->mu);
+        return due;
+}
+
+/* True if the answers of a round ask the whole account to slow down: a
+ * refused tree command, a throttling text or a suggested wait, or most of
+ * the STATUS answers (of `asked` sent). Else a folder or two that the server
+ * can't serve now ([UNAVAILABLE] of one mailbox) are backed off one by one,
+ * and the others keep their pace. */
+static bool sync_throttled(int r, const struct imap_slowdown *slow, size_t asked)
+{
+        if (imap_errno_backoff(r))
+                return true;
+        if (!slow->asked)
+                return false;
+        return slow->suggested_ms > 0 || strcasestr(slow->text, "throttl") ||
+               (size_t)slow->count * 2 > asked;
+}
+
+/* The wait before the next round: the poll interval, or longer after a
+ * round that the server asked to slow down (throttled) or whose connection
+ * broke (r == -EIO): never a tight loop. One log line when the server starts
+ * asking. */
+static int sync_pace(struct sync *sy, int r, const struct imap_slowdown *slow, bool throttled)
+{
+        sy->not_before = 0;
+        if (throttled) {
+                sy->throttled++;
+                int wait = imap_backoff_ms(sy->throttled + 1, sy->poll_ms,
+                                           THROTTLE_MAX_FACTOR * sy->poll_ms, slow->suggested_ms);
+                sy->not_before = imap_now_ms() + wait;
+                if (sy->throttled == 1)
+                        log_warn("sync: the server asks us to slow down (%s): polling every %d s "
+                                 "or less often until it stops",
+                                 slow->asked ? slow->text : "throttled", (wait + 999) / 1000);
+                else
+                        log_dbg("sync: still throttled: next poll in %d ms", wait);
+                return wait;
+        }
+        if (sy->throttled)
+                log_info("sync: the server no longer asks us to slow down");
+        sy->throttled = 0;
+        if (r == -EIO) {
+                /* The first time a reconnect polls at once (anything may have
+                 * changed meanwhile); a server that keeps dropping us in the
+                 * middle of rounds is polled less and less often. */
+                int wait = sy->failed_rounds++
+                               ? imap_backoff_ms(sy->failed_rounds, sy->poll_ms,
+                                                 THROTTLE_MAX_FACTOR * sy->poll_ms, 0)
+                               : sy->poll_ms;
+                if (sy->failed_rounds > 1)
+                        sy->not_before = imap_now_ms() + wait;
+                return wait;
+        }
+        sy->failed_rounds = 0;
+        return sy->poll_ms;
+}
+
+/* One round of polling without NOTIFY, in about two round trips however
+ * many folders there are: where the server has LIST-STATUS, the tree and
+ * every folder's STATUS in one command; otherwise LIST, then the STATUS of
+ * every folder whose turn it is (sync_pick), all pipelined on our session.
+ * Only folders whose STATUS differs from their listing are listed again.
+ * Returns the wait before the next round. */
+static int sync_poll_round(struct sync *sy, const char *watched)
+{
+        struct account *a = sy->a;
+        int64_t now = imap_now_ms();
+        struct imap_slowdown slow = {0};
+        bool with_status = false;
+        int r;
+        if (imap_session_caps(sy->s)->list_status) {
+                struct sync_round rd = {sy, watched, now};
+                r = account_refresh_tree_status(a, sync_on_status, &rd, &with_status, &slow);
+                if (r < 0 || with_status)
+                        return sync_pace(sy, r, &slow, sync_throttled(r, &slow, 1));
+        } else {
+                r = account_refresh_tree(a, 0);
+                if (r < 0)
+                        return sync_pace(sy, r, &slow, sync_throttled(r, &slow, 1));
+        }
+        struct sync_due *v = NULL;
+        size_t n = 0, cap = 0;
+        cache_lock(a->cache);
+        sync_collect_due(cache_root(a->cache), &v, &n, &cap);
+        cache_unlock(a->cache);
+        size_t due = sync_pick(sy, watched, now, v, n);
+        struct imap_status_req *req = due ? calloc(due, sizeof(*req)) : NULL;
+        if (due && !req)
+                r = -ENOMEM;
+        for (size_t i = 0; req && i < due; i++)
+                req[i].mailbox = v[i].raw;
+        if (req && !sync_stopping(sy))
+                r = imap_status_many(sy->s, req, due, &slow);
+        bool throttled = r == 0 && sync_throttled(r, &slow, due);
+        for (size_t i = 0; r == 0 && i < due && !sync_stopping(sy); i++) {
+                const char *raw = req[i].mailbox;
+                int err = req[i].err;
+                if (imap_errno_backoff(err) && throttled)
+                        continue; /* the whole account waits: see sync_pace */
+                sync_asked(sy, raw, err);
+                if (err == -ENOENT)
+                        account_forget_mailbox(a, raw); /* gone: leaves the tree now */
+                if (err < 0)
+                        continue;
+                sync_folder_asked(sy, raw, now, sync_compare(sy, raw, &req[i].st));
+        }
+        free(req);
+        for (size_t i = 0; i < n; i++)
+                free(v[i].raw);
+        free(v);
+        log_dbg("sync: polled %zu of %zu folders", due, n);
+        return sync_pace(sy, r, &slow, throttled);
 }
 
 /* Asks the server to report, while we IDLE, changes in every mailbox: the
@@ -386,8 +661,10 @@ static void *sync_main(void *arg)
                                 continue;
                         }
                         backoff = BACKOFF_MIN_MS;
-                        /* Reconnected: anything may have changed meanwhile. */
-                        next_poll = 0;
+                        /* Reconnected: anything may have changed meanwhile
+                         * (but a server that asked us to slow down, or that
+                         * keeps dropping us, is not polled again at once). */
+                        next_poll = sy->not_before;
                         sync_notify(sy);
                 }
                 char *target = sync_target(sy);
@@ -414,8 +691,12 @@ static void *sync_main(void *arg)
                         break;
                 }
                 if (imap_now_ms() >= next_poll) {
-                        sync_poll(sy, target);
-                        next_poll = imap_now_ms() + sy->poll_ms;
+                        if (sy->notify) {
+                                sync_poll_each(sy, target);
+                                next_poll = imap_now_ms() + sy->poll_ms;
+                        } else {
+                                next_poll = imap_now_ms() + sync_poll_round(sy, target);
+                        }
                 }
                 /* Each step may have waited out a deadline: no further one
                  * once we are told to stop. */
@@ -531,5 +812,12 @@ void sync_free(struct sync *sy)
         free(sy->watched);
         free(sy->in);
         imap_retry_clear(&sy->bad);
+        struct sync_folder *f, *tmp;
+        HASH_ITER(hh, sy->folders, f, tmp)
+        {
+                HASH_DEL(sy->folders, f);
+                free(f->raw);
+                free(f);
+        }
         free(sy);
 }

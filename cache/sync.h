@@ -2,11 +2,15 @@
  *
  * A thread with its own IMAP connection (outside the pool, since IDLE holds
  * a connection) watches the folder used most recently (INBOX until another
- * is opened) with IDLE, and every poll interval asks the server about every
- * other folder we have listed (STATUS, one command each) and the folder tree
- * (LIST). A change found either way refreshes that listing through the
- * account; the cache's observer then tells the kernel which names appeared
- * or went. Without IDLE the watched folder is polled like the others. */
+ * is opened) with IDLE. With NOTIFY the same connection hears of every other
+ * folder, and a slow safety poll asks STATUS of each listed folder every
+ * poll interval. Without NOTIFY a poll round costs about two round trips
+ * however many folders there are: LIST-STATUS (the tree and every STATUS in
+ * one command) where offered, else LIST and the due folders' STATUS
+ * pipelined; folders used in the last 5 minutes are due every interval,
+ * others less often. A change found any way refreshes that listing through
+ * the account; the cache's observer then tells the kernel which names
+ * appeared or went. Without IDLE the watched folder is polled with NOOP. */
 #ifndef IMAPFS_CACHE_SYNC_H
 #define IMAPFS_CACHE_SYNC_H
 
@@ -29,7 +33,8 @@ bool sync_join_until(struct sync *sy, int64_t deadline_ms);
 /* Stops the thread and frees everything. */
 void sync_free(struct sync *sy);
 
-/* A folder was opened: watch it with IDLE from now on. */
+/* A folder was opened: watch it with IDLE from now on, and count it as used
+ * (polled every interval for the next 5 minutes). */
 void sync_watch(struct sync *sy, const char *mailbox);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "imap/date.h"
 #include "imap/log.h"
+#include "imap/ops_status.h"
 #include "imap/quote.h"
 
 static bool ops_is_untagged(const struct imap_response *r, const char *name)
@@ -50,20 +51,31 @@ static unsigned ops_mbox_attrs(const struct imap_value *list)
         return attrs;
 }
 
+bool imap_list_parse(const struct imap_response *r, const char **name, char *delim, unsigned *attrs)
+{
+        const struct imap_value *at = r->args;
+        const struct imap_value *d = at ? at->next : NULL;
+        const struct imap_value *nm = d ? d->next : NULL;
+        if (!at || at->type != IMAP_LIST || !nm ||
+            (nm->type != IMAP_STRING && nm->type != IMAP_ATOM && nm->type != IMAP_NUMBER) ||
+            memchr(nm->s, '\0', nm->len))
+                return false;
+        *name = nm->s;
+        *delim = d->type == IMAP_STRING && d->len == 1 ? d->s[0] : '\0';
+        *attrs = ops_mbox_attrs(at);
+        return true;
+}
+
 static bool ops_list_data(void *vctx, const struct imap_response *r)
 {
         struct list_ctx *c = vctx;
         if (!ops_is_untagged(r, "LIST"))
                 return false;
-        const struct imap_value *attrs = r->args;
-        const struct imap_value *delim = attrs ? attrs->next : NULL;
-        const struct imap_value *name = delim ? delim->next : NULL;
-        if (!attrs || attrs->type != IMAP_LIST || !name ||
-            (name->type != IMAP_STRING && name->type != IMAP_ATOM && name->type != IMAP_NUMBER) ||
-            memchr(name->s, '\0', name->len))
-                return true; /* malformed entry: skip it rather than fail the listing */
-        char d = delim->type == IMAP_STRING && delim->len == 1 ? delim->s[0] : '\0';
-        c->fn(c->ctx, name->s, d, ops_mbox_attrs(attrs));
+        const char *name;
+        char d;
+        unsigned attrs;
+        if (imap_list_parse(r, &name, &d, &attrs)) /* else malformed: skip it rather than fail */
+                c->fn(c->ctx, name, d, attrs);
         return true;
 }
 
@@ -471,7 +483,7 @@ struct status_ctx {
 /* True if the mailbox name of a STATUS response (an astring) is mailbox:
  * byte for byte as we sent it, except INBOX, whose name is case-insensitive
  * (RFC 3501 §5.1). */
-static bool ops_status_names(const struct imap_value *name, const char *mailbox)
+bool imap_status_names(const struct imap_value *name, const char *mailbox)
 {
         if (!name ||
             (name->type != IMAP_STRING && name->type != IMAP_ATOM && name->type != IMAP_NUMBER))
@@ -485,17 +497,8 @@ static bool ops_status_names(const struct imap_value *name, const char *mailbox)
                strncasecmp(mailbox, "INBOX", 5) == 0;
 }
 
-static bool ops_status_data(void *vctx, const struct imap_response *r)
+bool imap_status_items(const struct imap_value *list, struct imap_status_info *out)
 {
-        struct status_ctx *c = vctx;
-        if (!ops_is_untagged(r, "STATUS"))
-                return false;
-        /* NOTIFY (or a pipelined neighbour) may deliver another mailbox's
-         * STATUS meanwhile: that is not our answer, but an event that must
-         * reach the account so that mailbox is marked stale. */
-        if (!ops_status_names(r->args, c->mailbox))
-                return false;
-        const struct imap_value *list = r->args->next;
         static const struct {
                 const char *item;
                 size_t off;
@@ -506,17 +509,32 @@ static bool ops_status_data(void *vctx, const struct imap_response *r)
             {"UIDVALIDITY", offsetof(struct imap_status_info, uidvalidity), false},
             {"HIGHESTMODSEQ", offsetof(struct imap_status_info, highestmodseq), true},
         };
+        bool found = false;
         for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
                 const struct imap_value *v = imap_fetch_item(list, items[i].item);
                 if (!v || v->type != IMAP_NUMBER)
                         continue;
-                char *field = (char *)c->out + items[i].off;
+                char *field = (char *)out + items[i].off;
                 if (items[i].wide)
                         *(uint64_t *)(void *)field = v->num;
                 else
                         *(uint32_t *)(void *)field = (uint32_t)v->num;
-                c->found = true;
+                found = true;
         }
+        return found;
+}
+
+static bool ops_status_data(void *vctx, const struct imap_response *r)
+{
+        struct status_ctx *c = vctx;
+        if (!ops_is_untagged(r, "STATUS"))
+                return false;
+        /* NOTIFY (or a pipelined neighbour) may deliver another mailbox's
+         * STATUS meanwhile: that is not our answer, but an event that must
+         * reach the account so that mailbox is marked stale. */
+        if (!imap_status_names(r->args, c->mailbox))
+                return false;
+        c->found |= imap_status_items(r->args->next, c->out);
         return true;
 }
 

@@ -250,6 +250,7 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"AUTH=OAUTHBEARER", offsetof(struct imap_caps, auth_oauthbearer)},
             {"MULTISEARCH", offsetof(struct imap_caps, multisearch)},
             {"X-GM-EXT-1", offsetof(struct imap_caps, gmail)},
+            {"LIST-STATUS", offsetof(struct imap_caps, list_status)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)
@@ -641,10 +642,66 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
         return session_collect(s, tags, 1, fn, ctx, res, deadline);
 }
 
+/* How commands are pipelined: at most this many per write and at most this
+ * many bytes per write (a server reads a line at a time; Dovecot takes 64
+ * KiB lines, most servers 8 KiB or more), and at most PIPE_WINDOW writes
+ * unanswered. Two chunks in flight keep the link busy (the next one travels
+ * while the server answers the previous one) while bounding what either side
+ * buffers, so that we never block writing while the server is blocked
+ * writing answers we don't read yet. */
+#define PIPE_CHUNK_CMDS 64
+#define PIPE_CHUNK_BYTES 8192
+#define PIPE_WINDOW 2
+
+/* Reads responses until tags[lo..hi) all have their tagged answer; tagged
+ * answers of later commands in flight (up to sent) are taken as well.
+ * answered counts what has been taken; untagged responses go to fn, else
+ * become events. Tags are "A<seq>" with seq = base + index, so an answer
+ * finds its command without a search. */
+static int session_collect_window(struct imap_session *s, char **tags, unsigned base, size_t lo,
+                                  size_t hi, size_t sent, imap_data_fn fn, void *ctx,
+                                  struct imap_result *res, size_t *answered, int64_t deadline)
+{
+        for (;;) {
+                size_t i = lo;
+                while (i < hi && !tags[i])
+                        i++;
+                if (i == hi)
+                        return 0;
+                struct imap_response *resp;
+                if (session_read_response(s, deadline, &resp) < 0)
+                        return -EIO;
+                if (resp->kind == IMAP_RESP_TAGGED) {
+                        session_note_caps(s, resp);
+                        char *end;
+                        unsigned long seq =
+                            resp->tag[0] == 'A' ? strtoul(resp->tag + 1, &end, 10) : 0;
+                        size_t k = seq > base ? (size_t)(seq - base - 1) : sent;
+                        if (k < sent && tags[k] && strcmp(resp->tag, tags[k]) == 0) {
+                                session_fill_result(&res[k], resp);
+                                if (res[k].status == IMAP_ST_BAD)
+                                        log_warn("%s: server rejected a command: %s", s->who,
+                                                 res[k].text);
+                                tags[k] = NULL;
+                                (*answered)++;
+                        }
+                } else if (resp->kind == IMAP_RESP_UNTAGGED) {
+                        session_untagged(s, resp, fn, ctx);
+                        if (resp->status == IMAP_ST_BYE) {
+                                imap_response_free(resp);
+                                session_break(s, "server said BYE");
+                                return -EIO;
+                        }
+                }
+                /* A stray "+" outside a literal is ignored. */
+                imap_response_free(resp);
+        }
+}
+
 int imap_session_pipeline(struct imap_session *s, struct imap_cmd **cmds, size_t n, imap_data_fn fn,
                           void *ctx, struct imap_result *res)
 {
-        bool simple = n <= 16;
+        bool simple = true;
         for (size_t i = 0; i < n && simple; i++)
                 simple = cmds[i]->nsplits == 0 && !cmds[i]->oom;
         if (!simple) {
@@ -656,41 +713,89 @@ int imap_session_pipeline(struct imap_session *s, struct imap_cmd **cmds, size_t
                 }
                 return 0;
         }
-        int64_t deadline = imap_now_ms() + s->acct->timeout_ms;
         s->deadline_ext = 0;
         s->deadline_cap = imap_now_ms() + 10 * (int64_t)s->acct->timeout_ms;
         memset(res, 0, n * sizeof(*res));
         if (session_check_alive(s) < 0)
                 return -EIO;
-        char tagbuf[16][16];
-        char *tags[16];
-        size_t total = 0;
+        if (n == 0)
+                return 0;
+        char(*tagbuf)[16] = calloc(n, sizeof(*tagbuf));
+        char **tags = calloc(n, sizeof(*tags));
+        /* chunk c holds commands [starts[c], starts[c + 1]) */
+        size_t *starts = calloc(n + 1, sizeof(*starts));
+        char *buf = malloc(PIPE_CHUNK_BYTES);
+        size_t bufcap = PIPE_CHUNK_BYTES;
+        int r = tagbuf && tags && starts && buf ? 0 : -ENOMEM;
+        unsigned base = s->tagseq;
+        size_t nchunks = 0;
+        for (size_t i = 0, bytes = 0; r == 0 && i < n; i++) {
+                snprintf(tagbuf[i], sizeof(tagbuf[i]), "A%u", base + 1 + (unsigned)i);
+                size_t len = strlen(tagbuf[i]) + 1 + cmds[i]->len + 2;
+                if (i == 0 || i - starts[nchunks - 1] >= PIPE_CHUNK_CMDS ||
+                    bytes + len > PIPE_CHUNK_BYTES) {
+                        starts[nchunks++] = i;
+                        bytes = 0;
+                }
+                bytes += len;
+        }
+        if (r < 0) {
+                free(tagbuf);
+                free(tags);
+                free(starts);
+                free(buf);
+                return r;
+        }
+        starts[nchunks] = n;
+        s->tagseq += (unsigned)n;
         s->ncmds += (unsigned)n;
         for (size_t i = 0; i < n; i++) {
                 if (session_cmd_writes(cmds[i]))
                         s->writes++;
                 imap_cmd_add(cmds[i], "\r\n");
-                snprintf(tagbuf[i], sizeof(tagbuf[i]), "A%u", ++s->tagseq);
                 tags[i] = tagbuf[i];
-                total += strlen(tags[i]) + 1 + cmds[i]->len;
         }
-        /* All the commands in one write: one round trip for all of them. */
-        char *buf = malloc(total ? total : 1);
-        if (!buf)
-                return -ENOMEM;
-        size_t o = 0;
-        bool redact = false;
-        for (size_t i = 0; i < n; i++) {
-                o += (size_t)sprintf(buf + o, "%s ", tags[i]);
-                memcpy(buf + o, cmds[i]->buf, cmds[i]->len);
-                o += cmds[i]->len;
-                redact |= cmds[i]->redact;
+        size_t next = 0, done = 0, answered = 0;
+        while (r == 0 && done < nchunks) {
+                /* Keep PIPE_WINDOW chunks on their way. */
+                while (r == 0 && next < nchunks && next - done < PIPE_WINDOW) {
+                        size_t o = 0;
+                        bool redact = false;
+                        for (size_t i = starts[next]; i < starts[next + 1]; i++) {
+                                size_t need = o + strlen(tags[i]) + 1 + cmds[i]->len;
+                                if (need > bufcap) {
+                                        char *nb = realloc(buf, need);
+                                        if (!nb) {
+                                                /* Commands before this chunk are out:
+                                                 * the session can't go on cleanly. */
+                                                session_break(s, "out of memory");
+                                                r = -EIO;
+                                                break;
+                                        }
+                                        buf = nb;
+                                        bufcap = need;
+                                }
+                                o += (size_t)sprintf(buf + o, "%s ", tags[i]);
+                                memcpy(buf + o, cmds[i]->buf, cmds[i]->len);
+                                o += cmds[i]->len;
+                                redact |= cmds[i]->redact;
+                        }
+                        if (r == 0)
+                                r = session_send(s, buf, o, redact,
+                                                 imap_now_ms() + s->acct->timeout_ms);
+                        next++;
+                }
+                if (r == 0)
+                        r = session_collect_window(s, tags, base, starts[done], starts[done + 1],
+                                                   starts[next], fn, ctx, res, &answered,
+                                                   imap_now_ms() + s->acct->timeout_ms);
+                done++;
         }
-        int r = session_send(s, buf, o, redact, deadline);
+        free(tagbuf);
+        free(tags);
+        free(starts);
         free(buf);
-        if (r < 0)
-                return r;
-        return session_collect(s, tags, n, fn, ctx, res, deadline);
+        return r;
 }
 
 static int session_simple(struct imap_session *s, const char *command, struct imap_result *res)

@@ -78,7 +78,7 @@ struct imap_account {
 struct imap_caps {
         bool imap4rev1, literal_plus, literal_minus, uidplus, move, condstore, qresync, idle,
             notify, esearch, enable, special_use, binary, starttls, logindisabled, auth_plain,
-            sasl_ir, unselect, auth_xoauth2, auth_oauthbearer, multisearch,
+            sasl_ir, unselect, auth_xoauth2, auth_oauthbearer, multisearch, list_status,
             gmail;            /* X-GM-EXT-1: labels are folders */
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
@@ -115,11 +115,14 @@ void imap_session_free(struct imap_session *s);
 int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
                      struct imap_result *res);
 
-/* Sends up to 16 commands in one write and then reads all their answers:
- * one round trip for the lot (RFC 3501 §5.5). Each still succeeds or fails on
- * its own (res[i]); the caller must only pipeline commands that are safe to
- * run whatever the earlier ones answered. Commands with synchronizing
- * literals are sent one after another. */
+/* Sends the commands without waiting for answers and reads all their
+ * answers: about one round trip for the lot, however many (RFC 3501 §5.5).
+ * They go out in chunks (see PIPE_CHUNK_* in session.c), the next chunk
+ * written while the server answers the one before, so that neither side has
+ * to buffer more than two chunks. Each still succeeds or fails on its own
+ * (res[i]); the caller must only pipeline commands that are safe to run
+ * whatever the earlier ones answered. Commands with synchronizing literals
+ * are sent one after another. */
 int imap_session_pipeline(struct imap_session *s, struct imap_cmd **cmds, size_t n, imap_data_fn fn,
                           void *ctx, struct imap_result *res);
 

@@ -17,6 +17,7 @@
 #include "imap/auth.h"
 #include "imap/conn.h"
 #include "imap/ops.h"
+#include "imap/ops_status.h"
 #include "imap/ops_write.h"
 #include "imap/session.h"
 #include "tests/unit/unit_main.h"
@@ -1029,6 +1030,265 @@ START_TEST(test_oversized_literal_refused)
 }
 END_TEST
 
+/* ---- issue 18: pipelined STATUS and LIST-STATUS (polling without NOTIFY) ---- */
+
+START_TEST(test_status_many_matched_by_name)
+{
+        /* All three commands are read before any answer (pipelined); the
+         * answers come out of order with another mailbox's STATUS among
+         * them; one folder is gone, one throttled. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"A2 STATUS \"Work\" (MESSAGES UIDNEXT UIDVALIDITY)", 0, "", 0},
+            {"A3 STATUS \"Gone\"", 0, "", 0},
+            {"A4 STATUS \"Busy\"", 0, "", 0},
+            {"A5 STATUS \"inbox\"", 0,
+             "* STATUS inbox (MESSAGES 4 UIDNEXT 5 UIDVALIDITY 6)\r\n"
+             "* STATUS Other (MESSAGES 9 UIDNEXT 10 UIDVALIDITY 1)\r\n"
+             "A3 NO [NONEXISTENT] Mailbox doesn't exist: Gone\r\n"
+             "* STATUS \"Work\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 5)\r\n"
+             "A5 OK\r\nA2 OK\r\n"
+             "A4 NO Request is throttled. Suggested Backoff Time: 236 milliseconds\r\n",
+             0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        struct events ev = {0};
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        a.on_event = on_event;
+        a.event_ctx = &ev;
+        struct imap_status_req v[] = {
+            {"Work", {0}, 0}, {"Gone", {0}, 0}, {"Busy", {0}, 0}, {"inbox", {0}, 0}};
+        struct imap_slowdown slow = {0};
+        ck_assert_int_eq(imap_status_many(s, v, 4, &slow), 0);
+        ck_assert_int_eq(v[0].err, 0);
+        ck_assert_uint_eq(v[0].st.messages, 2);
+        ck_assert_uint_eq(v[0].st.uidnext, 3);
+        ck_assert_uint_eq(v[0].st.uidvalidity, 5);
+        ck_assert_int_eq(v[1].err, -ENOENT);
+        ck_assert_int_eq(v[2].err, -EAGAIN);
+        ck_assert_int_eq(v[3].err, 0);
+        ck_assert_uint_eq(v[3].st.messages, 4);
+        ck_assert(slow.asked);
+        ck_assert_int_eq(slow.suggested_ms, 236);
+        ck_assert_ptr_nonnull(strstr(slow.text, "throttled"));
+        /* Other's STATUS answered nothing we asked: an event. */
+        ck_assert_int_eq(ev.status, 1);
+        ck_assert_str_eq(ev.status_of, "Other");
+        ck_assert(!imap_session_broken(s));
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_status_many_literal_name_goes_alone)
+{
+        /* Without LITERAL+, a name that needs a literal waits for "+": the
+         * other commands stay pipelined, that one follows on its own. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"A2 STATUS \"A\"", 0, "", 0},
+            {"A3 STATUS \"B\"", 0,
+             "* STATUS B (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 4)\r\n"
+             "* STATUS A (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 3)\r\nA2 OK\r\nA3 OK\r\n",
+             0},
+            {"A4 STATUS {4}", 0, "+ ok\r\n", 0},
+            {NULL, 4, "", 0},
+            {"(MESSAGES UIDNEXT UIDVALIDITY)", 0,
+             "* STATUS {4}\r\nx\r\ny (MESSAGES 7 UIDNEXT 8 UIDVALIDITY 9)\r\nA4 OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_status_req v[] = {{"A", {0}, 0}, {"x\r\ny", {0}, 0}, {"B", {0}, 0}};
+        struct imap_slowdown slow = {0};
+        ck_assert_int_eq(imap_status_many(s, v, 3, &slow), 0);
+        ck_assert_int_eq(v[0].err, 0);
+        ck_assert_uint_eq(v[0].st.messages, 1);
+        ck_assert_int_eq(v[1].err, 0);
+        ck_assert_uint_eq(v[1].st.messages, 7);
+        ck_assert_int_eq(v[2].err, 0);
+        ck_assert_uint_eq(v[2].st.uidvalidity, 4);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+/* 150 folders: more than one write's worth of commands. The fake reads 100
+ * commands before it answers any, which only works if more than one chunk
+ * is on its way at once; then it answers in order. */
+#define MANY 150
+#define MANY_FIRST 100
+START_TEST(test_status_many_beyond_one_chunk)
+{
+        struct step *script = calloc(MANY + 8, sizeof(*script));
+        char **bufs = calloc(2 * MANY + 2, sizeof(*bufs));
+        char names[MANY][16];
+        size_t k = 0, nb = 0;
+        script[k++] = (struct step){NULL, 0, GREETING, 0};
+        script[k++] = (struct step)LOGIN_OK;
+        for (int i = 0; i < MANY; i++) {
+                snprintf(names[i], sizeof(names[i]), "F%03d", i);
+                char *expect = malloc(64), *reply = malloc(128);
+                bufs[nb++] = expect;
+                bufs[nb++] = reply;
+                snprintf(expect, 64, "A%d STATUS \"F%03d\"", i + 2, i);
+                snprintf(reply, 128,
+                         "* STATUS \"F%03d\" (MESSAGES %d UIDNEXT %d UIDVALIDITY 7)\r\n"
+                         "A%d OK\r\n",
+                         i, i, i + 1, i + 2);
+                script[k++] = (struct step){expect, 0, "", 0};
+        }
+        /* The answers to the first MANY_FIRST go after the MANY_FIRST-th
+         * read, each later one right after its command. */
+        size_t firstreply = 2 + MANY_FIRST - 1;
+        for (int i = MANY_FIRST; i < MANY; i++)
+                script[2 + i].reply = bufs[2 * i + 1];
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        /* The fake's reply buffer holds 4 KiB: the first answers are sent by
+         * steps without a read after the MANY_FIRST-th command. */
+        struct step *full = calloc(MANY + MANY_FIRST + 8, sizeof(*full));
+        size_t o = 0;
+        for (size_t i = 0; i <= firstreply; i++)
+                full[o++] = script[i];
+        for (int i = 0; i < MANY_FIRST; i++)
+                full[o++] = (struct step){NULL, 0, bufs[2 * i + 1], 0};
+        for (size_t i = firstreply + 1; i < 2 + MANY; i++)
+                full[o++] = script[i];
+        full[o] = (struct step){NULL, 0, NULL, 0};
+        ck_assert_int_eq(open_plain(&f, full, &a, &s), 0);
+        struct imap_status_req v[MANY];
+        for (int i = 0; i < MANY; i++)
+                v[i] = (struct imap_status_req){names[i], {0}, 0};
+        struct imap_slowdown slow = {0};
+        ck_assert_int_eq(imap_status_many(s, v, MANY, &slow), 0);
+        for (int i = 0; i < MANY; i++) {
+                ck_assert_int_eq(v[i].err, 0);
+                ck_assert_uint_eq(v[i].st.messages, (unsigned)i);
+                ck_assert_uint_eq(v[i].st.uidnext, (unsigned)i + 1);
+        }
+        ck_assert(!slow.asked);
+        imap_session_free(s);
+        fake_stop(&f);
+        for (size_t i = 0; i < nb; i++)
+                free(bufs[i]);
+        free(bufs);
+        free(script);
+        free(full);
+}
+END_TEST
+
+struct lst {
+        int lists, statuses;
+        char names[8][32];
+        struct imap_status_info st[8];
+        unsigned trash_attrs;
+};
+
+static void lst_list(void *ctx, const char *name, char delim, unsigned attrs)
+{
+        struct lst *l = ctx;
+        (void)delim;
+        if (strcmp(name, "Trash") == 0)
+                l->trash_attrs = attrs;
+        l->lists++;
+}
+
+static void lst_status(void *ctx, const char *name, const struct imap_status_info *st)
+{
+        struct lst *l = ctx;
+        if (l->statuses < 8) {
+                snprintf(l->names[l->statuses], sizeof(l->names[0]), "%s", name);
+                l->st[l->statuses] = *st;
+        }
+        l->statuses++;
+}
+
+START_TEST(test_list_status_tree_and_statuses_in_one_command)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 LIST-STATUS SPECIAL-USE CONDSTORE] ok\r\n",
+             0},
+            {"LIST \"\" \"*\" RETURN (SPECIAL-USE STATUS (MESSAGES UIDNEXT UIDVALIDITY "
+             "HIGHESTMODSEQ))",
+             0,
+             "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+             "* STATUS INBOX (MESSAGES 4 UIDNEXT 5 UIDVALIDITY 6 HIGHESTMODSEQ 77)\r\n"
+             "* LIST (\\HasNoChildren \\Trash) \"/\" \"Trash\"\r\n"
+             "* STATUS \"Trash\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY 3)\r\n"
+             "* LIST (\\Noselect \\HasChildren) \"/\" \"Parent\"\r\n"
+             "* STATUS \"Elsewhere\" (MESSAGES 9 UIDNEXT 9 UIDVALIDITY 9)\r\n"
+             "* LIST (\\HasNoChildren) \"/\" \"Parent/Kid\"\r\n"
+             "* STATUS \"Parent/Kid\" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 8)\r\n"
+             "$T OK List completed\r\n",
+             0},
+            {"LIST \"\" \"*\" RETURN", 0, "$T NO [UNAVAILABLE] Try again later\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        struct events ev = {0};
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        a.on_event = on_event;
+        a.event_ctx = &ev;
+        struct lst l = {0};
+        struct imap_slowdown slow = {0};
+        ck_assert_int_eq(imap_list_status(s, lst_list, lst_status, &l, &slow), 0);
+        ck_assert_int_eq(l.lists, 4);
+        ck_assert_uint_eq(l.trash_attrs & IMAP_MBX_TRASH, IMAP_MBX_TRASH);
+        ck_assert_int_eq(l.statuses, 3);
+        ck_assert_str_eq(l.names[0], "INBOX");
+        ck_assert_uint_eq(l.st[0].messages, 4);
+        ck_assert_uint_eq(l.st[0].highestmodseq, 77);
+        ck_assert_str_eq(l.names[1], "Trash");
+        ck_assert_uint_eq(l.st[1].uidnext, 2);
+        ck_assert_str_eq(l.names[2], "Parent/Kid");
+        ck_assert_uint_eq(l.st[2].uidvalidity, 8);
+        /* A STATUS of a mailbox this LIST did not name is not an answer. */
+        ck_assert_int_eq(ev.status, 1);
+        ck_assert_str_eq(ev.status_of, "Elsewhere");
+        ck_assert(!slow.asked);
+        /* [UNAVAILABLE]: back off, without a suggested wait. */
+        ck_assert_int_eq(imap_list_status(s, lst_list, lst_status, &l, &slow), -EAGAIN);
+        ck_assert(slow.asked);
+        ck_assert_int_eq(slow.suggested_ms, 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
+START_TEST(test_list_status_needs_the_capability)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct lst l = {0};
+        struct imap_slowdown slow = {0};
+        ck_assert_int_eq(imap_list_status(s, lst_list, lst_status, &l, &slow), -ENOTSUP);
+        imap_session_free(s);
+        fake_stop(&f);
+        ck_assert_ptr_null(strstr(f.log, "LIST"));
+}
+END_TEST
+
+/* ---- end of issue 18's tests ---- */
+
 /* --- Authentication (issue 10): SASL encodings and the failure dance --- */
 
 START_TEST(test_sasl_encodings)
@@ -1316,6 +1576,11 @@ int main(void)
         tcase_add_test(tc, test_qresync_only_after_enabled);
         tcase_add_test(tc, test_qresync_enabled);
         tcase_add_test(tc, test_oauth_hangup_after_refusal_keeps_the_reason);
+        tcase_add_test(tc, test_status_many_matched_by_name);
+        tcase_add_test(tc, test_status_many_beyond_one_chunk);
+        tcase_add_test(tc, test_status_many_literal_name_goes_alone);
+        tcase_add_test(tc, test_list_status_tree_and_statuses_in_one_command);
+        tcase_add_test(tc, test_list_status_needs_the_capability);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
