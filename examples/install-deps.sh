@@ -4,7 +4,8 @@
 set -euo pipefail
 
 pkgs=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev uthash-dev
-      check openssl attr python3 dovecot-imapd dovecot-core)
+      check openssl attr python3 dovecot-imapd dovecot-core
+      clang libclang-rt-14-dev)  # the fuzz targets (tests/fuzz): clang's libFuzzer runtime
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
