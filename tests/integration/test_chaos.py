@@ -26,7 +26,8 @@ ledger:
 
 The fault schedule and each worker's choices are a function of the seed (printed first;
 IMAPFS_CHAOS_SEED=N replays it; the interleaving with real time can't be replayed).
-IMAPFS_CHAOS_FAULTS=N sets the number of faults: 30 by default (about 75 s, for CI), 120
+Odd seeds run against a server without MOVE (mv and rm are then UID COPY, STORE \\Deleted,
+UID EXPUNGE; IMAPFS_CHAOS_NOMOVE=0/1 overrides). IMAPFS_CHAOS_FAULTS=N sets the number of faults: 30 by default (about 75 s, for CI), 120
 with IMAPFS_LONG=1 (tests/run.sh --long). Every failure names the message, the calls
 on it and the faults around them."""
 
@@ -49,6 +50,14 @@ TIMEOUT = 3                       # -o timeout=
 HANG = 3 * TIMEOUT + 5            # a system call taking longer than this is a hang
 LONG = os.environ.get("IMAPFS_LONG") == "1"
 SEED = int(os.environ.get("IMAPFS_CHAOS_SEED") or random.SystemRandom().randrange(1, 10 ** 6))
+# Odd seeds: a server without MOVE, so mv and rm take the UID COPY + STORE + UID EXPUNGE path.
+NOMOVE = os.environ.get("IMAPFS_CHAOS_NOMOVE", str(SEED % 2)) == "1"
+CAPS_NOMOVE = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES "
+    "THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE "
+    "UIDPLUS LIST-EXTENDED I18NLEVEL=1 CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN "
+    "CONTEXT=SEARCH LIST-STATUS BINARY SNIPPET=FUZZY PREVIEW=FUZZY PREVIEW STATUS=SIZE "
+    "SAVEDATE LITERAL+ NOTIFY")  # Dovecot 2.3.19's, without MOVE
 NFAULTS = int(os.environ.get("IMAPFS_CHAOS_FAULTS") or (120 if LONG else 30))
 RECOVER = 30.0                    # after the faults, the mount must work again within this
 DOMAIN = "chaos.imapfs.test"
@@ -151,6 +160,7 @@ class Run:
         self.home = {}             # key → folder it started in (appended: "New")
         self.crashes = []          # exceptions in worker threads
         self.hung_at_end = []
+        self.handed = []           # keys the appender copied, for the remover
         self.z_ok = False          # the cp after the faults (check_mount_after) returned 0
 
     # watchdog bookkeeping
@@ -341,7 +351,8 @@ class Mover(Worker):
 
 
 class Remover(Worker):
-    """rm of its INBOX messages (to Trash), and now and then rm in Trash (for good)."""
+    """rm of its INBOX messages and of those the appender copied into New (to Trash),
+    and now and then rm in Trash (for good)."""
 
     def __init__(self, run, keys):
         super().__init__(run, "remover")
@@ -349,11 +360,15 @@ class Remover(Worker):
         self.gone = set()
 
     def step(self):
+        with self.run_.lock:
+            self.keys += self.run_.handed
+            self.run_.handed = []
         left = [k for k in self.keys if k not in self.gone]
         if not left:
-            return True
+            return False
         key = self.rng.choice(left)
-        folders = ["INBOX", "Trash"] if self.rng.random() < 0.6 else ["Trash", "INBOX"]
+        home = self.run_.home[key]
+        folders = [home, "Trash"] if self.rng.random() < 0.6 else ["Trash", home]
         src, path = self.find(key, folders)
         if src is None:
             return False
@@ -394,7 +409,11 @@ class Appender(Worker):
                 view = view[k:]
             f, fd = fd, None
             op.call("close", os.close, f)
-            return op.done(True)
+            op.done(True)
+            if self.rng.random() < 0.5:
+                with self.run_.lock:
+                    self.run_.handed.append(key)  # the remover's from now on
+            return True
         except OSError:
             if fd is not None:
                 try:
@@ -584,11 +603,12 @@ def stable_inventory():
 def setUpModule():
     global SRV, PROXY, M, RUN
     I.check_bin()
-    print("# chaos seed %d (replay: IMAPFS_CHAOS_SEED=%d), %d faults, timeout=%d, hang limit %ds"
-          % (SEED, SEED, NFAULTS, TIMEOUT, HANG))
+    print("# chaos seed %d (replay: IMAPFS_CHAOS_SEED=%d), %d faults, timeout=%d, hang limit %ds, "
+          "server %s MOVE" % (SEED, SEED, NFAULTS, TIMEOUT, HANG, "without" if NOMOVE else "with"))
     sys.stdout.flush()
     try:
-        SRV = D.Dovecot(special_use={"Trash": "\\Trash"}).start()
+        extra = "protocol imap {\n  imap_capability = %s\n}\n" % CAPS_NOMOVE if NOMOVE else ""
+        SRV = D.Dovecot(special_use={"Trash": "\\Trash"}, extra_conf=extra).start()
         RUN = Run(SEED, NFAULTS)
         c = SRV.client()
         keys = populate(RUN, c)
@@ -630,6 +650,7 @@ def chaos(run, keys):
     # What the mount does now, with the faults off (checked in test_7).
     run.after = check_mount_after(run)
     run.inv, run.strangers = stable_inventory()
+    run.view = compare_view(run)
     run.summary = summary(run, workers)
     for line in run.summary:
         print("# " + line)
@@ -677,6 +698,46 @@ def check_mount_after(run):
         run.z_ok = False
         problems.append("cp into New after the faults failed: %s" % e)
     return problems
+
+
+def mount_view():
+    """{folder: Counter of keys} as the mount lists them."""
+    from collections import Counter
+    res = {}
+    for f in FOLDERS:
+        names = os.listdir(os.path.join(M.mp, f))
+        res[f] = Counter(KEY_RE.search(n).group(1) for n in names if KEY_RE.search(n) and n.endswith(".eml"))
+    return res
+
+
+def compare_view(run):
+    """[problems]: what the mount lists vs the server, per folder, polled for up to the
+    staleness README promises (poll=30 s, plus 5) once the faults are off."""
+    from collections import Counter
+    want = {f: Counter() for f in FOLDERS}
+    for key, copies in run.inv.items():
+        for f, _, _, _ in copies:
+            want.setdefault(f, Counter())[key] += 1
+    if run.hung_at_end or M.proc is None or M.proc.poll() is not None:
+        return ["skipped: the mount is not usable"]
+    deadline = time.monotonic() + 35
+    while True:
+        try:
+            have = mount_view()
+            diff = []
+            for f in FOLDERS:
+                only_srv = sorted((want[f] - have[f]).elements())
+                only_mnt = sorted((have[f] - want[f]).elements())
+                if only_srv or only_mnt:
+                    diff.append("%s: on the server but not listed: %s; listed but not on the server: %s" % (
+                        f, " ".join(only_srv) or "-", " ".join(only_mnt) or "-"))
+        except OSError as e:
+            diff = ["ls failed: %s" % e]
+        if not diff:
+            return []
+        if time.monotonic() > deadline:
+            return diff
+        time.sleep(1)
 
 
 def summary(run, workers):
@@ -728,10 +789,13 @@ def describe(key):
     if hist:
         out.append("  its last operations:")
         out += hist
-        last = [o for o in RUN.ops if o.key == key and o.kind not in ("read", "pread")][-1]
-        near = RUN.faults_near(last.t0, last.t1)
+        ops = [o for o in RUN.ops if o.key == key and o.kind not in ("read", "pread")]
+        failed = [o for o in ops if not o.ok]
+        # the last failed operation is where a fault struck; else the last one
+        pick = failed[-1] if failed else ops[-1]
+        near = RUN.faults_near(pick.t0, pick.t1)
         if near:
-            out.append("  faults around the last one:")
+            out.append("  faults around the %s (t=%.1fs):" % ("last failed one" if failed else "last one", pick.t0))
             out += near
     return "\n".join(out)
 
@@ -831,8 +895,8 @@ class Chaos(unittest.TestCase):
                         why = "a failed rm in Trash must leave it in Trash (or gone)"
                 elif last.ok and where != ["Trash"]:
                     why = "rm returned 0: it must be in Trash, exactly once"
-                elif not last.ok and where not in (["INBOX"], ["Trash"]):
-                    why = "a failed rm must leave it in INBOX or Trash"
+                elif not last.ok and where not in ([last.src], ["Trash"]):
+                    why = "a failed rm must leave it in %s or Trash" % last.src
             elif last.kind == "cp":
                 if last.ok and where != ["New"]:
                     why = "cp returned 0: it must be in New, exactly once"
@@ -869,7 +933,16 @@ class Chaos(unittest.TestCase):
         if RUN.after:
             self.fail("seed %d: %s\n--- imapfs log (tail) ---\n%s" % (SEED, "; ".join(RUN.after), M.read_log()[-3000:]))
 
-    def test_8_unmounts_cleanly(self):
+    def test_8_the_mount_lists_what_the_server_has(self):
+        """Once the faults are off, each folder lists what Dovecot has (within the
+        35 s of staleness README allows)."""
+        problems = []
+        for line in RUN.view:
+            keys = re.findall(r"\b[a-z]\d{3}\b", line)
+            problems.append(line + "".join("\n" + describe(k) for k in keys[:5]))
+        self.report(problems, "folders whose listing differs from the server")
+
+    def test_9_unmounts_cleanly(self):
         PROXY.clear()
         try:
             M.unmount()
