@@ -64,8 +64,8 @@ DOMAIN = "chaos.imapfs.test"
 
 FOLDERS = ["INBOX", "A", "B", "Flags", "Read", "New", "Trash"]
 FLAG_WORDS = ["\\Seen", "\\Flagged", "\\Answered", "$Label1", "$Label2"]
-KEY_RE = re.compile(r"chaos ([a-z]\d{3})\b")
-MSGID_RE = re.compile(rb"^Message-ID: <([a-z]\d{3})\.(\d+)@" + DOMAIN.encode() + rb">", re.M | re.I)
+KEY_RE = re.compile(r"chaos ([a-z]\d{3,})\b")
+MSGID_RE = re.compile(rb"^Message-ID: <([a-z]\d{3,})\.(\d+)@" + DOMAIN.encode() + rb">", re.M | re.I)
 
 SRV = None
 PROXY = None
@@ -203,7 +203,7 @@ class Run:
             lines = lines[:4] + ["    ..."] + lines[-9:]
         return lines
 
-    def history(self, key, last=6):
+    def history(self, key, last=8):
         ops = [o for o in self.ops if o.key == key and o.kind != "read" and o.kind != "pread"]
         return ["    " + str(o) for o in ops[-last:]]
 
@@ -807,9 +807,10 @@ def ops_of(key):
 class Chaos(unittest.TestCase):
     maxDiff = None
 
-    def report(self, problems, what):
+    def report(self, problems, what, show=12):
         if problems:
-            self.fail("seed %d: %d %s:\n%s" % (SEED, len(problems), what, "\n\n".join(problems)))
+            more = "" if len(problems) <= show else "\n\n... and %d more" % (len(problems) - show)
+            self.fail("seed %d: %d %s:\n%s%s" % (SEED, len(problems), what, "\n\n".join(problems[:show]), more))
 
     def test_0_the_run_proves_something(self):
         """Each worker got work done and faults made calls fail: otherwise the run proves
@@ -938,7 +939,7 @@ class Chaos(unittest.TestCase):
         35 s of staleness README allows)."""
         problems = []
         for line in RUN.view:
-            keys = re.findall(r"\b[a-z]\d{3}\b", line)
+            keys = re.findall(r"\b[a-z]\d{3,}\b", line)
             problems.append(line + "".join("\n" + describe(k) for k in keys[:5]))
         self.report(problems, "folders whose listing differs from the server")
 
