@@ -666,8 +666,15 @@ def check_mount_after(run):
         return ["no longer mounted"]
     if run.hung_at_end:
         return ["calls still blocked after the faults: skipped"]
-    key = "x001"
-    deadline = time.monotonic() + RECOVER
+    # A message the mount has never seen (delivered straight to Dovecot): listing and
+    # reading it proves the mount talks to the server again, not to its caches.
+    key = "y000"
+    run.expected[key] = make_message(key, 50000, random.Random(SEED))
+    run.home[key] = "Read"
+    c = SRV.client()
+    D.append(c, "Read", run.expected[key])
+    c.logout()
+    deadline = time.monotonic() + RECOVER + 5  # + the 5 s a folder listing may be cached
     last = None
     while True:
         try:
@@ -683,7 +690,8 @@ def check_mount_after(run):
         except OSError as e:
             last = "%s" % e
         if time.monotonic() > deadline:
-            problems.append("ls/cat still failing %.0fs after the faults: %s" % (RECOVER, last))
+            problems.append("ls/cat of a new message still failing %.0fs after the faults: %s" % (
+                RECOVER + 5, last))
             return problems
         time.sleep(0.2)
     run.z_ok = False
