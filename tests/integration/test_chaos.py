@@ -898,8 +898,12 @@ class Chaos(unittest.TestCase):
                         "OK" if last.ok else "failed", " or ".join(allowed))
             elif last.kind == "rm":
                 if last.src == "Trash":
-                    if last.ok and where:
-                        why = "rm in Trash returned 0, but the message is still there"
+                    removed = C.uid_of(last.path)
+                    if last.ok and any(u == removed and f == "Trash" for f, u, _, _ in copies):
+                        why = "rm in Trash returned 0, but Trash uid %d is still there" % removed
+                    elif last.ok and where:
+                        why = ("rm of Trash uid %d returned 0, but another copy survives: an earlier "
+                               "operation left two" % removed)
                     elif not last.ok and where not in ([], ["Trash"]):
                         why = "a failed rm in Trash must leave it in Trash (or gone)"
                 elif last.ok and where != ["Trash"]:
