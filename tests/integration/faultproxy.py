@@ -27,8 +27,8 @@ Bytes pass through untouched (TLS included) until a fault is switched on:
 Held bytes are dropped, not delivered late, when the client has closed its side by the
 time a stall ends: the network lost them. (Delivering them would run a command the
 client has already reported as failed, after it may have done something else, which no
-client can guard against.) While dripping, the up direction checks the same every few
-bytes.
+client can guard against.) While dripping, the up direction checks the same before each
+byte.
 """
 
 import select
@@ -184,9 +184,11 @@ class FaultProxy:
             if conn.closed.is_set():
                 return False
             if direction == "up" and _peer_closed(src):
-                self._event("conn %d: client closed during a stall; held bytes dropped" % conn.id)
-                conn.close()
-                return False
+                break
+        if direction == "up" and _peer_closed(src):
+            self._event("conn %d: client closed during a stall; held bytes dropped" % conn.id)
+            conn.close()
+            return False
         return not conn.closed.is_set()
 
     def _send(self, conn, src, dst, data, direction):
@@ -202,7 +204,7 @@ class FaultProxy:
             dst.sendall(data[i:i + 1])
             i += 1
             time.sleep(interval)
-            if direction == "up" and i % 16 == 0 and _peer_closed(src):
+            if direction == "up" and _peer_closed(src):
                 self._event("conn %d: client closed while dripping; rest dropped" % conn.id)
                 conn.close()
                 return False
