@@ -204,8 +204,14 @@ class Run:
         return lines
 
     def history(self, key, last=8):
+        """The last operations on key, and the failed ones before them (where a fault
+        struck first is where a wrong state usually began)."""
         ops = [o for o in self.ops if o.key == key and o.kind != "read" and o.kind != "pread"]
-        return ["    " + str(o) for o in ops[-last:]]
+        early = [o for o in ops[:-last] if not o.ok][-4:]
+        out = ["    " + str(o) for o in early]
+        if early:
+            out.append("    ... (%d operations that returned 0)" % (len(ops) - last - len(early)))
+        return out + ["    " + str(o) for o in ops[-last:]]
 
 
 # -- workers ------------------------------------------------------------------------------
