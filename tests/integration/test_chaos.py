@@ -3,7 +3,8 @@
 (faultproxy.py) while two readers, a mover, a remover, an appender and a flagger work on
 it. A seeded random schedule of faults runs meanwhile: connections cut after N bytes
 either way (FIN or RST), stalls longer than the timeout, dripping one byte every few ms,
-resets, refused connections, and Dovecot restarts.
+resets, refused connections, answers lost after the server did the command, and Dovecot
+restarts.
 
 Every system call is timed and every operation written to a ledger (what it was, on
 which message, what it returned). Afterwards, with the faults off, an inventory by
@@ -21,14 +22,16 @@ ledger:
   Trash itself); a successful cp made exactly one copy; the flags are those of the last
   successful setxattr or of a failed one after it;
 - no \\Deleted left on any message (a leftover \\Deleted is a loss waiting to happen);
-- afterwards the daemon is alive, the same mount lists, reads and copies again, and it
+- afterwards the daemon is alive, the same mount lists and reads a message delivered
+  straight to Dovecot and copies one in; every folder lists what the server has; and it
   unmounts cleanly (no sanitizer report).
 
 The fault schedule and each worker's choices are a function of the seed (printed first;
 IMAPFS_CHAOS_SEED=N replays it; the interleaving with real time can't be replayed).
-Odd seeds run against a server without MOVE (mv and rm are then UID COPY, STORE \\Deleted,
-UID EXPUNGE; IMAPFS_CHAOS_NOMOVE=0/1 overrides). IMAPFS_CHAOS_FAULTS=N sets the number of faults: 30 by default (about 75 s, for CI), 120
-with IMAPFS_LONG=1 (tests/run.sh --long). Every failure names the message, the calls
+Odd seeds run against a server without MOVE (mv and rm are then UID COPY, STORE
+\\Deleted, UID EXPUNGE; IMAPFS_CHAOS_NOMOVE=0/1 overrides). IMAPFS_CHAOS_FAULTS=N sets
+the number of faults: 30 by default (about 75 s, for CI), 120 with IMAPFS_LONG=1
+(tests/run.sh --long). Every failure names the message, the calls
 on it and the faults around them."""
 
 import errno
