@@ -213,7 +213,7 @@ class Run:
         early = [o for o in ops[:-last] if not o.ok][-4:]
         out = ["    " + str(o) for o in early]
         if early:
-            out.append("    ... (%d operations that returned 0)" % (len(ops) - last - len(early)))
+            out.append("    ... (%d more operations)" % (len(ops) - last - len(early)))
         return out + ["    " + str(o) for o in ops[-last:]]
 
 
