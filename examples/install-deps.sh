@@ -9,6 +9,8 @@ pkgs=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev
 pkgs+=(liblmdb-dev lmdb-utils)
 # The man page (imapfs.1.scd); meson skips it without scdoc.
 pkgs+=(scdoc)
+# The fuzz targets (tests/fuzz): clang and its libFuzzer runtime.
+pkgs+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
