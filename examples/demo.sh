@@ -59,6 +59,17 @@ show "grep -rl 'Nested' INBOX | head -n 5"
 show "find . -name '*.eml' | wc -l"
 show "head -c 200 Big/*.eml | head -n 5   # fetches one block, not the whole message"
 
+step "message parts: every message's MIME parts as files (one BODYSTRUCTURE for the folder)"
+nested=$(grep -rl 'Nested' INBOX | head -n 1)
+stem=$(basename "${nested:-INBOX/$first}" .eml)
+show "ls 'INBOX/.parts/$stem'"
+show "head -n 5 'INBOX/.parts/$stem/text'; echo   # the readable body, decoded to UTF-8"
+show "getfattr -d 'INBOX/.parts/$stem'/[0-9]* 2>/dev/null | head -n 12"
+
+step "server-side search as directories (nothing is downloaded to search)"
+show "ls 'INBOX/.search/Nested'"
+show "ls -R '.search/subject:Grüße' | head -n 12   # every folder, one search each"
+
 step "changing it (every change is on the server when the command returns)"
 show "mkdir -p Projects/2024"
 show "cp 'INBOX/$first' Projects/2024/    # APPEND on close"
