@@ -117,7 +117,8 @@ static void sbuf_add(struct sbuf *b, const void *data, size_t len)
                 b->p = np;
                 b->cap = nc;
         }
-        memcpy(b->p + b->len, data, len);
+        if (len) /* an empty piece may come as NULL */
+                memcpy(b->p + b->len, data, len);
         b->len += len;
         b->p[b->len] = '\0';
 }
@@ -1066,7 +1067,8 @@ static void parts_bytes(void *ctx, const char *data, size_t len)
         struct fetch_job *j = ctx;
         if (j->len) {
                 size_t n = len < j->len ? len : j->len;
-                memcpy(j->buf, data, n);
+                if (n)
+                        memcpy(j->buf, data, n);
                 j->got = n;
                 return;
         }
@@ -1076,7 +1078,8 @@ static void parts_bytes(void *ctx, const char *data, size_t len)
                 j->oom = true;
                 return;
         }
-        memcpy(j->whole, data, len);
+        if (len)
+                memcpy(j->whole, data, len);
         j->got = len;
 }
 

@@ -44,6 +44,8 @@ static int search_hits_add(struct search_hits *h, unsigned lo, unsigned hi, size
 
 static void search_hits_sort(struct search_hits *h)
 {
+        if (!h->n)
+                return; /* no matches: uids may be NULL, which qsort must not get */
         qsort(h->uids, h->n, sizeof(*h->uids), search_uid_cmp);
         size_t o = 0;
         for (size_t i = 0; i < h->n; i++)
@@ -302,7 +304,8 @@ static bool search_share(struct account *a, struct search_query *q, int max_age_
                         search_hits_free(h, i);
                         return false;
                 }
-                memcpy(h[i].uids, s->hits[i].uids, h[i].n * sizeof(*h[i].uids));
+                if (h[i].n) /* no matches: the source may be NULL */
+                        memcpy(h[i].uids, s->hits[i].uids, h[i].n * sizeof(*h[i].uids));
         }
         if (!h)
                 return false;
