@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "imap/date.h"
+#include "imap/digits.h"
+#include "imap/mime_name.h"
 #include "imap/rfc2047.h"
 #include "imap/utf7.h"
 
@@ -26,74 +28,6 @@ static void format_day(time_t t, char *out, size_t cap)
                 return;
         }
         snprintf(out, cap, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-}
-
-/* Decodes the UTF-8 character at s; returns its length (1 for a stray byte,
- * which the caller drops: the input comes from imap_rfc2047_decode and is
- * valid, this only keeps a bug there from becoming a bad name). */
-static size_t utf8_next(const unsigned char *s, size_t len, uint32_t *cp)
-{
-        unsigned char b = s[0];
-        size_t n = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 0;
-        if (n == 0 || n > len) {
-                *cp = UINT32_MAX;
-                return 1;
-        }
-        uint32_t c = n == 1 ? b : b & (0x7f >> n);
-        for (size_t i = 1; i < n; i++) {
-                if ((s[i] & 0xc0) != 0x80) {
-                        *cp = UINT32_MAX;
-                        return 1;
-                }
-                c = (c << 6) | (s[i] & 0x3f);
-        }
-        *cp = c;
-        return n;
-}
-
-static bool is_space(uint32_t c)
-{
-        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' ||
-               c == 0x2028 || c == 0x2029;
-}
-
-/* C0, DEL and C1: invisible at best, terminal escapes at worst. */
-static bool is_control(uint32_t c)
-{
-        return c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == UINT32_MAX;
-}
-
-/* Writes the cleaned subject into out (at most cap bytes, no NUL): whitespace
- * runs become one space, leading and trailing space is dropped, controls are
- * dropped, '/' becomes '_'. Stops at the first character that doesn't fit, so
- * a cut never skips text in the middle. Returns the length written. */
-static size_t clean_subject(const char *s, char *out, size_t cap)
-{
-        const unsigned char *u = (const unsigned char *)s;
-        size_t len = strlen(s), o = 0;
-        bool space = false;
-        for (size_t i = 0; i < len;) {
-                uint32_t c;
-                size_t n = utf8_next(u + i, len - i, &c);
-                const char *bytes = s + i;
-                i += n;
-                if (is_space(c)) {
-                        space = o > 0;
-                        continue;
-                }
-                if (is_control(c))
-                        continue;
-                if (c == '/')
-                        bytes = "_";
-                if (o + space + n > cap)
-                        break;
-                if (space)
-                        out[o++] = ' ';
-                memcpy(out + o, bytes, n);
-                o += n;
-                space = false;
-        }
-        return o;
 }
 
 char *names_message(unsigned uid, const char *date_hdr, const char *subject_hdr,
@@ -114,22 +48,29 @@ char *names_message(unsigned uid, const char *date_hdr, const char *subject_hdr,
                 if (!decoded)
                         return NULL;
         }
+        /* Cleaned as part file names are (imap_name_sanitize), cut to what
+         * fits between the day and the suffix. */
+        char *subject = NULL;
+        if (decoded) {
+                subject = imap_name_sanitize(decoded, strlen(decoded), cap);
+                free(decoded);
+                if (!subject)
+                        return NULL;
+        }
         char *name = malloc(NAME_MAX_BYTES + 1);
         if (!name) {
-                free(decoded);
+                free(subject);
                 return NULL;
         }
         memcpy(name, day, prefix_len - 1);
         name[prefix_len - 1] = ' ';
         size_t o = prefix_len;
-        size_t n = decoded ? clean_subject(decoded, name + o, cap) : 0;
-        if (n == 0) {
-                memcpy(name + o, NO_SUBJECT, strlen(NO_SUBJECT));
-                n = strlen(NO_SUBJECT);
-        }
+        const char *shown = subject && subject[0] ? subject : NO_SUBJECT;
+        size_t n = strlen(shown);
+        memcpy(name + o, shown, n);
         o += n;
         memcpy(name + o, suffix, (size_t)slen + 1);
-        free(decoded);
+        free(subject);
         return name;
 }
 
@@ -151,21 +92,11 @@ static const struct {
 };
 #define NAMES_NRESERVED (sizeof names_reserved / sizeof names_reserved[0])
 
-static int hex_value(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* "%XX" with two hex digits at s: the only spelling that is an escape. */
 static bool is_escape_at(const char *s)
 {
-        return s[0] == '%' && hex_value(s[1]) >= 0 && hex_value(s[2]) >= 0;
+        return s[0] == '%' && imap_hex_value((unsigned char)s[1]) >= 0 &&
+               imap_hex_value((unsigned char)s[2]) >= 0;
 }
 
 /* Bytes escaped only in a server spelling that isn't modified UTF-7. Every
@@ -221,7 +152,8 @@ int names_unescape_component(const char *s, char **out, bool *raw)
                         dec[o++] = s[i];
                         continue;
                 }
-                unsigned char c = (unsigned char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+                unsigned char c = (unsigned char)(imap_hex_value((unsigned char)s[i + 1]) * 16 +
+                                                  imap_hex_value((unsigned char)s[i + 2]));
                 if (c == 0) {
                         free(dec);
                         return -EINVAL; /* a NUL can't be in a mailbox name */

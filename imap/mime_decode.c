@@ -8,6 +8,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "imap/charset.h"
+#include "imap/digits.h"
+
 enum imap_cte imap_cte_from_name(const char *name)
 {
         static const struct {
@@ -36,22 +39,6 @@ void imap_decoder_init(struct imap_decoder *d, enum imap_cte cte)
         d->cte = cte;
 }
 
-/* 0-63 for the base64 alphabet, 64 for anything else. */
-static unsigned b64_value(unsigned char c)
-{
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+')
-                return 62;
-        if (c == '/')
-                return 63;
-        return 64;
-}
-
 static size_t b64_feed(struct imap_decoder *d, const unsigned char *in, size_t len,
                        unsigned char *out)
 {
@@ -65,9 +52,10 @@ static size_t b64_feed(struct imap_decoder *d, const unsigned char *in, size_t l
                                 d->done = true;
                         continue;
                 }
-                unsigned v = b64_value(c);
-                if (v >= 64)
+                int iv = imap_b64_value(c, '/');
+                if (iv < 0)
                         continue; /* line ends, spaces, stray bytes */
+                unsigned v = (unsigned)iv;
                 d->pads = 0;
                 switch (d->quad_pos) {
                 case 0:
@@ -92,17 +80,6 @@ static size_t b64_feed(struct imap_decoder *d, const unsigned char *in, size_t l
                 }
         }
         return o;
-}
-
-static int hex_value(unsigned char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
 }
 
 enum { QP_TEXT, QP_EQ, QP_EQ_HEX, QP_SOFT_CR };
@@ -132,7 +109,7 @@ static size_t qp_feed(struct imap_decoder *d, const unsigned char *in, size_t le
                                 i++;
                                 out[o++] = '=';
                                 d->qp_state = QP_TEXT;
-                        } else if (hex_value(c) >= 0) {
+                        } else if (imap_hex_value(c) >= 0) {
                                 i++;
                                 d->qp_hex = c;
                                 d->qp_state = QP_EQ_HEX;
@@ -144,10 +121,10 @@ static size_t qp_feed(struct imap_decoder *d, const unsigned char *in, size_t le
                         break;
                 case QP_EQ_HEX:
                         d->qp_state = QP_TEXT;
-                        if (hex_value(c) >= 0) {
+                        if (imap_hex_value(c) >= 0) {
                                 i++;
-                                out[o++] =
-                                    (unsigned char)(hex_value(d->qp_hex) << 4 | hex_value(c));
+                                out[o++] = (unsigned char)(imap_hex_value(d->qp_hex) << 4 |
+                                                           imap_hex_value(c));
                         } else {
                                 /* "=X" then a non-hex: both stay, c is read afresh. */
                                 out[o++] = '=';
@@ -212,53 +189,20 @@ int imap_decode_all(enum imap_cte cte, const void *in, size_t len, char **out, s
 
 /* ------------------------------------------------------------ charsets */
 
-#define CHARSET_MAX 64
-
-/* The same reading of narrow labels as imap/rfc2047.c (whose table is
- * private to it): mail software writes the narrow name and uses the wide
- * repertoire. US-ASCII and UTF-8 are not here: they pass through as is. */
-static const struct {
-        const char *label, *charset;
-} charset_aliases[] = {
-    {"ISO-8859-1", "WINDOWS-1252"}, {"ISO8859-1", "WINDOWS-1252"}, {"ISO_8859-1", "WINDOWS-1252"},
-    {"LATIN1", "WINDOWS-1252"},     {"GB2312", "GB18030"},         {"GBK", "GB18030"},
-    {"X-GBK", "GB18030"},           {"EUC-CN", "GB18030"},         {"SHIFT_JIS", "WINDOWS-31J"},
-    {"SHIFT-JIS", "WINDOWS-31J"},   {"SJIS", "WINDOWS-31J"},       {"X-SJIS", "WINDOWS-31J"},
-    {"KS_C_5601-1987", "CP949"},    {"EUC-KR", "CP949"},           {"ISO-8859-8-I", "ISO-8859-8"},
-};
-
 /* Charsets whose bytes are taken as they are. */
 static const char *const charset_passthrough[] = {"UTF-8",     "UTF8",         "US-ASCII", "ASCII",
                                                   "X-UNKNOWN", "UNKNOWN-8BIT", "DEFAULT"};
 
-/* Upper-cased, alias-resolved name in out; false if it can't be a charset
- * name (only name characters, so nothing like "//TRANSLIT" reaches iconv). */
-static bool charset_normalize(const char *s, char out[CHARSET_MAX])
+/* Upper-cased, alias-resolved name in out (imap_charset_normalize), blanks
+ * around it ignored; false if it can't be a charset name. */
+static bool charset_normalize(const char *s, char out[IMAP_CHARSET_MAX])
 {
         while (*s == ' ' || *s == '\t')
                 s++;
         size_t len = strlen(s);
         while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
                 len--;
-        if (len == 0 || len >= CHARSET_MAX)
-                return false;
-        for (size_t i = 0; i < len; i++) {
-                char c = s[i];
-                bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':' ||
-                          c == '+';
-                if (!ok)
-                        return false;
-                out[i] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
-        }
-        out[len] = '\0';
-        for (size_t i = 0; i < sizeof charset_aliases / sizeof charset_aliases[0]; i++) {
-                if (strcmp(out, charset_aliases[i].label) == 0) {
-                        strcpy(out, charset_aliases[i].charset);
-                        break;
-                }
-        }
-        return true;
+        return imap_charset_normalize(s, len, out);
 }
 
 static int copy_as_is(const void *in, size_t len, char **out, size_t *out_len)
@@ -274,62 +218,12 @@ static int copy_as_is(const void *in, size_t len, char **out, size_t *out_len)
         return 0;
 }
 
-/* Whole-buffer conversion; false when the input is not valid in the charset
- * (or ENOMEM, told apart by *oom). */
-static bool convert(iconv_t cd, const char *in, size_t len, char **out, size_t *out_len, bool *oom)
-{
-        size_t cap = len < 64 ? 256 : len * 2 + 16, used = 0;
-        char *buf = malloc(cap);
-        if (!buf) {
-                *oom = true;
-                return false;
-        }
-        char *ip = (char *)in;
-        size_t ileft = len;
-        bool flushing = false;
-        for (;;) {
-                char *op = buf + used;
-                size_t oleft = cap - used - 1;
-                size_t r = flushing ? iconv(cd, NULL, NULL, &op, &oleft)
-                                    : iconv(cd, &ip, &ileft, &op, &oleft);
-                int err = errno;
-                used = (size_t)(op - buf);
-                if (r != (size_t)-1) {
-                        if (flushing)
-                                break;
-                        flushing = true;
-                        continue;
-                }
-                if (err != E2BIG) {
-                        free(buf); /* EILSEQ, or EINVAL: ends inside a character */
-                        return false;
-                }
-                if (cap > SIZE_MAX / 2) {
-                        free(buf);
-                        *oom = true;
-                        return false;
-                }
-                char *nb = realloc(buf, cap * 2);
-                if (!nb) {
-                        free(buf);
-                        *oom = true;
-                        return false;
-                }
-                buf = nb;
-                cap *= 2;
-        }
-        buf[used] = '\0';
-        *out = buf;
-        *out_len = used;
-        return true;
-}
-
 int imap_charset_to_utf8(const char *charset, const void *in, size_t len, char **out,
                          size_t *out_len)
 {
         *out = NULL;
         *out_len = 0;
-        char cs[CHARSET_MAX];
+        char cs[IMAP_CHARSET_MAX];
         if (!charset || !charset_normalize(charset, cs))
                 return copy_as_is(in, len, out, out_len);
         for (size_t i = 0; i < sizeof charset_passthrough / sizeof charset_passthrough[0]; i++)
@@ -338,12 +232,12 @@ int imap_charset_to_utf8(const char *charset, const void *in, size_t len, char *
         iconv_t cd = iconv_open("UTF-8", cs);
         if (cd == (iconv_t)-1)
                 return copy_as_is(in, len, out, out_len);
-        bool oom = false;
-        bool ok = convert(cd, in, len, out, out_len, &oom);
+        /* Not valid in the charset: the label lies, the bytes stay as sent. */
+        int err = imap_charset_iconv(cd, in, len, false, out, out_len);
         iconv_close(cd);
-        if (oom)
-                return -ENOMEM;
-        return ok ? 0 : copy_as_is(in, len, out, out_len);
+        if (err == -ENOMEM)
+                return err;
+        return err ? copy_as_is(in, len, out, out_len) : 0;
 }
 
 int imap_mime_text_to_utf8(const char *encoding, const char *charset, const void *in, size_t len,

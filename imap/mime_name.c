@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "imap/mime_decode.h"
+#include "imap/digits.h"
 #include "imap/rfc2047.h"
 
 #define NO_SUBJECT "(no subject)"
@@ -94,17 +95,6 @@ char *imap_name_sanitize(const char *s, size_t len, size_t max_bytes)
 
 /* ------------------------------------------------------- RFC 2231 values */
 
-static int hex_value(unsigned char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
-
 /* Appends s to *buf (len bytes so far), %XX-decoding when pct: a '%' not
  * followed by two hex digits stays as it is. Returns false on ENOMEM. */
 static bool append(char **buf, size_t *len, const char *s, bool pct)
@@ -117,8 +107,8 @@ static bool append(char **buf, size_t *len, const char *s, bool pct)
         for (size_t i = 0; i < n; i++) {
                 int hi, lo;
                 if (pct && s[i] == '%' && i + 2 < n &&
-                    (hi = hex_value((unsigned char)s[i + 1])) >= 0 &&
-                    (lo = hex_value((unsigned char)s[i + 2])) >= 0) {
+                    (hi = imap_hex_value((unsigned char)s[i + 1])) >= 0 &&
+                    (lo = imap_hex_value((unsigned char)s[i + 2])) >= 0) {
                         nb[(*len)++] = (char)(hi << 4 | lo);
                         i += 2;
                 } else {

@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHARSET_MAX 64
+#include "imap/charset.h"
+#include "imap/digits.h"
+
+#define CHARSET_MAX IMAP_CHARSET_MAX
 
 /* A growing byte string. Once oom is set, further appends are ignored and the
  * caller reports ENOMEM once at the end. */
@@ -157,60 +160,33 @@ char *imap_utf8_sanitize(const char *s, size_t len)
         return buf_finish(&b);
 }
 
-/* Labels whose real-world meaning is a superset charset: mail software writes
- * the narrow name and uses the wide repertoire (as browsers also assume). */
+/* Labels read here beyond the shared ones (imap/charset.c): in a header,
+ * US-ASCII text with 8-bit bytes is Latin as raw header bytes are, and UTF8
+ * is a common misspelling. */
 static const struct {
         const char *label, *charset;
-} charset_aliases[] = {
-    {"ISO-8859-1", "WINDOWS-1252"}, {"ISO8859-1", "WINDOWS-1252"},
-    {"ISO_8859-1", "WINDOWS-1252"}, {"LATIN1", "WINDOWS-1252"},
-    {"US-ASCII", "WINDOWS-1252"},   {"ASCII", "WINDOWS-1252"},
-    {"GB2312", "GB18030"},          {"GBK", "GB18030"},
-    {"X-GBK", "GB18030"},           {"EUC-CN", "GB18030"},
-    {"SHIFT_JIS", "WINDOWS-31J"},   {"SHIFT-JIS", "WINDOWS-31J"},
-    {"SJIS", "WINDOWS-31J"},        {"X-SJIS", "WINDOWS-31J"},
-    {"KS_C_5601-1987", "CP949"},    {"EUC-KR", "CP949"},
-    {"ISO-8859-8-I", "ISO-8859-8"}, {"UTF8", "UTF-8"},
+} header_aliases[] = {
+    {"US-ASCII", "WINDOWS-1252"},
+    {"ASCII", "WINDOWS-1252"},
+    {"UTF8", "UTF-8"},
 };
 
-/* Copies the charset name (without an RFC 2231 "*lang" suffix) upper-cased
- * into out and resolves aliases. False if the name can't be a charset: only
- * plain name characters, so nothing like "//TRANSLIT" reaches iconv_open. */
+/* The charset name without an RFC 2231 "*lang" suffix, normalised into out
+ * (imap_charset_normalize). False if it can't be a charset. */
 static bool charset_normalize(const char *s, size_t len, char out[CHARSET_MAX])
 {
         const char *star = memchr(s, '*', len);
         if (star)
                 len = (size_t)(star - s);
-        if (len == 0 || len >= CHARSET_MAX)
+        if (!imap_charset_normalize(s, len, out))
                 return false;
-        for (size_t i = 0; i < len; i++) {
-                char c = s[i];
-                bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':' ||
-                          c == '+';
-                if (!ok)
-                        return false;
-                out[i] = (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
-        }
-        out[len] = '\0';
-        for (size_t i = 0; i < sizeof charset_aliases / sizeof charset_aliases[0]; i++) {
-                if (strcmp(out, charset_aliases[i].label) == 0) {
-                        strcpy(out, charset_aliases[i].charset);
+        for (size_t i = 0; i < sizeof header_aliases / sizeof header_aliases[0]; i++) {
+                if (strcmp(out, header_aliases[i].label) == 0) {
+                        strcpy(out, header_aliases[i].charset);
                         break;
                 }
         }
         return true;
-}
-
-static int hex_value(unsigned char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
 }
 
 static bool decode_q(const char *s, size_t len, struct buf *out)
@@ -222,8 +198,8 @@ static bool decode_q(const char *s, size_t len, struct buf *out)
                 } else if (c == '=') {
                         if (len - i < 3)
                                 return false;
-                        int hi = hex_value((unsigned char)s[i + 1]);
-                        int lo = hex_value((unsigned char)s[i + 2]);
+                        int hi = imap_hex_value((unsigned char)s[i + 1]);
+                        int lo = imap_hex_value((unsigned char)s[i + 2]);
                         if (hi < 0 || lo < 0)
                                 return false;
                         c = (unsigned char)(hi << 4 | lo);
@@ -234,21 +210,6 @@ static bool decode_q(const char *s, size_t len, struct buf *out)
         return true;
 }
 
-static int b64_value(unsigned char c)
-{
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+')
-                return 62;
-        if (c == '/')
-                return 63;
-        return -1;
-}
-
 /* Missing padding is tolerated (common and unambiguous); a stray character,
  * data after padding, or a lone final character (6 bits, no byte) is not. */
 static bool decode_b(const char *s, size_t len, struct buf *out)
@@ -257,7 +218,7 @@ static bool decode_b(const char *s, size_t len, struct buf *out)
         unsigned nbits = 0;
         size_t ndata = 0, i = 0;
         for (; i < len && s[i] != '='; i++) {
-                int v = b64_value((unsigned char)s[i]);
+                int v = imap_b64_value((unsigned char)s[i], '/');
                 if (v < 0)
                         return false;
                 bits = (bits << 6) | (uint32_t)v;
@@ -340,40 +301,6 @@ static bool group_open(struct group *g, const char *charset)
         return true;
 }
 
-/* Converts with iconv, turning every undecodable byte into U+FFFD. */
-static void convert(iconv_t cd, const char *in, size_t in_len, struct buf *out)
-{
-        char tmp[1024];
-        char *ip = (char *)in;
-        size_t ileft = in_len;
-        bool flushing = false;
-        for (;;) {
-                char *op = tmp;
-                size_t oleft = sizeof tmp;
-                size_t r = flushing ? iconv(cd, NULL, NULL, &op, &oleft)
-                                    : iconv(cd, &ip, &ileft, &op, &oleft);
-                int err = errno;
-                buf_add(out, tmp, sizeof tmp - oleft);
-                if (r != (size_t)-1) {
-                        if (flushing)
-                                return;
-                        flushing = true;
-                        continue;
-                }
-                if (err == E2BIG)
-                        continue;
-                if (flushing)
-                        return;
-                buf_add_cp(out, 0xfffd);
-                if (err == EILSEQ && ileft > 0) {
-                        ip++, ileft--;
-                        continue;
-                }
-                /* EINVAL: the input ends inside a character. */
-                flushing = true;
-        }
-}
-
 static void group_flush(struct group *g, struct buf *out)
 {
         if (!g->active)
@@ -381,12 +308,14 @@ static void group_flush(struct group *g, struct buf *out)
         if (g->utf8) {
                 append_sanitized(out, g->bytes.p, g->bytes.len, false);
         } else {
-                struct buf conv = {0};
-                if (g->bytes.len > 0)
-                        convert(g->cd, g->bytes.p, g->bytes.len, &conv);
-                out->oom |= conv.oom;
-                append_sanitized(out, conv.p, conv.len, false);
-                free(conv.p);
+                /* Undecodable bytes become U+FFFD: the rest of the text stays. */
+                char *conv = NULL;
+                size_t clen = 0;
+                if (g->bytes.len > 0 &&
+                    imap_charset_iconv(g->cd, g->bytes.p, g->bytes.len, true, &conv, &clen) < 0)
+                        out->oom = true;
+                append_sanitized(out, conv, clen, false);
+                free(conv);
                 iconv_close(g->cd);
         }
         g->bytes.len = 0;

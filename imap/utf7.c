@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imap/digits.h"
+
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
@@ -17,21 +19,6 @@ static const char b64_alphabet[] =
 static bool is_direct(uint32_t c)
 {
         return c >= 0x20 && c <= 0x7e;
-}
-
-static int b64_value(unsigned char c)
-{
-        if (c >= 'A' && c <= 'Z')
-                return c - 'A';
-        if (c >= 'a' && c <= 'z')
-                return c - 'a' + 26;
-        if (c >= '0' && c <= '9')
-                return c - '0' + 52;
-        if (c == '+')
-                return 62;
-        if (c == ',')
-                return 63;
-        return -1;
 }
 
 static size_t utf8_put(char *out, uint32_t c)
@@ -101,7 +88,7 @@ static size_t decode_run(const unsigned char *in, size_t len, char *out)
         size_t o = 0;
 
         for (size_t i = 0; i < len; i++) {
-                int v = b64_value(in[i]);
+                int v = imap_b64_value(in[i], ',');
                 if (v < 0)
                         return (size_t)-1;
                 bits = (bits << 6) | (uint32_t)v;

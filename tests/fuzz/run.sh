@@ -31,7 +31,7 @@ done
 shift $((OPTIND - 1))
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(parse rfc2047 utf7 date header quote bodystructure mime_decode query)
-codec=(parse.c quote.c utf7.c rfc2047.c date.c header.c bodystructure.c mime_name.c mime_decode.c
+codec=(parse.c quote.c utf7.c charset.c rfc2047.c date.c header.c bodystructure.c mime_name.c mime_decode.c
        query.c query_keys.c query_out.c query_name.c)
 
 echo "1..${#targets[@]}"
