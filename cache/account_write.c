@@ -764,23 +764,7 @@ static int write_append(struct imap_session *s, void *ctx)
 static int write_append_verify(struct imap_session *s, void *ctx)
 {
         struct append_job *j = ctx;
-        const char *end = memmem(j->data, j->len, "\r\n\r\n", 4);
-        size_t hlen = end ? (size_t)(end - j->data) + 2 : j->len;
-        char *id = imap_header_field(j->data, hlen, "Message-ID");
-        /* The value as a search string: no folding, no surrounding space. */
-        if (id) {
-                size_t o = 0;
-                for (const char *p = id; *p; p++)
-                        if (*p != '\r' && *p != '\n')
-                                id[o++] = *p == '\t' ? ' ' : *p;
-                while (o && id[o - 1] == ' ')
-                        o--;
-                id[o] = '\0';
-                if (!*id) {
-                        free(id);
-                        id = NULL;
-                }
-        }
+        char *id = imap_message_id(j->data, j->len);
         int r = imap_find_appended(s, j->mailbox, id, j->len, j->uid_floor, &j->uid);
         free(id);
         return r;

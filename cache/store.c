@@ -941,8 +941,15 @@ static void *store_writer(void *arg)
         struct store *s = arg;
         pthread_mutex_lock(&s->mu);
         for (;;) {
-                while (!s->head && !s->stop)
-                        pthread_cond_wait(&s->cv, &s->mu);
+                while (!s->head && !s->stop) {
+                        /* Idle: wake at least once a second to look again, so that no
+                         * missed signal can keep the writer asleep (the house rule:
+                         * every wait has a deadline). */
+                        struct timespec idle;
+                        clock_gettime(CLOCK_REALTIME, &idle);
+                        idle.tv_sec += 1;
+                        pthread_cond_timedwait(&s->cv, &s->mu, &idle);
+                }
                 if (!s->head)
                         break;
                 /* Let a batch gather for a few milliseconds: every commit syncs the data

@@ -62,8 +62,14 @@ static void *inval_main(void *arg)
         struct inval *q = arg;
         pthread_mutex_lock(&q->mu);
         for (;;) {
-                while (!q->head && !q->stop)
-                        pthread_cond_wait(&q->cv, &q->mu);
+                while (!q->head && !q->stop) {
+                        /* Idle: look again at least once a second (every wait has a
+                         * deadline; a missed signal can't keep the thread asleep). */
+                        struct timespec idle;
+                        clock_gettime(CLOCK_MONOTONIC, &idle);
+                        idle.tv_sec += 1;
+                        pthread_cond_timedwait(&q->cv, &q->mu, &idle);
+                }
                 struct inval_item *it = q->head;
                 if (!it)
                         break;

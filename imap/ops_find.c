@@ -27,6 +27,33 @@ static bool find_search_data(void *vctx, const struct imap_response *r)
         return true;
 }
 
+/* A Message-ID value as a search string: unfolded, no trailing space;
+ * NULL (freed) when empty. Takes over id. */
+static char *message_id_clean(char *id)
+{
+        if (!id)
+                return NULL;
+        size_t o = 0;
+        for (const char *p = id; *p; p++)
+                if (*p != '\r' && *p != '\n')
+                        id[o++] = *p == '\t' ? ' ' : *p;
+        while (o && id[o - 1] == ' ')
+                o--;
+        id[o] = '\0';
+        if (!*id) {
+                free(id);
+                return NULL;
+        }
+        return id;
+}
+
+char *imap_message_id(const char *msg, size_t len)
+{
+        const char *end = memmem(msg, len, "\r\n\r\n", 4);
+        size_t hlen = end ? (size_t)(end - msg) + 2 : len;
+        return message_id_clean(imap_header_field(msg, hlen, "Message-ID"));
+}
+
 struct msgid_ctx {
         uint32_t uid;
         bool found;
@@ -71,21 +98,7 @@ int imap_fetch_message_id(struct imap_session *s, uint32_t uid, char **out, uint
                 free(c.id);
                 return r;
         }
-        /* As a search string: unfolded, no surrounding space. */
-        if (c.id) {
-                size_t o = 0;
-                for (const char *p = c.id; *p; p++)
-                        if (*p != '\r' && *p != '\n')
-                                c.id[o++] = *p == '\t' ? ' ' : *p;
-                while (o && c.id[o - 1] == ' ')
-                        o--;
-                c.id[o] = '\0';
-                if (!*c.id) {
-                        free(c.id);
-                        c.id = NULL;
-                }
-        }
-        *out = c.id;
+        *out = message_id_clean(c.id);
         *size = c.size;
         return 0;
 }

@@ -23,6 +23,10 @@ int imap_find_appended(struct imap_session *s, const char *mailbox, const char *
  * message is still there. 0 or -errno. */
 int imap_uid_present(struct imap_session *s, uint32_t uid, bool *present);
 
+/* The Message-ID of a whole message's bytes as a search string (unfolded),
+ * malloc'd; NULL if it has none. */
+char *imap_message_id(const char *msg, size_t len);
+
 /* The Message-ID header of uid in the selected mailbox (unfolded, NULL in
  * *out if it has none) and its RFC822.SIZE. 0, -ENOENT (no such UID) or
  * -errno. */

@@ -7,7 +7,7 @@
 A throwaway Dovecot (tests/integration/dovecot.py, rawlog on) whose `imap_capability` hides
 NOTIFY ("plain" also hides LIST-STATUS, as Microsoft 365 and Yahoo; "liststatus" keeps it),
 N folders (default 1,000), each visited once with `ls` on the mount (`-o poll=S`, default
-10, `-o cache=no`); then the proxy (tests/integration/proxy.py) delays every chunk by DELAY
+10, default configuration: persistent cache and live sync on); then the proxy (tests/integration/proxy.py) delays every chunk by DELAY
 seconds each way (0.01: 20 ms RTT) and, from Dovecot's timestamped rawlog:
 
   round time     from the round's LIST reaching the server to the watcher's next IDLE (the
@@ -88,7 +88,7 @@ def run(binary, variant, delay, a):
         os.environ["IMAPFS_BIN"] = binary
         m = I.Mount("imaps://%s@127.0.0.1:%d" % (srv.user, proxy.port),
                     opts={"cafile": srv.cafile, "password_file": srv.password_file,
-                          "poll": a.poll, "cache": "no"})
+                          "poll": a.poll})
         m.mount(foreground=True)
         for f in folders:
             os.listdir(os.path.join(m.mp, f))
