@@ -1304,8 +1304,9 @@ class TestCacheSize(Base):
         # freed pages are reused, so the file stays near the bound: plus listings, what a batch
         # writes before the pages it frees can be reused (cache_size / 8, 256 KiB here), pages
         # a reader (this test's mdb_dump) still holds, and runs of free pages too short for a
-        # 64 KiB block (measured: 2.8-5 MB for 2 MB)
-        self.assertLessEqual(os.path.getsize(data_file(cache)), 3 * limit + 1024 * 1024)
+        # 64 KiB block (measured: 2.8-5 MB for 2 MB; 7.4 MB once under ASan, where the
+        # writer's batches run slower than the reads that fill them)
+        self.assertLessEqual(os.path.getsize(data_file(cache)), 4 * limit + 1024 * 1024)
         kept = set(k[1] for k in blocks_of(cache, "Sizes"))
         self.assertIn(uids[-1], kept, "the message read last is not in the cache (LRU)")
         self.assertNotIn(uids[0], kept, "the message read first is still in the cache (LRU)")
