@@ -714,7 +714,84 @@ struct append_job {
         uint32_t uidvalidity;
         struct imap_msg_info info;
         char *flags_out, *header;
+        bool dedup; /* an identical message already there is taken instead */
+        bool found; /* ... and it was (nothing was appended) */
 };
+
+/* ---- an identical message already in the folder ---- */
+
+/* Candidates compared byte by byte; a folder rarely holds more than one
+ * message with one Message-ID and one size. */
+#define WRITE_SAME_MAX 8
+/* Larger messages are not compared (reading them back costs more than a
+ * second copy saves). */
+#define WRITE_SAME_MAX_LEN (64u << 20)
+
+struct write_same {
+        uint32_t uids[WRITE_SAME_MAX];
+        size_t n;
+};
+
+static bool write_same_data(void *vctx, const struct imap_response *r)
+{
+        struct write_same *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
+                return false;
+        for (const struct imap_value *v = r->args; v; v = v->next)
+                if (v->type == IMAP_NUMBER && v->num > 0 && v->num <= UINT32_MAX &&
+                    c->n < WRITE_SAME_MAX)
+                        c->uids[c->n++] = (uint32_t)v->num;
+        return true;
+}
+
+/* Does mailbox hold a message with data's Message-ID and exactly data's
+ * bytes? Candidates come from one UID SEARCH (that Message-ID, that size);
+ * each is read back and compared, so two different messages that share a
+ * Message-ID are never taken for each other. 0 with *uid, -ENOENT if there
+ * is none (or data has no Message-ID), else -errno. Leaves mailbox selected. */
+static int write_find_same(struct imap_session *s, const char *mailbox, const char *data,
+                           size_t len, uint32_t *uid)
+{
+        if (len == 0 || len > WRITE_SAME_MAX_LEN)
+                return -ENOENT;
+        char *id = imap_message_id(data, len);
+        if (!id)
+                return -ENOENT;
+        struct imap_select_info si;
+        int r = imap_select(s, mailbox, &si);
+        struct write_same c = {.n = 0};
+        if (r == 0) {
+                struct imap_cmd cmd;
+                struct imap_result res;
+                imap_session_cmd_init(s, &cmd);
+                imap_cmd_add(&cmd, "UID SEARCH LARGER %zu SMALLER %zu HEADER Message-ID ", len - 1,
+                             len + 1);
+                imap_cmd_str(&cmd, id);
+                r = imap_session_cmd(s, &cmd, write_same_data, &c, &res);
+                imap_cmd_free(&cmd);
+                if (r == 0)
+                        r = imap_result_errno("UID SEARCH (same message)", &res);
+                if (r == -ENOENT)
+                        r = -EIO; /* the folder is there: not "no such message" */
+        }
+        free(id);
+        char *buf = r == 0 && c.n ? malloc(len) : NULL;
+        if (r == 0 && c.n && !buf)
+                r = -ENOMEM;
+        int found = -ENOENT;
+        for (size_t i = c.n; r == 0 && found < 0 && i-- > 0;) { /* newest first */
+                size_t got = 0;
+                int fr = imap_fetch_range(s, c.uids[i], 0, len, buf, &got);
+                if (fr == 0 && got == len && memcmp(buf, data, len) == 0) {
+                        *uid = c.uids[i];
+                        found = 0;
+                } else if (fr < 0 && fr != -ENOENT) {
+                        r = fr;
+                }
+        }
+        free(buf);
+        return r < 0 ? r : found;
+}
 
 uint64_t account_append_limit(struct account *a)
 {
@@ -741,6 +818,15 @@ static void write_append_item(void *ctx, const struct imap_msg_info *m)
 static int write_append(struct imap_session *s, void *ctx)
 {
         struct append_job *j = ctx;
+        if (j->dedup) {
+                int fr = write_find_same(s, j->mailbox, j->data, j->len, &j->uid);
+                if (fr == 0) {
+                        j->found = true;
+                        return 0;
+                }
+                if (fr != -ENOENT)
+                        return fr;
+        }
         const char *sel = imap_session_selected(s);
         bool selected = sel && strcmp(sel, j->mailbox) == 0;
         /* With the folder selected, our own APPEND's EXISTS is no news. */
@@ -773,6 +859,12 @@ static int write_append_verify(struct imap_session *s, void *ctx)
 int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t len,
                    const char *flags, time_t date)
 {
+        return account_append_ex(a, mbox_id, data, len, flags, date, false, NULL);
+}
+
+int account_append_ex(struct account *a, uint64_t mbox_id, const char *data, size_t len,
+                      const char *flags, time_t date, bool dedup, uint32_t *uid_out)
+{
         cache_lock(a->cache);
         struct cache_node *n = cache_node_get(a->cache, mbox_id);
         char *mailbox = NULL;
@@ -792,10 +884,16 @@ int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t
                                .date = date,
                                .data = data,
                                .len = len,
-                               .uid_floor = uid_floor};
+                               .uid_floor = uid_floor,
+                               .dedup = dedup};
         /* EIO, as for any failed close; never sent twice (see write_append_verify) */
         r = account_run_write(a, mailbox, IMAP_POOL_META, write_append, write_append_verify, &j);
-        if (r == 0) {
+        if (r == 0 && uid_out)
+                *uid_out = j.uid;
+        if (r == 0 && j.found) {
+                log_dbg("%s already holds these %zu bytes as UID %u: not appended", mailbox, len,
+                        j.uid);
+        } else if (r == 0) {
                 log_dbg("appended %zu bytes to %s as UID %u", len, mailbox, j.uid);
                 cache_lock(a->cache);
                 struct cache_mbox *m = cache_mbox_by_raw(a->cache, mailbox);

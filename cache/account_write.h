@@ -60,4 +60,11 @@ uint64_t account_append_limit(struct account *a);
 int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t len,
                    const char *flags, time_t date);
 
+/* The same; with dedup, a message the folder already holds with the same
+ * Message-ID and exactly the same bytes is taken instead of a second copy
+ * (rsync and editors writing a file again). *uid (may be NULL) gets the
+ * new or found message's UID (0 if the server did not say). */
+int account_append_ex(struct account *a, uint64_t mbox_id, const char *data, size_t len,
+                      const char *flags, time_t date, bool dedup, uint32_t *uid);
+
 #endif

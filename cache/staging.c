@@ -26,6 +26,8 @@ struct staged {
         time_t date;  /* INTERNALDATE to append with; 0 = the server's now */
         char *flags;
         int opens;
+        bool local;
+        uint64_t replaces;
         UT_hash_handle hh;
 };
 
@@ -89,6 +91,8 @@ static void staging_fill(const struct staged *sd, struct staged_info *out)
         out->parent = sd->parent;
         out->size = sd->size;
         out->mtime = sd->mtime;
+        out->local = sd->local;
+        out->replaces = sd->replaces;
 }
 
 int staging_create(struct staging *st, uint64_t id, uint64_t parent, const char *name)
@@ -148,6 +152,51 @@ void staging_list(struct staging *st, uint64_t parent,
                         fn(ctx, sd->name, &info);
                 }
         pthread_mutex_unlock(&st->mu);
+}
+
+int staging_set_local(struct staging *st, uint64_t id, bool local)
+{
+        pthread_mutex_lock(&st->mu);
+        struct staged *sd = staging_find(st, id);
+        if (sd)
+                sd->local = local;
+        pthread_mutex_unlock(&st->mu);
+        return sd ? 0 : -ENOENT;
+}
+
+int staging_set_replaces(struct staging *st, uint64_t id, uint64_t msg_id)
+{
+        pthread_mutex_lock(&st->mu);
+        struct staged *sd = staging_find(st, id);
+        if (sd)
+                sd->replaces = msg_id;
+        pthread_mutex_unlock(&st->mu);
+        return sd ? 0 : -ENOENT;
+}
+
+int staging_rename(struct staging *st, uint64_t id, uint64_t parent, const char *name)
+{
+        char *copy = strdup(name);
+        if (!copy)
+                return -ENOMEM;
+        pthread_mutex_lock(&st->mu);
+        struct staged *sd = staging_find(st, id), *o, *tmp;
+        if (sd) {
+                HASH_ITER(hh, st->by_id, o, tmp)
+                {
+                        if (o != sd && o->parent == parent && strcmp(o->name, name) == 0) {
+                                HASH_DEL(st->by_id, o);
+                                staged_free(o);
+                        }
+                }
+                free(sd->name);
+                sd->name = copy;
+                sd->parent = parent;
+                copy = NULL;
+        }
+        pthread_mutex_unlock(&st->mu);
+        free(copy);
+        return sd ? 0 : -ENOENT;
 }
 
 int staging_open(struct staging *st, uint64_t id)

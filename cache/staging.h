@@ -20,6 +20,8 @@ struct staged_info {
         uint64_t parent;
         uint64_t size;
         time_t mtime;
+        bool local;        /* a scratch file: never APPENDed by a close */
+        uint64_t replaces; /* written over message id (open with O_TRUNC); 0: new */
 };
 
 /* mem_max: bytes a file keeps in memory before it moves to a temp file in
@@ -35,6 +37,16 @@ bool staging_lookup(struct staging *st, uint64_t parent, const char *name, struc
 void staging_list(struct staging *st, uint64_t parent,
                   void (*fn)(void *ctx, const char *name, const struct staged_info *info),
                   void *ctx);
+
+/* Marks a file local (a scratch file, fs/scratch.h): kept for the life of
+ * the mount, never APPENDed by a close. */
+int staging_set_local(struct staging *st, uint64_t id, bool local);
+/* Marks a file as the new content of message msg_id (its id is then the
+ * message's own), to replace it at close. */
+int staging_set_replaces(struct staging *st, uint64_t id, uint64_t msg_id);
+/* Gives the file a new name (rename between local names); a staged file
+ * already there is dropped, as POSIX rename replaces its target. */
+int staging_rename(struct staging *st, uint64_t id, uint64_t parent, const char *name);
 
 /* Open handles: the last close appends. */
 int staging_open(struct staging *st, uint64_t id);

@@ -11,6 +11,8 @@ pkgs+=(liblmdb-dev lmdb-utils)
 pkgs+=(scdoc)
 # The fuzz targets (tests/fuzz): clang and its libFuzzer runtime.
 pkgs+=(clang libclang-rt-14-dev)
+# Tools the scratch-file tests run for real (tests/integration/test_scratch.py).
+pkgs+=(vim rsync)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

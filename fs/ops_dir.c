@@ -70,7 +70,10 @@ void fs_stat_staged(const struct fs *fs, const struct staged_info *sd, struct st
         st->st_uid = fs->uid;
         st->st_gid = fs->gid;
         st->st_blksize = BLOCK_SIZE;
-        st->st_mode = S_IFREG | 0644;
+        /* Local (scratch) files are private to the mount: 0600. That also
+         * tells vim that a file it makes here would not get a message's
+         * mode, so it writes over the message instead of renaming it away. */
+        st->st_mode = S_IFREG | (sd->local ? 0600 : 0644);
         st->st_nlink = 1;
         st->st_size = (off_t)sd->size;
         st->st_blocks = (blkcnt_t)((sd->size + 511) / 512);
@@ -304,6 +307,8 @@ struct dirsnap_staged {
 static void ops_dirsnap_staged(void *vctx, const char *name, const struct staged_info *info)
 {
         struct dirsnap_staged *c = vctx;
+        if (info->replaces)
+                return; /* a message being written over: listed as the message */
         struct dirsnap_ent *nv = realloc(c->d->v, (c->d->n + 1) * sizeof(*nv));
         if (!nv) {
                 c->err = -ENOMEM;

@@ -12,6 +12,7 @@
 #include "fs/ops_parts.h"
 #include "fs/names.h"
 #include "fs/ops_search.h"
+#include "fs/scratch.h"
 
 /* -o ro, or offline (the server can't be reached): every change is EROFS,
  * before any check that would give another answer. */
@@ -107,6 +108,81 @@ static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
 }
 
+/* The message a name in folder parent stands for: its own name, or a
+ * typed name that still finds it (fs/alias.h). 0: none. */
+static uint64_t ops_msg_named(struct fs *fs, uint64_t parent, const char *name)
+{
+        uint64_t id = 0;
+        cache_lock(fs->acct.cache);
+        struct cache_node *pn = cache_node_get(fs->acct.cache, parent);
+        struct cache_msg *m =
+            pn && pn->kind == CACHE_MBOX ? cache_msg_by_name((struct cache_mbox *)pn, name) : NULL;
+        if (m)
+                id = m->node.id;
+        bool dir = pn && pn->kind == CACHE_MBOX && cache_mbox_child((struct cache_mbox *)pn, name);
+        cache_unlock(fs->acct.cache);
+        if (!id && !dir && alias_find(fs->alias, parent, name, &id)) {
+                cache_lock(fs->acct.cache);
+                struct cache_node *n = cache_node_get(fs->acct.cache, id);
+                if (!n || n->kind != CACHE_MSG)
+                        id = 0;
+                cache_unlock(fs->acct.cache);
+        }
+        return id;
+}
+
+static bool ops_is_dir(struct fs *fs, uint64_t parent, const char *name)
+{
+        cache_lock(fs->acct.cache);
+        struct cache_node *pn = cache_node_get(fs->acct.cache, parent);
+        bool dir = pn && pn->kind == CACHE_MBOX && cache_mbox_child((struct cache_mbox *)pn, name);
+        cache_unlock(fs->acct.cache);
+        return dir;
+}
+
+/* rename of a file being written or a local (scratch) file. Between
+ * scratch names it stays local. To any other name it becomes a message
+ * now (rsync's and editors' write-then-rename), and over an existing
+ * message it replaces that message; rename answers what the server said,
+ * and the local file stays if that failed. */
+static int ops_rename_staged(struct fs *fs, const struct staged_info *sd, fuse_ino_t parent,
+                             const char *name, fuse_ino_t newparent, const char *newname,
+                             bool noreplace)
+{
+        struct staged_info other;
+        bool other_staged = staging_lookup(fs->staging, newparent, newname, &other);
+        if (other_staged && other.id == sd->id)
+                return 0; /* onto itself */
+        if (ops_is_dir(fs, newparent, newname))
+                return -EISDIR;
+        if (sd->replaces || (other_staged && (!other.local || other.replaces)))
+                return -EBUSY; /* a file being written: rename it when it is done */
+        uint64_t target = other_staged ? 0 : ops_msg_named(fs, newparent, newname);
+        if (noreplace && (other_staged || target))
+                return -EEXIST;
+        if (!sd->local || scratch_name(newname))
+                return staging_rename(fs->staging, sd->id, newparent, newname);
+        uint64_t msg_id = 0;
+        int r = fs_staged_store(fs, sd->id, newparent, target, true, &msg_id);
+        if (r < 0)
+                return r;
+        uint64_t p;
+        char *n = NULL;
+        staging_remove(fs->staging, sd->id, &p, &n);
+        free(n);
+        if (other_staged) { /* the local file the rename replaced */
+                staging_remove(fs->staging, other.id, &p, &n);
+                free(n);
+        }
+        /* The kernel now believes the local file's inode sits at newname;
+         * the message has its own name (and inode). The typed name finds it
+         * for a while (rsync and mv stat it after the rename). */
+        if (msg_id)
+                alias_add(fs->alias, newparent, newname, msg_id, ALIAS_TTL_MS);
+        (void)parent, (void)name;
+        return 0;
+}
+
 static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                        const char *newname, unsigned int flags)
 {
@@ -121,6 +197,15 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
          * file. EXCHANGE has no IMAP equivalent. */
         if (flags & ~(unsigned)RENAME_NOREPLACE) {
                 fuse_reply_err(req, EINVAL);
+                return;
+        }
+        struct staged_info sd;
+        if (staging_lookup(fs->staging, parent, name, &sd)) {
+                int sr = ops_rename_staged(fs, &sd, parent, name, newparent, newname,
+                                           (flags & RENAME_NOREPLACE) != 0);
+                fuse_reply_err(req, -sr);
+                if (sr == 0 && !staging_get(fs->staging, sd.id, &sd))
+                        inval_entry_later(fs->inval, newparent, newname, 1000);
                 return;
         }
         cache_lock(fs->acct.cache);
@@ -154,12 +239,13 @@ static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
                 return;
         if (ops_refuse_name(req, name) || ops_refuse_ro(req))
                 return;
+        bool local = scratch_name(name);
         cache_lock(fs->acct.cache);
         struct cache_node *pn = cache_node_get(fs->acct.cache, parent);
         int err = 0;
         if (!pn || pn->kind != CACHE_MBOX)
                 err = pn ? ENOTDIR : ENOENT;
-        else if (!cache_mbox_selectable((struct cache_mbox *)pn))
+        else if (!local && !cache_mbox_selectable((struct cache_mbox *)pn))
                 err = EPERM; /* the root and \Noselect folders hold no messages */
         else if (cache_msg_by_name((struct cache_mbox *)pn, name) ||
                  cache_mbox_child((struct cache_mbox *)pn, name))
@@ -168,6 +254,9 @@ static void ops_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode
         cache_unlock(fs->acct.cache);
         if (!err) {
                 int r = staging_create(fs->staging, id, parent, name);
+                /* A scratch name is a local file: never APPENDed. */
+                if (r == 0 && local)
+                        r = staging_set_local(fs->staging, id, true);
                 if (r == 0)
                         r = staging_open(fs->staging, id);
                 err = -r;

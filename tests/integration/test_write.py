@@ -10,6 +10,7 @@ without MOVE, without UIDPLUS, or with a folder the user may read but not change
 Every change is checked on the server through imaplib on its own connection (and the
 Dovecot rawlog for what was sent), and in the mount's own view right after it."""
 
+import email
 import email.utils
 import errno
 import glob
@@ -658,8 +659,10 @@ class TestCopyIn(Base):
         new = self.cp_and_find("CpIn", ["cp", src, P("CpIn") + "/"], ["lf message.eml"])
         (meta, body, path), = new.values()
         self.assertEqual(body, C.crlf(data))
-        self.assertLess(abs(meta["internaldate"] - t), 120, "INTERNALDATE is not about now: %s"
-                        % meta["internaldate_raw"])
+        # cp without -p: the message's own Date header (issue 12), not now
+        want = email.utils.parsedate_to_datetime(email.message_from_bytes(data)["Date"]).timestamp()
+        self.assertEqual(meta["internaldate"], want, "INTERNALDATE is not the Date header: %s"
+                         % meta["internaldate_raw"])
         self.assertEqual(meta["flags"], [], "flags set although none were asked for")
         # what went over the wire: Dovecot stores either form, the APPEND literal shows which
         self.assertIn(len(C.crlf(data)), append_literal_sizes(mark),
@@ -790,12 +793,18 @@ class TestCopyIn(Base):
         stage = tempfile.mkdtemp(dir=TMP)
         origin = {}
         refs = []
+        not_msg = []
         for i, f in enumerate(files):
             name = "%04d %s" % (i, os.path.basename(f))
             shutil.copyfile(f, os.path.join(stage, name))
             origin[name] = os.path.relpath(f, CORPUS)
             with open(f, "rb") as fh:
                 raw = fh.read()
+            # issue 12: a file that doesn't start like a message (a header field or an
+            # mbox "From " line, after an optional UTF-8 BOM) fails with EINVAL at close
+            if not re.match(rb"(\xef\xbb\xbf)?(From |[\x21-\x39\x3b-\x7e]+[ \t]*:)", raw):
+                not_msg.append(name)
+                continue
             refs.append(G.Msg(name, "CorpusRef", C.crlf(raw), None, None, G._idate(0)))
         # the reference: the same bytes (CRLF) appended by imaplib, so both went through
         # whatever Dovecot does to NUL bytes and bare CR
@@ -807,10 +816,12 @@ class TestCopyIn(Base):
         r = sh(["cp", "-t", P("Corpus")] + [os.path.join(stage, n) for n in names], timeout=600)
         secs = time.monotonic() - t
         sys.stdout.write("# cp of %d corpus messages: %.1fs\n" % (len(names), secs))
-        self.assertEqual(r.returncode, 0, r.stderr[-3000:] + log_tail().encode())
+        self.assertEqual(r.returncode, 1 if not_msg else 0, r.stderr[-3000:] + log_tail().encode())
+        failed = re.findall(rb"failed to close '[^']*/([^'/]*)': Invalid argument", r.stderr)
+        self.assertEqual(sorted(n.decode() for n in failed), sorted(not_msg), r.stderr[-3000:])
         meta, bodies = srv("Corpus")
         ref_meta, ref_bodies = srv("CorpusRef")
-        self.assertEqual(len(bodies), len(files))
+        self.assertEqual(len(bodies), len(files) - len(not_msg))
         ref_of = {m.uid: m.key for m in refs}
         missing = dict()
         for u, b in ref_bodies.items():
@@ -841,7 +852,10 @@ class TestMessageFiles(Base):
             self.assertEqual(stat.S_IMODE(st.st_mode), 0o644, key)
             self.assertTrue(stat.S_ISREG(st.st_mode))
 
-    def test_open_for_writing_or_truncate_is_eacces(self):
+    def test_open_for_writing_without_writing_changes_nothing(self):
+        # issue 12: writing a message makes a new one that replaces it at close (see
+        # test_scratch.py); opened for writing and closed unwritten (or emptied, which is no
+        # message) nothing changes. truncate() without an open file is still EACCES.
         m = fx("files-1")
         path = mpath(m)
         before = srv("Files")
@@ -849,11 +863,10 @@ class TestMessageFiles(Base):
                             ("O_WRONLY|O_TRUNC", os.O_WRONLY | os.O_TRUNC),
                             ("O_WRONLY|O_APPEND", os.O_WRONLY | os.O_APPEND),
                             ("O_RDWR|O_CREAT (exists)", os.O_RDWR | os.O_CREAT)):
-            self.assertErrno(lambda: os.close(os.open(path, flags)), errno.EACCES, "open " + name)
+            self.assertErrno(lambda: os.close(os.open(path, flags)), None, "open " + name)
+            self.assertEqual(srv("Files"), before, name)
         self.assertErrno(lambda: os.truncate(path, 0), errno.EACCES, "truncate to 0")
         self.assertErrno(lambda: os.truncate(path, 10), errno.EACCES, "truncate to 10")
-        r = sh(["sh", "-c", 'echo more >> "$1"', "sh", path])
-        self.assertNotEqual(r.returncode, 0)
         self.assertEqual(srv("Files"), before)
         self.assertEqual(read_file(path), before[1][m.uid])
         self.assertEqual(os.stat(path).st_size, before[0][m.uid]["size"])
