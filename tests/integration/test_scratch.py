@@ -49,6 +49,7 @@ FOLDERS = {
     "Vim2": [("vim2-0", [r"\Seen"])],
     "Ren": [],
     "Repl": [("repl-0", [r"\Answered"])],
+    "CpOver": [("cpover-0", [r"\Flagged"])],
 }
 
 SCRATCH_NAMES = [".notes", "draft.eml~", "#draft.eml#", "x.swp", ".x.eml.swx", "4913",
@@ -174,6 +175,16 @@ class TestScratchFiles(Base):
             os.unlink(os.path.join(d, name))
         self.assertEqual([n for n in os.listdir(d) if C.uid_of(n) is None], [])
         self.assertEqual(server("Scratch"), before)
+
+    def test_local_file_in_the_root(self):
+        p = os.path.join(M.mp, ".directory")
+        with open(p, "wb") as f:
+            f.write(b"[Desktop Entry]\n")
+        self.assertIn(".directory", os.listdir(M.mp))
+        self.assertEqual(read_file(p), b"[Desktop Entry]\n")
+        self.assertEqual(os.stat(p).st_mode & 0o777, 0o600)
+        os.unlink(p)
+        self.assertFalse(os.path.exists(p))
 
     def test_non_message_file_is_einval(self):
         d = folder("Bad")
@@ -307,6 +318,21 @@ class TestRename(Base):
         self.assertEqual(read_file(os.path.join(d, name)), new, "the typed name reads the new bytes")
 
 
+    def test_cp_over_message_replaces_it(self):
+        m = FIX["cpover-0"]
+        d = folder("CpOver")
+        name = mount_files(d)[m.uid]
+        new = m.raw.replace(b"needle", b"CPNEEDLE")
+        src = os.path.join(TMP, "cpover.eml")
+        with open(src, "wb") as f:
+            f.write(new)
+        r = sh(["cp", src, os.path.join(d, name)])
+        self.assertEqual(r.returncode, 0, out(r))
+        after = server("CpOver")
+        self.assertEqual([v[1] for v in after.values()], [new])
+        self.assertEqual(set(list(after.values())[0][0]), {r"\Flagged"})
+
+
 class TestTools(Base):
     def test_sed_i(self):
         m = FIX["sed-0"]
@@ -374,6 +400,17 @@ class TestTools(Base):
         self.assertEqual(r.returncode, 0, out(r))
         self.assertEqual(server("Rs"), first, "the second rsync changed the server")
         self.assertEqual(mark.commands(r"APPEND"), [], "the second rsync APPENDed")
+        # once the typed names are gone (10 s), rsync finds none of its names in the
+        # folder and sends every file again: each rename finds the identical message
+        C.wait_for(lambda: not os.path.exists(os.path.join(dst, "m0.eml")), 20, 0.2,
+                   "the typed names to expire")
+        mark = C.RawlogMark(SRV)
+        r = sh(["rsync", "-a", src + "/", dst], timeout=120)
+        self.assertEqual(r.returncode, 0, out(r))
+        self.assertEqual(server("Rs"), first, "the third rsync changed the server")
+        self.assertEqual(mark.commands(r"APPEND"), [], "the third rsync APPENDed")
+        self.assertEqual(len(mark.commands(r"UID SEARCH LARGER \d+ SMALLER \d+ HEADER Message-ID")), 6,
+                         "one search for an identical message per file")
         # and out, twice: the second run transfers nothing
         back = os.path.join(TMP, "rsync-back")
         r = sh(["rsync", "-a", dst, back + "/"], timeout=120)
