@@ -47,6 +47,42 @@ static void take(struct staging *st, char **data, size_t *len)
 }
 
 /* The same bytes give the same CRLF text in memory and from the temp file. */
+/* Local (scratch) files and replacements: flags shown, renames between
+ * local names replace a staged file at the target, and bytes survive a
+ * rename, in memory and in the temp file. */
+START_TEST(test_local_rename_and_replaces)
+{
+        for (int spill = 0; spill < 2; spill++) {
+                struct staging *st = new_staging(spill ? 4 : 1 << 20);
+                struct staged_info in;
+                ck_assert(staging_get(st, 7, &in));
+                ck_assert(!in.local);
+                ck_assert_uint_eq(in.replaces, 0);
+                ck_assert_int_eq(staging_set_local(st, 7, true), 0);
+                ck_assert_int_eq(staging_write(st, 7, "swap data", 9, 0), 0);
+                ck_assert_int_eq(staging_create(st, 8, 1, ".b"), 0);
+                ck_assert_int_eq(staging_rename(st, 7, 1, ".b"), 0); /* replaces 8 */
+                ck_assert(!staging_get(st, 8, &in));
+                ck_assert(!staging_lookup(st, 1, "new.eml", &in));
+                ck_assert(staging_lookup(st, 1, ".b", &in));
+                ck_assert_uint_eq(in.id, 7);
+                ck_assert(in.local);
+                ck_assert_uint_eq(in.size, 9);
+                char buf[16] = {0};
+                ck_assert_int_eq(staging_read(st, 7, buf, sizeof(buf), 0), 9);
+                ck_assert_str_eq(buf, "swap data");
+                ck_assert_int_eq(staging_rename(st, 7, 2, ".c"), 0); /* another folder */
+                ck_assert(staging_lookup(st, 2, ".c", &in));
+                ck_assert_int_eq(staging_set_replaces(st, 7, 42), 0);
+                ck_assert(staging_get(st, 7, &in));
+                ck_assert_uint_eq(in.replaces, 42);
+                ck_assert_int_eq(staging_rename(st, 99, 1, "x"), -ENOENT);
+                ck_assert_int_eq(staging_set_local(st, 99, true), -ENOENT);
+                staging_free(st);
+        }
+}
+END_TEST
+
 START_TEST(test_crlf_memory_and_file)
 {
         const char in[] = "Subject: a\nX: b\r\n\r\nline\n\nend";
@@ -120,6 +156,7 @@ int main(void)
         tcase_set_timeout(tc, 120);
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_crlf_memory_and_file);
+        tcase_add_test(tc, test_local_rename_and_replaces);
         tcase_add_test(tc, test_crlf_across_chunks);
         tcase_add_test(tc, test_file_over_2gib);
         suite_add_tcase(s, tc);
