@@ -10,6 +10,7 @@
 #include "fs/names.h"
 #include "fs/ops_parts.h"
 #include "fs/ops_search.h"
+#include "fs/scratch.h"
 #include "imap/log.h"
 
 int fs_errno(int r)
@@ -226,8 +227,11 @@ static void ops_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         if (ops_lookup_alias(req, fs, parent, name))
                 return;
         /* Not there: maybe it is new on the server. Look again if what we know
-         * is older than the revalidation window. */
+         * is older than the revalidation window. A folder's listing never
+         * holds a scratch name (fs/scratch.h): vim's and rsync's probes for
+         * their temp files cost no round trip. */
         int r = parent == CACHE_ROOT_ID ? account_refresh_tree(a, a->opts.revalidate_ms)
+                : scratch_name(name)    ? 0
                                         : account_refresh_listing(a, parent, a->opts.revalidate_ms);
         int err = ops_dir_reply_entry(req, fs, parent, name);
         if (err == 0)

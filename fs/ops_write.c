@@ -145,9 +145,8 @@ static bool ops_is_dir(struct fs *fs, uint64_t parent, const char *name)
  * now (rsync's and editors' write-then-rename), and over an existing
  * message it replaces that message; rename answers what the server said,
  * and the local file stays if that failed. */
-static int ops_rename_staged(struct fs *fs, const struct staged_info *sd, fuse_ino_t parent,
-                             const char *name, fuse_ino_t newparent, const char *newname,
-                             bool noreplace)
+static int ops_rename_staged(struct fs *fs, const struct staged_info *sd, fuse_ino_t newparent,
+                             const char *newname, bool noreplace)
 {
         struct staged_info other;
         bool other_staged = staging_lookup(fs->staging, newparent, newname, &other);
@@ -179,7 +178,6 @@ static int ops_rename_staged(struct fs *fs, const struct staged_info *sd, fuse_i
          * for a while (rsync and mv stat it after the rename). */
         if (msg_id)
                 alias_add(fs->alias, newparent, newname, msg_id, ALIAS_TTL_MS);
-        (void)parent, (void)name;
         return 0;
 }
 
@@ -201,8 +199,8 @@ static void ops_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse
         }
         struct staged_info sd;
         if (staging_lookup(fs->staging, parent, name, &sd)) {
-                int sr = ops_rename_staged(fs, &sd, parent, name, newparent, newname,
-                                           (flags & RENAME_NOREPLACE) != 0);
+                int sr =
+                    ops_rename_staged(fs, &sd, newparent, newname, (flags & RENAME_NOREPLACE) != 0);
                 fuse_reply_err(req, -sr);
                 if (sr == 0 && !staging_get(fs->staging, sd.id, &sd))
                         inval_entry_later(fs->inval, newparent, newname, 1000);

@@ -256,6 +256,21 @@ class TestDates(Base):
         uid, v = self.assert_one_new(before, server("Dates"), raw)
         self.assertEqual(v[2], want)
 
+    @unittest.skipUnless(shutil.which("gio"), "gio (libglib2.0-bin) not installed")
+    def test_gio_copy_keeps_the_date(self):
+        # GIO sets the mtime only after close, when the APPEND has happened: the Date:
+        # header gives the date, and the late utime must not make the copy fail
+        raw = msg_bytes("date-gio", "gio", "Sun, 07 Apr 2024 07:08:09 +0000")
+        src = os.path.join(TMP, "gio.eml")
+        with open(src, "wb") as f:
+            f.write(raw)
+        os.utime(src, (1e9, 1e9))
+        before = server("Dates")
+        r = sh(["gio", "copy", src, folder("Dates") + "/gio.eml"])
+        self.assertEqual(r.returncode, 0, out(r))
+        uid, v = self.assert_one_new(before, server("Dates"), raw)
+        self.assertEqual(v[2], calendar.timegm((2024, 4, 7, 7, 8, 9)))
+
     def test_cp_p_keeps_mtime(self):
         raw = msg_bytes("date-cpp", "cp -p", "Tue, 05 Mar 2024 14:30:00 +0100")
         src = os.path.join(TMP, "cpp.eml")
