@@ -816,3 +816,8 @@ int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t
         free(mailbox);
         return r;
 }
+
+char *account_trash_folder(struct account *a)
+{
+        return write_trash(a);
+}

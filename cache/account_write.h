@@ -60,4 +60,8 @@ uint64_t account_append_limit(struct account *a);
 int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t len,
                    const char *flags, time_t date);
 
+/* The server name of the folder rm moves messages to (lock held; malloc'd):
+ * -o trash=, else the \Trash special-use folder; NULL for none. */
+char *account_trash_folder(struct account *a);
+
 #endif

@@ -11,6 +11,8 @@ pkgs+=(liblmdb-dev lmdb-utils)
 pkgs+=(scdoc)
 # The fuzz targets (tests/fuzz): clang and its libFuzzer runtime.
 pkgs+=(clang libclang-rt-14-dev)
+# The desktop tests (test_desktop): gio, gvfs's trash daemon on a session bus, inotifywait.
+pkgs+=(libglib2.0-bin gvfs gvfs-daemons dbus-daemon dbus-bin inotify-tools)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

@@ -19,6 +19,7 @@
 #include "fs/opts.h"
 #include "fs/ops_search.h"
 #include "fs/password.h"
+#include "fs/trash.h"
 #include "cache/persist.h"
 #include "cache/clock.h"
 #include "imap/log.h"
@@ -191,6 +192,8 @@ static void fs_register(struct fuse_lowlevel_ops *ops)
         ops_file_register(ops);
         ops_xattr_register(ops);
         ops_write_register(ops);
+        /* Last: it stands in front of the others. */
+        trash_register(ops);
 }
 
 /* fsname shows in /proc/mounts and df; commas would split mount options. */
@@ -439,6 +442,7 @@ out_session:
 out_acct:
         inval_free(fs.inval); /* only when start-up failed before the loop */
         parts_fs_destroy();
+        trash_free();
         account_destroy(&fs.acct);
         persist_close(&fs.acct);
         staging_free(fs.staging);
