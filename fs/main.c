@@ -54,17 +54,22 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
         conn->max_readahead = 1u << 20;
 }
 
-/* The cache saw a name appear or go (sync, revalidation, our own changes):
- * the kernel must not keep a dentry, or a "no such file", for it. */
+/* The cache saw a name appear or go, or a message's flags change (sync,
+ * revalidation, our own changes): the kernel must not keep a dentry, or a
+ * "no such file", for it, and the folder's mtime moves. */
 static void main_observe(void *ctx, enum cache_change what, uint64_t parent, const char *name,
                          uint64_t id)
 {
         struct fs *fs = ctx;
-        (void)what;
+        if (!fs->inval)
+                return;
+        /* The kernel tells no inotify watcher of these notices (README,
+         * "Live sync"): a folder's mtime is what watchers can see. */
         (void)id;
-        if (fs->inval)
+        if (what != CACHE_FLAGS_CHANGED)
                 inval_entry(fs->inval, parent, name);
-        if (fs->inval && what == CACHE_NAME_REMOVED)
+        inval_dir_changed(fs->inval, parent);
+        if (what == CACHE_NAME_REMOVED || what == CACHE_NAME_MOVED_AWAY)
                 ops_search_observe(fs, parent, name);
 }
 

@@ -50,7 +50,12 @@ void fs_stat_node(const struct fs *fs, const struct cache_node *n, struct stat *
                 st->st_mode = S_IFDIR | (fs->read_only ? 0555 : 0755);
                 st->st_nlink = 2 + m->nchildren;
                 st->st_size = 4096;
-                st->st_mtime = st->st_ctime = st->st_atime = fs->mount_time;
+                /* The mount time until its content changes (fs/inval.h). */
+                struct timespec t = {.tv_sec = fs->mount_time};
+                if (fs->inval)
+                        inval_dir_mtime(fs->inval, n->id, &t);
+                st->st_mtim = st->st_ctim = t;
+                st->st_atime = fs->mount_time;
         } else {
                 const struct cache_msg *msg = (const struct cache_msg *)n;
                 /* 0644 so that rm does not ask; messages still can't be

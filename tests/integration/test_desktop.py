@@ -287,5 +287,92 @@ class TestGioTrash(unittest.TestCase):
         self.assertEqual(trash_folders(SRV), [])
 
 
+def append_elsewhere(srv, mailbox, key):
+    m = make_msg(key, mailbox, 50)
+    c = srv.client()
+    try:
+        typ, data = c.append(D.imap_quote(D.mutf7_encode(mailbox)), None, None, m.raw)
+        assert typ == "OK", data
+    finally:
+        c.logout()
+    FIX[(srv, key)] = m
+    return m
+
+
+def with_uid(srv, mailbox, key, fn):
+    """Runs fn(client, uid) with mailbox selected read-write, uid: the message of key."""
+    c = srv.client()
+    try:
+        typ, data = c.select(D.imap_quote(D.mutf7_encode(mailbox)))
+        assert typ == "OK", data
+        typ, data = c.uid("SEARCH", None, "BODY", '"needle-%s"' % key)
+        (uid,) = data[0].split()
+        return fn(c, uid)
+    finally:
+        c.logout()
+
+
+class TestFolderTimes(unittest.TestCase):
+    """A folder's mtime and ctime move when its content changes, seen by live sync or made
+    here, so that notmuch, make and backup tools (and file managers that poll) see it."""
+
+    def setUp(self):
+        self.mp = mount("default").mp
+        self.dir = os.path.join(self.mp, "Watch")
+        os.listdir(self.dir)
+        self.t0 = os.stat(self.dir)
+
+    def assert_moved(self, what):
+        def moved():
+            st = os.stat(self.dir)
+            return st if st.st_mtime_ns > self.t0.st_mtime_ns else None
+        try:
+            st = C.wait_for(moved, 10, interval=0.05, what="the folder's mtime to move")
+        except TimeoutError:
+            self.fail("mtime of Watch still %d after %s%s" % (self.t0.st_mtime_ns, what,
+                                                             log_tail("default")))
+        self.assertGreater(st.st_ctime_ns, self.t0.st_ctime_ns, "ctime did not move")
+        self.assertLessEqual(st.st_mtime, time.time() + 1, "mtime in the future")
+        return st
+
+    def listed(self, key, present=True):
+        def look():
+            names = os.listdir(self.dir)
+            return any(("needle-%s" % key).encode() in C.read_file(os.path.join(self.dir, n))
+                       for n in names if n.endswith(".eml")) == present
+        C.wait_for(look, 40, interval=0.2, what="ls to show the change")
+
+    def test_append_elsewhere(self):
+        append_elsewhere(SRV, "Watch", "watch-new")
+        self.listed("watch-new")
+        self.assert_moved("an APPEND by another client")
+
+    def test_expunge_elsewhere(self):
+        def expunge(c, uid):
+            c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Deleted)")
+            c.uid("EXPUNGE", uid)
+        with_uid(SRV, "Watch", "watch-0", expunge)
+        self.listed("watch-0", present=False)
+        self.assert_moved("an expunge by another client")
+
+    def test_flags_elsewhere(self):
+        with_uid(SRV, "Watch", "watch-1", lambda c, uid: c.uid("STORE", uid, "+FLAGS",
+                                                                "(\\Flagged)"))
+        self.assert_moved("a flag change by another client")
+
+    def test_own_rm(self):
+        path = msg_path("default", "watch-2")[0]
+        os.unlink(path)
+        self.assert_moved("rm here")
+
+    def test_own_flags(self):
+        path = msg_path("default", "work-2")[0]
+        self.dir = os.path.dirname(path)
+        os.listdir(self.dir)
+        self.t0 = os.stat(self.dir)
+        os.setxattr(path, "user.imap.flags", b"\\Seen")
+        self.assert_moved("setfattr user.imap.flags here")
+
+
 if __name__ == "__main__":
     tap.main()
