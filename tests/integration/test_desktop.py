@@ -374,5 +374,36 @@ class TestFolderTimes(unittest.TestCase):
         self.assert_moved("setfattr user.imap.flags here")
 
 
+class TestAccess(unittest.TestCase):
+    """access() agrees with the modes and with what the operations answer."""
+
+    def test_find_executable_lists_no_message(self):
+        mp = mount("default").mp
+        r = sh(["find", os.path.join(mp, "INBOX"), os.path.join(mp, "Work"), "-type", "f",
+                "-executable"], check=True)
+        self.assertEqual(r.stdout, b"", "messages reported executable")
+        r = sh(["find", mp, "-maxdepth", "1", "-type", "d", "-executable"], check=True)
+        self.assertIn(os.path.join(mp, "INBOX").encode(), r.stdout.split(b"\n"),
+                      "folders must stay searchable")
+
+    def test_access_rw(self):
+        path = msg_path("default", "in-3")[0]
+        self.assertTrue(os.access(path, os.R_OK))
+        self.assertFalse(os.access(path, os.X_OK), "a message is not executable")
+        # 0644: it can be removed, renamed and flagged (rm does not ask first)
+        self.assertTrue(os.access(path, os.W_OK))
+        self.assertTrue(os.access(os.path.dirname(path), os.W_OK | os.X_OK))
+
+    def test_test_w_false_read_only(self):
+        path = msg_path("ro", "in-3")[0]
+        for p in (path, os.path.dirname(path)):
+            r = sh(["sh", "-c", 'test -w "$1"', "_", p])
+            self.assertNotEqual(r.returncode, 0, "test -w true under -o ro: %s" % p)
+            r = sh(["sh", "-c", 'test -r "$1"', "_", p])
+            self.assertEqual(r.returncode, 0, p)
+        self.assertFalse(os.access(path, os.X_OK))
+        self.assertEqual(C.errno_of(lambda: open(path, "ab")), 30)  # EROFS, as access says
+
+
 if __name__ == "__main__":
     tap.main()
