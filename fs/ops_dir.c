@@ -489,13 +489,23 @@ static void ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
         fuse_reply_err(req, 0);
 }
 
+/* df: the account's QUOTA, else an estimate (cache/account.h). */
 static void ops_statfs(fuse_req_t req, fuse_ino_t ino)
 {
         struct statvfs sv;
+        struct account_space sp;
         (void)ino;
+        account_space(&fs_of(req)->acct, &sp);
         memset(&sv, 0, sizeof(sv));
         sv.f_bsize = sv.f_frsize = BLOCK_SIZE;
         sv.f_namemax = 255;
+        sv.f_blocks = (sp.total + BLOCK_SIZE - 1) / BLOCK_SIZE;
+        uint64_t used = (sp.used + BLOCK_SIZE - 1) / BLOCK_SIZE;
+        sv.f_bfree = sv.f_bavail = sv.f_blocks > used ? sv.f_blocks - used : 0;
+        sv.f_files = sp.files;
+        sv.f_ffree = sv.f_favail = sp.files_free;
+        if (fs_of(req)->read_only)
+                sv.f_flag |= ST_RDONLY;
         fuse_reply_statfs(req, &sv);
 }
 

@@ -405,5 +405,47 @@ class TestAccess(unittest.TestCase):
         self.assertEqual(C.errno_of(lambda: open(path, "ab")), 30)  # EROFS, as access says
 
 
+def df(mp):
+    """(size, used, avail) in bytes from df -B1."""
+    r = sh(["df", "-B1", "--output=size,used,avail", mp], check=True)
+    return tuple(int(x) for x in r.stdout.decode().splitlines()[1].split())
+
+
+class TestStatfs(unittest.TestCase):
+    def test_df_shows_quota(self):
+        mp = mount("default").mp
+        c = SRV.client()
+        try:
+            typ, data = c.getquotaroot("INBOX")
+            self.assertEqual(typ, "OK", data)
+            quota = [d for d in data[1] if d]
+        finally:
+            c.logout()
+        # e.g. b'"User quota" (STORAGE 7 102400)'
+        words = quota[0].decode().split("(STORAGE ")[1].rstrip(")").split()
+        used_kib, limit_kib = int(words[0]), int(words[1])
+        self.assertEqual(limit_kib, 100 * 1024)
+        size, used, avail = df(mp)
+        self.assertEqual(size, limit_kib * 1024, "df size is not the QUOTA STORAGE limit")
+        self.assertGreater(used, 0)
+        # usage changes as the tests run; the two answers were taken a moment apart
+        self.assertLess(abs(used - used_kib * 1024), 256 * 1024, (used, used_kib))
+        self.assertEqual(avail, size - used)
+
+    def test_df_without_quota(self):
+        mp = mount("plain").mp
+        inbox = os.path.join(mp, "INBOX")
+        known = sum(os.stat(os.path.join(inbox, n)).st_size for n in os.listdir(inbox))
+        self.assertGreater(known, 0)
+        # an earlier answer (before the listing) stands for a few seconds
+        size, used, avail = C.wait_for(lambda: (lambda t: t if t[1] >= known else None)(df(mp)),
+                                       15, interval=0.5, what="df to count the listing")
+        self.assertGreater(size, 0, "df shows size 0")
+        self.assertGreater(avail, 0, "no free space: copy tools would refuse")
+        # what the listings know, in whole blocks
+        self.assertGreaterEqual(used, known)
+        self.assertLess(used, known + 4096 * 16)
+
+
 if __name__ == "__main__":
     tap.main()
