@@ -446,7 +446,7 @@ int cache_msg_move(struct cache *c, struct cache_msg *msg, struct cache_mbox *ta
         HASH_ADD_KEYPTR(hh_name, target->by_name, msg->name, strlen(msg->name), msg);
         target->nmsgs++;
         target->sorted_dirty = true;
-        cache_notify(c, CACHE_NAME_ADDED, target->node.id, msg->name, msg->node.id);
+        cache_notify(c, CACHE_NAME_MOVED_IN, target->node.id, msg->name, msg->node.id);
         /* A refresh of either listing fetched before this move must not be
          * taken as the truth: it would bring the message back in src, or
          * (a full one) drop it from target. */

@@ -105,15 +105,17 @@ typedef char *(*cache_name_fn)(void *ctx, uint32_t uid, const char *header, size
                                time_t internaldate);
 
 /* What changed in the tree, for whoever must tell the kernel: a name that
- * appeared in or disappeared from directory parent (MOVED_AWAY: the node
- * lives on elsewhere, after our own move), or the flags of message name in
- * folder parent. Called with the cache lock held: it must only queue work.
- * Messages found by a folder's first listing are not reported (nothing can
- * have cached them). */
+ * appeared in or disappeared from directory parent, a message that our own
+ * move took from folder parent (MOVED_AWAY) or brought there (MOVED_IN: the
+ * same node, which the kernel already moved itself), or the flags of
+ * message name in folder parent. Called with the cache lock held: it must
+ * only queue work. Messages found by a folder's first listing are not
+ * reported (nothing can have cached them). */
 enum cache_change {
         CACHE_NAME_ADDED,
         CACHE_NAME_REMOVED,
         CACHE_NAME_MOVED_AWAY,
+        CACHE_NAME_MOVED_IN,
         CACHE_FLAGS_CHANGED
 };
 typedef void (*cache_observe_fn)(void *ctx, enum cache_change what, uint64_t parent,

@@ -66,10 +66,12 @@ static void main_observe(void *ctx, enum cache_change what, uint64_t parent, con
         /* The kernel tells no inotify watcher of these notices (README,
          * "Live sync"): a folder's mtime is what watchers can see. */
         (void)id;
-        if (what != CACHE_FLAGS_CHANGED)
+        /* Our own move: the kernel moved its entry itself (and the typed
+         * name must keep working, fs/alias.h); only the folders' times. */
+        if (what == CACHE_NAME_ADDED || what == CACHE_NAME_REMOVED)
                 inval_entry(fs->inval, parent, name);
         inval_dir_changed(fs->inval, parent);
-        if (what == CACHE_NAME_REMOVED || what == CACHE_NAME_MOVED_AWAY)
+        if (what == CACHE_NAME_REMOVED)
                 ops_search_observe(fs, parent, name);
 }
 

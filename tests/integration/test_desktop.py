@@ -365,6 +365,19 @@ class TestFolderTimes(unittest.TestCase):
         os.unlink(path)
         self.assert_moved("rm here")
 
+    def test_own_mv(self):
+        path = msg_path("default", "in-4")[0]
+        other = os.path.join(self.mp, "Work")
+        w0 = os.stat(other)
+        self.dir = os.path.dirname(path)
+        os.listdir(self.dir)
+        self.t0 = os.stat(self.dir)
+        r = sh(["mv", path, other + "/"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_moved("mv out of the folder here")
+        self.dir, self.t0 = other, w0
+        self.assert_moved("mv into the folder here")
+
     def test_own_flags(self):
         path = msg_path("default", "work-2")[0]
         self.dir = os.path.dirname(path)
