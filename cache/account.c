@@ -16,6 +16,7 @@
 #include "imap/header.h"
 #include "imap/log.h"
 #include "imap/ops.h"
+#include "imap/ops_quota.h"
 #include "imap/ops_status.h"
 
 /* Read-ahead grows from the first fetch's size, doubling on each sequential
@@ -651,4 +652,80 @@ done:
         *got = pos - off;
         atomic_store(&f->next_off, pos);
         return 0;
+}
+
+/* ---- space (statfs) ---- */
+
+/* How long a statfs answer stands: df, file managers and GIO ask often.
+ * An estimate from the listings costs no round trip but a walk over every
+ * message: it follows the listings within the revalidation window. */
+#define ACCOUNT_SPACE_TTL_MS 60000
+#define ACCOUNT_SPACE_ESTIMATE_TTL_MS 5000
+
+static int account_quota_fetch(struct imap_session *s, void *ctx)
+{
+        return imap_quota_get(s, "INBOX", ctx);
+}
+
+/* The bytes of every message the listings know (lock held). */
+static uint64_t account_known_bytes(struct account *a)
+{
+        uint64_t sum = 0;
+        struct cache_mbox *stack[256];
+        size_t n = 0;
+        stack[n++] = cache_root(a->cache);
+        while (n > 0) {
+                struct cache_mbox *m = stack[--n], *ch, *tmp;
+                struct cache_msg *msg, *mtmp;
+                HASH_ITER(hh_uid, m->by_uid, msg, mtmp)
+                {
+                        sum += msg->size;
+                }
+                /* A tree deeper than the stack is summed in part: an estimate. */
+                HASH_ITER(hh_child, m->children, ch, tmp)
+                {
+                        if (n < sizeof(stack) / sizeof(stack[0]))
+                                stack[n++] = ch;
+                }
+        }
+        return sum;
+}
+
+void account_space(struct account *a, struct account_space *out)
+{
+        int64_t now = imap_now_ms();
+        cache_lock(a->cache);
+        int ttl = a->space.quota ? ACCOUNT_SPACE_TTL_MS : ACCOUNT_SPACE_ESTIMATE_TTL_MS;
+        bool fresh = a->space_checked_ms && now - a->space_checked_ms < ttl;
+        bool ask = !fresh && !a->space_no_quota;
+        if (fresh) {
+                *out = a->space;
+                cache_unlock(a->cache);
+                return;
+        }
+        cache_unlock(a->cache);
+        struct imap_quota q = {0};
+        int r = ask ? account_run(a, NULL, IMAP_POOL_META, account_quota_fetch, &q) : -ENOTSUP;
+        struct account_space sp = {0};
+        cache_lock(a->cache);
+        if (r == 0 && q.storage && q.storage_limit) {
+                sp.quota = true;
+                sp.total = q.storage_limit * 1024;
+                sp.used = q.storage_used * 1024;
+        } else {
+                sp.used = account_known_bytes(a);
+                sp.total = sp.used + ACCOUNT_SPACE_UNKNOWN_FREE;
+        }
+        if (r == 0 && q.messages && q.messages_limit) {
+                sp.files = q.messages_limit;
+                sp.files_free =
+                    q.messages_limit > q.messages_used ? q.messages_limit - q.messages_used : 0;
+        }
+        if (r == -ENOTSUP)
+                a->space_no_quota = true;
+        /* A failed question (server away) is asked again next time. */
+        a->space = sp;
+        a->space_checked_ms = r == 0 || r == -ENOTSUP ? now : 0;
+        *out = sp;
+        cache_unlock(a->cache);
 }

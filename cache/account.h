@@ -64,6 +64,14 @@ struct account {
         uint64_t tree_sig;       /* hash of the last LIST, to save the tree only on change */
         bool tree_refreshing;
         unsigned tree_gen; /* bumped by each of our own folder changes (cache lock) */
+        /* The last statfs answer (account_space), cache lock. */
+        struct account_space {
+                uint64_t total, used; /* bytes */
+                bool quota;           /* from the server's QUOTA STORAGE, else estimated */
+                uint64_t files, files_free; /* QUOTA MESSAGE; 0, 0 if unknown */
+        } space;
+        int64_t space_checked_ms; /* when space was asked (0: never) */
+        bool space_no_quota;      /* the server refused GETQUOTAROOT: don't ask again */
         atomic_ullong fetches, fetched_bytes; /* content fetches, for the log at exit */
 };
 
@@ -154,6 +162,14 @@ char *account_decode_component(void *ctx, const char *comp);
  * max_age_ms (confirming with the server if it is older; -1: any age will do
  * once fetched). Returns 0, -ENOENT (mailbox gone), -ENOTDIR, -EIO. */
 int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms);
+
+/* What df shows (statfs), asked at most once a minute: the QUOTA STORAGE
+ * limit and usage of INBOX's quota root where the server has QUOTA; else
+ * used = the sizes of every message in the listings known, total = used +
+ * ACCOUNT_SPACE_UNKNOWN_FREE (a placeholder free space: copy tools refuse
+ * to copy onto a file system with none). */
+#define ACCOUNT_SPACE_UNKNOWN_FREE (1ull << 40)
+void account_space(struct account *a, struct account_space *out);
 
 /* Opens message id for reading. */
 int account_file_open(struct account *a, uint64_t msg_id, struct account_file **out);

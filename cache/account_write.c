@@ -690,6 +690,8 @@ int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, siz
                 struct cache_node *n = cache_node_get(a->cache, msg_id);
                 if (n && n->kind == CACHE_MSG)
                         r = cache_msg_set_flags((struct cache_msg *)n, j.out);
+                if (r == 0 && n && n->kind == CACHE_MSG)
+                        cache_msg_flags_changed(a->cache, (struct cache_msg *)n);
                 cache_unlock(a->cache);
         }
         free(j.ref.mailbox);
@@ -913,4 +915,9 @@ int account_append_ex(struct account *a, uint64_t mbox_id, const char *data, siz
         free(j.header);
         free(mailbox);
         return r;
+}
+
+char *account_trash_folder(struct account *a)
+{
+        return write_trash(a);
 }

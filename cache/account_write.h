@@ -66,5 +66,8 @@ int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t
  * new or found message's UID (0 if the server did not say). */
 int account_append_ex(struct account *a, uint64_t mbox_id, const char *data, size_t len,
                       const char *flags, time_t date, bool dedup, uint32_t *uid);
+/* The server name of the folder rm moves messages to (lock held; malloc'd):
+ * -o trash=, else the \Trash special-use folder; NULL for none. */
+char *account_trash_folder(struct account *a);
 
 #endif

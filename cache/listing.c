@@ -327,8 +327,8 @@ static void listing_apply(struct account *a, struct cache_mbox *m, struct listin
                 }
                 for (size_t i = 0; i < j->nchanges; i++) {
                         struct cache_msg *msg = cache_msg_by_uid(m, j->changes[i].uid);
-                        if (msg)
-                                cache_msg_set_flags(msg, j->changes[i].flags);
+                        if (msg && cache_msg_set_flags(msg, j->changes[i].flags) == 0)
+                                cache_msg_flags_changed(a->cache, msg);
                 }
                 for (size_t i = 0; i < j->msgs.n; i++) {
                         struct listing_msg *e = &j->msgs.v[i];

@@ -347,8 +347,11 @@ static int cache_listing_insert(struct cache *c, struct cache_mbox *m, uint32_t 
         }
         if (msg) {
                 /* Size, date and name of a UID never change; flags do. */
+                bool changed = strcmp(msg->flags, nflags) != 0;
                 free(msg->flags);
                 msg->flags = nflags;
+                if (changed)
+                        cache_msg_flags_changed(c, msg);
                 msg->mark = true;
                 free(name);
                 return 0;
@@ -426,10 +429,10 @@ void cache_mbox_remove(struct cache *c, struct cache_mbox *m)
 int cache_msg_move(struct cache *c, struct cache_msg *msg, struct cache_mbox *target,
                    uint32_t new_uid, char *new_name)
 {
-        (void)c;
         if (cache_msg_by_uid(target, new_uid) || cache_msg_by_name(target, new_name))
                 return -EEXIST;
         struct cache_mbox *src = msg->mbox;
+        cache_notify(c, CACHE_NAME_MOVED_AWAY, src->node.id, msg->name, msg->node.id);
         HASH_DELETE(hh_uid, src->by_uid, msg);
         HASH_DELETE(hh_name, src->by_name, msg);
         src->nmsgs--;
@@ -443,6 +446,7 @@ int cache_msg_move(struct cache *c, struct cache_msg *msg, struct cache_mbox *ta
         HASH_ADD_KEYPTR(hh_name, target->by_name, msg->name, strlen(msg->name), msg);
         target->nmsgs++;
         target->sorted_dirty = true;
+        cache_notify(c, CACHE_NAME_MOVED_IN, target->node.id, msg->name, msg->node.id);
         /* A refresh of either listing fetched before this move must not be
          * taken as the truth: it would bring the message back in src, or
          * (a full one) drop it from target. */
@@ -454,6 +458,12 @@ int cache_msg_move(struct cache *c, struct cache_msg *msg, struct cache_mbox *ta
 void cache_msg_remove(struct cache *c, struct cache_msg *msg)
 {
         cache_msg_destroy(c, msg->mbox, msg);
+}
+
+void cache_msg_flags_changed(struct cache *c, struct cache_msg *msg)
+{
+        if (msg->mbox->observed)
+                cache_notify(c, CACHE_FLAGS_CHANGED, msg->mbox->node.id, msg->name, msg->node.id);
 }
 
 int cache_msg_set_flags(struct cache_msg *msg, const char *flags)

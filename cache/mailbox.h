@@ -105,10 +105,19 @@ typedef char *(*cache_name_fn)(void *ctx, uint32_t uid, const char *header, size
                                time_t internaldate);
 
 /* What changed in the tree, for whoever must tell the kernel: a name that
- * appeared in or disappeared from directory parent. Called with the cache
- * lock held: it must only queue work. Messages found by a folder's first
- * listing are not reported (nothing can have cached them). */
-enum cache_change { CACHE_NAME_ADDED, CACHE_NAME_REMOVED };
+ * appeared in or disappeared from directory parent, a message that our own
+ * move took from folder parent (MOVED_AWAY) or brought there (MOVED_IN: the
+ * same node, which the kernel already moved itself), or the flags of
+ * message name in folder parent. Called with the cache lock held: it must
+ * only queue work. Messages found by a folder's first listing are not
+ * reported (nothing can have cached them). */
+enum cache_change {
+        CACHE_NAME_ADDED,
+        CACHE_NAME_REMOVED,
+        CACHE_NAME_MOVED_AWAY,
+        CACHE_NAME_MOVED_IN,
+        CACHE_FLAGS_CHANGED
+};
 typedef void (*cache_observe_fn)(void *ctx, enum cache_change what, uint64_t parent,
                                  const char *name, uint64_t id);
 
@@ -181,6 +190,8 @@ int cache_msg_move(struct cache *c, struct cache_msg *msg, struct cache_mbox *ta
 void cache_msg_remove(struct cache *c, struct cache_msg *msg);
 /* Replaces one message's flags. */
 int cache_msg_set_flags(struct cache_msg *msg, const char *flags);
+/* Reports a change of msg's flags to the observer (CACHE_FLAGS_CHANGED). */
+void cache_msg_flags_changed(struct cache *c, struct cache_msg *msg);
 
 /* The messages of m sorted by name (lock held); NULL only on ENOMEM. The array
  * holds m->nmsgs entries and stays valid until the listing changes. */

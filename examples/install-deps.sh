@@ -13,6 +13,8 @@ pkgs+=(scdoc)
 pkgs+=(clang libclang-rt-14-dev)
 # Tools the scratch-file tests run for real (tests/integration/test_scratch.py).
 pkgs+=(vim rsync)
+# The desktop tests (test_desktop): gio, gvfs's trash daemon on a session bus, inotifywait.
+pkgs+=(libglib2.0-bin gvfs gvfs-daemons dbus-daemon dbus-bin inotify-tools)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

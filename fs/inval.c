@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uthash.h>
 
 #include "imap/log.h"
 
@@ -18,8 +19,16 @@ struct inval_item {
         struct timespec due; /* not before (CLOCK_MONOTONIC); 0 = now */
 };
 
+/* When a directory's content last changed. */
+struct inval_dir {
+        uint64_t id;
+        struct timespec mtime;
+        UT_hash_handle hh;
+};
+
 struct inval {
         pthread_mutex_t mu;
+        struct inval_dir *dirs; /* by id */
         pthread_cond_t cv;
         struct inval_item *head, *tail;
         struct fuse_session *se;
@@ -114,6 +123,12 @@ void inval_free(struct inval *q)
                 free(it->name);
                 free(it);
         }
+        struct inval_dir *d, *dtmp;
+        HASH_ITER(hh, q->dirs, d, dtmp)
+        {
+                HASH_DEL(q->dirs, d);
+                free(d);
+        }
         pthread_mutex_destroy(&q->mu);
         pthread_cond_destroy(&q->cv);
         free(q);
@@ -168,4 +183,44 @@ void inval_entry_later(struct inval *q, uint64_t parent, const char *name, int d
 void inval_inode(struct inval *q, uint64_t ino)
 {
         inval_push(q, ino, NULL, 0);
+}
+
+void inval_dir_changed(struct inval *q, uint64_t dir)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        pthread_mutex_lock(&q->mu);
+        struct inval_dir *d;
+        HASH_FIND(hh, q->dirs, &dir, sizeof(dir), d);
+        if (!d && (d = calloc(1, sizeof(*d)))) {
+                d->id = dir;
+                HASH_ADD(hh, q->dirs, id, sizeof(d->id), d);
+        }
+        if (d) {
+                /* Strictly later than before, even within one clock tick or
+                 * after the wall clock stepped back: a watcher compares. */
+                if (now.tv_sec < d->mtime.tv_sec ||
+                    (now.tv_sec == d->mtime.tv_sec && now.tv_nsec <= d->mtime.tv_nsec)) {
+                        now = d->mtime;
+                        if (++now.tv_nsec >= 1000000000) {
+                                now.tv_sec++;
+                                now.tv_nsec = 0;
+                        }
+                }
+                d->mtime = now;
+        }
+        pthread_mutex_unlock(&q->mu);
+        /* Without memory for the record the kernel still hears of it; the
+         * folder's time then stays as it was. */
+        inval_push(q, dir, NULL, 0);
+}
+
+void inval_dir_mtime(struct inval *q, uint64_t dir, struct timespec *ts)
+{
+        pthread_mutex_lock(&q->mu);
+        struct inval_dir *d;
+        HASH_FIND(hh, q->dirs, &dir, sizeof(dir), d);
+        if (d)
+                *ts = d->mtime;
+        pthread_mutex_unlock(&q->mu);
 }

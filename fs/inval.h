@@ -8,6 +8,7 @@
 #define IMAPFS_FS_INVAL_H
 
 #include <stdint.h>
+#include <time.h>
 
 struct fuse_session;
 struct inval;
@@ -26,5 +27,14 @@ void inval_entry(struct inval *q, uint64_t parent, const char *name);
 void inval_entry_later(struct inval *q, uint64_t parent, const char *name, int delay_ms);
 /* Forget the attributes and listing of inode ino. */
 void inval_inode(struct inval *q, uint64_t ino);
+
+/* The content of directory dir changed (a name came or went, a message's
+ * flags changed): its mtime and ctime become now (later than any time it
+ * showed before), and the kernel forgets its attributes so that the next
+ * stat shows them (notmuch, make, backup tools and file managers that poll
+ * compare a folder's mtime). May be called with the cache lock held. */
+void inval_dir_changed(struct inval *q, uint64_t dir);
+/* dir's content change time, or *ts unchanged if it never changed. */
+void inval_dir_mtime(struct inval *q, uint64_t dir, struct timespec *ts);
 
 #endif

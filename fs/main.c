@@ -19,6 +19,7 @@
 #include "fs/opts.h"
 #include "fs/ops_search.h"
 #include "fs/password.h"
+#include "fs/trash.h"
 #include "cache/persist.h"
 #include "cache/clock.h"
 #include "imap/log.h"
@@ -53,17 +54,24 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
         conn->max_readahead = 1u << 20;
 }
 
-/* The cache saw a name appear or go (sync, revalidation, our own changes):
- * the kernel must not keep a dentry, or a "no such file", for it. */
+/* The cache saw a name appear or go, or a message's flags change (sync,
+ * revalidation, our own changes): the kernel must not keep a dentry, or a
+ * "no such file", for it, and the folder's mtime moves. */
 static void main_observe(void *ctx, enum cache_change what, uint64_t parent, const char *name,
                          uint64_t id)
 {
         struct fs *fs = ctx;
-        (void)what;
+        if (!fs->inval)
+                return;
+        /* The kernel tells no inotify watcher of these notices (README,
+         * "Live sync"): a folder's mtime is what watchers can see. */
         (void)id;
-        if (fs->inval)
+        /* Our own move: the kernel moved its entry itself (and the typed
+         * name must keep working, fs/alias.h); only the folders' times. */
+        if (what == CACHE_NAME_ADDED || what == CACHE_NAME_REMOVED)
                 inval_entry(fs->inval, parent, name);
-        if (fs->inval && what == CACHE_NAME_REMOVED)
+        inval_dir_changed(fs->inval, parent);
+        if (what == CACHE_NAME_REMOVED)
                 ops_search_observe(fs, parent, name);
 }
 
@@ -191,6 +199,8 @@ static void fs_register(struct fuse_lowlevel_ops *ops)
         ops_file_register(ops);
         ops_xattr_register(ops);
         ops_write_register(ops);
+        /* Last: it stands in front of the others. */
+        trash_register(ops);
 }
 
 /* fsname shows in /proc/mounts and df; commas would split mount options. */
@@ -439,6 +449,7 @@ out_session:
 out_acct:
         inval_free(fs.inval); /* only when start-up failed before the loop */
         parts_fs_destroy();
+        trash_free();
         account_destroy(&fs.acct);
         persist_close(&fs.acct);
         staging_free(fs.staging);

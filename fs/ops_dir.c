@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "fs/fs.h"
 #include "fs/names.h"
@@ -51,7 +52,12 @@ void fs_stat_node(const struct fs *fs, const struct cache_node *n, struct stat *
                 st->st_mode = S_IFDIR | (fs->read_only ? 0555 : 0755);
                 st->st_nlink = 2 + m->nchildren;
                 st->st_size = 4096;
-                st->st_mtime = st->st_ctime = st->st_atime = fs->mount_time;
+                /* The mount time until its content changes (fs/inval.h). */
+                struct timespec t = {.tv_sec = fs->mount_time};
+                if (fs->inval)
+                        inval_dir_mtime(fs->inval, n->id, &t);
+                st->st_mtim = st->st_ctim = t;
+                st->st_atime = fs->mount_time;
         } else {
                 const struct cache_msg *msg = (const struct cache_msg *)n;
                 /* 0644 so that rm does not ask; messages still can't be
@@ -492,14 +498,61 @@ static void ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
         fuse_reply_err(req, 0);
 }
 
+/* df: the account's QUOTA, else an estimate (cache/account.h). */
 static void ops_statfs(fuse_req_t req, fuse_ino_t ino)
 {
         struct statvfs sv;
+        struct account_space sp;
         (void)ino;
+        account_space(&fs_of(req)->acct, &sp);
         memset(&sv, 0, sizeof(sv));
         sv.f_bsize = sv.f_frsize = BLOCK_SIZE;
         sv.f_namemax = 255;
+        sv.f_blocks = (sp.total + BLOCK_SIZE - 1) / BLOCK_SIZE;
+        uint64_t used = (sp.used + BLOCK_SIZE - 1) / BLOCK_SIZE;
+        sv.f_bfree = sv.f_bavail = sv.f_blocks > used ? sv.f_blocks - used : 0;
+        sv.f_files = sp.files;
+        sv.f_ffree = sv.f_favail = sp.files_free;
+        if (fs_of(req)->read_only)
+                sv.f_flag |= ST_RDONLY;
         fuse_reply_statfs(req, &sv);
+}
+
+/* True if st's mode bits give uid/gid what mask asks (R_OK, W_OK, X_OK), as
+ * the kernel's own check would: root may read and write anything, and
+ * execute what has an x bit (or is a directory). */
+static bool ops_mode_allows(const struct stat *st, uid_t uid, gid_t gid, int mask)
+{
+        if (uid == 0)
+                return !(mask & X_OK) || S_ISDIR(st->st_mode) || (st->st_mode & 0111);
+        unsigned bits = uid == st->st_uid   ? (st->st_mode >> 6) & 7
+                        : gid == st->st_gid ? (st->st_mode >> 3) & 7
+                                            : st->st_mode & 7;
+        return ((unsigned)mask & bits) == (unsigned)mask;
+}
+
+/* access(2), test -w/-x, find -executable, GIO's can-write/can-execute: the
+ * mode's answer (messages 0644, so X_OK is EACCES; 0444 and EROFS for
+ * W_OK with -o ro). Without this op the kernel says yes to everything.
+ * W_OK on a message is yes on a writable mount, as its mode says: it can be
+ * renamed, removed and flagged (rm doesn't ask first); opening it for
+ * writing is still EACCES. Inodes of .search and .parts answer yes here;
+ * their operations refuse what they can't do. */
+static void ops_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+        struct fs *fs = fs_of(req);
+        const struct fuse_ctx *ctx = fuse_req_ctx(req);
+        struct stat st;
+        bool changing;
+        if ((mask & W_OK) && fs->read_only) {
+                fuse_reply_err(req, EROFS);
+                return;
+        }
+        if (!fs_stat_ino(fs, ino, &st, &changing)) {
+                fuse_reply_err(req, 0);
+                return;
+        }
+        fuse_reply_err(req, ops_mode_allows(&st, ctx->uid, ctx->gid, mask) ? 0 : EACCES);
 }
 
 static void ops_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -521,4 +574,5 @@ void ops_dir_register(struct fuse_lowlevel_ops *ops)
         ops->readdirplus = ops_readdirplus;
         ops->releasedir = ops_releasedir;
         ops->statfs = ops_statfs;
+        ops->access = ops_access;
 }
