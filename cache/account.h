@@ -35,6 +35,7 @@ struct account_naming {
 };
 
 struct search;
+struct own;
 
 struct account_opts {
         bool names_uid;     /* -o names=uid */
@@ -59,6 +60,7 @@ struct account {
         struct ahead *ahead;
         struct store *disk;      /* the persistent cache (cache/store.h), NULL when off */
         struct search *search;   /* .search directories (cache/search.h), cache lock */
+        struct own *own;         /* our changes' echoes (cache/own.h), cache lock */
         int64_t tree_checked_ms; /* guarded by the cache lock */
         char hier_delim;         /* the server's hierarchy delimiter (from LIST) */
         uint64_t tree_sig;       /* hash of the last LIST, to save the tree only on change */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache/own.h"
 #include "cache/persist.h"
 #include "imap/log.h"
 #include "imap/header.h"
@@ -445,6 +446,22 @@ static int write_run_verified(struct account *a, const char *mailbox, account_op
         return r == -EIO && imap_pool_down(a->pool) ? -EROFS : r;
 }
 
+/* A change of ours is over (lock not held): its echoes are no longer
+ * pending. An outcome we don't know (the answer was lost and the server
+ * could not say) may have changed both folders: they are listed again. */
+static void write_own_done(struct account *a, const struct msg_ref *ref, const char *dst,
+                           const char *flags, int r)
+{
+        cache_lock(a->cache);
+        own_done(a->own, ref->mailbox, &ref->uid, 1, dst, flags);
+        if (r == -EIO || r == -EROFS || r == -ETIMEDOUT) {
+                cache_mbox_mark_stale(a->cache, ref->mailbox);
+                if (dst)
+                        cache_mbox_mark_stale(a->cache, dst);
+        }
+        cache_unlock(a->cache);
+}
+
 /* After a move the server confirmed with COPYUID, the message's node goes
  * with it: same inode, its new UID and name, in the target's listing. GNU mv
  * stats the target name right after renaming several files; that name then
@@ -471,6 +488,10 @@ static bool write_follow_move(struct account *a, const struct move_job *j)
                 else
                         free(name);
         }
+        /* The counts follow too, so that the server's echo of this move
+         * (EXISTS, NOTIFY's STATUS) matches the cache and is no news. */
+        if (moved && j->new_uid >= dst->uidnext)
+                dst->uidnext = j->new_uid + 1;
         cache_unlock(a->cache);
         return moved;
 }
@@ -488,11 +509,15 @@ static int account_move_msg(struct account *a, struct cache_msg *msg, struct cac
                 return -EISDIR;
         struct move_job j = {.target = strdup(np->raw)};
         int r = j.target ? msg_ref_take(msg, &j.ref) : -ENOMEM;
+        if (r == 0)
+                own_expect(a->own, j.ref.mailbox, &j.ref.uid, 1, j.target, NULL);
         cache_unlock(a->cache);
         if (r == 0)
                 r = write_run_verified(a, j.ref.mailbox, write_move, write_move_verify, &j);
         if (r == 0 && !write_follow_move(a, &j))
                 write_forget_msg(a, &j.ref, j.target);
+        if (j.ref.mailbox)
+                write_own_done(a, &j.ref, j.target, NULL, r);
         free(j.ref.mailbox);
         free((char *)j.target);
         cache_lock(a->cache);
@@ -565,6 +590,8 @@ int account_unlink(struct account *a, uint64_t parent, const char *name)
                  * So by default rm expunges in a label folder, and moves to
                  * the trash only from All Mail (\All). */
                 j.label = j.target && !a->opts.trash && !(p->attrs & IMAP_MBX_ALL);
+                if (err == 0)
+                        own_expect(a->own, j.ref.mailbox, &j.ref.uid, 1, j.target, NULL);
         }
         cache_unlock(a->cache);
         if (!msg || err < 0) {
@@ -573,10 +600,14 @@ int account_unlink(struct account *a, uint64_t parent, const char *name)
                 return err;
         }
         int r = write_run_verified(a, j.ref.mailbox, write_move, write_move_verify, &j);
-        if (r == 0)
-                write_forget_msg(a, &j.ref, j.label_taken ? NULL : j.target);
-        else if (r == -ENOENT && j.target && !j.label_taken)
+        /* Moved to the trash with COPYUID: the node goes along, as for mv,
+         * so the trash's listing stays true without a refresh. */
+        bool to_trash = j.target && !j.label_taken;
+        if (r == 0 && !(to_trash && write_follow_move(a, &j)))
+                write_forget_msg(a, &j.ref, to_trash ? j.target : NULL);
+        else if (r == -ENOENT && to_trash)
                 log_warn("trash folder %s does not exist on the server", j.target);
+        write_own_done(a, &j.ref, j.target, NULL, r);
         free(j.ref.mailbox);
         free((char *)j.target);
         return r == -ESTALE ? -ENOENT : r;
@@ -679,6 +710,8 @@ int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, siz
                         r = n ? -EPERM : -ENOENT;
                 else
                         r = msg_ref_take((struct cache_msg *)n, &j.ref);
+                if (r == 0)
+                        own_expect(a->own, j.ref.mailbox, &j.ref.uid, 1, NULL, j.flags);
                 cache_unlock(a->cache);
         }
         if (r == 0)
@@ -692,6 +725,8 @@ int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, siz
                         r = cache_msg_set_flags((struct cache_msg *)n, j.out);
                 cache_unlock(a->cache);
         }
+        if (j.ref.mailbox)
+                write_own_done(a, &j.ref, NULL, j.flags, r);
         free(j.ref.mailbox);
         free(j.flags);
         free(j.out);
@@ -784,6 +819,8 @@ int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t
         else if (!(mailbox = strdup(((struct cache_mbox *)n)->raw)))
                 r = -ENOMEM;
         uint32_t uid_floor = r == 0 ? ((struct cache_mbox *)n)->uidnext : 0;
+        if (r == 0)
+                own_expect(a->own, NULL, NULL, 1, mailbox, NULL);
         cache_unlock(a->cache);
         if (r < 0)
                 return r;
@@ -811,6 +848,9 @@ int account_append(struct account *a, uint64_t mbox_id, const char *data, size_t
                 }
                 cache_unlock(a->cache);
         }
+        cache_lock(a->cache);
+        own_done(a->own, NULL, NULL, 1, mailbox, NULL);
+        cache_unlock(a->cache);
         free(j.flags_out);
         free(j.header);
         free(mailbox);

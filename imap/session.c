@@ -345,7 +345,8 @@ static void session_track(struct imap_session *s, const struct imap_response *r)
         }
 }
 
-static void session_report(struct imap_session *s, enum imap_event_kind kind, const char *mailbox,
+/* True if the event was reported (news), false if it was our own echo. */
+static bool session_report(struct imap_session *s, enum imap_event_kind kind, const char *mailbox,
                            const struct imap_response *r)
 {
         struct imap_event ev = {.kind = kind, .mailbox = mailbox, .r = r};
@@ -359,15 +360,18 @@ static void session_report(struct imap_session *s, enum imap_event_kind kind, co
                 if (ms && ms->type == IMAP_LIST && ms->first && ms->first->type == IMAP_NUMBER)
                         ev.modseq = ms->first->num;
         }
+        if (s->acct->own_event && s->acct->own_event(s->acct->event_ctx, &ev))
+                return false;
         if (s->selected && mailbox == s->selected)
                 s->events++;
         if (s->acct->on_event)
                 s->acct->on_event(s->acct->event_ctx, &ev);
+        return true;
 }
 
 /* An untagged response no command claimed: a change made elsewhere, or ours
- * while quiet. */
-static void session_event(struct imap_session *s, const struct imap_response *r)
+ * while quiet. True if it was reported as news. */
+static bool session_event(struct imap_session *s, const struct imap_response *r)
 {
         static const struct {
                 const char *name;
@@ -381,56 +385,54 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
         };
         if (r->status == IMAP_ST_BYE) {
                 log_info("%s: server says BYE: %s", s->who, r->text ? r->text : "");
-                return;
+                return false;
         }
         if (r->code && strcmp(r->code, "ALERT") == 0)
                 log_warn("server alert: %s", r->text);
         if (r->kind != IMAP_RESP_UNTAGGED || !r->name)
-                return;
+                return false;
         /* NOTIFY (RFC 5465) reports other mailboxes' changes as STATUS, and
          * mailboxes created, renamed or deleted as LIST. */
         if (strcmp(r->name, "STATUS") == 0 && r->args &&
             (r->args->type == IMAP_STRING || r->args->type == IMAP_ATOM)) {
-                session_report(s, IMAP_EV_STATUS, r->args->s, r);
-                return;
+                return session_report(s, IMAP_EV_STATUS, r->args->s, r);
         }
         if (strcmp(r->name, "LIST") == 0) {
-                session_report(s, IMAP_EV_LIST, NULL, r);
-                return;
+                return session_report(s, IMAP_EV_LIST, NULL, r);
         }
         if (!s->selected)
-                return;
+                return false;
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
                 if (strcmp(r->name, table[i].name) != 0)
                         continue;
                 enum imap_event_kind kind = table[i].kind;
                 if (kind == IMAP_EV_VANISHED && (!r->args || r->args->type == IMAP_LIST))
-                        return; /* VANISHED (EARLIER): a resync's answer, not news */
+                        return false; /* VANISHED (EARLIER): a resync's answer, not news */
                 if (s->quiet.on && table[i].counts) {
                         /* Weighed when our command is done (imap_session_quiet). */
                         if (kind == IMAP_EV_EXPUNGE)
                                 s->quiet.gone++;
                         else if (kind == IMAP_EV_VANISHED)
                                 s->quiet.gone += session_set_count(r->args, UINT32_MAX);
-                        return;
+                        return false;
                 }
-                session_report(s, kind, s->selected, r);
-                return;
+                return session_report(s, kind, s->selected, r);
         }
+        return false;
 }
 
 /* The one way in for untagged responses: capabilities, then the selected
  * mailbox's counts, then the running command's data (fn), then what is left
  * is an event. */
-static void session_untagged(struct imap_session *s, const struct imap_response *r, imap_data_fn fn,
+static bool session_untagged(struct imap_session *s, const struct imap_response *r, imap_data_fn fn,
                              void *ctx)
 {
         if (session_note_caps(s, r))
-                return;
+                return false;
         session_track(s, r);
         if (fn && fn(ctx, r))
-                return;
-        session_event(s, r);
+                return false;
+        return session_event(s, r);
 }
 
 void imap_session_quiet(struct imap_session *s, bool on)
@@ -1331,10 +1333,10 @@ static int session_drain(struct imap_session *s, bool *changed)
                         session_break(s, "server said BYE");
                         return -EIO;
                 }
-                if (session_is_change(r))
+                /* Only news ends an IDLE: the echo of our own change does not. */
+                if (r->kind == IMAP_RESP_UNTAGGED && session_untagged(s, r, NULL, NULL) &&
+                    session_is_change(r))
                         *changed = true;
-                if (r->kind == IMAP_RESP_UNTAGGED)
-                        session_untagged(s, r, NULL, NULL);
                 imap_response_free(r);
         }
 }

@@ -72,6 +72,12 @@ struct imap_account {
         int timeout_ms;       /* deadline of one server operation */
         uint64_t max_literal; /* largest literal accepted from the server */
         imap_event_fn on_event;
+        /* Optional, asked first (same ctx, same thread rules): true if the
+         * event is the echo of a change of ours, seen on another connection
+         * (our UID MOVE's VANISHED on the connection in IDLE, NOTIFY's STATUS
+         * of the target). Such an event is not counted, not reported and does
+         * not end an IDLE. */
+        bool (*own_event)(void *ctx, const struct imap_event *ev);
         void *event_ctx;
 };
 
