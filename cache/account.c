@@ -11,6 +11,7 @@
 #include "cache/ahead.h"
 #include "cache/exclude.h"
 #include "cache/own.h"
+#include "cache/batch.h"
 #include "cache/persist.h"
 #include "imap/array.h"
 #include "imap/conn.h"
@@ -162,7 +163,9 @@ int account_init(struct account *a)
         a->ahead = ahead_new(a);
         a->search = search_new();
         a->own = own_new();
-        if (!a->pool || !a->cache || !a->blocks || !a->ahead || !a->search || !a->own)
+        /* A change waits for its batch at most two server deadlines. */
+        a->batch = batch_new(2 * (a->imap.timeout_ms > 0 ? a->imap.timeout_ms : 30000));
+        if (!a->pool || !a->cache || !a->blocks || !a->ahead || !a->search || !a->own || !a->batch)
                 return -ENOMEM;
         return 0;
 }
@@ -175,6 +178,7 @@ void account_destroy(struct account *a)
         cache_free(a->cache);
         blocks_free(a->blocks);
         own_free(a->own);
+        batch_free(a->batch);
 }
 
 /* ---- running commands ---- */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache/batch.h"
 #include "cache/own.h"
 #include "cache/persist.h"
 #include "imap/log.h"
@@ -362,6 +363,7 @@ struct move_job {
          * account_unlink); set when that is what happened. */
         bool label, label_taken;
         uint32_t new_uidvalidity, new_uid; /* where it went (COPYUID) */
+        int r;                             /* the outcome, when run in a batch */
 };
 
 static int write_move(struct imap_session *s, void *ctx)
@@ -446,6 +448,137 @@ static int write_run_verified(struct account *a, const char *mailbox, account_op
         return r == -EIO && imap_pool_down(a->pool) ? -EROFS : r;
 }
 
+/* ---- moves in batches ---- */
+
+/* Concurrent moves of one folder's messages to the same target, as one
+ * UID MOVE of the set (see cache/batch.h). */
+struct moves_job {
+        struct move_job **v;
+        size_t n;
+        uint32_t *uids, *new_uids;
+        bool nomove;   /* the server can't: each goes on its own */
+        bool verified; /* after a lost answer, each one's outcome was asked */
+};
+
+static int write_moves(struct imap_session *s, void *ctx)
+{
+        struct moves_job *mj = ctx;
+        const struct msg_ref *ref = &mj->v[0]->ref;
+        uint32_t max = 0;
+        bool label = false;
+        for (size_t i = 0; i < mj->n; i++) {
+                max = mj->uids[i] > max ? mj->uids[i] : max;
+                label |= mj->v[i]->label;
+        }
+        struct imap_select_info si;
+        int r = account_select_uid(s, ref->mailbox, ref->uidvalidity, max, &si);
+        if (r < 0)
+                return r;
+        const struct imap_caps *caps = imap_session_caps(s);
+        if (!caps->move || (label && caps->gmail)) {
+                mj->nomove = true; /* nothing sent: each takes the path of one */
+                return -EPERM;
+        }
+        uint32_t nv = 0;
+        r = imap_move_uids(s, mj->uids, mj->n, mj->v[0]->target, &nv, mj->new_uids);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < mj->n; i++) {
+                struct move_job *j = mj->v[i];
+                j->new_uidvalidity = nv;
+                j->new_uid = mj->new_uids[i];
+                j->r = 0;
+                if (j->new_uid)
+                        continue;
+                /* Not named in COPYUID: moved only if it is gone (the
+                 * command may not have seen it at all). */
+                bool present = true;
+                int rp = imap_uid_present(s, j->ref.uid, &present);
+                if (rp < 0)
+                        return rp;
+                if (present)
+                        log_warn("UID MOVE of message %u confirmed no copy: it stays", j->ref.uid);
+                j->r = present ? -EAGAIN : 0;
+        }
+        return 0;
+}
+
+/* The answer of a batch's UID MOVE was lost: which ones are gone from the
+ * source? Those were moved (UID MOVE moves each message whole); the others
+ * were not. */
+static int write_moves_verify(struct imap_session *s, void *ctx)
+{
+        struct moves_job *mj = ctx;
+        const struct msg_ref *ref = &mj->v[0]->ref;
+        struct imap_select_info si;
+        int r = account_select(s, ref->mailbox, ref->uidvalidity, &si);
+        if (r < 0)
+                return r == -ESTALE ? -EIO : r;
+        bool all = true;
+        for (size_t i = 0; i < mj->n; i++) {
+                bool present = true;
+                r = imap_uid_present(s, mj->v[i]->ref.uid, &present);
+                if (r < 0)
+                        return r;
+                mj->v[i]->r = present ? -EIO : 0;
+                mj->v[i]->new_uid = 0; /* where to is unknown: the target is listed again */
+                all &= !present;
+        }
+        mj->verified = true;
+        return all ? 0 : -ENOENT;
+}
+
+static void write_move_batch(void *ctx, void **args, size_t n)
+{
+        struct account *a = ctx;
+        struct moves_job mj = {(struct move_job **)args, n, NULL, NULL, false, false};
+        if (n > 1) {
+                mj.uids = malloc(n * sizeof(*mj.uids));
+                mj.new_uids = malloc(n * sizeof(*mj.new_uids));
+        }
+        if (mj.uids && mj.new_uids) {
+                for (size_t i = 0; i < n; i++)
+                        mj.uids[i] = mj.v[i]->ref.uid;
+                const char *src = mj.v[0]->ref.mailbox;
+                int r = write_run_verified(a, src, write_moves, write_moves_verify, &mj);
+                if (!mj.nomove) {
+                        for (size_t i = 0; r < 0 && !mj.verified && i < n; i++)
+                                mj.v[i]->r = r;
+                        log_dbg("moved %zu messages of %s in one command: %d", n, src, r);
+                        if (r < 0) {
+                                /* Which of them moved is not known here. */
+                                cache_lock(a->cache);
+                                cache_mbox_mark_stale(a->cache, src);
+                                cache_mbox_mark_stale(a->cache, mj.v[0]->target);
+                                cache_unlock(a->cache);
+                        }
+                        n = 0;
+                }
+        }
+        free(mj.uids);
+        free(mj.new_uids);
+        for (size_t i = 0; i < n; i++)
+                mj.v[i]->r = write_run_verified(a, mj.v[i]->ref.mailbox, write_move,
+                                                write_move_verify, mj.v[i]);
+}
+
+/* Runs one move or removal: to a folder, together with the others of the
+ * same source and target in flight at the same time; an expunge on its own. */
+static int write_move_run(struct account *a, struct move_job *j)
+{
+        if (!j->target)
+                return write_run_verified(a, j->ref.mailbox, write_move, write_move_verify, j);
+        size_t len = strlen(j->ref.mailbox) + strlen(j->target) + 32;
+        char *key = malloc(len);
+        if (!key)
+                return -ENOMEM;
+        snprintf(key, len, "M%u\x01%s\x01%s", j->ref.uidvalidity, j->ref.mailbox, j->target);
+        j->r = -EIO;
+        int r = batch_submit(a->batch, key, j, write_move_batch, a);
+        free(key);
+        return r < 0 ? r : j->r;
+}
+
 /* A change of ours is over (lock not held): its echoes are no longer
  * pending. An outcome we don't know (the answer was lost and the server
  * could not say) may have changed both folders: they are listed again. */
@@ -492,6 +625,8 @@ static bool write_follow_move(struct account *a, const struct move_job *j)
          * (EXISTS, NOTIFY's STATUS) matches the cache and is no news. */
         if (moved && j->new_uid >= dst->uidnext)
                 dst->uidnext = j->new_uid + 1;
+        if (j->new_uid)
+                own_added(a->own, j->target, j->new_uid);
         cache_unlock(a->cache);
         return moved;
 }
@@ -513,7 +648,7 @@ static int account_move_msg(struct account *a, struct cache_msg *msg, struct cac
                 own_expect(a->own, j.ref.mailbox, &j.ref.uid, 1, j.target, NULL);
         cache_unlock(a->cache);
         if (r == 0)
-                r = write_run_verified(a, j.ref.mailbox, write_move, write_move_verify, &j);
+                r = write_move_run(a, &j);
         if (r == 0 && !write_follow_move(a, &j))
                 write_forget_msg(a, &j.ref, j.target);
         if (j.ref.mailbox)
@@ -599,7 +734,7 @@ int account_unlink(struct account *a, uint64_t parent, const char *name)
                 free((char *)j.target);
                 return err;
         }
-        int r = write_run_verified(a, j.ref.mailbox, write_move, write_move_verify, &j);
+        int r = write_move_run(a, &j);
         /* Moved to the trash with COPYUID: the node goes along, as for mv,
          * so the trash's listing stays true without a refresh. */
         bool to_trash = j.target && !j.label_taken;

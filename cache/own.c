@@ -29,6 +29,7 @@ struct own_mbox {
         struct own_pend *v; /* pending per-message changes */
         size_t n, cap;
         unsigned in;     /* messages on their way in (MOVE target, APPEND) */
+        uint32_t top;    /* the highest UID our changes gave a message here */
         int64_t last_ms; /* when a change of ours last began or ended here */
         UT_hash_handle hh;
 };
@@ -196,8 +197,7 @@ static void own_vanish_range(void *ctx, unsigned lo, unsigned hi)
                 return;
         }
         for (uint64_t u = lo; u <= hi && !v->news; u++)
-                if (!own_pending(v->om, (uint32_t)u, true) &&
-                    (v->m->state != CACHE_LISTING_VALID || cache_msg_by_uid(v->m, (uint32_t)u)))
+                if (!own_pending(v->om, (uint32_t)u, true) && cache_msg_by_uid(v->m, (uint32_t)u))
                         v->news = true;
 }
 
@@ -216,7 +216,10 @@ static bool own_status(const struct own_mbox *om, const struct cache_mbox *m,
         if (msgs && msgs->type == IMAP_NUMBER &&
             (msgs->num + own_gone_count(om) < m->nmsgs || msgs->num > m->nmsgs + om->in))
                 return false;
-        if (next && next->type == IMAP_NUMBER && m->uidnext && next->num > m->uidnext + om->in)
+        /* A refresh that ran across our move may have set an older UIDNEXT:
+         * what we gave out ourselves counts too. */
+        uint64_t uidnext = m->uidnext > om->top ? m->uidnext : (uint64_t)om->top + 1;
+        if (next && next->type == IMAP_NUMBER && m->uidnext && next->num > uidnext + om->in)
                 return false;
         return msgs || next;
 }
@@ -242,18 +245,28 @@ static bool own_fetch(const struct own_mbox *om, struct cache_mbox *m, const str
         return own;
 }
 
+void own_added(struct own *o, const char *dst, uint32_t uid)
+{
+        struct own_mbox *d = own_find(o, dst);
+        if (d && uid > d->top)
+                d->top = uid;
+}
+
 bool own_event(struct own *o, struct cache *c, const struct imap_event *ev)
 {
         struct own_mbox *om = own_find(o, ev->mailbox);
         if (!om || (!om->n && !om->in && imap_now_ms() - om->last_ms > OWN_WINDOW_MS))
                 return false;
         struct cache_mbox *m = cache_mbox_by_raw(c, ev->mailbox);
-        /* A listing being fetched right now must hear of every change: it
-         * may be applying what the server said before it. */
-        if (!m || m->refreshing || m->state == CACHE_LISTING_STALE)
+        /* A listing being fetched right now needs no word of our change:
+         * applying it bumped the listing's generation already, so that
+         * refresh can't undo it (cache_msg_move). */
+        if (!m || (m->state == CACHE_LISTING_STALE && ev->kind != IMAP_EV_VANISHED))
                 return false;
         switch (ev->kind) {
         case IMAP_EV_VANISHED: {
+                /* UIDs the listing no longer has, stale or not, are no news
+                 * to it: our change took them out already. */
                 if (!ev->r || !ev->r->args || ev->r->args->type == IMAP_LIST)
                         return false;
                 struct own_vanish v = {om, m, false};

@@ -37,6 +37,9 @@ int own_expect(struct own *o, const char *src, const uint32_t *uids, size_t n, c
 void own_done(struct own *o, const char *src, const uint32_t *uids, size_t n, const char *dst,
               const char *flags);
 
+/* A change of ours gave uid to a message of dst (COPYUID, APPENDUID). */
+void own_added(struct own *o, const char *dst, uint32_t uid);
+
 /* True if ev is the echo of a change of ours (lock held): VANISHED of UIDs
  * we remove or no longer list; EXISTS, or NOTIFY's STATUS, whose counts our
  * pending and recent changes account for; FETCH of flags the cache already

@@ -46,6 +46,14 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid);
 int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target,
                   uint32_t *new_uidvalidity, uint32_t *new_uid);
 
+/* UID MOVE of n messages of the selected mailbox to target in one command
+ * (needs MOVE: -EPERM without). new_uids[i] gets where uids[i] went
+ * (COPYUID), 0 where the server did not say: the caller checks those. The
+ * move of a set is not atomic on every server: after a failure, ask which
+ * are gone. */
+int imap_move_uids(struct imap_session *s, const uint32_t *uids, size_t n, const char *target,
+                   uint32_t *new_uidvalidity, uint32_t *new_uids);
+
 /* APPEND mailbox (flags) date {len} with data. flags may be NULL/"";
  * date 0 leaves INTERNALDATE to the server (now). *new_uid from APPENDUID,
  * 0 if the server did not say. Refused before sending when the server's

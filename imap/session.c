@@ -44,7 +44,10 @@ struct imap_session {
                 bool on;
                 uint32_t exists0;
                 uint32_t gone;
+                uint32_t ours; /* messages our command adds or removes (1 unless told) */
+                uint32_t echo; /* removed by our other changes (own_event) */
         } quiet;
+        char *long_args; /* the last result's code arguments when args could not hold them */
         int64_t last_activity;
         char who[16]; /* "s3", for log lines */
 };
@@ -409,9 +412,16 @@ static bool session_event(struct imap_session *s, const struct imap_response *r)
                 if (kind == IMAP_EV_VANISHED && (!r->args || r->args->type == IMAP_LIST))
                         return false; /* VANISHED (EARLIER): a resync's answer, not news */
                 if (s->quiet.on && table[i].counts) {
-                        /* Weighed when our command is done (imap_session_quiet). */
+                        /* Weighed when our command is done (imap_session_quiet).
+                         * A VANISHED that is the echo of another change of
+                         * ours (made on another connection) explains a count
+                         * that dropped, but is not this command's doing. */
+                        struct imap_event ev = {.kind = kind, .mailbox = s->selected, .r = r};
                         if (kind == IMAP_EV_EXPUNGE)
                                 s->quiet.gone++;
+                        else if (kind == IMAP_EV_VANISHED && s->acct->own_event &&
+                                 s->acct->own_event(s->acct->event_ctx, &ev))
+                                s->quiet.echo += session_set_count(r->args, UINT32_MAX);
                         else if (kind == IMAP_EV_VANISHED)
                                 s->quiet.gone += session_set_count(r->args, UINT32_MAX);
                         return false;
@@ -441,6 +451,8 @@ void imap_session_quiet(struct imap_session *s, bool on)
                 s->quiet.on = true;
                 s->quiet.exists0 = s->sel.exists;
                 s->quiet.gone = 0;
+                s->quiet.echo = 0;
+                s->quiet.ours = 1;
                 return;
         }
         if (!s->quiet.on)
@@ -449,20 +461,42 @@ void imap_session_quiet(struct imap_session *s, bool on)
         if (!s->selected)
                 return;
         /* Messages that came: the count now, plus what went, minus before. */
-        int64_t added = (int64_t)s->sel.exists + s->quiet.gone - s->quiet.exists0;
-        if (added < 0 || added + s->quiet.gone > 1) {
+        int64_t added = (int64_t)s->sel.exists + s->quiet.gone + s->quiet.echo - s->quiet.exists0;
+        if (added < 0 || added + s->quiet.gone > s->quiet.ours) {
                 log_dbg("%s: %s changed beyond our own command (%lld new, %u gone)", s->who,
                         s->selected, (long long)added, s->quiet.gone);
                 session_report(s, IMAP_EV_CHANGED, s->selected, NULL);
         }
 }
 
-static void session_fill_result(struct imap_result *res, const struct imap_response *r)
+void imap_session_quiet_ours(struct imap_session *s, uint32_t n)
+{
+        if (s->quiet.on)
+                s->quiet.ours = n;
+}
+
+/* A code's arguments that don't fit res->args (COPYUID of a big set) are
+ * kept whole on the session (imap_session_long_args), never cut. */
+static void session_fill_result(struct imap_session *s, struct imap_result *res,
+                                const struct imap_response *r)
 {
         res->status = r->status;
         snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
         snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
-        imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
+        char *all = r->code_args ? imap_values_join_alloc(r->code_args, NULL) : NULL;
+        size_t got = imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
+        res->args_cut = r->code_args && (!all || strlen(all) > got);
+        if (res->args_cut) {
+                free(s->long_args);
+                s->long_args = all; /* NULL on ENOMEM: the caller sees args_cut */
+        } else {
+                free(all);
+        }
+}
+
+const char *imap_session_long_args(const struct imap_session *s)
+{
+        return s->long_args;
 }
 
 static int session_send(struct imap_session *s, const char *buf, size_t len, bool redact,
@@ -496,7 +530,7 @@ static int session_await_continuation(struct imap_session *s, const char *tag, i
                         return 0;
                 }
                 if (r->kind == IMAP_RESP_TAGGED && strcmp(r->tag, tag) == 0) {
-                        session_fill_result(res, r);
+                        session_fill_result(s, res, r);
                         *done = true;
                         imap_response_free(r);
                         return 0;
@@ -520,7 +554,7 @@ static int session_collect(struct imap_session *s, char **tags, size_t n, imap_d
                         session_note_caps(s, resp);
                         for (size_t i = 0; i < n; i++)
                                 if (tags[i] && strcmp(resp->tag, tags[i]) == 0) {
-                                        session_fill_result(&res[i], resp);
+                                        session_fill_result(s, &res[i], resp);
                                         if (res[i].status == IMAP_ST_BAD)
                                                 log_warn("%s: server rejected a command: %s",
                                                          s->who, res[i].text);
@@ -680,7 +714,7 @@ static int session_collect_window(struct imap_session *s, char **tags, unsigned 
                             resp->tag[0] == 'A' ? strtoul(resp->tag + 1, &end, 10) : 0;
                         size_t k = seq > base ? (size_t)(seq - base - 1) : sent;
                         if (k < sent && tags[k] && strcmp(resp->tag, tags[k]) == 0) {
-                                session_fill_result(&res[k], resp);
+                                session_fill_result(s, &res[k], resp);
                                 if (res[k].status == IMAP_ST_BAD)
                                         log_warn("%s: server rejected a command: %s", s->who,
                                                  res[k].text);
@@ -921,7 +955,7 @@ static int session_authenticate(struct imap_session *s, enum session_mech m, con
                         return -EIO;
                 if (resp->kind == IMAP_RESP_TAGGED && strcmp(resp->tag, tag) == 0) {
                         session_note_caps(s, resp);
-                        session_fill_result(res, resp);
+                        session_fill_result(s, res, resp);
                         imap_response_free(resp);
                         return 0;
                 }
@@ -1222,6 +1256,7 @@ void imap_session_free(struct imap_session *s)
         free(s->rbuf);
         free(s->selected);
         free(s->permanentflags);
+        free(s->long_args);
         free(s);
 }
 
