@@ -788,18 +788,15 @@ struct flags_job {
         struct msg_ref ref;
         char *flags; /* normalised: single spaces */
         char *out;   /* the flags the server reports after the STORE */
+        int r;       /* the outcome, when run in a batch */
 };
 
-static int write_flags(struct imap_session *s, void *ctx)
+/* -EPERM if the folder does not let one of the flags be stored. */
+static int write_flags_check(const struct flags_job *j, const struct imap_select_info *si)
 {
-        struct flags_job *j = ctx;
-        struct imap_select_info si;
-        int r = write_select_ref(s, &j->ref, &si);
-        if (r < 0)
-                return r;
         for (const char *p = j->flags; *p;) {
                 size_t l = strcspn(p, " ");
-                if (!write_flag_permitted(si.permanentflags, p, l)) {
+                if (!write_flag_permitted(si->permanentflags, p, l)) {
                         log_warn("%s does not allow the flag %.*s", j->ref.mailbox, (int)l, p);
                         return -EPERM;
                 }
@@ -807,8 +804,97 @@ static int write_flags(struct imap_session *s, void *ctx)
                 while (*p == ' ')
                         p++;
         }
+        return 0;
+}
+
+static int write_flags(struct imap_session *s, void *ctx)
+{
+        struct flags_job *j = ctx;
+        struct imap_select_info si;
+        int r = write_select_ref(s, &j->ref, &si);
+        if (r == 0)
+                r = write_flags_check(j, &si);
+        if (r < 0)
+                return r;
         free(j->out);
         return imap_store_flags(s, j->ref.uid, j->flags, &j->out);
+}
+
+/* Concurrent STOREs of the same flags in one folder (setfattr run by
+ * xargs -P, a file manager's threads): one UID STORE of the set. */
+struct flags_many {
+        struct flags_job **v;
+        size_t n;
+        uint32_t *uids;
+        char **outs;
+};
+
+static int write_flags_many(struct imap_session *s, void *ctx)
+{
+        struct flags_many *fm = ctx;
+        uint32_t max = 0;
+        for (size_t i = 0; i < fm->n; i++)
+                max = fm->uids[i] > max ? fm->uids[i] : max;
+        struct imap_select_info si;
+        const struct msg_ref *ref = &fm->v[0]->ref;
+        int r = account_select_uid(s, ref->mailbox, ref->uidvalidity, max, &si);
+        if (r == 0)
+                r = write_flags_check(fm->v[0], &si);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < fm->n; i++) {
+                free(fm->outs[i]);
+                fm->outs[i] = NULL;
+        }
+        return imap_store_flags_many(s, fm->uids, fm->n, fm->v[0]->flags, fm->outs);
+}
+
+static void write_flags_batch(void *ctx, void **args, size_t n)
+{
+        struct account *a = ctx;
+        struct flags_many fm = {(struct flags_job **)args, n, NULL, NULL};
+        if (n > 1) {
+                fm.uids = malloc(n * sizeof(*fm.uids));
+                fm.outs = calloc(n, sizeof(*fm.outs));
+        }
+        if (fm.uids && fm.outs) {
+                for (size_t i = 0; i < n; i++)
+                        fm.uids[i] = fm.v[i]->ref.uid;
+                /* FLAGS (...) sets the whole set: sending it again after a
+                 * lost answer gives the same flags, so it is its own check. */
+                int r = write_run_verified(a, fm.v[0]->ref.mailbox, write_flags_many,
+                                           write_flags_many, &fm);
+                log_dbg("stored the flags of %zu messages of %s in one command: %d", n,
+                        fm.v[0]->ref.mailbox, r);
+                for (size_t i = 0; i < n; i++) {
+                        fm.v[i]->r = r;
+                        free(fm.v[i]->out);
+                        fm.v[i]->out = r == 0 ? fm.outs[i] : NULL;
+                        if (r < 0)
+                                free(fm.outs[i]);
+                }
+                n = 0;
+        }
+        free(fm.uids);
+        free(fm.outs);
+        for (size_t i = 0; i < n; i++)
+                fm.v[i]->r =
+                    write_run_verified(a, fm.v[i]->ref.mailbox, write_flags, write_flags, fm.v[i]);
+}
+
+/* Runs one STORE, together with the others of the same folder and flags
+ * in flight at the same time. */
+static int write_flags_run(struct account *a, struct flags_job *j)
+{
+        size_t len = strlen(j->ref.mailbox) + strlen(j->flags) + 32;
+        char *key = malloc(len);
+        if (!key)
+                return -ENOMEM;
+        snprintf(key, len, "F%u\x01%s\x01%s", j->ref.uidvalidity, j->ref.mailbox, j->flags);
+        j->r = -EIO;
+        int r = batch_submit(a->batch, key, j, write_flags_batch, a);
+        free(key);
+        return r < 0 ? r : j->r;
 }
 
 char *account_flags_normalise(const char *flags, size_t len)
@@ -852,7 +938,7 @@ int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, siz
         if (r == 0)
                 /* FLAGS (...) sets the whole set: sending it again after a
                  * lost answer gives the same flags, so it is its own check. */
-                r = write_run_verified(a, j.ref.mailbox, write_flags, write_flags, &j);
+                r = write_flags_run(a, &j);
         if (r == 0) {
                 cache_lock(a->cache);
                 struct cache_node *n = cache_node_get(a->cache, msg_id);

@@ -553,3 +553,72 @@ int imap_move_uids(struct imap_session *s, const uint32_t *uids, size_t n, const
         *new_uidvalidity = c.uidvalidity;
         return 0;
 }
+
+struct flags_many_ctx {
+        const uint32_t *uids;
+        size_t n;
+        char **outs;
+        bool oom;
+};
+
+static bool ops_flags_many_data(void *vctx, const struct imap_response *r)
+{
+        struct flags_many_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
+        if (!uid || uid->type != IMAP_NUMBER || !flags || flags->type != IMAP_LIST)
+                return false;
+        for (size_t i = 0; i < c->n; i++) {
+                if (c->uids[i] != uid->num)
+                        continue;
+                /* The last answer counts: the flags after the STORE. */
+                free(c->outs[i]);
+                c->outs[i] = imap_values_join_alloc(flags->first, "\\Recent");
+                c->oom |= !c->outs[i];
+                return true;
+        }
+        return false; /* another message's change: an event */
+}
+
+int imap_store_flags_many(struct imap_session *s, const uint32_t *uids, size_t n, const char *flags,
+                          char **outs)
+{
+        memset(outs, 0, n * sizeof(*outs));
+        unsigned *set = malloc((n ? n : 1) * sizeof(*set));
+        if (!set)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                set[i] = uids[i];
+        size_t need = imap_uidset_format(set, n, NULL, 0);
+        char *str = malloc(need + 1);
+        if (str)
+                imap_uidset_format(set, n, str, need + 1);
+        free(set);
+        if (!str)
+                return -ENOMEM;
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct flags_many_ctx c = {uids, n, outs, false};
+        /* flags were checked flag by flag: they are atoms and safe as they are. */
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID STORE %s FLAGS (%s)", str, flags);
+        free(str);
+        int r = imap_session_cmd(s, &cmd, ops_flags_many_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r == 0)
+                r = imap_result_errno("UID STORE", &res);
+        for (size_t i = 0; r == 0 && i < n; i++)
+                if (!outs[i] && !(outs[i] = strdup(flags))) /* a server that stays silent */
+                        c.oom = true;
+        if (r == 0 && c.oom)
+                r = -ENOMEM; /* stored, but what the server says it holds is lost */
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++) {
+                        free(outs[i]);
+                        outs[i] = NULL;
+                }
+        }
+        return r;
+}

@@ -32,6 +32,12 @@ bool imap_flag_valid(const char *flag, size_t len);
  * frees it. NULL on failure. */
 int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char **out);
 
+/* The same for n messages that get the same flags, in one command: outs[i]
+ * gets the flags uids[i] has afterwards (each freed by the caller); all
+ * NULL on failure. */
+int imap_store_flags_many(struct imap_session *s, const uint32_t *uids, size_t n, const char *flags,
+                          char **outs);
+
 /* Removes one message from the selected mailbox and nothing else:
  * UID STORE uid +FLAGS.SILENT (\Deleted), then UID EXPUNGE uid. Never a
  * plain EXPUNGE or CLOSE, which would also remove messages that other clients

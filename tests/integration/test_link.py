@@ -6,7 +6,9 @@ round-trip time, default configuration (persistent cache and live sync on).
    `rm` of N (to the trash) send one `UID MOVE` per file and nothing else worth counting:
    no NOOP, SELECT, `CHANGEDSINCE` resync FETCH or IDLE restart storm triggered by the
    mount's own changes (Dovecot's rawlog counts every command).
-2. `ls | xargs -d '\\n' -n 20 -P 16 mv -t ../Dst` (and the same with rm): every message is
+2. Concurrent changes coalesce: `setfattr` of the same flags run by `xargs -P 16` goes out
+   as few `UID STORE` commands of a set, each message getting exactly those flags.
+   `ls | xargs -d '\\n' -n 20 -P 16 mv -t ../Dst` (and the same with rm): every message is
    in the target exactly once, none left in the source (imaplib, by Message-ID), at most
    one `UID MOVE` per file and no refresh storm. (The kernel hands imapfs these renames
    and unlinks one at a time, so they can't be coalesced into one command: see README,
@@ -34,7 +36,7 @@ DELAY = 0.01  # per direction: 20 ms added round-trip time
 
 # folder → number of messages loaded before the mount
 FOLDERS = {"Src": SERIAL_N, "Dst": 0, "RmSrc": SERIAL_N, "PSrc": PAR_N, "PDst": 0,
-           "PRm": PAR_N, "Trash": 0}
+           "PRm": PAR_N, "PFlags": PAR_N, "Trash": 0}
 
 SRV = None
 PROXY = None
@@ -261,6 +263,31 @@ class Link(unittest.TestCase):
         self.assertEqual(now, IDS["PRm"])
         self.storm_free(cen, PAR_N)
         self.assertEqual(listing("PRm"), [])
+
+
+    def test_5_parallel_flags(self):
+        """xargs -P 16 setfattr of the same flags: few UID STORE commands, every message
+        gets exactly those flags"""
+        cen, _ = self.census_of(lambda: self.xargs(
+            "PFlags", "setfattr -n user.imap.flags -v '\\Flagged $Done'"), PAR_N,
+            "xargs -P16 setfattr")
+        c = SRV.client()
+        try:
+            typ, data = c.select("PFlags", readonly=True)
+            self.assertEqual(typ, "OK", data)
+            meta = D.fetch_meta(c)
+        finally:
+            c.logout()
+        self.assertEqual(len(meta), PAR_N)
+        for uid, m in meta.items():
+            self.assertEqual(C.flags_set(m["flags"]), {"\\Flagged", "$Done"}, (uid, m["flags"]))
+        self.assertLess(cen.count["store"], PAR_N // 4, cen.summary())
+        self.assertLessEqual(cen.total(), PAR_N // 2, cen.summary() + log_tail())
+        # The mount's own view agrees (from the answers, not from a refresh).
+        d = os.path.join(M.mp, "PFlags")
+        for n in listing("PFlags")[:10]:
+            r = sh(["getfattr", "--only-values", "-n", "user.imap.flags", os.path.join(d, n)])
+            self.assertEqual(set(r.stdout.decode().split()), {"\\Flagged", "$Done"}, n)
 
 
 if __name__ == "__main__":
