@@ -462,7 +462,10 @@ void imap_session_quiet(struct imap_session *s, bool on)
                 return;
         /* Messages that came: the count now, plus what went, minus before. */
         int64_t added = (int64_t)s->sel.exists + s->quiet.gone + s->quiet.echo - s->quiet.exists0;
-        if (added < 0 || added + s->quiet.gone > s->quiet.ours) {
+        /* Echoes (by UID) include our command's own removals: what is left
+         * of its allowance is for what came without a UID (EXPUNGE, EXISTS). */
+        uint32_t left = s->quiet.echo >= s->quiet.ours ? 0 : s->quiet.ours - s->quiet.echo;
+        if (added < 0 || added + s->quiet.gone > left) {
                 log_dbg("%s: %s changed beyond our own command (%lld new, %u gone)", s->who,
                         s->selected, (long long)added, s->quiet.gone);
                 session_report(s, IMAP_EV_CHANGED, s->selected, NULL);

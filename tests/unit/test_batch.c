@@ -68,6 +68,50 @@ START_TEST(test_move_set_maps_each_message)
 }
 END_TEST
 
+/* Our changes: UID 5 (this command) and 6 (another connection's move). */
+static bool own_5_6(void *ctx, const struct imap_event *ev)
+{
+        (void)ctx;
+        return ev->kind == IMAP_EV_VANISHED && ev->r && ev->r->args &&
+               (strcmp(ev->r->args->s, "5") == 0 || strcmp(ev->r->args->s, "6") == 0);
+}
+
+START_TEST(test_quiet_echo_is_ours_foreign_is_news)
+{
+        /* During our UID MOVE of 5 the connection also hears of 6 (our own
+         * move on another connection: no news) and, in a second run, of 9
+         * (another client's expunge: news, even though the count of what
+         * went could pass for one message of ours). */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, LOGIN_MOVE, 0},
+            {"A2 SELECT \"Src\"", 0, SELECT_SRC, 0},
+            {"A3 UID MOVE 5 \"Dst\"", 0,
+             "* OK [COPYUID 11 5 20] moved\r\n* VANISHED 5\r\n* VANISHED 6\r\n$T OK done\r\n", 0},
+            {"A4 UID MOVE 7 \"Dst\"", 0,
+             "* OK [COPYUID 11 7 21] moved\r\n* VANISHED 5\r\n* VANISHED 9\r\n$T OK done\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        a.on_event = count_events;
+        a.own_event = own_5_6;
+        changed_events = 0;
+        struct imap_select_info si;
+        ck_assert_int_eq(imap_select(s, "Src", &si), 0);
+        uint32_t v, u;
+        ck_assert_int_eq(imap_move_uid(s, 5, "Dst", &v, &u), 0);
+        ck_assert_uint_eq(changed_events, 0);
+        /* (the script reuses "VANISHED 5" as the echo standing for 7's) */
+        ck_assert_int_eq(imap_move_uid(s, 7, "Dst", &v, &u), 0);
+        ck_assert_uint_eq(changed_events, 1);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
 START_TEST(test_move_set_long_copyuid_not_cut)
 {
         /* A tagged COPYUID longer than imap_result.args: 60 scattered UIDs
@@ -300,6 +344,7 @@ int main(void)
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_move_set_maps_each_message);
         tcase_add_test(tc, test_move_set_long_copyuid_not_cut);
+        tcase_add_test(tc, test_quiet_echo_is_ours_foreign_is_news);
         tcase_add_test(tc, test_store_set_answers_each_message);
         tcase_add_test(tc, test_batch_coalesces_concurrent_requests);
         tcase_add_test(tc, test_batch_serial_caller_goes_at_once);
