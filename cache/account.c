@@ -10,6 +10,8 @@
 #include "cache/store.h"
 #include "cache/ahead.h"
 #include "cache/exclude.h"
+#include "cache/own.h"
+#include "cache/batch.h"
 #include "cache/persist.h"
 #include "imap/array.h"
 #include "imap/conn.h"
@@ -66,6 +68,16 @@ static void account_on_event(void *ctx, const struct imap_event *ev)
                 break;
         }
         cache_unlock(a->cache);
+}
+
+/* Asked before account_on_event: the echo of our own change is no news. */
+static bool account_own_event(void *ctx, const struct imap_event *ev)
+{
+        struct account *a = ctx;
+        cache_lock(a->cache);
+        bool own = own_event(a->own, a->cache, ev);
+        cache_unlock(a->cache);
+        return own;
 }
 
 int account_select(struct imap_session *s, const char *mailbox, uint32_t uidvalidity,
@@ -144,13 +156,17 @@ int account_connect(struct account *a, char *err, size_t errlen, bool *network)
 int account_init(struct account *a)
 {
         a->imap.on_event = account_on_event;
+        a->imap.own_event = account_own_event;
         a->imap.event_ctx = a;
         a->pool = imap_pool_new(&a->imap, a->opts.connections);
         a->cache = cache_new(account_name, a);
         a->blocks = blocks_new(a->opts.mem_cache);
         a->ahead = ahead_new(a);
         a->search = search_new();
-        if (!a->pool || !a->cache || !a->blocks || !a->ahead || !a->search)
+        a->own = own_new();
+        /* A change waits for its batch at most two server deadlines. */
+        a->batch = batch_new(2 * (a->imap.timeout_ms > 0 ? a->imap.timeout_ms : 30000));
+        if (!a->pool || !a->cache || !a->blocks || !a->ahead || !a->search || !a->own || !a->batch)
                 return -ENOMEM;
         return 0;
 }
@@ -162,6 +178,8 @@ void account_destroy(struct account *a)
         search_free(a->search);
         cache_free(a->cache);
         blocks_free(a->blocks);
+        own_free(a->own);
+        batch_free(a->batch);
 }
 
 /* ---- running commands ---- */

@@ -35,6 +35,8 @@ struct account_naming {
 };
 
 struct search;
+struct own;
+struct batch;
 
 struct account_opts {
         bool names_uid;     /* -o names=uid */
@@ -45,7 +47,7 @@ struct account_opts {
         /* -o trash=: NULL = the \Trash special-use folder if there is one;
          * "" = none (expunge); else that folder's server name (modified UTF-7). */
         char *trash;
-        bool offline_ok; /* a cache is there: mount even if the server is away */
+        bool offline_ok;     /* a cache is there: mount even if the server is away */
         const char *exclude; /* -o exclude=: folders hidden from the tree (cache/exclude.h) */
 };
 
@@ -59,6 +61,8 @@ struct account {
         struct ahead *ahead;
         struct store *disk;      /* the persistent cache (cache/store.h), NULL when off */
         struct search *search;   /* .search directories (cache/search.h), cache lock */
+        struct own *own;         /* our changes' echoes (cache/own.h), cache lock */
+        struct batch *batch;     /* concurrent changes coalesced (cache/batch.h) */
         int64_t tree_checked_ms; /* guarded by the cache lock */
         char hier_delim;         /* the server's hierarchy delimiter (from LIST) */
         uint64_t tree_sig;       /* hash of the last LIST, to save the tree only on change */

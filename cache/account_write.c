@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache/batch.h"
+#include "cache/own.h"
 #include "cache/persist.h"
 #include "imap/log.h"
 #include "imap/header.h"
@@ -361,6 +363,7 @@ struct move_job {
          * account_unlink); set when that is what happened. */
         bool label, label_taken;
         uint32_t new_uidvalidity, new_uid; /* where it went (COPYUID) */
+        int r;                             /* the outcome, when run in a batch */
 };
 
 static int write_move(struct imap_session *s, void *ctx)
@@ -445,6 +448,153 @@ static int write_run_verified(struct account *a, const char *mailbox, account_op
         return r == -EIO && imap_pool_down(a->pool) ? -EROFS : r;
 }
 
+/* ---- moves in batches ---- */
+
+/* Concurrent moves of one folder's messages to the same target, as one
+ * UID MOVE of the set (see cache/batch.h). */
+struct moves_job {
+        struct move_job **v;
+        size_t n;
+        uint32_t *uids, *new_uids;
+        bool nomove;   /* the server can't: each goes on its own */
+        bool verified; /* after a lost answer, each one's outcome was asked */
+};
+
+static int write_moves(struct imap_session *s, void *ctx)
+{
+        struct moves_job *mj = ctx;
+        const struct msg_ref *ref = &mj->v[0]->ref;
+        uint32_t max = 0;
+        bool label = false;
+        for (size_t i = 0; i < mj->n; i++) {
+                max = mj->uids[i] > max ? mj->uids[i] : max;
+                label |= mj->v[i]->label;
+        }
+        struct imap_select_info si;
+        int r = account_select_uid(s, ref->mailbox, ref->uidvalidity, max, &si);
+        if (r < 0)
+                return r;
+        const struct imap_caps *caps = imap_session_caps(s);
+        if (!caps->move || (label && caps->gmail)) {
+                mj->nomove = true; /* nothing sent: each takes the path of one */
+                return -EPERM;
+        }
+        uint32_t nv = 0;
+        r = imap_move_uids(s, mj->uids, mj->n, mj->v[0]->target, &nv, mj->new_uids);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < mj->n; i++) {
+                struct move_job *j = mj->v[i];
+                j->new_uidvalidity = nv;
+                j->new_uid = mj->new_uids[i];
+                j->r = 0;
+                if (j->new_uid)
+                        continue;
+                /* Not named in COPYUID: moved only if it is gone (the
+                 * command may not have seen it at all). */
+                bool present = true;
+                int rp = imap_uid_present(s, j->ref.uid, &present);
+                if (rp < 0)
+                        return rp;
+                if (present)
+                        log_warn("UID MOVE of message %u confirmed no copy: it stays", j->ref.uid);
+                j->r = present ? -EAGAIN : 0;
+        }
+        return 0;
+}
+
+/* The answer of a batch's UID MOVE was lost: which ones are gone from the
+ * source? Those were moved (UID MOVE moves each message whole); the others
+ * were not. */
+static int write_moves_verify(struct imap_session *s, void *ctx)
+{
+        struct moves_job *mj = ctx;
+        const struct msg_ref *ref = &mj->v[0]->ref;
+        struct imap_select_info si;
+        int r = account_select(s, ref->mailbox, ref->uidvalidity, &si);
+        if (r < 0)
+                return r == -ESTALE ? -EIO : r;
+        bool all = true;
+        for (size_t i = 0; i < mj->n; i++) {
+                bool present = true;
+                r = imap_uid_present(s, mj->v[i]->ref.uid, &present);
+                if (r < 0)
+                        return r;
+                mj->v[i]->r = present ? -EIO : 0;
+                mj->v[i]->new_uid = 0; /* where to is unknown: the target is listed again */
+                all &= !present;
+        }
+        mj->verified = true;
+        return all ? 0 : -ENOENT;
+}
+
+static void write_move_batch(void *ctx, void **args, size_t n)
+{
+        struct account *a = ctx;
+        struct moves_job mj = {(struct move_job **)args, n, NULL, NULL, false, false};
+        if (n > 1) {
+                mj.uids = malloc(n * sizeof(*mj.uids));
+                mj.new_uids = malloc(n * sizeof(*mj.new_uids));
+        }
+        if (mj.uids && mj.new_uids) {
+                for (size_t i = 0; i < n; i++)
+                        mj.uids[i] = mj.v[i]->ref.uid;
+                const char *src = mj.v[0]->ref.mailbox;
+                int r = write_run_verified(a, src, write_moves, write_moves_verify, &mj);
+                if (!mj.nomove) {
+                        for (size_t i = 0; r < 0 && !mj.verified && i < n; i++)
+                                mj.v[i]->r = r;
+                        log_dbg("moved %zu messages of %s in one command: %d", n, src, r);
+                        if (r < 0) {
+                                /* Which of them moved is not known here. */
+                                cache_lock(a->cache);
+                                cache_mbox_mark_stale(a->cache, src);
+                                cache_mbox_mark_stale(a->cache, mj.v[0]->target);
+                                cache_unlock(a->cache);
+                        }
+                        n = 0;
+                }
+        }
+        free(mj.uids);
+        free(mj.new_uids);
+        for (size_t i = 0; i < n; i++)
+                mj.v[i]->r = write_run_verified(a, mj.v[i]->ref.mailbox, write_move,
+                                                write_move_verify, mj.v[i]);
+}
+
+/* Runs one move or removal: to a folder, together with the others of the
+ * same source and target in flight at the same time; an expunge on its own. */
+static int write_move_run(struct account *a, struct move_job *j)
+{
+        if (!j->target)
+                return write_run_verified(a, j->ref.mailbox, write_move, write_move_verify, j);
+        size_t len = strlen(j->ref.mailbox) + strlen(j->target) + 32;
+        char *key = malloc(len);
+        if (!key)
+                return -ENOMEM;
+        snprintf(key, len, "M%u\x01%s\x01%s", j->ref.uidvalidity, j->ref.mailbox, j->target);
+        j->r = -EIO;
+        int r = batch_submit(a->batch, key, j, write_move_batch, a);
+        free(key);
+        return r < 0 ? r : j->r;
+}
+
+/* A change of ours is over (lock not held): its echoes are no longer
+ * pending. An outcome we don't know (the answer was lost and the server
+ * could not say) may have changed both folders: they are listed again. */
+static void write_own_done(struct account *a, const struct msg_ref *ref, const char *dst,
+                           const char *flags, int r)
+{
+        cache_lock(a->cache);
+        own_done(a->own, ref->mailbox, &ref->uid, 1, dst, flags);
+        if (r == -EIO || r == -EROFS || r == -ETIMEDOUT) {
+                cache_mbox_mark_stale(a->cache, ref->mailbox);
+                if (dst)
+                        cache_mbox_mark_stale(a->cache, dst);
+        }
+        cache_unlock(a->cache);
+}
+
 /* After a move the server confirmed with COPYUID, the message's node goes
  * with it: same inode, its new UID and name, in the target's listing. GNU mv
  * stats the target name right after renaming several files; that name then
@@ -471,6 +621,12 @@ static bool write_follow_move(struct account *a, const struct move_job *j)
                 else
                         free(name);
         }
+        /* The counts follow too, so that the server's echo of this move
+         * (EXISTS, NOTIFY's STATUS) matches the cache and is no news. */
+        if (moved && j->new_uid >= dst->uidnext)
+                dst->uidnext = j->new_uid + 1;
+        if (j->new_uid)
+                own_added(a->own, j->target, j->new_uid);
         cache_unlock(a->cache);
         return moved;
 }
@@ -488,11 +644,15 @@ static int account_move_msg(struct account *a, struct cache_msg *msg, struct cac
                 return -EISDIR;
         struct move_job j = {.target = strdup(np->raw)};
         int r = j.target ? msg_ref_take(msg, &j.ref) : -ENOMEM;
+        if (r == 0)
+                own_expect(a->own, j.ref.mailbox, &j.ref.uid, 1, j.target, NULL);
         cache_unlock(a->cache);
         if (r == 0)
-                r = write_run_verified(a, j.ref.mailbox, write_move, write_move_verify, &j);
+                r = write_move_run(a, &j);
         if (r == 0 && !write_follow_move(a, &j))
                 write_forget_msg(a, &j.ref, j.target);
+        if (j.ref.mailbox)
+                write_own_done(a, &j.ref, j.target, NULL, r);
         free(j.ref.mailbox);
         free((char *)j.target);
         cache_lock(a->cache);
@@ -565,6 +725,8 @@ int account_unlink(struct account *a, uint64_t parent, const char *name)
                  * So by default rm expunges in a label folder, and moves to
                  * the trash only from All Mail (\All). */
                 j.label = j.target && !a->opts.trash && !(p->attrs & IMAP_MBX_ALL);
+                if (err == 0)
+                        own_expect(a->own, j.ref.mailbox, &j.ref.uid, 1, j.target, NULL);
         }
         cache_unlock(a->cache);
         if (!msg || err < 0) {
@@ -572,11 +734,15 @@ int account_unlink(struct account *a, uint64_t parent, const char *name)
                 free((char *)j.target);
                 return err;
         }
-        int r = write_run_verified(a, j.ref.mailbox, write_move, write_move_verify, &j);
-        if (r == 0)
-                write_forget_msg(a, &j.ref, j.label_taken ? NULL : j.target);
-        else if (r == -ENOENT && j.target && !j.label_taken)
+        int r = write_move_run(a, &j);
+        /* Moved to the trash with COPYUID: the node goes along, as for mv,
+         * so the trash's listing stays true without a refresh. */
+        bool to_trash = j.target && !j.label_taken;
+        if (r == 0 && !(to_trash && write_follow_move(a, &j)))
+                write_forget_msg(a, &j.ref, to_trash ? j.target : NULL);
+        else if (r == -ENOENT && to_trash)
                 log_warn("trash folder %s does not exist on the server", j.target);
+        write_own_done(a, &j.ref, j.target, NULL, r);
         free(j.ref.mailbox);
         free((char *)j.target);
         return r == -ESTALE ? -ENOENT : r;
@@ -622,18 +788,15 @@ struct flags_job {
         struct msg_ref ref;
         char *flags; /* normalised: single spaces */
         char *out;   /* the flags the server reports after the STORE */
+        int r;       /* the outcome, when run in a batch */
 };
 
-static int write_flags(struct imap_session *s, void *ctx)
+/* -EPERM if the folder does not let one of the flags be stored. */
+static int write_flags_check(const struct flags_job *j, const struct imap_select_info *si)
 {
-        struct flags_job *j = ctx;
-        struct imap_select_info si;
-        int r = write_select_ref(s, &j->ref, &si);
-        if (r < 0)
-                return r;
         for (const char *p = j->flags; *p;) {
                 size_t l = strcspn(p, " ");
-                if (!write_flag_permitted(si.permanentflags, p, l)) {
+                if (!write_flag_permitted(si->permanentflags, p, l)) {
                         log_warn("%s does not allow the flag %.*s", j->ref.mailbox, (int)l, p);
                         return -EPERM;
                 }
@@ -641,8 +804,97 @@ static int write_flags(struct imap_session *s, void *ctx)
                 while (*p == ' ')
                         p++;
         }
+        return 0;
+}
+
+static int write_flags(struct imap_session *s, void *ctx)
+{
+        struct flags_job *j = ctx;
+        struct imap_select_info si;
+        int r = write_select_ref(s, &j->ref, &si);
+        if (r == 0)
+                r = write_flags_check(j, &si);
+        if (r < 0)
+                return r;
         free(j->out);
         return imap_store_flags(s, j->ref.uid, j->flags, &j->out);
+}
+
+/* Concurrent STOREs of the same flags in one folder (setfattr run by
+ * xargs -P, a file manager's threads): one UID STORE of the set. */
+struct flags_many {
+        struct flags_job **v;
+        size_t n;
+        uint32_t *uids;
+        char **outs;
+};
+
+static int write_flags_many(struct imap_session *s, void *ctx)
+{
+        struct flags_many *fm = ctx;
+        uint32_t max = 0;
+        for (size_t i = 0; i < fm->n; i++)
+                max = fm->uids[i] > max ? fm->uids[i] : max;
+        struct imap_select_info si;
+        const struct msg_ref *ref = &fm->v[0]->ref;
+        int r = account_select_uid(s, ref->mailbox, ref->uidvalidity, max, &si);
+        if (r == 0)
+                r = write_flags_check(fm->v[0], &si);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < fm->n; i++) {
+                free(fm->outs[i]);
+                fm->outs[i] = NULL;
+        }
+        return imap_store_flags_many(s, fm->uids, fm->n, fm->v[0]->flags, fm->outs);
+}
+
+static void write_flags_batch(void *ctx, void **args, size_t n)
+{
+        struct account *a = ctx;
+        struct flags_many fm = {(struct flags_job **)args, n, NULL, NULL};
+        if (n > 1) {
+                fm.uids = malloc(n * sizeof(*fm.uids));
+                fm.outs = calloc(n, sizeof(*fm.outs));
+        }
+        if (fm.uids && fm.outs) {
+                for (size_t i = 0; i < n; i++)
+                        fm.uids[i] = fm.v[i]->ref.uid;
+                /* FLAGS (...) sets the whole set: sending it again after a
+                 * lost answer gives the same flags, so it is its own check. */
+                int r = write_run_verified(a, fm.v[0]->ref.mailbox, write_flags_many,
+                                           write_flags_many, &fm);
+                log_dbg("stored the flags of %zu messages of %s in one command: %d", n,
+                        fm.v[0]->ref.mailbox, r);
+                for (size_t i = 0; i < n; i++) {
+                        fm.v[i]->r = r;
+                        free(fm.v[i]->out);
+                        fm.v[i]->out = r == 0 ? fm.outs[i] : NULL;
+                        if (r < 0)
+                                free(fm.outs[i]);
+                }
+                n = 0;
+        }
+        free(fm.uids);
+        free(fm.outs);
+        for (size_t i = 0; i < n; i++)
+                fm.v[i]->r =
+                    write_run_verified(a, fm.v[i]->ref.mailbox, write_flags, write_flags, fm.v[i]);
+}
+
+/* Runs one STORE, together with the others of the same folder and flags
+ * in flight at the same time. */
+static int write_flags_run(struct account *a, struct flags_job *j)
+{
+        size_t len = strlen(j->ref.mailbox) + strlen(j->flags) + 32;
+        char *key = malloc(len);
+        if (!key)
+                return -ENOMEM;
+        snprintf(key, len, "F%u\x01%s\x01%s", j->ref.uidvalidity, j->ref.mailbox, j->flags);
+        j->r = -EIO;
+        int r = batch_submit(a->batch, key, j, write_flags_batch, a);
+        free(key);
+        return r < 0 ? r : j->r;
 }
 
 char *account_flags_normalise(const char *flags, size_t len)
@@ -679,12 +931,14 @@ int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, siz
                         r = n ? -EPERM : -ENOENT;
                 else
                         r = msg_ref_take((struct cache_msg *)n, &j.ref);
+                if (r == 0)
+                        own_expect(a->own, j.ref.mailbox, &j.ref.uid, 1, NULL, j.flags);
                 cache_unlock(a->cache);
         }
         if (r == 0)
                 /* FLAGS (...) sets the whole set: sending it again after a
                  * lost answer gives the same flags, so it is its own check. */
-                r = write_run_verified(a, j.ref.mailbox, write_flags, write_flags, &j);
+                r = write_flags_run(a, &j);
         if (r == 0) {
                 cache_lock(a->cache);
                 struct cache_node *n = cache_node_get(a->cache, msg_id);
@@ -694,6 +948,8 @@ int account_set_flags(struct account *a, uint64_t msg_id, const char *flags, siz
                         cache_msg_flags_changed(a->cache, (struct cache_msg *)n);
                 cache_unlock(a->cache);
         }
+        if (j.ref.mailbox)
+                write_own_done(a, &j.ref, NULL, j.flags, r);
         free(j.ref.mailbox);
         free(j.flags);
         free(j.out);
@@ -878,6 +1134,8 @@ int account_append_ex(struct account *a, uint64_t mbox_id, const char *data, siz
         else if (!(mailbox = strdup(((struct cache_mbox *)n)->raw)))
                 r = -ENOMEM;
         uint32_t uid_floor = r == 0 ? ((struct cache_mbox *)n)->uidnext : 0;
+        if (r == 0)
+                own_expect(a->own, NULL, NULL, 1, mailbox, NULL);
         cache_unlock(a->cache);
         if (r < 0)
                 return r;
@@ -911,6 +1169,9 @@ int account_append_ex(struct account *a, uint64_t mbox_id, const char *data, siz
                 }
                 cache_unlock(a->cache);
         }
+        cache_lock(a->cache);
+        own_done(a->own, NULL, NULL, 1, mailbox, NULL);
+        cache_unlock(a->cache);
         free(j.flags_out);
         free(j.header);
         free(mailbox);

@@ -271,6 +271,16 @@ static bool sync_differs(struct account *a, const char *raw, const struct imap_s
         return differs;
 }
 
+/* True if news of raw's listing came (it is stale), or it has none yet. */
+static bool sync_is_stale(struct account *a, const char *raw)
+{
+        cache_lock(a->cache);
+        struct cache_mbox *m = cache_mbox_by_raw(a->cache, raw);
+        bool stale = !m || m->state != CACHE_LISTING_VALID;
+        cache_unlock(a->cache);
+        return stale;
+}
+
 /* Refreshes one listing now; the observer invalidates what changed. */
 static void sync_refresh(struct sync *sy, const char *raw)
 {
@@ -734,7 +744,11 @@ static void *sync_main(void *arg)
                         sync_sleep(sy, (int)wait);
                         r = imap_noop(sy->s);
                 }
-                if (r == 0 && (changed || imap_session_events(sy->s) != ev))
+                /* News marked the listing stale (account_on_event); the
+                 * echo of our own change did not, and costs nothing. With
+                 * NOTIFY the news may have been about another folder. */
+                if (r == 0 && (changed || imap_session_events(sy->s) != ev) &&
+                    sync_is_stale(a, target))
                         sync_refresh(sy, target);
                 /* NOTIFY reports may come at any time, also while we poll:
                  * whatever they marked stale is refreshed now. */

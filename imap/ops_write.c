@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "imap/array.h"
 #include "imap/date.h"
 #include "imap/log.h"
 #include "imap/ops.h"
@@ -436,6 +437,188 @@ int imap_append(struct imap_session *s, const char *mailbox, const char *flags, 
                 unsigned long v, u;
                 if (sscanf(res.args, "%lu %lu", &v, &u) == 2 && u <= UINT32_MAX)
                         *new_uid = (uint32_t)u;
+        }
+        return r;
+}
+
+/* COPYUID's source and destination sets, expanded and paired in order
+ * (RFC 4315: the n-th source UID went to the n-th destination UID). */
+struct uidlist {
+        uint32_t *v;
+        size_t n, cap, max;
+        bool bad;
+};
+
+static void ops_uidlist_range(void *vctx, unsigned lo, unsigned hi)
+{
+        struct uidlist *l = vctx;
+        for (uint64_t u = lo; u <= hi && !l->bad; u++) {
+                if (l->n >= l->max || IMAP_ARRAY_GROW(l->v, l->n, l->cap, 64) < 0) {
+                        l->bad = true; /* more than we moved, or ENOMEM */
+                        return;
+                }
+                l->v[l->n++] = (uint32_t)u;
+        }
+}
+
+struct moves_ctx {
+        const uint32_t *uids;
+        size_t n;
+        uint32_t uidvalidity;
+        uint32_t *new_uids;
+};
+
+/* "v srcset dstset": fills new_uids[i] for the uids[] it names. */
+static void ops_copyuid_map(struct moves_ctx *c, const char *args)
+{
+        unsigned long v = 0;
+        char *end;
+        v = strtoul(args, &end, 10);
+        if (end == args || *end != ' ' || v > UINT32_MAX)
+                return;
+        const char *src = end + 1;
+        const char *sp = strchr(src, ' ');
+        if (!sp)
+                return;
+        const char *dst = sp + 1;
+        struct uidlist a = {.max = c->n}, b = {.max = c->n};
+        if (imap_uidset_parse(src, (size_t)(sp - src), ops_uidlist_range, &a) == 0 &&
+            imap_uidset_parse(dst, strcspn(dst, " "), ops_uidlist_range, &b) == 0 && !a.bad &&
+            !b.bad && a.n == b.n) {
+                c->uidvalidity = (uint32_t)v;
+                for (size_t k = 0; k < a.n; k++)
+                        for (size_t i = 0; i < c->n; i++)
+                                if (c->uids[i] == a.v[k])
+                                        c->new_uids[i] = b.v[k];
+        }
+        free(a.v);
+        free(b.v);
+}
+
+static bool ops_moves_data(void *vctx, const struct imap_response *r)
+{
+        struct moves_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || r->status != IMAP_ST_OK || !r->code ||
+            strcmp(r->code, "COPYUID") != 0)
+                return false;
+        char *args = imap_values_join_alloc(r->code_args, NULL);
+        if (args)
+                ops_copyuid_map(c, args);
+        free(args);
+        return true;
+}
+
+int imap_move_uids(struct imap_session *s, const uint32_t *uids, size_t n, const char *target,
+                   uint32_t *new_uidvalidity, uint32_t *new_uids)
+{
+        *new_uidvalidity = 0;
+        memset(new_uids, 0, n * sizeof(*new_uids));
+        if (!imap_session_caps(s)->move)
+                return -EPERM;
+        unsigned *set = malloc((n ? n : 1) * sizeof(*set));
+        if (!set)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                set[i] = uids[i];
+        size_t need = imap_uidset_format(set, n, NULL, 0);
+        char *str = malloc(need + 1);
+        if (!str) {
+                free(set);
+                return -ENOMEM;
+        }
+        imap_uidset_format(set, n, str, need + 1);
+        free(set);
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct moves_ctx c = {uids, n, 0, new_uids};
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID MOVE %s ", str);
+        imap_cmd_str(&cmd, target);
+        free(str);
+        imap_session_quiet(s, true);
+        imap_session_quiet_ours(s, (uint32_t)n);
+        int r = imap_session_cmd(s, &cmd, ops_moves_data, &c, &res);
+        imap_session_quiet(s, false);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("UID MOVE", &res);
+        if (r < 0)
+                return r;
+        if (strcmp(res.code, "COPYUID") == 0) {
+                const char *args = res.args_cut ? imap_session_long_args(s) : res.args;
+                if (args)
+                        ops_copyuid_map(&c, args);
+        }
+        *new_uidvalidity = c.uidvalidity;
+        return 0;
+}
+
+struct flags_many_ctx {
+        const uint32_t *uids;
+        size_t n;
+        char **outs;
+        bool oom;
+};
+
+static bool ops_flags_many_data(void *vctx, const struct imap_response *r)
+{
+        struct flags_many_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
+        if (!uid || uid->type != IMAP_NUMBER || !flags || flags->type != IMAP_LIST)
+                return false;
+        for (size_t i = 0; i < c->n; i++) {
+                if (c->uids[i] != uid->num)
+                        continue;
+                /* The last answer counts: the flags after the STORE. */
+                free(c->outs[i]);
+                c->outs[i] = imap_values_join_alloc(flags->first, "\\Recent");
+                c->oom |= !c->outs[i];
+                return true;
+        }
+        return false; /* another message's change: an event */
+}
+
+int imap_store_flags_many(struct imap_session *s, const uint32_t *uids, size_t n, const char *flags,
+                          char **outs)
+{
+        memset(outs, 0, n * sizeof(*outs));
+        unsigned *set = malloc((n ? n : 1) * sizeof(*set));
+        if (!set)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                set[i] = uids[i];
+        size_t need = imap_uidset_format(set, n, NULL, 0);
+        char *str = malloc(need + 1);
+        if (str)
+                imap_uidset_format(set, n, str, need + 1);
+        free(set);
+        if (!str)
+                return -ENOMEM;
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct flags_many_ctx c = {uids, n, outs, false};
+        /* flags were checked flag by flag: they are atoms and safe as they are. */
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID STORE %s FLAGS (%s)", str, flags);
+        free(str);
+        int r = imap_session_cmd(s, &cmd, ops_flags_many_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r == 0)
+                r = imap_result_errno("UID STORE", &res);
+        for (size_t i = 0; r == 0 && i < n; i++)
+                if (!outs[i] && !(outs[i] = strdup(flags))) /* a server that stays silent */
+                        c.oom = true;
+        if (r == 0 && c.oom)
+                r = -ENOMEM; /* stored, but what the server says it holds is lost */
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++) {
+                        free(outs[i]);
+                        outs[i] = NULL;
+                }
         }
         return r;
 }

@@ -32,6 +32,12 @@ bool imap_flag_valid(const char *flag, size_t len);
  * frees it. NULL on failure. */
 int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char **out);
 
+/* The same for n messages that get the same flags, in one command: outs[i]
+ * gets the flags uids[i] has afterwards (each freed by the caller); all
+ * NULL on failure. */
+int imap_store_flags_many(struct imap_session *s, const uint32_t *uids, size_t n, const char *flags,
+                          char **outs);
+
 /* Removes one message from the selected mailbox and nothing else:
  * UID STORE uid +FLAGS.SILENT (\Deleted), then UID EXPUNGE uid. Never a
  * plain EXPUNGE or CLOSE, which would also remove messages that other clients
@@ -45,6 +51,14 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid);
  * message in both places, never in neither. */
 int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target,
                   uint32_t *new_uidvalidity, uint32_t *new_uid);
+
+/* UID MOVE of n messages of the selected mailbox to target in one command
+ * (needs MOVE: -EPERM without). new_uids[i] gets where uids[i] went
+ * (COPYUID), 0 where the server did not say: the caller checks those. The
+ * move of a set is not atomic on every server: after a failure, ask which
+ * are gone. */
+int imap_move_uids(struct imap_session *s, const uint32_t *uids, size_t n, const char *target,
+                   uint32_t *new_uidvalidity, uint32_t *new_uids);
 
 /* APPEND mailbox (flags) date {len} with data. flags may be NULL/"";
  * date 0 leaves INTERNALDATE to the server (now). *new_uid from APPENDUID,

@@ -44,7 +44,10 @@ struct imap_session {
                 bool on;
                 uint32_t exists0;
                 uint32_t gone;
+                uint32_t ours; /* messages our command adds or removes (1 unless told) */
+                uint32_t echo; /* removed by our other changes (own_event) */
         } quiet;
+        char *long_args; /* the last result's code arguments when args could not hold them */
         int64_t last_activity;
         char who[16]; /* "s3", for log lines */
 };
@@ -345,7 +348,8 @@ static void session_track(struct imap_session *s, const struct imap_response *r)
         }
 }
 
-static void session_report(struct imap_session *s, enum imap_event_kind kind, const char *mailbox,
+/* True if the event was reported (news), false if it was our own echo. */
+static bool session_report(struct imap_session *s, enum imap_event_kind kind, const char *mailbox,
                            const struct imap_response *r)
 {
         struct imap_event ev = {.kind = kind, .mailbox = mailbox, .r = r};
@@ -359,15 +363,18 @@ static void session_report(struct imap_session *s, enum imap_event_kind kind, co
                 if (ms && ms->type == IMAP_LIST && ms->first && ms->first->type == IMAP_NUMBER)
                         ev.modseq = ms->first->num;
         }
+        if (s->acct->own_event && s->acct->own_event(s->acct->event_ctx, &ev))
+                return false;
         if (s->selected && mailbox == s->selected)
                 s->events++;
         if (s->acct->on_event)
                 s->acct->on_event(s->acct->event_ctx, &ev);
+        return true;
 }
 
 /* An untagged response no command claimed: a change made elsewhere, or ours
- * while quiet. */
-static void session_event(struct imap_session *s, const struct imap_response *r)
+ * while quiet. True if it was reported as news. */
+static bool session_event(struct imap_session *s, const struct imap_response *r)
 {
         static const struct {
                 const char *name;
@@ -381,56 +388,61 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
         };
         if (r->status == IMAP_ST_BYE) {
                 log_info("%s: server says BYE: %s", s->who, r->text ? r->text : "");
-                return;
+                return false;
         }
         if (r->code && strcmp(r->code, "ALERT") == 0)
                 log_warn("server alert: %s", r->text);
         if (r->kind != IMAP_RESP_UNTAGGED || !r->name)
-                return;
+                return false;
         /* NOTIFY (RFC 5465) reports other mailboxes' changes as STATUS, and
          * mailboxes created, renamed or deleted as LIST. */
         if (strcmp(r->name, "STATUS") == 0 && r->args &&
             (r->args->type == IMAP_STRING || r->args->type == IMAP_ATOM)) {
-                session_report(s, IMAP_EV_STATUS, r->args->s, r);
-                return;
+                return session_report(s, IMAP_EV_STATUS, r->args->s, r);
         }
         if (strcmp(r->name, "LIST") == 0) {
-                session_report(s, IMAP_EV_LIST, NULL, r);
-                return;
+                return session_report(s, IMAP_EV_LIST, NULL, r);
         }
         if (!s->selected)
-                return;
+                return false;
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
                 if (strcmp(r->name, table[i].name) != 0)
                         continue;
                 enum imap_event_kind kind = table[i].kind;
                 if (kind == IMAP_EV_VANISHED && (!r->args || r->args->type == IMAP_LIST))
-                        return; /* VANISHED (EARLIER): a resync's answer, not news */
+                        return false; /* VANISHED (EARLIER): a resync's answer, not news */
                 if (s->quiet.on && table[i].counts) {
-                        /* Weighed when our command is done (imap_session_quiet). */
+                        /* Weighed when our command is done (imap_session_quiet).
+                         * A VANISHED that is the echo of another change of
+                         * ours (made on another connection) explains a count
+                         * that dropped, but is not this command's doing. */
+                        struct imap_event ev = {.kind = kind, .mailbox = s->selected, .r = r};
                         if (kind == IMAP_EV_EXPUNGE)
                                 s->quiet.gone++;
+                        else if (kind == IMAP_EV_VANISHED && s->acct->own_event &&
+                                 s->acct->own_event(s->acct->event_ctx, &ev))
+                                s->quiet.echo += session_set_count(r->args, UINT32_MAX);
                         else if (kind == IMAP_EV_VANISHED)
                                 s->quiet.gone += session_set_count(r->args, UINT32_MAX);
-                        return;
+                        return false;
                 }
-                session_report(s, kind, s->selected, r);
-                return;
+                return session_report(s, kind, s->selected, r);
         }
+        return false;
 }
 
 /* The one way in for untagged responses: capabilities, then the selected
  * mailbox's counts, then the running command's data (fn), then what is left
  * is an event. */
-static void session_untagged(struct imap_session *s, const struct imap_response *r, imap_data_fn fn,
+static bool session_untagged(struct imap_session *s, const struct imap_response *r, imap_data_fn fn,
                              void *ctx)
 {
         if (session_note_caps(s, r))
-                return;
+                return false;
         session_track(s, r);
         if (fn && fn(ctx, r))
-                return;
-        session_event(s, r);
+                return false;
+        return session_event(s, r);
 }
 
 void imap_session_quiet(struct imap_session *s, bool on)
@@ -439,6 +451,8 @@ void imap_session_quiet(struct imap_session *s, bool on)
                 s->quiet.on = true;
                 s->quiet.exists0 = s->sel.exists;
                 s->quiet.gone = 0;
+                s->quiet.echo = 0;
+                s->quiet.ours = 1;
                 return;
         }
         if (!s->quiet.on)
@@ -447,20 +461,45 @@ void imap_session_quiet(struct imap_session *s, bool on)
         if (!s->selected)
                 return;
         /* Messages that came: the count now, plus what went, minus before. */
-        int64_t added = (int64_t)s->sel.exists + s->quiet.gone - s->quiet.exists0;
-        if (added < 0 || added + s->quiet.gone > 1) {
+        int64_t added = (int64_t)s->sel.exists + s->quiet.gone + s->quiet.echo - s->quiet.exists0;
+        /* Echoes (by UID) include our command's own removals: what is left
+         * of its allowance is for what came without a UID (EXPUNGE, EXISTS). */
+        uint32_t left = s->quiet.echo >= s->quiet.ours ? 0 : s->quiet.ours - s->quiet.echo;
+        if (added < 0 || added + s->quiet.gone > left) {
                 log_dbg("%s: %s changed beyond our own command (%lld new, %u gone)", s->who,
                         s->selected, (long long)added, s->quiet.gone);
                 session_report(s, IMAP_EV_CHANGED, s->selected, NULL);
         }
 }
 
-static void session_fill_result(struct imap_result *res, const struct imap_response *r)
+void imap_session_quiet_ours(struct imap_session *s, uint32_t n)
+{
+        if (s->quiet.on)
+                s->quiet.ours = n;
+}
+
+/* A code's arguments that don't fit res->args (COPYUID of a big set) are
+ * kept whole on the session (imap_session_long_args), never cut. */
+static void session_fill_result(struct imap_session *s, struct imap_result *res,
+                                const struct imap_response *r)
 {
         res->status = r->status;
         snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
         snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
-        imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
+        char *all = r->code_args ? imap_values_join_alloc(r->code_args, NULL) : NULL;
+        size_t got = imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
+        res->args_cut = r->code_args && (!all || strlen(all) > got);
+        if (res->args_cut) {
+                free(s->long_args);
+                s->long_args = all; /* NULL on ENOMEM: the caller sees args_cut */
+        } else {
+                free(all);
+        }
+}
+
+const char *imap_session_long_args(const struct imap_session *s)
+{
+        return s->long_args;
 }
 
 static int session_send(struct imap_session *s, const char *buf, size_t len, bool redact,
@@ -494,7 +533,7 @@ static int session_await_continuation(struct imap_session *s, const char *tag, i
                         return 0;
                 }
                 if (r->kind == IMAP_RESP_TAGGED && strcmp(r->tag, tag) == 0) {
-                        session_fill_result(res, r);
+                        session_fill_result(s, res, r);
                         *done = true;
                         imap_response_free(r);
                         return 0;
@@ -518,7 +557,7 @@ static int session_collect(struct imap_session *s, char **tags, size_t n, imap_d
                         session_note_caps(s, resp);
                         for (size_t i = 0; i < n; i++)
                                 if (tags[i] && strcmp(resp->tag, tags[i]) == 0) {
-                                        session_fill_result(&res[i], resp);
+                                        session_fill_result(s, &res[i], resp);
                                         if (res[i].status == IMAP_ST_BAD)
                                                 log_warn("%s: server rejected a command: %s",
                                                          s->who, res[i].text);
@@ -678,7 +717,7 @@ static int session_collect_window(struct imap_session *s, char **tags, unsigned 
                             resp->tag[0] == 'A' ? strtoul(resp->tag + 1, &end, 10) : 0;
                         size_t k = seq > base ? (size_t)(seq - base - 1) : sent;
                         if (k < sent && tags[k] && strcmp(resp->tag, tags[k]) == 0) {
-                                session_fill_result(&res[k], resp);
+                                session_fill_result(s, &res[k], resp);
                                 if (res[k].status == IMAP_ST_BAD)
                                         log_warn("%s: server rejected a command: %s", s->who,
                                                  res[k].text);
@@ -919,7 +958,7 @@ static int session_authenticate(struct imap_session *s, enum session_mech m, con
                         return -EIO;
                 if (resp->kind == IMAP_RESP_TAGGED && strcmp(resp->tag, tag) == 0) {
                         session_note_caps(s, resp);
-                        session_fill_result(res, resp);
+                        session_fill_result(s, res, resp);
                         imap_response_free(resp);
                         return 0;
                 }
@@ -1220,6 +1259,7 @@ void imap_session_free(struct imap_session *s)
         free(s->rbuf);
         free(s->selected);
         free(s->permanentflags);
+        free(s->long_args);
         free(s);
 }
 
@@ -1331,10 +1371,10 @@ static int session_drain(struct imap_session *s, bool *changed)
                         session_break(s, "server said BYE");
                         return -EIO;
                 }
-                if (session_is_change(r))
+                /* Only news ends an IDLE: the echo of our own change does not. */
+                if (r->kind == IMAP_RESP_UNTAGGED && session_untagged(s, r, NULL, NULL) &&
+                    session_is_change(r))
                         *changed = true;
-                if (r->kind == IMAP_RESP_UNTAGGED)
-                        session_untagged(s, r, NULL, NULL);
                 imap_response_free(r);
         }
 }

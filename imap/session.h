@@ -72,6 +72,12 @@ struct imap_account {
         int timeout_ms;       /* deadline of one server operation */
         uint64_t max_literal; /* largest literal accepted from the server */
         imap_event_fn on_event;
+        /* Optional, asked first (same ctx, same thread rules): true if the
+         * event is the echo of a change of ours, seen on another connection
+         * (our UID MOVE's VANISHED on the connection in IDLE, NOTIFY's STATUS
+         * of the target). Such an event is not counted, not reported and does
+         * not end an IDLE. */
+        bool (*own_event)(void *ctx, const struct imap_event *ev);
         void *event_ctx;
 };
 
@@ -89,6 +95,7 @@ struct imap_result {
         char code[32];           /* response code atom, "" if none */
         char args[256];          /* the code's atom/number arguments, space-separated
                                     ("38505 3955" for APPENDUID) */
+        bool args_cut;           /* args could not hold them all: see imap_session_long_args */
         char text[256];          /* server's text, for the log and error messages */
 };
 
@@ -145,6 +152,13 @@ bool imap_session_used(const struct imap_session *s);
  * the same answer) is reported as IMAP_EV_CHANGED, so the listing is
  * refreshed rather than confirmed. */
 void imap_session_quiet(struct imap_session *s, bool on);
+/* While quiet: our command adds or removes n messages, not one (a UID MOVE
+ * of a set). */
+void imap_session_quiet_ours(struct imap_session *s, uint32_t n);
+/* The whole code arguments of the last result whose args_cut was set
+ * (malloc'd by the session, valid until the next such result or the
+ * session's end); NULL if they could not be kept (ENOMEM). */
+const char *imap_session_long_args(const struct imap_session *s);
 /* How many commands that change the account (APPEND, CREATE, STORE, MOVE,
  * ...) this session has sent or begun to send. If it grew during a call that
  * failed, the change may have been carried out: never repeat it blindly. */
