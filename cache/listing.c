@@ -289,12 +289,10 @@ static uint32_t *listing_known_uids(struct cache_mbox *m, size_t *n)
         uint32_t *v = malloc((m->nmsgs ? m->nmsgs : 1) * sizeof(*v));
         if (!v)
                 return NULL;
-        size_t i = 0;
-        struct cache_msg *msg, *tmp;
-        HASH_ITER(hh_uid, m->by_uid, msg, tmp)
-        {
-                v[i++] = msg->uid;
-        }
+        size_t i = 0, nm;
+        struct cache_msg **msgs = cache_mbox_msgs(m, &nm);
+        for (; i < nm; i++)
+                v[i] = msgs[i]->uid;
         *n = i;
         qsort(v, i, sizeof(*v), listing_uid_cmp);
         return v;
@@ -431,7 +429,9 @@ static int listing_refresh_once(struct account *a, uint64_t mbox_id, int max_age
         cache_unlock(a->cache);
         if (r == 0 && !*renamed && j.kind != LISTING_SAME)
                 persist_save_listing(a, mbox_id);
+        size_t nlisted = j.msgs.n;
         listing_job_reset(&j);
+        cache_trim(nlisted);
         free(j.known);
         free((char *)j.raw);
         return r;

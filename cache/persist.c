@@ -194,9 +194,10 @@ void persist_save_listing(struct account *a, uint64_t mbox_id)
          * stored and writes only the difference. */
         struct store_meta meta = {m->uidvalidity, m->uidnext, m->highestmodseq};
         struct store_listing *l = store_listing_new(m->raw, &meta, m->nmsgs);
-        struct cache_msg *msg, *tmp;
-        HASH_ITER(hh_uid, m->by_uid, msg, tmp)
-        {
+        size_t nm;
+        struct cache_msg **msgs = cache_mbox_msgs(m, &nm);
+        for (size_t i = 0; i < nm; i++) {
+                struct cache_msg *msg = msgs[i];
                 if (!l)
                         break;
                 struct store_msg sm = {msg->uid, msg->size, msg->internaldate, msg->flags,
