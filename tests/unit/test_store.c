@@ -245,6 +245,43 @@ START_TEST(test_listing_diff_saves)
 }
 END_TEST
 
+/* A listing bigger than one write transaction takes (LISTING_TXN_RECORDS, so that LMDB's
+ * cache of dirtied pages stays small: issue 13) is written in parts: every record of a
+ * big first save, of a save that changes every record, expunges half and adds more, and of
+ * a save that shrinks it to a few, arrives, and a neighbour stays as it was. */
+START_TEST(test_listing_in_parts)
+{
+        struct store *s = open_ok(64 << 20);
+        ck_assert_int_eq(store_start(s), 0);
+        static uint32_t uids[20000], other[300];
+        for (size_t i = 0; i < 300; i++)
+                other[i] = (uint32_t)(i + 1);
+        save_listing(s, "A", 1, other, 300, 0);
+        for (uint32_t i = 0; i < 19000; i++)
+                uids[i] = i + 1;
+        save_listing(s, "Big", 5, uids, 19000, 0);
+        ck_assert_int_eq(store_flush(s, 30000), 0);
+        check_listing(s, "Big", 5, uids, 19000, 0);
+        size_t n = 0;
+        for (uint32_t u = 1; u <= 19000; u++)
+                if (u % 2)
+                        uids[n++] = u;
+        while (n < 20000)
+                uids[n] = 19000 + (uint32_t)n, n++;
+        save_listing(s, "Big", 5, uids, n, 1);
+        ck_assert_int_eq(store_flush(s, 30000), 0);
+        check_listing(s, "Big", 5, uids, n, 1);
+        save_listing(s, "Big", 5, uids + 100, 3, 2);
+        ck_assert_int_eq(store_flush(s, 30000), 0);
+        check_listing(s, "Big", 5, uids + 100, 3, 2);
+        check_listing(s, "A", 1, other, 300, 0);
+        store_close(s);
+        s = open_ok(64 << 20);
+        check_listing(s, "Big", 5, uids + 100, 3, 2);
+        store_close(s);
+}
+END_TEST
+
 /* A save writes only the records that changed: a flag, an expunge, a new message. */
 START_TEST(test_listing_writes_only_changes)
 {
@@ -866,6 +903,7 @@ int main(void)
         tcase_add_test(tc, test_hash_vectors);
         tcase_add_test(tc, test_listing_round_trip);
         tcase_add_test(tc, test_listing_diff_saves);
+        tcase_add_test(tc, test_listing_in_parts);
         tcase_add_test(tc, test_listing_writes_only_changes);
         tcase_add_test(tc, test_tree_round_trip);
         tcase_add_test(tc, test_block_round_trip);
