@@ -23,10 +23,10 @@
  *    is appended), uid -> message an array per mailbox sorted by uid, name ->
  *    message an open-addressing table per mailbox (8 bytes a slot). */
 
-#define CACHE_SLAB 1024               /* messages per slab (64 KiB) */
-#define NAMES_CHUNK_MIN 4096          /* first name chunk of a mailbox */
-#define NAMES_CHUNK_MAX (1u << 20)    /* chunks grow to this */
-#define NAMEV_LOAD_NUM 4              /* name table grows past 4/5 full */
+#define CACHE_SLAB 1024            /* messages per slab (64 KiB) */
+#define NAMES_CHUNK_MIN 4096       /* first name chunk of a mailbox */
+#define NAMES_CHUNK_MAX (1u << 20) /* chunks grow to this */
+#define NAMEV_LOAD_NUM 4           /* name table grows past 4/5 full */
 #define NAMEV_LOAD_DEN 5
 
 struct cache_slab {
@@ -60,8 +60,8 @@ struct cache {
         pthread_mutex_t mu;
         pthread_cond_t cv;
         uint64_t next_id;
-        struct cache_mbox *by_id;  /* every mailbox (hh_id) */
-        struct cache_idx *ids;     /* every message, sorted by id */
+        struct cache_mbox *by_id; /* every mailbox (hh_id) */
+        struct cache_idx *ids;    /* every message, sorted by id */
         size_t nids, capids, ndeadids;
         struct cache_mbox *by_raw; /* every listed or inferred mailbox (hh_raw) */
         struct cache_mbox *root;

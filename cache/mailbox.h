@@ -79,18 +79,18 @@ struct cache_mbox {
         struct cache *cache; /* the cache it belongs to */
         struct cache_mbox *parent;
         struct cache_mbox *children; /* hash by dname (hh_child) */
-        UT_hash_handle hh_id; /* in the cache's table of mailboxes by id */
+        UT_hash_handle hh_id;        /* in the cache's table of mailboxes by id */
         UT_hash_handle hh_child;
         UT_hash_handle hh_raw;
         /* Listing */
         uint32_t uidvalidity, uidnext, exists;
         uint64_t highestmodseq; /* CONDSTORE: changes of any kind raise it */
         enum cache_listing_state state;
-        bool observed;             /* report changes to the observer (not during a first listing) */
-        int64_t checked_ms;        /* when the listing was last confirmed with the server */
-        unsigned stale_gen;        /* bumped by every change notice; a refresh that saw
-                                      a bump while it ran leaves the listing stale */
-        bool refreshing;           /* a thread is fetching the listing: others wait */
+        bool observed;      /* report changes to the observer (not during a first listing) */
+        int64_t checked_ms; /* when the listing was last confirmed with the server */
+        unsigned stale_gen; /* bumped by every change notice; a refresh that saw
+                               a bump while it ran leaves the listing stale */
+        bool refreshing;    /* a thread is fetching the listing: others wait */
         /* Messages: by uid, an array sorted by uid that may hold removed (dead)
          * entries until the next compaction (cache_mbox_msgs compacts); by
          * name, an open-addressing table of live messages. */

@@ -214,6 +214,13 @@ void persist_save_listing(struct account *a, uint64_t mbox_id)
         free(raw);
 }
 
+void persist_save_cids(struct account *a, const char *mailbox, uint32_t uidvalidity,
+                       const struct store_cid *v, size_t n)
+{
+        if (a->disk && n && store_cids_save(a->disk, mailbox, uidvalidity, v, n) < 0)
+                log_warn("could not save the content ids of %s in the cache", mailbox);
+}
+
 void persist_drop_mailbox(struct account *a, const char *mailbox, char delim)
 {
         if (a->disk && mailbox)

@@ -108,7 +108,6 @@ START_TEST(test_shutdown_ends_waits)
 }
 END_TEST
 
-
 static char *decode_fn(void *ctx, const char *comp)
 {
         (void)ctx;
@@ -126,7 +125,8 @@ static struct cache_mbox *make_box(struct cache *c, const char *raw)
 /* A name of the usual length: "YYYY-MM-DD Subject [UID].eml". */
 static void long_name(char *buf, size_t cap, uint32_t uid)
 {
-        snprintf(buf, cap, "2022-01-%02u Quarterly report %u [%u].eml", uid % 28 + 1, uid % 97, uid);
+        snprintf(buf, cap, "2022-01-%02u Quarterly report %u [%u].eml", uid % 28 + 1, uid % 97,
+                 uid);
 }
 
 static void check_msg(struct cache *c, struct cache_mbox *m, uint32_t uid, const char *flags)
@@ -189,9 +189,9 @@ START_TEST(test_listing_indexes)
                 if (uid % 3 == 0 || uid % 5 == 0)
                         continue;
                 long_name(name, sizeof name, uid);
-                ck_assert_int_eq(cache_listing_add_named(c, m, uid, uid * 10u, 1000 + uid,
-                                                         "\\\\Answered", name),
-                                 0);
+                ck_assert_int_eq(
+                    cache_listing_add_named(c, m, uid, uid * 10u, 1000 + uid, "\\\\Answered", name),
+                    0);
         }
         long_name(name, sizeof name, 1);
         ck_assert_int_eq(cache_listing_add_named(c, m, N + 5, 1, 1, "", name), -EEXIST);
@@ -237,8 +237,8 @@ START_TEST(test_move_and_flags)
         cache_listing_begin(c, a, 1, 101, 100, 0);
         for (uint32_t uid = 1; uid <= 100; uid++) {
                 long_name(name, sizeof name, uid);
-                ck_assert_int_eq(
-                    cache_listing_add_named(c, a, uid, uid * 10u, 0, "\\\\Seen", name), 0);
+                ck_assert_int_eq(cache_listing_add_named(c, a, uid, uid * 10u, 0, "\\\\Seen", name),
+                                 0);
         }
         cache_listing_end(c, a, 1, a->stale_gen);
         cache_listing_begin(c, b, 2, 1, 0, 0);
@@ -305,9 +305,9 @@ START_TEST(test_bytes_per_message)
         for (uint32_t uid = 1; uid <= N; uid++) {
                 long_name(name, sizeof name, uid);
                 namebytes += strlen(name);
-                ck_assert_int_eq(cache_listing_add_named(c, m, uid, 2000, 0,
-                                                         uid % 3 ? "\\\\Seen" : "", name),
-                                 0);
+                ck_assert_int_eq(
+                    cache_listing_add_named(c, m, uid, 2000, 0, uid % 3 ? "\\\\Seen" : "", name),
+                    0);
         }
         cache_listing_end(c, m, 1, m->stale_gen);
         ck_assert_ptr_nonnull(cache_mbox_sorted(m)); /* as after readdir */
