@@ -76,6 +76,7 @@ MOUNT_TIMEOUT = 120
 ENV = dict(os.environ, LC_ALL="C.UTF-8")
 Broken = B.Broken
 T0 = time.monotonic()
+EXTRA_OPTS = {}  # --opt KEY=VALUE: added to every mount (e.g. mem_cache=4M)
 
 
 def log(*a):
@@ -260,6 +261,7 @@ class Bench:
         wd = os.path.join(self.workdir, "m%02d" % self.nmount)
         os.makedirs(wd)
         opts = {"cafile": self.d.cafile, "password_file": self.d.password_file}
+        opts.update(EXTRA_OPTS)
         opts.update(extra_opts)
         m = I.Mount("imaps://%s@127.0.0.1:%d" % (self.d.user, self.proxy.port), mountpoint=self.mp,
                     workdir=wd, opts=opts)
@@ -987,6 +989,9 @@ def main():
     ap.add_argument("--one-folder", metavar="N[,N...]",
                     help="also load N messages into one folder (then up to each further N) and report the "
                          "daemon's memory after ls -l of it")
+    ap.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="a -o option for every mount (e.g. mem_cache=4M to see what the in-memory "
+                         "block tier is worth)")
     ap.add_argument("--memory-only", action="store_true",
                     help="only the --one-folder rows (default sizes 100,000 and 1,000,000)")
     ap.add_argument("--cold-rounds", type=int, default=7,
@@ -996,6 +1001,9 @@ def main():
     ap.add_argument("--bin", help="imapfs binary (default $IMAPFS_BIN or build/fs/imapfs)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (daemon logs)")
     args = ap.parse_args()
+    for kv in args.opt:
+        k, _, v = kv.partition("=")
+        EXTRA_OPTS[k] = v
     per_folder = args.messages or (1000 if args.quick else 10000)
     sizes = [int(x.replace("_", "")) for x in args.one_folder.split(",")] if args.one_folder else (
         [100000, 1000000] if args.memory_only else [])
