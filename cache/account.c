@@ -694,11 +694,10 @@ static uint64_t account_known_bytes(struct account *a)
         stack[n++] = cache_root(a->cache);
         while (n > 0) {
                 struct cache_mbox *m = stack[--n], *ch, *tmp;
-                struct cache_msg *msg, *mtmp;
-                HASH_ITER(hh_uid, m->by_uid, msg, mtmp)
-                {
-                        sum += msg->size;
-                }
+                size_t nmsg = 0;
+                struct cache_msg **msgs = cache_mbox_msgs(m, &nmsg);
+                for (size_t i = 0; i < nmsg; i++)
+                        sum += msgs[i]->size;
                 /* A tree deeper than the stack is summed in part: an estimate. */
                 HASH_ITER(hh_child, m->children, ch, tmp)
                 {

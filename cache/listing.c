@@ -18,6 +18,7 @@
 
 #include "cache/account.h"
 #include "cache/persist.h"
+#include "cache/store.h"
 #include "imap/array.h"
 #include "imap/conn.h"
 #include "imap/log.h"
@@ -31,6 +32,7 @@ struct listing_msg {
         char *flags;
         char *header;
         size_t header_len;
+        char *cid; /* server-wide content id (X-GM-MSGID, EMAILID); NULL if none */
 };
 
 struct listing_acc {
@@ -91,6 +93,7 @@ static void listing_collect(void *ctx, const struct imap_msg_info *m)
         }
         memcpy(e->header, m->header, m->header_len);
         e->header[m->header_len] = '\0';
+        e->cid = m->cid && m->cid[0] ? strdup(m->cid) : NULL; /* none on ENOMEM: only cache */
         l->n++;
 }
 
@@ -99,6 +102,7 @@ static void listing_job_reset(struct listing_job *j)
         for (size_t i = 0; i < j->msgs.n; i++) {
                 free(j->msgs.v[i].flags);
                 free(j->msgs.v[i].header);
+                free(j->msgs.v[i].cid);
         }
         free(j->msgs.v);
         memset(&j->msgs, 0, sizeof(j->msgs));
@@ -289,15 +293,31 @@ static uint32_t *listing_known_uids(struct cache_mbox *m, size_t *n)
         uint32_t *v = malloc((m->nmsgs ? m->nmsgs : 1) * sizeof(*v));
         if (!v)
                 return NULL;
-        size_t i = 0;
-        struct cache_msg *msg, *tmp;
-        HASH_ITER(hh_uid, m->by_uid, msg, tmp)
-        {
-                v[i++] = msg->uid;
-        }
+        size_t i = 0, nm;
+        struct cache_msg **msgs = cache_mbox_msgs(m, &nm);
+        for (; i < nm; i++)
+                v[i] = msgs[i]->uid;
         *n = i;
         qsort(v, i, sizeof(*v), listing_uid_cmp);
         return v;
+}
+
+/* The content ids the answer brought go to the store after the listing, so that a message's
+ * content is stored (and found) once whichever folder shows it (issue 10). */
+static void listing_save_cids(struct account *a, const struct listing_job *j)
+{
+        size_t n = 0;
+        for (size_t i = 0; i < j->msgs.n; i++)
+                n += j->msgs.v[i].cid != NULL;
+        struct store_cid *v = n ? malloc(n * sizeof(*v)) : NULL;
+        if (!v)
+                return;
+        n = 0;
+        for (size_t i = 0; i < j->msgs.n; i++)
+                if (j->msgs.v[i].cid)
+                        v[n++] = (struct store_cid){j->msgs.v[i].uid, j->msgs.v[i].cid};
+        persist_save_cids(a, j->raw, j->si.uidvalidity, v, n);
+        free(v);
 }
 
 /* Applies the server's answer (lock held). */
@@ -429,9 +449,13 @@ static int listing_refresh_once(struct account *a, uint64_t mbox_id, int max_age
         }
         cache_wake(a->cache);
         cache_unlock(a->cache);
-        if (r == 0 && !*renamed && j.kind != LISTING_SAME)
+        if (r == 0 && !*renamed && j.kind != LISTING_SAME) {
                 persist_save_listing(a, mbox_id);
+                listing_save_cids(a, &j);
+        }
+        size_t nlisted = j.msgs.n;
         listing_job_reset(&j);
+        cache_trim(nlisted);
         free(j.known);
         free((char *)j.raw);
         return r;

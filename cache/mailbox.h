@@ -19,28 +19,36 @@
 
 enum cache_kind { CACHE_MBOX, CACHE_MSG };
 
-/* Common head of every object, found by id. */
+/* Common head of every object, found by id. Mailboxes are few and hashed;
+ * messages are many and found through one array sorted by id (see
+ * mailbox.c: what a listed message costs is what decides the daemon's memory
+ * in a big folder). */
 struct cache_node {
         uint64_t id;
         enum cache_kind kind;
-        UT_hash_handle hh;
 };
 
 struct cache_mbox;
 
+/* One listed message: 64 bytes, allocated from slabs, found by uid (an array
+ * sorted by uid), by name (an open-addressing table) and by id (the cache's
+ * id array). The name lives in its mailbox's name arena and the flags are
+ * interned (one copy per distinct spelling), so a message costs no malloc of
+ * its own. */
 struct cache_msg {
         struct cache_node node; /* first: a cache_node* is a cache_msg* when kind == CACHE_MSG */
         uint32_t uid;
+        uint32_t sorted_idx : 30; /* position in mbox->sorted (valid when not sorted_dirty) */
+        uint32_t mark : 1;        /* seen in the refresh that is being applied */
+        uint32_t dead : 1;        /* removed; its slot is reclaimed at the next compaction */
         uint64_t size;
         time_t internaldate;
-        char *flags; /* space-separated, as the server spells them */
-        char *name;  /* file name, never changes while the message exists */
+        const char *flags; /* space-separated, as the server spells them; interned, read-only */
+        char *name;        /* file name, never changes while the message exists */
         struct cache_mbox *mbox;
-        bool mark;         /* seen in the refresh that is being applied */
-        size_t sorted_idx; /* position in mbox->sorted */
-        UT_hash_handle hh_uid;
-        UT_hash_handle hh_name;
 };
+
+struct cache_names; /* a mailbox's arena of message names (mailbox.c) */
 
 enum cache_listing_state {
         CACHE_LISTING_NONE,  /* never fetched */
@@ -68,22 +76,30 @@ struct cache_mbox {
         unsigned attrs; /* IMAP_MBX_* from LIST */
         bool listed;    /* present in the last LIST (false: a parent we inferred) */
         bool mark;
+        struct cache *cache; /* the cache it belongs to */
         struct cache_mbox *parent;
         struct cache_mbox *children; /* hash by dname (hh_child) */
+        UT_hash_handle hh_id;        /* in the cache's table of mailboxes by id */
         UT_hash_handle hh_child;
         UT_hash_handle hh_raw;
         /* Listing */
         uint32_t uidvalidity, uidnext, exists;
         uint64_t highestmodseq; /* CONDSTORE: changes of any kind raise it */
         enum cache_listing_state state;
-        bool observed;             /* report changes to the observer (not during a first listing) */
-        int64_t checked_ms;        /* when the listing was last confirmed with the server */
-        unsigned stale_gen;        /* bumped by every change notice; a refresh that saw
-                                      a bump while it ran leaves the listing stale */
-        bool refreshing;           /* a thread is fetching the listing: others wait */
-        struct cache_msg *by_uid;  /* hash by uid (hh_uid) */
-        struct cache_msg *by_name; /* hash by name (hh_name) */
-        size_t nmsgs;
+        bool observed;      /* report changes to the observer (not during a first listing) */
+        int64_t checked_ms; /* when the listing was last confirmed with the server */
+        unsigned stale_gen; /* bumped by every change notice; a refresh that saw
+                               a bump while it ran leaves the listing stale */
+        bool refreshing;    /* a thread is fetching the listing: others wait */
+        /* Messages: by uid, an array sorted by uid that may hold removed (dead)
+         * entries until the next compaction (cache_mbox_msgs compacts); by
+         * name, an open-addressing table of live messages. */
+        struct cache_msg **uidv;
+        size_t nuidv, capuidv, ndead;
+        struct cache_msg **namev;
+        size_t capnamev;
+        struct cache_names *names;
+        size_t nmsgs; /* live messages */
         size_t nchildren;
         /* Messages in file-name order (the order of readdir, ls and shell
          * globs), rebuilt lazily after the listing changes. */
@@ -193,6 +209,10 @@ int cache_msg_set_flags(struct cache_msg *msg, const char *flags);
 /* Reports a change of msg's flags to the observer (CACHE_FLAGS_CHANGED). */
 void cache_msg_flags_changed(struct cache *c, struct cache_msg *msg);
 
+/* The live messages of m in uid order (lock held): *n entries, valid until
+ * the listing changes. NULL (with *n 0) when there are none or on ENOMEM. */
+struct cache_msg **cache_mbox_msgs(struct cache_mbox *m, size_t *n);
+
 /* The messages of m sorted by name (lock held); NULL only on ENOMEM. The array
  * holds m->nmsgs entries and stays valid until the listing changes. */
 struct cache_msg **cache_mbox_sorted(struct cache_mbox *m);
@@ -216,7 +236,15 @@ void cache_mbox_heard(struct cache *c, const char *raw);
  * and inferred parents hold none). */
 bool cache_mbox_selectable(const struct cache_mbox *m);
 
-/* Bytes the metadata of n messages costs in memory (for the README figure). */
+/* Gives the memory that a big transient allocation left behind (a listing's
+ * answer, a directory snapshot of n entries) back to the system when n is
+ * large: freed small blocks between live ones stay resident otherwise, and
+ * in a big folder they outweigh the listing itself. */
+void cache_trim(size_t n);
+
+/* Bytes the metadata of one message costs in memory (for the README figure):
+ * its slot, its name in the arena, its entries in the id, uid and name
+ * indexes and in the sorted array. */
 size_t cache_msg_footprint(const struct cache_msg *m);
 
 #endif

@@ -594,12 +594,10 @@ static int parts_ensure_structures(struct parts *p, uint64_t mbox_id)
                 raw = strdup(m->raw);
                 j.uidvalidity = m->uidvalidity;
                 j.uids = malloc((m->nmsgs ? m->nmsgs : 1) * sizeof(*j.uids));
-                struct cache_msg *msg, *tmp;
-                HASH_ITER(hh_uid, m->by_uid, msg, tmp)
-                {
-                        if (j.uids)
-                                j.uids[j.nuids++] = msg->uid;
-                }
+                size_t nm;
+                struct cache_msg **msgs = cache_mbox_msgs(m, &nm);
+                for (size_t i = 0; j.uids && i < nm; i++)
+                        j.uids[j.nuids++] = msgs[i]->uid;
         }
         cache_unlock(p->a->cache);
         /* Only those not known yet (the parts lock after the cache lock's
@@ -887,9 +885,10 @@ static int parts_fill_root(struct parts *p, struct pnode *root)
         if (m) {
                 uidvalidity = m->uidvalidity;
                 v = calloc(m->nmsgs ? m->nmsgs : 1, sizeof(*v));
-                struct cache_msg *msg, *tmp;
-                HASH_ITER(hh_uid, m->by_uid, msg, tmp)
-                {
+                size_t nm;
+                struct cache_msg **msgs = cache_mbox_msgs(m, &nm);
+                for (size_t i = 0; i < nm; i++) {
+                        struct cache_msg *msg = msgs[i];
                         if (!v)
                                 break;
                         size_t len = strlen(msg->name);

@@ -194,9 +194,10 @@ void persist_save_listing(struct account *a, uint64_t mbox_id)
          * stored and writes only the difference. */
         struct store_meta meta = {m->uidvalidity, m->uidnext, m->highestmodseq};
         struct store_listing *l = store_listing_new(m->raw, &meta, m->nmsgs);
-        struct cache_msg *msg, *tmp;
-        HASH_ITER(hh_uid, m->by_uid, msg, tmp)
-        {
+        size_t nm;
+        struct cache_msg **msgs = cache_mbox_msgs(m, &nm);
+        for (size_t i = 0; i < nm; i++) {
+                struct cache_msg *msg = msgs[i];
                 if (!l)
                         break;
                 struct store_msg sm = {msg->uid, msg->size, msg->internaldate, msg->flags,
@@ -211,6 +212,13 @@ void persist_save_listing(struct account *a, uint64_t mbox_id)
         if (!l || store_listing_save(a->disk, l) < 0)
                 log_warn("could not save the listing of %s in the cache", raw ? raw : "?");
         free(raw);
+}
+
+void persist_save_cids(struct account *a, const char *mailbox, uint32_t uidvalidity,
+                       const struct store_cid *v, size_t n)
+{
+        if (a->disk && n && store_cids_save(a->disk, mailbox, uidvalidity, v, n) < 0)
+                log_warn("could not save the content ids of %s in the cache", mailbox);
 }
 
 void persist_drop_mailbox(struct account *a, const char *mailbox, char delim)

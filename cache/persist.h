@@ -34,6 +34,11 @@ void persist_load_listing(struct account *a, uint64_t mbox_id);
 /* Writes the listing of mailbox id as the cache has it now (only the
  * messages that changed reach the disk). */
 void persist_save_listing(struct account *a, uint64_t mbox_id);
+/* Server-wide content ids of messages of mailbox (see store_cids_save): their content is
+ * then stored and found by id, whichever folder it is read through. */
+struct store_cid;
+void persist_save_cids(struct account *a, const char *mailbox, uint32_t uidvalidity,
+                       const struct store_cid *v, size_t n);
 /* Forgets everything stored under a mailbox name (its listing and content)
  * and, if delim is not '\0', under the names below it: after rmdir, and for
  * the old names after a rename. */

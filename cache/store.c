@@ -19,7 +19,7 @@
 #define DATA_FILE "data.mdb"
 #define LOCK_FILE "lock.mdb"
 #define DAMAGED_FILE "damaged" /* left by a process that found damage while using the store */
-#define KEY_MAX (1 + 4 + 4 + 4 + 1 + STORE_SECTION_MAX + 1 + 4)
+#define KEY_MAX (1 + 1 + STORE_CID_MAX + 1 + STORE_SECTION_MAX + 1 + 4)
 #define MBOX_VAL 25u /* number, uidvalidity, uidnext, modseq, listed, messages */
 #define MSG_FIXED 18u
 #define TREE_FIXED 5u
@@ -216,7 +216,7 @@ static bool mdb_damage(int rc)
 
 /* ---- the write queue ---- */
 
-enum op_kind { OP_BLOCK, OP_TOUCH, OP_LISTING, OP_TREE, OP_DROP };
+enum op_kind { OP_BLOCK, OP_TOUCH, OP_LISTING, OP_TREE, OP_DROP, OP_CIDS };
 
 struct store_listing {
         char *mailbox;
@@ -237,7 +237,7 @@ struct op {
         uint32_t index;
         uint64_t khash; /* of the part and index: a queue scan compares this first */
         size_t len;
-        unsigned char *data;           /* OP_BLOCK */
+        unsigned char *data;           /* OP_BLOCK; OP_CIDS: uid u32, length u8, id, ... */
         struct store_listing *listing; /* OP_LISTING */
         unsigned char *tree;           /* OP_TREE: serialized folders (values of the tree DB) */
         size_t ntree;
@@ -248,7 +248,7 @@ struct store {
         uint64_t max_bytes;
         MDB_env *env;
         pid_t pid; /* the process env was opened in */
-        MDB_dbi info, tree, mbox, msg, blk, atime, lru;
+        MDB_dbi info, tree, mbox, msg, blk, atime, lru, cid;
         size_t psize;
         pthread_mutex_t mu;
         pthread_cond_t cv;   /* the writer waits for work */
@@ -258,9 +258,10 @@ struct store {
         size_t queued_bytes;
         uint64_t dropped;
         uint64_t records_written;
-        atomic_bool broken; /* LMDB found damage while in use: not used until reopened */
-        unsigned flushing;  /* store_flush() callers waiting: commit at once */
-        size_t batch_bytes; /* block bytes one transaction takes at most */
+        atomic_bool broken;     /* LMDB found damage while in use: not used until reopened */
+        unsigned flushing;      /* store_flush() callers waiting: commit at once */
+        size_t batch_bytes;     /* block bytes one transaction takes at most */
+        MDB_txn *volatile wtxn; /* the writer's open transaction (aborted after an assert) */
         bool running, stop;
         pthread_t thread;
 };
@@ -337,18 +338,42 @@ static bool op_is_part(const struct op *o, const struct store_part *p, uint64_t 
 
 /* ---- keys ---- */
 
-/* The content key of a block of mailbox number no. */
-static size_t content_key(unsigned char *k, uint32_t no, uint32_t uv, uint32_t uid,
-                          const char *section, char form, uint32_t index)
+/* The server-wide content id of message uid of mailbox number no, if the cid table has one
+ * for this UIDVALIDITY: its length (0: none) and bytes in id. */
+static size_t cid_get(struct store *s, MDB_txn *txn, uint32_t no, uint32_t uv, uint32_t uid,
+                      unsigned char *id)
+{
+        unsigned char kb[8];
+        be32(kb, no);
+        be32(kb + 4, uid);
+        MDB_val k = {8, kb}, v;
+        if (mdb_get(txn, s->cid, &k, &v) != 0 || v.mv_size < 5 || v.mv_size > 4 + STORE_CID_MAX ||
+            get_le32(v.mv_data) != uv)
+                return 0;
+        memcpy(id, (const unsigned char *)v.mv_data + 4, v.mv_size - 4);
+        return v.mv_size - 4;
+}
+
+/* The content key of a block of message uid of mailbox number no: by its server-wide id where
+ * the cid table knows it, else by mailbox number, UIDVALIDITY and UID. */
+static size_t content_key(struct store *s, MDB_txn *txn, unsigned char *k, uint32_t no, uint32_t uv,
+                          uint32_t uid, const char *section, char form, uint32_t index)
 {
         size_t sl = strlen(section), n = 0;
-        k[n++] = STORE_ID_MAILBOX;
-        be32(k + n, no);
-        n += 4;
-        be32(k + n, uv);
-        n += 4;
-        be32(k + n, uid);
-        n += 4;
+        size_t il = cid_get(s, txn, no, uv, uid, k + 2);
+        if (il) {
+                k[n++] = STORE_ID_SERVER;
+                k[n++] = (unsigned char)(il - 1); /* 1-256 bytes in one byte */
+                n += il;
+        } else {
+                k[n++] = STORE_ID_MAILBOX;
+                be32(k + n, no);
+                n += 4;
+                be32(k + n, uv);
+                n += 4;
+                be32(k + n, uid);
+                n += 4;
+        }
         k[n++] = (unsigned char)sl;
         memcpy(k + n, section, sl);
         n += sl;
@@ -452,6 +477,34 @@ struct wstate {
         uint64_t records; /* listing records written or deleted */
 };
 
+/* Listing records one write transaction changes at most. LMDB keeps every
+ * page a transaction dirtied on a free list of its own for the life of the
+ * environment (malloc'd, never given back): one transaction rewriting the
+ * listing of a 100,000-message folder left 8 MB of anonymous memory behind
+ * (80 bytes per message, issue 13). A bigger listing is written in several
+ * transactions, the folder marked unlisted in the first and listed again in
+ * the last, so that a crash between them leaves no half listing to load. */
+#define LISTING_TXN_RECORDS 4096u
+
+static int info_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val, size_t width);
+
+/* Commits what the batch did so far and begins another transaction. */
+static int wstate_renew(struct store *s, struct wstate *w)
+{
+        int rc = info_put(w->txn, s->info, "bytes", w->bytes, 8);
+        if (!rc)
+                rc = info_put(w->txn, s->info, "read_seq", w->seq, 8);
+        if (!rc)
+                rc = mdb_txn_commit(w->txn);
+        else
+                mdb_txn_abort(w->txn);
+        w->txn = s->wtxn = NULL;
+        if (!rc)
+                rc = mdb_txn_begin(s->env, NULL, 0, &w->txn);
+        s->wtxn = rc ? NULL : w->txn;
+        return rc;
+}
+
 /* Removes one block with its LRU entries. */
 static int blk_delete(struct store *s, struct wstate *w, const MDB_val *key)
 {
@@ -538,11 +591,11 @@ static int blk_drop_mailbox(struct store *s, struct wstate *w, uint32_t no, bool
         return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Deletes the listing records of mailbox number no. */
-static int msg_drop_mailbox(struct store *s, struct wstate *w, uint32_t no)
+/* Deletes the records of mailbox number no from dbi (keyed mailbox number + UID). */
+static int recs_drop_mailbox(MDB_dbi dbi, struct wstate *w, uint32_t no)
 {
         MDB_cursor *c;
-        int rc = mdb_cursor_open(w->txn, s->msg, &c);
+        int rc = mdb_cursor_open(w->txn, dbi, &c);
         if (rc)
                 return rc;
         unsigned char start[8];
@@ -561,7 +614,43 @@ static int msg_drop_mailbox(struct store *s, struct wstate *w, uint32_t no)
         return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* Deletes the listing records and content ids of mailbox number no. */
+static int msg_drop_mailbox(struct store *s, struct wstate *w, uint32_t no)
+{
+        int rc = recs_drop_mailbox(s->msg, w, no);
+        return rc ? rc : recs_drop_mailbox(s->cid, w, no);
+}
+
 /* ---- applying queued operations ---- */
+
+static int apply_cids(struct store *s, struct wstate *w, struct op *o)
+{
+        struct mbox_rec r;
+        int e = mbox_ensure(s, w->txn, o->mailbox, &r);
+        if (e)
+                return e == -ENOSPC ? MDB_MAP_FULL : EIO;
+        int rc = 0;
+        for (size_t off = 0; !rc && off + 5 <= o->len;) {
+                uint32_t uid = get_le32(o->data + off);
+                size_t il = o->data[off + 4] + 1u;
+                unsigned char kb[8], vb[4 + STORE_CID_MAX];
+                be32(kb, r.no);
+                be32(kb + 4, uid);
+                le32(vb, o->uidvalidity);
+                memcpy(vb + 4, o->data + off + 5, il);
+                MDB_val k = {8, kb}, v;
+                /* Unchanged (the usual case after the first listing): no write. */
+                if (mdb_get(w->txn, s->cid, &k, &v) == 0 && v.mv_size == 4 + il &&
+                    memcmp(v.mv_data, vb, 4 + il) == 0) {
+                        off += 5 + il;
+                        continue;
+                }
+                v = (MDB_val){4 + il, vb};
+                rc = mdb_put(w->txn, s->cid, &k, &v, 0);
+                off += 5 + il;
+        }
+        return rc;
+}
 
 static int apply_block(struct store *s, struct wstate *w, struct op *o)
 {
@@ -570,8 +659,8 @@ static int apply_block(struct store *s, struct wstate *w, struct op *o)
         if (e)
                 return e == -ENOSPC ? MDB_MAP_FULL : EIO;
         unsigned char kb[KEY_MAX];
-        MDB_val k = {content_key(kb, r.no, o->uidvalidity, o->uid, o->section, (char)o->form,
-                                 o->index),
+        MDB_val k = {content_key(s, w->txn, kb, r.no, o->uidvalidity, o->uid, o->section,
+                                 (char)o->form, o->index),
                      kb},
                 v;
         int rc = mdb_get(w->txn, s->blk, &k, &v);
@@ -592,8 +681,9 @@ static int apply_touch(struct store *s, struct wstate *w, struct op *o)
         if (mbox_get(s, w->txn, o->mailbox, &r) != 0)
                 return 0;
         unsigned char kb[KEY_MAX];
-        MDB_val k = {
-            content_key(kb, r.no, o->uidvalidity, o->uid, o->section, (char)o->form, o->index), kb};
+        MDB_val k = {content_key(s, w->txn, kb, r.no, o->uidvalidity, o->uid, o->section,
+                                 (char)o->form, o->index),
+                     kb};
         return blk_stamp(s, w, &k, 0, false);
 }
 
@@ -678,6 +768,18 @@ static int apply_listing(struct store *s, struct wstate *w, struct store_listing
         }
         qsort(recs, n, sizeof(*recs), cmp_rec);
 
+        /* Written in parts when it may dirty more than one transaction should. */
+        bool parts = n > LISTING_TXN_RECORDS || r.count > LISTING_TXN_RECORDS;
+        if (parts && r.listed) {
+                r.listed = false;
+                rc = mbox_put(s, w->txn, l->mailbox, &r);
+                if (rc) {
+                        free(recs);
+                        return rc;
+                }
+        }
+        uint64_t since = 0; /* records changed in this transaction */
+
         MDB_cursor *c;
         rc = mdb_cursor_open(w->txn, s->msg, &c);
         if (rc) {
@@ -691,17 +793,46 @@ static int apply_listing(struct store *s, struct wstate *w, struct store_listing
         int have = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
         size_t i = 0;
         for (;;) {
+                if (parts && w->records - since >= LISTING_TXN_RECORDS) {
+                        /* Where to go on: the key the cursor is at, or past the end. */
+                        unsigned char at[8];
+                        bool more = have == 0 && k.mv_size == 8;
+                        if (more)
+                                memcpy(at, k.mv_data, 8);
+                        mdb_cursor_close(c);
+                        rc = wstate_renew(s, w);
+                        if (!rc)
+                                rc = mdb_cursor_open(w->txn, s->msg, &c);
+                        if (rc) {
+                                free(recs);
+                                return rc;
+                        }
+                        since = w->records;
+                        if (more) {
+                                k = (MDB_val){8, at};
+                                have = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+                        } else {
+                                have = MDB_NOTFOUND;
+                        }
+                }
                 bool stored = have == 0 && k.mv_size == 8 && get_be32(k.mv_data) == r.no;
                 if (!stored && i == n)
                         break;
                 uint32_t suid = stored ? get_be32((const unsigned char *)k.mv_data + 4) : 0;
                 uint32_t nuid = i < n ? get_le32(recs[i]) : 0;
                 if (stored && (i == n || suid < nuid)) {
-                        /* gone from the server */
+                        /* gone from the server: its content id too */
                         w->records++;
+                        unsigned char gk[8];
+                        memcpy(gk, k.mv_data, 8);
                         rc = mdb_cursor_del(c, 0);
                         if (rc)
                                 break;
+                        MDB_val gkv = {8, gk};
+                        rc = mdb_del(w->txn, s->cid, &gkv, NULL);
+                        if (rc && rc != MDB_NOTFOUND)
+                                break;
+                        rc = 0;
                         have = mdb_cursor_get(c, &k, &v, MDB_NEXT);
                         continue;
                 }
@@ -864,6 +995,8 @@ static int apply_one(struct store *s, struct wstate *w, struct op *o)
                 return apply_tree(s, w, o);
         case OP_DROP:
                 return apply_drop(s, w, o->mailbox, o->delim);
+        case OP_CIDS:
+                return apply_cids(s, w, o);
         }
         return EINVAL;
 }
@@ -885,11 +1018,13 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
                 store_log("cache: cannot write: %s", mdb_strerror(rc));
                 return;
         }
-        MDB_txn *const txn = w.txn;
+        s->wtxn = w.txn;
         sigjmp_buf jb;
         if (sigsetjmp(jb, 0)) {
                 /* LMDB's assert fired on a damaged page (see store_assert()) */
-                mdb_txn_abort(txn);
+                if (s->wtxn)
+                        mdb_txn_abort(s->wtxn);
+                s->wtxn = NULL;
                 store_broken(s, MDB_CORRUPTED);
                 return;
         }
@@ -902,6 +1037,7 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
         if (rc == MDB_MAP_FULL && !skip_blocks) {
                 /* Room for listings matters more than content: again without the blocks. */
                 guard_jmp = NULL;
+                s->wtxn = NULL;
                 mdb_txn_abort(w.txn);
                 apply_batch(s, ops, true);
                 return;
@@ -913,6 +1049,7 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
         if (!rc)
                 rc = info_put(w.txn, s->info, "read_seq", w.seq, 8);
         guard_jmp = NULL;
+        s->wtxn = NULL;
         if (rc) {
                 mdb_txn_abort(w.txn);
                 store_log("cache: a write was dropped: %s", mdb_strerror(rc));
@@ -1158,7 +1295,7 @@ static int env_check(struct store *s, MDB_txn *txn)
                 const char *name;
                 MDB_dbi *dbi;
         } tabs[] = {{"info", &s->info}, {"tree", &s->tree},   {"mbox", &s->mbox}, {"msg", &s->msg},
-                    {"blk", &s->blk},   {"atime", &s->atime}, {"lru", &s->lru}};
+                    {"blk", &s->blk},   {"atime", &s->atime}, {"lru", &s->lru},   {"cid", &s->cid}};
         MDB_stat st;
         MDB_envinfo ei;
         struct stat fst;
@@ -1201,7 +1338,7 @@ static int env_open(struct store *s, char *err, size_t errlen)
         if (rc)
                 return mdb_errno(rc);
         mdb_env_set_assert(s->env, store_assert);
-        mdb_env_set_maxdbs(s->env, 8);
+        mdb_env_set_maxdbs(s->env, 10);
         mdb_env_set_maxreaders(s->env, 256);
         /* Address space, not disk: the file grows as needed. Content is bounded by max_bytes;
          * listings take the rest. */
@@ -1658,14 +1795,14 @@ static ssize_t mapped_block(struct store *s, const struct store_part *p, uint64_
         ssize_t n = mbox_get(s, txn, p->mailbox, &r);
         if (n == 0) {
                 unsigned char kb[KEY_MAX];
-                MDB_val k = {content_key(kb, r.no, p->uidvalidity, p->uid, sect(p),
-                                         (char)(p->form ? p->form : STORE_FORM_RAW),
-                                         (uint32_t)index),
-                             kb},
-                        v;
+                MDB_val k = {0, kb}, v;
                 sigjmp_buf jb;
                 if (sigsetjmp(jb, 0) == 0) {
                         guard_jmp = &jb;
+                        /* In the guard: finding the key reads the cid table. */
+                        k.mv_size = content_key(s, txn, kb, r.no, p->uidvalidity, p->uid, sect(p),
+                                                (char)(p->form ? p->form : STORE_FORM_RAW),
+                                                (uint32_t)index);
                         rc = mdb_get(txn, s->blk, &k, &v);
                         guard_jmp = NULL;
                 } else {
@@ -1847,6 +1984,42 @@ void store_listing_free(struct store_listing *l)
         free(l->mailbox);
         free(l->buf);
         free(l);
+}
+
+int store_cids_save(struct store *s, const char *mailbox, uint32_t uidvalidity,
+                    const struct store_cid *v, size_t n)
+{
+        if (!s || !mailbox || (!v && n))
+                return -EINVAL;
+        if (strlen(mailbox) > STORE_NAME_MAX)
+                return 0; /* nothing of it can be stored */
+        size_t len = 0;
+        for (size_t i = 0; i < n; i++) {
+                size_t il = v[i].cid ? strlen(v[i].cid) : 0;
+                if (il > STORE_CID_MAX)
+                        return -EINVAL;
+                if (il)
+                        len += 5 + il;
+        }
+        if (!len)
+                return 0;
+        struct op *o = calloc(1, sizeof(*o));
+        if (!o || !(o->mailbox = strdup(mailbox)) || !(o->data = malloc(len))) {
+                op_free(o);
+                return -ENOMEM;
+        }
+        o->kind = OP_CIDS;
+        o->uidvalidity = uidvalidity;
+        for (size_t i = 0; i < n; i++) {
+                size_t il = v[i].cid ? strlen(v[i].cid) : 0;
+                if (!il || v[i].uid == 0)
+                        continue;
+                le32(o->data + o->len, v[i].uid);
+                o->data[o->len + 4] = (unsigned char)(il - 1);
+                memcpy(o->data + o->len + 5, v[i].cid, il);
+                o->len += 5 + il;
+        }
+        return submit(s, o);
 }
 
 int store_listing_save(struct store *s, struct store_listing *l)

@@ -28,8 +28,13 @@
  *   section length u8, section bytes ("" = the whole message; "1.2" for a MIME part, #8)
  *   form u8 (STORE_FORM_RAW, or STORE_FORM_DECODED for a decoded part, #8)
  *   block index u32
- * A server-wide content id (EMAILID / X-GM-MSGID, #10) is another id type byte followed by the
- * id's bytes, with the same tail: the layout takes it without a rewrite.
+ * or, for a message whose server-wide content id is known (#10):
+ *   STORE_ID_SERVER u8, id length u8, id ("G" + X-GM-MSGID digits, "E" + EMAILID)
+ * with the same tail. Which one a block gets is decided by the cid table:
+ *   cid    mailbox number u32 + UID u32 -> UIDVALIDITY u32, content id (the rest)
+ * so the same message in two folders (Gmail's labels and All Mail) has one copy of its content,
+ * and nothing per message needs to be kept in memory to find it. Blocks with a server-wide id
+ * are not dropped with a folder (another may show them): they age out by the LRU bound.
  *
  * Writes never wait for the disk in the caller: after store_start() they go to a writer thread
  * that commits everything queued in one write transaction per batch (MDB_NOMETASYNC: data
@@ -65,12 +70,17 @@
 #define STORE_STR_MAX 65535u           /* bytes of one message's flags */
 #define STORE_QUEUE_BYTES (32u << 20)  /* block bytes waiting for the writer, at most */
 
-enum store_id_type { STORE_ID_MAILBOX = 1 /* later: STORE_ID_EMAILID, STORE_ID_GMAIL */ };
+enum store_id_type {
+        STORE_ID_MAILBOX = 1, /* mailbox number, UIDVALIDITY, UID */
+        STORE_ID_SERVER = 2,  /* a server-wide id: length u8, "G" + X-GM-MSGID or "E" + EMAILID */
+};
+#define STORE_CID_MAX 256u /* bytes of a server-wide content id */
 enum store_form { STORE_FORM_RAW = 'R', STORE_FORM_DECODED = 'D' };
 
 struct store;
 
-/* What a content block belongs to: the content id (today mailbox + UIDVALIDITY + UID), the
+/* What a content block belongs to: the message (mailbox + UIDVALIDITY + UID; the store keys
+ * it by the message's server-wide content id where one was saved with store_cids_save), the
  * section ("" or NULL: the whole message) and the form. */
 struct store_part {
         const char *mailbox;
@@ -121,6 +131,17 @@ int store_tree_save(struct store *s, const struct store_folder *v, size_t n);
 /* Calls fn per folder (in the order saved); the number of folders, or -errno. */
 ssize_t store_tree_load(struct store *s, void (*fn)(void *ctx, const struct store_folder *f),
                         void *ctx);
+
+/* Server-wide content ids of messages of mailbox (X-GM-MSGID with X-GM-EXT-1, EMAILID with
+ * OBJECTID), queued like a listing (never dropped): from then on the blocks of these messages
+ * are keyed by the id, so that the message read through another folder is found without a
+ * download. cid: at most STORE_CID_MAX bytes of [A-Za-z0-9_-] ("" entries are skipped). */
+struct store_cid {
+        uint32_t uid;
+        const char *cid;
+};
+int store_cids_save(struct store *s, const char *mailbox, uint32_t uidvalidity,
+                    const struct store_cid *v, size_t n);
 
 /* ---- listings ---- */
 /* A listing being built by the caller (e.g. under its own lock, without the store's). */

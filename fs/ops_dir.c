@@ -494,8 +494,11 @@ static void ops_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info
                 return;
         if (parts_fs_releasedir(req, ino, fi))
                 return;
-        ops_dirsnap_free((struct dirsnap *)(uintptr_t)fi->fh);
+        struct dirsnap *d = (struct dirsnap *)(uintptr_t)fi->fh;
+        size_t n = d ? d->n : 0;
+        ops_dirsnap_free(d);
         fuse_reply_err(req, 0);
+        cache_trim(n); /* after the reply: the caller need not wait for it */
 }
 
 /* df: the account's QUOTA, else an estimate (cache/account.h). */

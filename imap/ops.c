@@ -181,6 +181,35 @@ struct listing_ctx {
         size_t flagcap;
 };
 
+/* IMAP_MSG_CID_MAX bytes at most: RFC 8474 objectids are 1-255 characters
+ * of [A-Za-z0-9_-]; X-GM-MSGID is a 64-bit number. Anything else is no id
+ * (the content is then keyed by folder and UID, as without one). */
+static void ops_cid(const struct imap_value *l, char *out, size_t cap)
+{
+        out[0] = '\0';
+        const struct imap_value *g = imap_fetch_item(l, "X-GM-MSGID");
+        if (g && g->type == IMAP_NUMBER) {
+                snprintf(out, cap, "G%llu", (unsigned long long)g->num);
+                return;
+        }
+        const struct imap_value *e = imap_fetch_item(l, "EMAILID");
+        /* EMAILID (id): a parenthesised list of one atom. */
+        if (e && e->type == IMAP_LIST)
+                e = e->first;
+        if (!e || (e->type != IMAP_ATOM && e->type != IMAP_STRING && e->type != IMAP_NUMBER) ||
+            e->len == 0 || e->len > 255 || e->len + 2 > cap)
+                return;
+        for (size_t i = 0; i < e->len; i++) {
+                char ch = e->s[i];
+                if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+                        return;
+        }
+        out[0] = 'E';
+        memcpy(out + 1, e->s, e->len);
+        out[e->len + 1] = '\0';
+}
+
 /* Joins a FLAGS list into "\Seen \Flagged $Label1". \Recent is left out:
  * it describes the session that saw the message first, not the message, so
  * it would differ with whichever pooled connection fetched the listing. */
@@ -223,6 +252,9 @@ static bool ops_listing_data(void *vctx, const struct imap_response *r)
         };
         if (date->type != IMAP_STRING || !imap_date_parse_internal(date->s, &m.internaldate))
                 m.internaldate = 0;
+        char cid[260];
+        ops_cid(l, cid, sizeof cid);
+        m.cid = cid;
         c->fn(c->ctx, &m);
         return true;
 }
@@ -239,11 +271,15 @@ int imap_fetch_listing_set(struct imap_session *s, const char *uidset, imap_msg_
         struct listing_ctx c = {fn, ctx, NULL, 0};
 
         imap_session_cmd_init(s, &cmd);
+        /* The content id, so that a message in several folders (Gmail's labels)
+         * is downloaded once (issue 10). */
+        const struct imap_caps *caps = imap_session_caps(s);
+        const char *cid = caps->gmail ? " X-GM-MSGID" : caps->objectid ? " EMAILID" : "";
         /* uidset is digits, ':' and ',' that we formatted ourselves. */
         imap_cmd_add(&cmd,
-                     "UID FETCH %s (UID RFC822.SIZE INTERNALDATE FLAGS "
+                     "UID FETCH %s (UID RFC822.SIZE INTERNALDATE FLAGS%s "
                      "BODY.PEEK[HEADER.FIELDS (DATE SUBJECT)])",
-                     uidset);
+                     uidset, cid);
         int r = imap_session_cmd(s, &cmd, ops_listing_data, &c, &res);
         imap_cmd_free(&cmd);
         free(c.flagbuf);

@@ -46,11 +46,16 @@ struct imap_msg_info {
         const char *flags;  /* space-separated, as the server spelled them */
         const char *header; /* the DATE and SUBJECT header lines, raw */
         size_t header_len;
+        /* The server-wide content id, "" if the server has none: "G" and
+         * X-GM-MSGID's digits (X-GM-EXT-1), or "E" and EMAILID (OBJECTID,
+         * RFC 8474). The same message in two folders has the same id. */
+        const char *cid;
 };
 typedef void (*imap_msg_fn)(void *ctx, const struct imap_msg_info *m);
 
 /* One UID FETCH 1:* of UID, RFC822.SIZE, INTERNALDATE, FLAGS and the Date and
- * Subject header fields of every message in the selected mailbox. */
+ * Subject header fields of every message in the selected mailbox, and its
+ * content id where the server has one (X-GM-MSGID, EMAILID). */
 int imap_fetch_listing(struct imap_session *s, imap_msg_fn fn, void *ctx);
 
 /* The same for the messages in uidset only ("1:*" is the whole folder). */

@@ -253,6 +253,7 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"AUTH=OAUTHBEARER", offsetof(struct imap_caps, auth_oauthbearer)},
             {"MULTISEARCH", offsetof(struct imap_caps, multisearch)},
             {"X-GM-EXT-1", offsetof(struct imap_caps, gmail)},
+            {"OBJECTID", offsetof(struct imap_caps, objectid)},
             {"LIST-STATUS", offsetof(struct imap_caps, list_status)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)

@@ -245,6 +245,43 @@ START_TEST(test_listing_diff_saves)
 }
 END_TEST
 
+/* A listing bigger than one write transaction takes (LISTING_TXN_RECORDS, so that LMDB's
+ * cache of dirtied pages stays small: issue 13) is written in parts: every record of a
+ * big first save, of a save that changes every record, expunges half and adds more, and of
+ * a save that shrinks it to a few, arrives, and a neighbour stays as it was. */
+START_TEST(test_listing_in_parts)
+{
+        struct store *s = open_ok(64 << 20);
+        ck_assert_int_eq(store_start(s), 0);
+        static uint32_t uids[20000], other[300];
+        for (size_t i = 0; i < 300; i++)
+                other[i] = (uint32_t)(i + 1);
+        save_listing(s, "A", 1, other, 300, 0);
+        for (uint32_t i = 0; i < 19000; i++)
+                uids[i] = i + 1;
+        save_listing(s, "Big", 5, uids, 19000, 0);
+        ck_assert_int_eq(store_flush(s, 30000), 0);
+        check_listing(s, "Big", 5, uids, 19000, 0);
+        size_t n = 0;
+        for (uint32_t u = 1; u <= 19000; u++)
+                if (u % 2)
+                        uids[n++] = u;
+        while (n < 20000)
+                uids[n] = 19000 + (uint32_t)n, n++;
+        save_listing(s, "Big", 5, uids, n, 1);
+        ck_assert_int_eq(store_flush(s, 30000), 0);
+        check_listing(s, "Big", 5, uids, n, 1);
+        save_listing(s, "Big", 5, uids + 100, 3, 2);
+        ck_assert_int_eq(store_flush(s, 30000), 0);
+        check_listing(s, "Big", 5, uids + 100, 3, 2);
+        check_listing(s, "A", 1, other, 300, 0);
+        store_close(s);
+        s = open_ok(64 << 20);
+        check_listing(s, "Big", 5, uids + 100, 3, 2);
+        store_close(s);
+}
+END_TEST
+
 /* A save writes only the records that changed: a flag, an expunge, a new message. */
 START_TEST(test_listing_writes_only_changes)
 {
@@ -296,6 +333,71 @@ START_TEST(test_tree_round_trip)
 END_TEST
 
 /* ---- blocks ---- */
+
+/* Issue 10: a message with a server-wide content id (X-GM-MSGID, EMAILID) has one copy of
+ * its content, found through any folder that shows it; a folder without the id, or under
+ * another UIDVALIDITY, does not find it; dropping one folder leaves it to the others; a
+ * message gone from a listing loses its id. */
+static ssize_t get_raw(struct store *s, const char *mb, uint32_t uv, uint32_t uid, uint64_t idx,
+                       unsigned char *buf, size_t cap)
+{
+        struct store_part p = part(mb, uv, uid);
+        return store_block_get(s, &p, idx, buf, cap);
+}
+
+START_TEST(test_content_id)
+{
+        struct store *s = open_ok(64 << 20);
+        struct store_cid a[] = {{10, "G1278455344230334865"}, {11, "Eabc_-9"}, {12, ""}};
+        struct store_cid b[] = {{99, "G1278455344230334865"}, {98, "Eabc_-9"}};
+        /* as the account does it: the listing, then the ids it came with */
+        uint32_t both[] = {98, 99};
+        save_listing(s, "[Gmail]/All Mail", 7, both, 2, 0);
+        ck_assert_int_eq(store_cids_save(s, "INBOX", 1, a, 3), 0);
+        ck_assert_int_eq(store_cids_save(s, "[Gmail]/All Mail", 7, b, 2), 0);
+        unsigned char blk[1000], buf[1000];
+        memset(blk, 'x', sizeof blk);
+        struct store_part pa = part("INBOX", 1, 10);
+        ck_assert_int_eq(store_block_put(s, &pa, 0, blk, sizeof blk), 0);
+        ck_assert_int_eq(store_block_put(s, &pa, 1, "tail", 4), 0);
+        struct store_part pe = part("INBOX", 1, 11);
+        ck_assert_int_eq(store_block_put(s, &pe, 0, "emailid", 7), 0);
+        struct store_part pn = part("INBOX", 1, 12); /* no id: by folder and UID */
+        ck_assert_int_eq(store_block_put(s, &pn, 0, "plain", 5), 0);
+        ck_assert_int_eq(get_raw(s, "INBOX", 1, 10, 0, buf, sizeof buf), 1000);
+        /* through the other folder, under its own UIDVALIDITY and UID */
+        ck_assert_int_eq(get_raw(s, "[Gmail]/All Mail", 7, 99, 0, buf, sizeof buf), 1000);
+        ck_assert_int_eq(memcmp(buf, blk, 1000), 0);
+        ck_assert_int_eq(get_raw(s, "[Gmail]/All Mail", 7, 99, 1, buf, sizeof buf), 4);
+        ck_assert_int_eq(get_raw(s, "[Gmail]/All Mail", 7, 98, 0, buf, sizeof buf), 7);
+        ck_assert_int_eq(memcmp(buf, "emailid", 7), 0);
+        ck_assert_int_eq(get_raw(s, "INBOX", 1, 12, 0, buf, sizeof buf), 5);
+        /* another UIDVALIDITY, another UID, a folder without ids: not this content */
+        ck_assert_int_eq(get_raw(s, "[Gmail]/All Mail", 8, 99, 0, buf, sizeof buf), -ENOENT);
+        ck_assert_int_eq(get_raw(s, "[Gmail]/All Mail", 7, 12, 0, buf, sizeof buf), -ENOENT);
+        ck_assert_int_eq(get_raw(s, "Other", 1, 10, 0, buf, sizeof buf), -ENOENT);
+        ck_assert_uint_eq(store_block_count(s), 4);
+        /* the first folder goes: the content stays for the other */
+        ck_assert_int_eq(store_mailbox_drop(s, "INBOX", '/'), 0);
+        ck_assert_int_eq(get_raw(s, "[Gmail]/All Mail", 7, 99, 0, buf, sizeof buf), 1000);
+        ck_assert_int_eq(get_raw(s, "INBOX", 1, 12, 0, buf, sizeof buf), -ENOENT);
+        store_close(s);
+        s = open_ok(64 << 20);
+        ck_assert_int_eq(get_raw(s, "[Gmail]/All Mail", 7, 98, 0, buf, sizeof buf), 7);
+        /* a listing without UID 98: its id goes with its record */
+        uint32_t keep[] = {99};
+        save_listing(s, "[Gmail]/All Mail", 7, keep, 1, 0);
+        ck_assert_int_eq(get_raw(s, "[Gmail]/All Mail", 7, 98, 0, buf, sizeof buf), -ENOENT);
+        ck_assert_int_eq(get_raw(s, "[Gmail]/All Mail", 7, 99, 0, buf, sizeof buf), 1000);
+        /* a malformed length is refused */
+        char big[STORE_CID_MAX + 2];
+        memset(big, 'a', sizeof big - 1);
+        big[sizeof big - 1] = '\0';
+        struct store_cid bad = {5, big};
+        ck_assert_int_eq(store_cids_save(s, "X", 1, &bad, 1), -EINVAL);
+        store_close(s);
+}
+END_TEST
 
 START_TEST(test_block_round_trip)
 {
@@ -866,8 +968,10 @@ int main(void)
         tcase_add_test(tc, test_hash_vectors);
         tcase_add_test(tc, test_listing_round_trip);
         tcase_add_test(tc, test_listing_diff_saves);
+        tcase_add_test(tc, test_listing_in_parts);
         tcase_add_test(tc, test_listing_writes_only_changes);
         tcase_add_test(tc, test_tree_round_trip);
+        tcase_add_test(tc, test_content_id);
         tcase_add_test(tc, test_block_round_trip);
         tcase_add_test(tc, test_block_queued_visible);
         tcase_add_test(tc, test_lru_eviction);
