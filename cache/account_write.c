@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cache/expunge_guard.h"
 #include "cache/persist.h"
 #include "imap/log.h"
 #include "imap/header.h"
@@ -374,6 +375,8 @@ static int write_move(struct imap_session *s, void *ctx)
                 j->label_taken = true;
                 return imap_expunge_uid(s, j->ref.uid);
         }
+        if (expunge_guard_needed(s, j->target != NULL))
+                return expunge_guard_run(s, j->ref.uid, j->target);
         if (!j->target)
                 return imap_expunge_uid(s, j->ref.uid);
         return imap_move_uid(s, j->ref.uid, j->target, &j->new_uidvalidity, &j->new_uid);
@@ -642,7 +645,8 @@ static int write_flags(struct imap_session *s, void *ctx)
                         p++;
         }
         free(j->out);
-        return imap_store_flags(s, j->ref.uid, j->flags, &j->out);
+        r = imap_store_flags(s, j->ref.uid, j->flags, &j->out);
+        return r == 0 ? imap_publish_flags(s) : r;
 }
 
 char *account_flags_normalise(const char *flags, size_t len)

@@ -439,3 +439,135 @@ int imap_append(struct imap_session *s, const char *mailbox, const char *flags, 
         }
         return r;
 }
+
+/* ---- servers with neither UIDPLUS nor MOVE (issue 15) ---- */
+
+struct deleted_ctx {
+        uint32_t uid;
+        bool ours, others;
+};
+
+static bool ops_deleted_data(void *vctx, const struct imap_response *r)
+{
+        struct deleted_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
+                return false;
+        for (const struct imap_value *v = r->args; v; v = v->next) {
+                if (v->type != IMAP_NUMBER)
+                        continue;
+                if (v->num == c->uid)
+                        c->ours = true;
+                else
+                        c->others = true;
+        }
+        return true;
+}
+
+int imap_search_deleted(struct imap_session *s, uint32_t uid, bool *ours, bool *others)
+{
+        struct deleted_ctx c = {uid, false, false};
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID SEARCH DELETED");
+        int r = imap_session_cmd(s, &cmd, ops_deleted_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r == 0)
+                r = imap_result_errno("UID SEARCH DELETED", &res);
+        *ours = c.ours;
+        *others = c.others;
+        return r;
+}
+
+int imap_expunge_guarded(struct imap_session *s, uint32_t uid)
+{
+        if (imap_session_caps(s)->uidplus)
+                return imap_expunge_uid(s, uid);
+        struct had_ctx hc = {uid, false, false};
+        int r = ops_flag_deleted(s, uid, &hc);
+        if (r < 0)
+                return r; /* the STORE failed: nothing to take back */
+        bool ours = false, others = false;
+        r = imap_search_deleted(s, uid, &ours, &others);
+        if (r == 0 && others) {
+                log_warn("not removing message %u: other messages of the folder are marked "
+                         "\\Deleted, and without UIDPLUS the only EXPUNGE there is would remove "
+                         "them too",
+                         uid);
+                r = -EPERM;
+        } else if (r == 0 && !ours) {
+                /* The STORE did not take (no right to \Deleted?): an EXPUNGE
+                 * would remove nothing of ours. */
+                log_warn("message %u did not keep \\Deleted: not removed", uid);
+                r = -EACCES;
+        }
+        if (r == 0) {
+                /* The guarded exception to "never a plain EXPUNGE": just now
+                 * only our message carried \Deleted. */
+                struct expunge_ctx ec = {uid, false};
+                struct imap_cmd cmd;
+                struct imap_result res;
+                imap_session_cmd_init(s, &cmd);
+                imap_cmd_add(&cmd, "EXPUNGE");
+                imap_session_quiet(s, true);
+                r = imap_session_cmd(s, &cmd, ops_expunge_seen, &ec, &res);
+                imap_session_quiet(s, false);
+                imap_cmd_free(&cmd);
+                if (r == 0)
+                        r = imap_result_errno("EXPUNGE", &res);
+                if (r == 0 && !ec.gone) {
+                        struct search_ctx sc = {uid, false};
+                        r = ops_uid_cmd(s, "UID SEARCH", ops_search_data, &sc, "UID SEARCH UID %u",
+                                        uid);
+                        if (r == 0 && sc.found) {
+                                log_warn("the server kept message %u after EXPUNGE", uid);
+                                r = -EACCES;
+                        }
+                }
+        }
+        if (r < 0 && !hc.deleted)
+                ops_unflag_deleted(s, uid);
+        return r;
+}
+
+int imap_copy_confirmed(struct imap_session *s, uint32_t uid, const char *target)
+{
+        /* An OK to UID COPY of a UID outside the session's view copies
+         * nothing ("OK No messages found"): only a UID the session sees makes
+         * the OK a confirmation. */
+        bool present = false;
+        int r = imap_uid_present(s, uid, &present);
+        if (r < 0)
+                return r;
+        if (!present)
+                return -ENOENT;
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID COPY %u ", uid);
+        imap_cmd_str(&cmd, target);
+        imap_session_quiet(s, true);
+        r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_session_quiet(s, false);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : imap_result_errno("UID COPY", &res);
+}
+
+int imap_publish_flags(struct imap_session *s)
+{
+        const struct imap_caps *caps = imap_session_caps(s);
+        const char *sel = imap_session_selected(s);
+        if (!sel || caps->uidplus || caps->condstore || caps->qresync || !caps->unselect)
+                return 0;
+        /* GNU Mailutils keeps a STORE's flags to the session until it leaves
+         * the mailbox (NOOP and CHECK don't publish them; UNSELECT does, in
+         * well under a millisecond). The next command there SELECTs again. */
+        imap_session_set_selected(s, NULL, NULL);
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UNSELECT");
+        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : imap_result_errno("UNSELECT", &res);
+}
