@@ -251,6 +251,7 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"MULTISEARCH", offsetof(struct imap_caps, multisearch)},
             {"X-GM-EXT-1", offsetof(struct imap_caps, gmail)},
             {"LIST-STATUS", offsetof(struct imap_caps, list_status)},
+            {"NAMESPACE", offsetof(struct imap_caps, namespace)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)

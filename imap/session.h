@@ -79,7 +79,8 @@ struct imap_caps {
         bool imap4rev1, literal_plus, literal_minus, uidplus, move, condstore, qresync, idle,
             notify, esearch, enable, special_use, binary, starttls, logindisabled, auth_plain,
             sasl_ir, unselect, auth_xoauth2, auth_oauthbearer, multisearch, list_status,
-            gmail;            /* X-GM-EXT-1: labels are folders */
+            gmail,            /* X-GM-EXT-1: labels are folders */
+            namespace;        /* NAMESPACE (RFC 2342) */
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 

@@ -143,7 +143,9 @@ class Scenarios:
             self.assertTrue(os.path.isdir(self.p(f)), "%s missing: %r" % (f, os.listdir(self.mnt.mp)))
         top = set(os.listdir(self.mnt.mp))
         self.assertIn("Empty", top)
-        self.assertNotIn("INBOX" + "/", top)
+        # a namespace prefix ("INBOX/" on Cyrus with altnamespace: no) is not a level
+        self.assertEqual([d for d in os.listdir(self.p("INBOX"))
+                          if os.path.isdir(self.p("INBOX", d))], [])
 
     def test_02_listing_sizes_bytes(self):
         for f in FOLDERS:
@@ -326,6 +328,15 @@ class Cyrus(Scenarios, unittest.TestCase):
     def make_server(cls):
         import cyrus
         return cyrus.Cyrus()
+
+
+class CyrusPrefix(Scenarios, unittest.TestCase):
+    """Cyrus with altnamespace: no: every personal folder is under "INBOX/"."""
+
+    @classmethod
+    def make_server(cls):
+        import cyrus
+        return cyrus.Cyrus(altnamespace=False)
 
 
 class Mailutils(Scenarios, unittest.TestCase):
