@@ -435,7 +435,7 @@ static int write_move_verify(struct imap_session *s, void *ctx)
         if (j->target && !copied && write_find_copy(s, j) < 0)
                 return -EIO;
         log_info("finishing the removal of message %u from %s", j->ref.uid, j->ref.mailbox);
-        r = imap_expunge_uid(s, j->ref.uid);
+        r = imap_expunge_guarded(s, j->ref.uid); /* imap_expunge_uid with UIDPLUS */
         return r == -EIO ? r : r < 0 ? -ENOENT : 0;
 }
 

@@ -262,9 +262,14 @@ class Scenarios:
             self.assertIn(bodies[gone], tbodies.values())
 
     def test_08_rmdir(self):
+        """rmdir of a folder a session of the mount has selected (it lists it first): the
+        session leaves it with UNSELECT (both Cyrus and Mailutils refuse EXAMINE "")."""
+        self.assertEqual(mount_files(self.p("Gone")), {})
         os.rmdir(self.p("Gone"))
         self.assertNotIn(sname(self.srv, "Gone"), self.server_names())
         self.assertFalse(os.path.exists(self.p("Gone")))
+        self.assertIn("Work", os.listdir(self.mnt.mp))
+        self.assertEqual(len(mount_files(self.p("Work"))), len(self.server("Work", False)[0]))
 
     def test_09_live_sync(self):
         """Another client appends to a folder the mount has listed: it shows within the
@@ -289,7 +294,19 @@ class Scenarios:
                 name = C.wait_for(listed, 15, 0.1, "message appended elsewhere in %s listed" % f)[0]
             except TimeoutError as e:
                 self.fail("%s%s" % (e, self.log()))
-            self.assertEqual(read_file(self.p(f, name)), C.crlf(raw))
+            if self.srv.name != "mailutils":
+                self.assertEqual(read_file(self.p(f, name)), C.crlf(raw))
+                continue
+
+            # Mailutils: the session that lists and the one that reads may have given
+            # the new message different UIDs (its maildir race); it settles
+            def readable():
+                try:
+                    n = [n for n in os.listdir(self.p(f)) if ("test " + key) in n]
+                    return n and read_file(self.p(f, n[0])) == C.crlf(raw)
+                except OSError:
+                    return False
+            C.wait_for(readable, 15, 0.2, "message appended elsewhere in %s readable" % f)
 
     def test_10_starttls(self):
         m = I.Mount("imap://%s@127.0.0.1:%d" % (self.srv.user, self.srv.imap_port),
