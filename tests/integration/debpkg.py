@@ -45,8 +45,15 @@ def unpacked(name, packages):
     os.chmod(dl, 0o777)  # apt's _apt user writes the download when it can
     need = [p for p in packages if not glob.glob(os.path.join(dl, p + "_*.deb"))]
     if need:
-        r = subprocess.run(["apt-get", "download"] + need, cwd=dl, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=300)
+        def download():
+            return subprocess.run(["apt-get", "download"] + need, cwd=dl, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, timeout=300)
+        r = download()
+        if r.returncode != 0 and os.geteuid() == 0:
+            # a machine whose package lists were never fetched (everything else installed)
+            subprocess.run(["apt-get", "update", "-qq"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=300)
+            r = download()
         if r.returncode != 0:
             raise Unavailable("apt-get download %s failed: %s" % (
                 " ".join(need), r.stderr.decode(errors="replace").strip()[-300:]))
