@@ -479,6 +479,35 @@ int imap_search_deleted(struct imap_session *s, uint32_t uid, bool *ours, bool *
         return r;
 }
 
+struct fetched_ctx {
+        uint32_t uid;
+        bool found;
+};
+
+static bool ops_fetched_data(void *vctx, const struct imap_response *r)
+{
+        struct fetched_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid)
+                return false;
+        c->found = true;
+        return true;
+}
+
+/* Is uid in the session's view? Asked with UID FETCH uid (UID), not UID
+ * SEARCH UID: GNU Mailutils 3.15 reads the set of "UID SEARCH UID n" as
+ * sequence numbers (with a gap in the UIDs, "UID SEARCH UID 3" answers 4).
+ * A single UID that isn't there fetches nothing. */
+static int ops_uid_fetched(struct imap_session *s, uint32_t uid, bool *present)
+{
+        struct fetched_ctx c = {uid, false};
+        int r = ops_uid_cmd(s, "UID FETCH", ops_fetched_data, &c, "UID FETCH %u (UID)", uid);
+        *present = c.found;
+        return r;
+}
+
 int imap_expunge_guarded(struct imap_session *s, uint32_t uid)
 {
         if (imap_session_caps(s)->uidplus)
@@ -516,10 +545,13 @@ int imap_expunge_guarded(struct imap_session *s, uint32_t uid)
                 if (r == 0)
                         r = imap_result_errno("EXPUNGE", &res);
                 if (r == 0 && !ec.gone) {
-                        struct search_ctx sc = {uid, false};
-                        r = ops_uid_cmd(s, "UID SEARCH", ops_search_data, &sc, "UID SEARCH UID %u",
-                                        uid);
-                        if (r == 0 && sc.found) {
+                        /* No EXPUNGE heard (Mailutils 3.15 answers "* n
+                         * EXPUNGED"). Ours carried \Deleted: still listed by
+                         * SEARCH DELETED means still there. The DELETED key,
+                         * not a UID set, which that server misreads. */
+                        bool found = false, rest = false;
+                        r = imap_search_deleted(s, uid, &found, &rest);
+                        if (r == 0 && found) {
                                 log_warn("the server kept message %u after EXPUNGE", uid);
                                 r = -EACCES;
                         }
@@ -536,7 +568,7 @@ int imap_copy_confirmed(struct imap_session *s, uint32_t uid, const char *target
          * nothing ("OK No messages found"): only a UID the session sees makes
          * the OK a confirmation. */
         bool present = false;
-        int r = imap_uid_present(s, uid, &present);
+        int r = ops_uid_fetched(s, uid, &present);
         if (r < 0)
                 return r;
         if (!present)

@@ -201,6 +201,27 @@ class Scenarios:
             self.assertEqual(len(set(files) - before), 1,
                              "copy %d not listed: %r%s" % (i, files, self.log()))
 
+    def test_04c_cp_then_flag_and_move_at_once(self):
+        """A message just copied in is flagged and moved at once (the session that
+        APPENDed may not have heard of it: no * EXISTS on Mailutils)."""
+        for i in range(3):
+            before = set(mount_files(self.p("Work")))
+            raw = make_msg("flagmove-%d" % i, 60 + i)
+            src = os.path.join(self.mnt.workdir, "fm-%d.eml" % i)
+            with open(src, "wb") as f:
+                f.write(raw)
+            sh(["cp", src, self.p("Work") + "/"], check=True)
+            files = mount_files(self.p("Work"))
+            new = set(files) - before
+            self.assertEqual(len(new), 1, files)
+            path = self.p("Work", files[new.pop()])
+            r = sh(["setfattr", "-n", "user.imap.flags", "-v", "\\Seen", path])
+            self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace") + self.log())
+            r = sh(["mv", path, self.p("Made") + "/"])
+            self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace") + self.log())
+        _, bodies = self.server("Made")
+        self.assertEqual(len(bodies), 3)
+
     def test_05_setfattr_flags_on_server(self):
         """A flag change that returned success is seen by another client at once (issue 15
         #3: Mailutils keeps a STORE's flags to the session until it leaves the mailbox)."""

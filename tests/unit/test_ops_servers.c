@@ -126,6 +126,28 @@ START_TEST(test_guarded_expunge_when_only_ours)
 }
 END_TEST
 
+/* Mailutils 3.15 answers EXPUNGE with "* n EXPUNGED": SEARCH DELETED decides. */
+START_TEST(test_guarded_expunge_checks_without_an_expunge_response)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT] ok\r\n", 0},
+            {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
+            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
+            {"A5 EXPUNGE\r", 0, "* 2 EXPUNGED\r\n* 2 EXISTS\r\n$T OK\r\n", 0},
+            {"A6 UID SEARCH DELETED\r", 0, "* SEARCH\r\n$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = open_with(&f, script, &a);
+        select_inbox(s);
+        ck_assert_int_eq(imap_expunge_guarded(s, 5), 0);
+        finish(&f, s);
+}
+END_TEST
+
 START_TEST(test_publish_flags_unselects_only_where_needed)
 {
         static const struct step mailutils[] = {
@@ -165,6 +187,7 @@ int main(void)
         tcase_add_test(tc, test_namespace_needs_the_capability);
         tcase_add_test(tc, test_guarded_expunge_refused_beside_another_deleted);
         tcase_add_test(tc, test_guarded_expunge_when_only_ours);
+        tcase_add_test(tc, test_guarded_expunge_checks_without_an_expunge_response);
         tcase_add_test(tc, test_publish_flags_unselects_only_where_needed);
         suite_add_tcase(su, tc);
         return unit_run(su);
