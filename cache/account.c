@@ -19,6 +19,7 @@
 #include "imap/log.h"
 #include "imap/ops.h"
 #include "imap/ops_quota.h"
+#include "imap/ops_namespace.h"
 #include "imap/ops_status.h"
 
 /* Read-ahead grows from the first fetch's size, doubling on each sequential
@@ -146,6 +147,16 @@ int account_connect(struct account *a, char *err, size_t errlen, bool *network)
                 return ACCOUNT_OFFLINE;
         if (r < 0)
                 return r;
+        /* Before the first LIST: the tree is shown below the personal
+         * namespace's prefix. A server that fails NAMESPACE is shown as LIST
+         * gives it. */
+        char *ns = NULL, ns_delim = 0;
+        if (imap_namespace_personal(s, &ns, &ns_delim) == 0) {
+                cache_lock(a->cache);
+                cache_set_ns_prefix(a->cache, ns);
+                cache_unlock(a->cache);
+        }
+        free(ns);
         imap_pool_adopt(a->pool, s);
         r = account_refresh_tree(a, 0);
         if (r < 0)
@@ -464,6 +475,20 @@ char *account_child_raw(const struct account *a, const struct cache_mbox *parent
         }
         if (!enc)
                 return NULL;
+        const char *ns = cache_ns_prefix(a->cache);
+        if (!parent->raw && *ns) {
+                /* At the top of a namespace with a prefix: the server's top
+                 * level refuses CREATE; the user's folders live under it. */
+                size_t nl = strlen(ns), el = strlen(enc);
+                char *raw = malloc(nl + el + 1);
+                if (raw) {
+                        memcpy(raw, ns, nl);
+                        memcpy(raw + nl, enc, el + 1);
+                }
+                free(enc);
+                *err = raw ? 0 : -ENOMEM;
+                return raw;
+        }
         if (!parent->raw) {
                 *err = 0;
                 return enc;

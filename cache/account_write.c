@@ -8,6 +8,7 @@
 
 #include "cache/batch.h"
 #include "cache/own.h"
+#include "cache/expunge_guard.h"
 #include "cache/persist.h"
 #include "imap/log.h"
 #include "imap/header.h"
@@ -377,6 +378,8 @@ static int write_move(struct imap_session *s, void *ctx)
                 j->label_taken = true;
                 return imap_expunge_uid(s, j->ref.uid);
         }
+        if (expunge_guard_needed(s, j->target != NULL))
+                return expunge_guard_run(s, j->ref.uid, j->target);
         if (!j->target)
                 return imap_expunge_uid(s, j->ref.uid);
         return imap_move_uid(s, j->ref.uid, j->target, &j->new_uidvalidity, &j->new_uid);
@@ -435,7 +438,7 @@ static int write_move_verify(struct imap_session *s, void *ctx)
         if (j->target && !copied && write_find_copy(s, j) < 0)
                 return -EIO;
         log_info("finishing the removal of message %u from %s", j->ref.uid, j->ref.mailbox);
-        r = imap_expunge_uid(s, j->ref.uid);
+        r = imap_expunge_guarded(s, j->ref.uid); /* imap_expunge_uid with UIDPLUS */
         return r == -EIO ? r : r < 0 ? -ENOENT : 0;
 }
 
@@ -817,7 +820,8 @@ static int write_flags(struct imap_session *s, void *ctx)
         if (r < 0)
                 return r;
         free(j->out);
-        return imap_store_flags(s, j->ref.uid, j->flags, &j->out);
+        r = imap_store_flags(s, j->ref.uid, j->flags, &j->out);
+        return r == 0 ? imap_publish_flags(s) : r;
 }
 
 /* Concurrent STOREs of the same flags in one folder (setfattr run by

@@ -55,6 +55,10 @@ struct listing_job {
         /* The server reported changes (on any connection) since the listing
          * was made: its counts can't confirm it then, only a fetch can. */
         bool heard;
+        /* Marked stale: something outside this session's view (our own
+         * APPEND without APPENDUID, another session's SELECT or STATUS)
+         * says the folder changed. */
+        bool stale;
         unsigned heard_at_start; /* what the listing reflects once applied */
         uint32_t uidvalidity, uidnext, exists;
         uint64_t modseq;
@@ -243,6 +247,16 @@ static int listing_fetch(struct imap_session *s, void *ctx)
         listing_job_reset(j);
         const char *sel = imap_session_selected(s);
         bool was_selected = sel && strcmp(sel, j->raw) == 0;
+        if (was_selected && (j->stale || j->heard)) {
+                /* A session's memory of its selected folder is only as good
+                 * as the untagged data the server sent it, and some servers
+                 * (GNU Mailutils) send the session that APPENDed no EXISTS:
+                 * a NOOP there finds nothing new forever. When the folder is
+                 * known to have changed, SELECT it again (the same one round
+                 * trip as the NOOP) and take the server's fresh counts. */
+                imap_session_set_selected(s, NULL, NULL);
+                was_selected = false;
+        }
         int r = imap_select(s, j->raw, &j->si);
         unsigned events = imap_session_events(s);
         if (r == 0 && was_selected)
@@ -413,6 +427,7 @@ static int listing_refresh_once(struct account *a, uint64_t mbox_id, int max_age
             .exists = (uint32_t)m->nmsgs,
             .modseq = m->highestmodseq,
             .heard = m->srv.heard != m->srv.heard_listed,
+            .stale = m->state == CACHE_LISTING_STALE,
             .heard_at_start = m->srv.heard,
         };
         j.known = j.have ? listing_known_uids(m, &j.nknown) : NULL;

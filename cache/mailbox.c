@@ -72,7 +72,8 @@ struct cache {
         void *name_ctx;
         cache_observe_fn observer;
         void *observer_ctx;
-        bool shutdown; /* waits return at once */
+        bool shutdown;   /* waits return at once */
+        char *ns_prefix; /* personal namespace prefix ("INBOX."), shown as the root; NULL: none */
 };
 
 static void cache_notify(struct cache *c, enum cache_change what, uint64_t parent, const char *name,
@@ -554,6 +555,7 @@ void cache_free(struct cache *c)
                 c->slabs = next;
         }
         free(c->ids);
+        free(c->ns_prefix);
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         free(c);
@@ -664,6 +666,11 @@ int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
         const char *name = inbox ? "INBOX" : raw;
         struct cache_mbox *parent = c->root;
         size_t len = strlen(name);
+        /* Under a personal namespace prefix ("INBOX." on Courier, Cyrus with
+         * altnamespace: no) the folders show at the top, not one level down:
+         * the walk starts after the prefix, raw names keep it. */
+        size_t pl = c->ns_prefix ? strlen(c->ns_prefix) : 0;
+        size_t skip = pl && len > pl && strncmp(raw, c->ns_prefix, pl) == 0 ? pl : 0;
         char *prefix = malloc(len + 1);
         if (!prefix)
                 return -ENOMEM;
@@ -671,7 +678,7 @@ int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
         /* Walk the components, creating inferred parents (not listed
          * themselves) on the way. An INBOX child such as "INBOX.Sub" keeps the
          * server's spelling of the INBOX prefix in its raw name. */
-        size_t start = 0;
+        size_t start = skip;
         for (;;) {
                 const char *d = delim ? memchr(name + start, delim, len - start) : NULL;
                 size_t end = d ? (size_t)(d - name) : len;
@@ -721,6 +728,21 @@ static void cache_tree_sweep(struct cache *c, struct cache_mbox *m)
                 else
                         cache_tree_sweep(c, ch);
         }
+}
+
+int cache_set_ns_prefix(struct cache *c, const char *prefix)
+{
+        char *p = prefix && *prefix ? strdup(prefix) : NULL;
+        if (prefix && *prefix && !p)
+                return -ENOMEM;
+        free(c->ns_prefix);
+        c->ns_prefix = p;
+        return 0;
+}
+
+const char *cache_ns_prefix(const struct cache *c)
+{
+        return c->ns_prefix ? c->ns_prefix : "";
 }
 
 void cache_tree_end(struct cache *c)

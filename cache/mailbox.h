@@ -172,6 +172,11 @@ void cache_tree_begin(struct cache *c);
 int cache_tree_add(struct cache *c, const char *raw, char delim, unsigned attrs,
                    cache_decode_fn decode, void *decode_ctx);
 void cache_tree_end(struct cache *c);
+/* The personal namespace prefix (NAMESPACE, e.g. "INBOX."): mailboxes under
+ * it are shown from the root down, without the prefix as a level. ""/NULL:
+ * none. cache_ns_prefix gives "" for none. Lock held. */
+int cache_set_ns_prefix(struct cache *c, const char *prefix);
+const char *cache_ns_prefix(const struct cache *c);
 
 /* --- a mailbox listing (lock held) ---
  * cache_listing_begin() (drops everything if uidvalidity changed); then

@@ -9,6 +9,11 @@ pkgs=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev
 pkgs+=(liblmdb-dev lmdb-utils)
 # The man page (imapfs.1.scd); meson skips it without scdoc.
 pkgs+=(scdoc)
+# test_servers.py's Cyrus and GNU Mailutils: their packages conflict with dovecot-imapd,
+# so the tests unpack them (apt-get download, dpkg -x) into the build directory; what they
+# link against comes from here, and saslpasswd2 (sasl2-bin) writes Cyrus's users.
+pkgs+=(sasl2-bin libical3 libxapian30 libclamav12 libzephyr4 libjansson4 libpq5 libwrap0
+       libmailutils9 libgsasl18)
 # The fuzz targets (tests/fuzz): clang and its libFuzzer runtime.
 pkgs+=(clang libclang-rt-14-dev)
 # Tools the scratch-file tests run for real (tests/integration/test_scratch.py).

@@ -622,3 +622,166 @@ int imap_store_flags_many(struct imap_session *s, const uint32_t *uids, size_t n
         }
         return r;
 }
+/* ---- servers with neither UIDPLUS nor MOVE (issue 15) ---- */
+
+struct deleted_ctx {
+        uint32_t uid;
+        bool ours, others;
+};
+
+static bool ops_deleted_data(void *vctx, const struct imap_response *r)
+{
+        struct deleted_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
+                return false;
+        for (const struct imap_value *v = r->args; v; v = v->next) {
+                if (v->type != IMAP_NUMBER)
+                        continue;
+                if (v->num == c->uid)
+                        c->ours = true;
+                else
+                        c->others = true;
+        }
+        return true;
+}
+
+int imap_search_deleted(struct imap_session *s, uint32_t uid, bool *ours, bool *others)
+{
+        struct deleted_ctx c = {uid, false, false};
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID SEARCH DELETED");
+        int r = imap_session_cmd(s, &cmd, ops_deleted_data, &c, &res);
+        imap_cmd_free(&cmd);
+        if (r == 0)
+                r = imap_result_errno("UID SEARCH DELETED", &res);
+        *ours = c.ours;
+        *others = c.others;
+        return r;
+}
+
+struct fetched_ctx {
+        uint32_t uid;
+        bool found;
+};
+
+static bool ops_fetched_data(void *vctx, const struct imap_response *r)
+{
+        struct fetched_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid)
+                return false;
+        c->found = true;
+        return true;
+}
+
+/* Is uid in the session's view? Asked with UID FETCH uid (UID), not UID
+ * SEARCH UID: GNU Mailutils 3.15 reads the set of "UID SEARCH UID n" as
+ * sequence numbers (with a gap in the UIDs, "UID SEARCH UID 3" answers 4).
+ * A single UID that isn't there fetches nothing. */
+static int ops_uid_fetched(struct imap_session *s, uint32_t uid, bool *present)
+{
+        struct fetched_ctx c = {uid, false};
+        int r = ops_uid_cmd(s, "UID FETCH", ops_fetched_data, &c, "UID FETCH %u (UID)", uid);
+        *present = c.found;
+        return r;
+}
+
+int imap_expunge_guarded(struct imap_session *s, uint32_t uid)
+{
+        if (imap_session_caps(s)->uidplus)
+                return imap_expunge_uid(s, uid);
+        struct had_ctx hc = {uid, false, false};
+        int r = ops_flag_deleted(s, uid, &hc);
+        if (r < 0)
+                return r; /* the STORE failed: nothing to take back */
+        bool ours = false, others = false;
+        r = imap_search_deleted(s, uid, &ours, &others);
+        if (r == 0 && others) {
+                log_warn("not removing message %u: other messages of the folder are marked "
+                         "\\Deleted, and without UIDPLUS the only EXPUNGE there is would remove "
+                         "them too",
+                         uid);
+                r = -EPERM;
+        } else if (r == 0 && !ours) {
+                /* The STORE did not take (no right to \Deleted?): an EXPUNGE
+                 * would remove nothing of ours. */
+                log_warn("message %u did not keep \\Deleted: not removed", uid);
+                r = -EACCES;
+        }
+        if (r == 0) {
+                /* The guarded exception to "never a plain EXPUNGE": just now
+                 * only our message carried \Deleted. */
+                struct expunge_ctx ec = {uid, false};
+                struct imap_cmd cmd;
+                struct imap_result res;
+                imap_session_cmd_init(s, &cmd);
+                imap_cmd_add(&cmd, "EXPUNGE");
+                imap_session_quiet(s, true);
+                r = imap_session_cmd(s, &cmd, ops_expunge_seen, &ec, &res);
+                imap_session_quiet(s, false);
+                imap_cmd_free(&cmd);
+                if (r == 0)
+                        r = imap_result_errno("EXPUNGE", &res);
+                if (r == 0 && !ec.gone) {
+                        /* No EXPUNGE heard (Mailutils 3.15 answers "* n
+                         * EXPUNGED"). Ours carried \Deleted: still listed by
+                         * SEARCH DELETED means still there. The DELETED key,
+                         * not a UID set, which that server misreads. */
+                        bool found = false, rest = false;
+                        r = imap_search_deleted(s, uid, &found, &rest);
+                        if (r == 0 && found) {
+                                log_warn("the server kept message %u after EXPUNGE", uid);
+                                r = -EACCES;
+                        }
+                }
+        }
+        if (r < 0 && !hc.deleted)
+                ops_unflag_deleted(s, uid);
+        return r;
+}
+
+int imap_copy_confirmed(struct imap_session *s, uint32_t uid, const char *target)
+{
+        /* An OK to UID COPY of a UID outside the session's view copies
+         * nothing ("OK No messages found"): only a UID the session sees makes
+         * the OK a confirmation. */
+        bool present = false;
+        int r = ops_uid_fetched(s, uid, &present);
+        if (r < 0)
+                return r;
+        if (!present)
+                return -ENOENT;
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID COPY %u ", uid);
+        imap_cmd_str(&cmd, target);
+        imap_session_quiet(s, true);
+        r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_session_quiet(s, false);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : imap_result_errno("UID COPY", &res);
+}
+
+int imap_publish_flags(struct imap_session *s)
+{
+        const struct imap_caps *caps = imap_session_caps(s);
+        const char *sel = imap_session_selected(s);
+        if (!sel || caps->uidplus || caps->condstore || caps->qresync || !caps->unselect)
+                return 0;
+        /* GNU Mailutils keeps a STORE's flags to the session until it leaves
+         * the mailbox (NOOP and CHECK don't publish them; UNSELECT does, in
+         * well under a millisecond). The next command there SELECTs again. */
+        imap_session_set_selected(s, NULL, NULL);
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UNSELECT");
+        int r = imap_session_cmd(s, &cmd, NULL, NULL, &res);
+        imap_cmd_free(&cmd);
+        return r < 0 ? r : imap_result_errno("UNSELECT", &res);
+}

@@ -60,6 +60,25 @@ int imap_move_uid(struct imap_session *s, uint32_t uid, const char *target,
 int imap_move_uids(struct imap_session *s, const uint32_t *uids, size_t n, const char *target,
                    uint32_t *new_uidvalidity, uint32_t *new_uids);
 
+/* UID SEARCH DELETED in the selected mailbox: *ours if uid carries \Deleted,
+ * *others if any other message does. */
+int imap_search_deleted(struct imap_session *s, uint32_t uid, bool *ours, bool *others);
+/* Removes one message on a server without UIDPLUS, where the only EXPUNGE is
+ * the plain one (the one guarded exception to "never a plain EXPUNGE"):
+ * UID FETCH + UID STORE +FLAGS.SILENT (\Deleted), UID SEARCH DELETED, and a
+ * plain EXPUNGE only if no other message carries \Deleted; otherwise our flag
+ * is taken back and -EPERM. Left: another client may flag a message between
+ * the SEARCH and the EXPUNGE. With UIDPLUS: imap_expunge_uid(). */
+int imap_expunge_guarded(struct imap_session *s, uint32_t uid);
+/* UID COPY uid target, confirmed: uid is in the session's view and the server
+ * answered OK (without UIDPLUS there is no COPYUID to confirm it). -ENOENT if
+ * the session does not see uid. */
+int imap_copy_confirmed(struct imap_session *s, uint32_t uid, const char *target);
+/* After a successful STORE: on a server with UNSELECT but neither UIDPLUS nor
+ * CONDSTORE (GNU Mailutils keeps a STORE's flags to its session until it
+ * leaves the mailbox) leaves the mailbox, so that other clients see the
+ * change when the call returns. 0 and nothing sent elsewhere. */
+int imap_publish_flags(struct imap_session *s);
 /* APPEND mailbox (flags) date {len} with data. flags may be NULL/"";
  * date 0 leaves INTERNALDATE to the server (now). *new_uid from APPENDUID,
  * 0 if the server did not say. Refused before sending when the server's

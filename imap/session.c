@@ -255,6 +255,7 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"X-GM-EXT-1", offsetof(struct imap_caps, gmail)},
             {"OBJECTID", offsetof(struct imap_caps, objectid)},
             {"LIST-STATUS", offsetof(struct imap_caps, list_status)},
+            {"NAMESPACE", offsetof(struct imap_caps, namespace)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)

@@ -86,7 +86,8 @@ struct imap_caps {
             notify, esearch, enable, special_use, binary, starttls, logindisabled, auth_plain,
             sasl_ir, unselect, auth_xoauth2, auth_oauthbearer, multisearch, list_status,
             gmail,            /* X-GM-EXT-1: labels are folders */
-            objectid;         /* OBJECTID (RFC 8474): EMAILID names a message's content */
+            objectid,         /* OBJECTID (RFC 8474): EMAILID names a message's content */
+            namespace;        /* NAMESPACE (RFC 2342) */
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 

@@ -1179,8 +1179,8 @@ def caps_without(*drop):
 class TestServerVariants(Base):
     """NOMOVE: a server that doesn't offer MOVE (mv is UID COPY, then STORE \\Deleted +
     UID EXPUNGE), with an ACL that makes folder "Locked" read-only for the user (rights
-    lrsi: PERMANENTFLAGS (\\Seen), no expunge). NOUIDPLUS: no UIDPLUS, so no safe expunge:
-    rm is EPERM. Dovecot still runs the commands; only the CAPABILITY changes."""
+    lrsi: PERMANENTFLAGS (\\Seen), no expunge). NOUIDPLUS: no UIDPLUS: rm is the guarded plain
+    EXPUNGE (issue 15). Dovecot still runs the commands; only the CAPABILITY changes."""
     servers = {}
     mounts = {}
     fix = {}
@@ -1265,16 +1265,36 @@ class TestServerVariants(Base):
         files = mount_files(os.path.join(self.mounts["nomove"].mp, "Dst"))
         self.assertEqual(set(files), set(meta))
 
-    def test_rm_without_uidplus_is_eperm(self):
-        m = self.fix["nu-0"]
+    def test_rm_without_uidplus_is_guarded(self):
+        """Without UIDPLUS (issue 15): \\Deleted on ours, UID SEARCH DELETED, and a plain
+        EXPUNGE only while no other message carries \\Deleted; else EPERM, flag taken back."""
+        m, other = self.fix["nu-0"], self.fix["nu-1"]
         path = self.path("nouidplus", m.key)
+        c = self.servers["nouidplus"].client()
+        c.select("INBOX")
+        c.uid("STORE", str(other.uid), "+FLAGS.SILENT", r"(\Deleted)")
         mark = C.RawlogMark(self.servers["nouidplus"])
         e = errno_of(lambda: os.unlink(path))
-        self.assertEqual(e, errno.EPERM, "rm without UIDPLUS: %s" % ename(e))
-        self.assertIn(m.uid, self.server_meta("nouidplus", "INBOX")[0])
+        self.assertEqual(e, errno.EPERM, "rm beside another \\Deleted message: %s" % ename(e))
+        meta = self.server_meta("nouidplus", "INBOX")[0]
+        self.assertIn(m.uid, meta)
+        self.assertNotIn("\\Deleted", meta[m.uid]["flags"], "our \\Deleted flag stayed")
         self.assertIn(m.uid, mount_files(os.path.join(self.mounts["nouidplus"].mp, "INBOX")))
         self.assertEqual(mark.commands(r"(UID )?EXPUNGE|CLOSE"), [])
-        self.assertIn("UIDPLUS", self.mounts["nouidplus"].read_log(), "the log doesn't say why")
+        self.assertIn("\\Deleted", self.mounts["nouidplus"].read_log(), "the log doesn't say why")
+        c.uid("STORE", str(other.uid), "-FLAGS.SILENT", r"(\Deleted)")
+        c.logout()
+        mark = C.RawlogMark(self.servers["nouidplus"])
+        e = errno_of(lambda: os.unlink(path))
+        self.assertIsNone(e, "rm without UIDPLUS: %s" % ename(e))
+        meta = self.server_meta("nouidplus", "INBOX")[0]
+        self.assertNotIn(m.uid, meta)
+        self.assertIn(other.uid, meta)
+        cmds = mark.wait_commands(r"EXPUNGE")
+        self.assertEqual(len(cmds), 1, cmds)
+        sent = [l for l in mark.lines() if l.split(" ", 1)[-1].startswith(("UID SEARCH DELETED",
+                                                                           "EXPUNGE", "CLOSE"))]
+        self.assertEqual([l.split(" ", 1)[1] for l in sent][-2:], ["UID SEARCH DELETED", "EXPUNGE"])
 
     def test_locked_folder_keyword_is_eperm(self):
         m = self.fix["locked-0"]
