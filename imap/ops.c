@@ -274,7 +274,10 @@ int imap_fetch_listing_set(struct imap_session *s, const char *uidset, imap_msg_
         /* The content id, so that a message in several folders (Gmail's labels)
          * is downloaded once (issue 10). */
         const struct imap_caps *caps = imap_session_caps(s);
-        const char *cid = caps->gmail ? " X-GM-MSGID" : caps->objectid ? " EMAILID" : "";
+        const char *cid = caps->cid_refused ? ""
+                          : caps->gmail     ? " X-GM-MSGID"
+                          : caps->objectid  ? " EMAILID"
+                                            : "";
         /* uidset is digits, ':' and ',' that we formatted ourselves. */
         imap_cmd_add(&cmd,
                      "UID FETCH %s (UID RFC822.SIZE INTERNALDATE FLAGS%s "
@@ -283,6 +286,14 @@ int imap_fetch_listing_set(struct imap_session *s, const char *uidset, imap_msg_
         int r = imap_session_cmd(s, &cmd, ops_listing_data, &c, &res);
         imap_cmd_free(&cmd);
         free(c.flagbuf);
+        if (r == 0 && res.status == IMAP_ST_BAD && cid[0]) {
+                /* A BAD is answered before any data: asking again without the
+                 * content id lists the same messages, only not shared. */
+                log_warn("the server announced%s but refused it (%s); listing without it", cid,
+                         res.text);
+                imap_session_cid_refused(s);
+                return imap_fetch_listing_set(s, uidset, fn, ctx);
+        }
         return r < 0 ? r : imap_result_errno("UID FETCH (listing)", &res);
 }
 

@@ -1295,6 +1295,11 @@ int64_t imap_session_last_activity(const struct imap_session *s)
         return s->last_activity;
 }
 
+void imap_session_cid_refused(struct imap_session *s)
+{
+        s->caps.cid_refused = true;
+}
+
 const struct imap_caps *imap_session_caps(const struct imap_session *s)
 {
         return &s->caps;

@@ -87,7 +87,8 @@ struct imap_caps {
             sasl_ir, unselect, auth_xoauth2, auth_oauthbearer, multisearch, list_status,
             gmail,            /* X-GM-EXT-1: labels are folders */
             objectid,         /* OBJECTID (RFC 8474): EMAILID names a message's content */
-            namespace;        /* NAMESPACE (RFC 2342) */
+            namespace,        /* NAMESPACE (RFC 2342) */
+            cid_refused;      /* X-GM-MSGID/EMAILID announced but refused by FETCH */
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 
@@ -173,6 +174,10 @@ bool imap_session_timed_out(const struct imap_session *s);
 /* When the server last answered anything on this session (monotonic ms). */
 int64_t imap_session_last_activity(const struct imap_session *s);
 const struct imap_caps *imap_session_caps(const struct imap_session *s);
+/* The server answered BAD to a FETCH naming X-GM-MSGID or EMAILID although it
+ * announced X-GM-EXT-1 or OBJECTID (a proxy or a server that lists what it
+ * doesn't do): this session asks without them from now on. */
+void imap_session_cid_refused(struct imap_session *s);
 /* Starts a command with the literal mode this server supports. */
 void imap_session_cmd_init(const struct imap_session *s, struct imap_cmd *cmd);
 
