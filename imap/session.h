@@ -71,6 +71,7 @@ struct imap_account {
         SSL_CTX *tls;
         int timeout_ms;       /* deadline of one server operation */
         uint64_t max_literal; /* largest literal accepted from the server */
+        bool no_compress;     /* don't ask for COMPRESS=DEFLATE (-o compress=no) */
         imap_event_fn on_event;
         void *event_ctx;
 };
@@ -79,7 +80,9 @@ struct imap_caps {
         bool imap4rev1, literal_plus, literal_minus, uidplus, move, condstore, qresync, idle,
             notify, esearch, enable, special_use, binary, starttls, logindisabled, auth_plain,
             sasl_ir, unselect, auth_xoauth2, auth_oauthbearer, multisearch, list_status,
-            gmail;            /* X-GM-EXT-1: labels are folders */
+            gmail,            /* X-GM-EXT-1: labels are folders */
+            compress_deflate, /* COMPRESS=DEFLATE (RFC 4978) */
+            uidonly;          /* UIDONLY (RFC 9586); after login: the server enabled it */
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 
