@@ -13,6 +13,7 @@
 #include "imap/conn.h"
 #include <poll.h>
 #include "imap/log.h"
+#include "imap/rcode.h"
 
 #define SESSION_READ_CHUNK (64u * 1024)
 
@@ -53,6 +54,7 @@ struct imap_session {
          * front of its list live here, because the response's arena belongs
          * to the parser (one response is read and dispatched at a time). */
         bool uidonly;
+        bool login_backoff; /* login refused with a back-off answer ([UNAVAILABLE], ...) */
         struct imap_value uidonly_name, uidonly_uid;
         char uidonly_buf[16];
 };
@@ -177,7 +179,8 @@ static void session_uidfetch(struct imap_session *s, struct imap_response *r)
         r->name = (char *)"FETCH"; /* the arena's copy is freed with it; this one is static */
         if (!imap_fetch_item(r->args, "UID")) {
                 int n = snprintf(s->uidonly_buf, sizeof(s->uidonly_buf), "%u", r->number);
-                s->uidonly_name = (struct imap_value){.type = IMAP_ATOM, .s = (char *)"UID", .len = 3};
+                s->uidonly_name =
+                    (struct imap_value){.type = IMAP_ATOM, .s = (char *)"UID", .len = 3};
                 s->uidonly_uid = (struct imap_value){
                     .type = IMAP_NUMBER, .s = s->uidonly_buf, .len = (size_t)n, .num = r->number};
                 s->uidonly_name.next = &s->uidonly_uid;
@@ -399,6 +402,16 @@ static void session_report(struct imap_session *s, enum imap_event_kind kind, co
                 s->acct->on_event(s->acct->event_ctx, &ev);
 }
 
+static void session_fill_result(struct imap_result *res, const struct imap_response *r)
+{
+        res->status = r->status;
+        snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
+        snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
+        imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
+        if (res->status == IMAP_ST_NO || res->status == IMAP_ST_BAD)
+                imap_throttle_note(res); /* [UNAVAILABLE], throttled: fewer new connections */
+}
+
 /* An untagged response no command claimed: a change made elsewhere, or ours
  * while quiet. */
 static void session_event(struct imap_session *s, const struct imap_response *r)
@@ -414,7 +427,10 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
             {"FETCH", IMAP_EV_FETCH, false},
         };
         if (r->status == IMAP_ST_BYE) {
+                struct imap_result bye;
                 log_info("%s: server says BYE: %s", s->who, r->text ? r->text : "");
+                session_fill_result(&bye, r);
+                imap_throttle_bye(&bye); /* a server that keeps dropping us is left alone */
                 return;
         }
         if (r->code && strcmp(r->code, "ALERT") == 0)
@@ -489,13 +505,6 @@ void imap_session_quiet(struct imap_session *s, bool on)
         }
 }
 
-static void session_fill_result(struct imap_result *res, const struct imap_response *r)
-{
-        res->status = r->status;
-        snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
-        snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
-        imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
-}
 
 static int session_send(struct imap_session *s, const char *buf, size_t len, bool redact,
                         int64_t deadline)
@@ -855,6 +864,11 @@ static int session_greeting(struct imap_session *s, int64_t deadline, char *err,
             (r->status != IMAP_ST_OK && r->status != IMAP_ST_PREAUTH)) {
                 snprintf(err, errlen, "server refused the connection: %s", r->text ? r->text : "");
                 ret = -ECONNREFUSED;
+                if (r->status == IMAP_ST_BYE) {
+                        struct imap_result bye;
+                        session_fill_result(&bye, r);
+                        imap_throttle_bye(&bye); /* "Too many connections": wait */
+                }
         }
         *preauth = r->status == IMAP_ST_PREAUTH;
         session_note_caps(s, r);
@@ -1000,6 +1014,8 @@ static void session_login_failed(struct imap_session *s, const char *mech,
                                  size_t errlen)
 {
         const char *why = auth_explain(res->text);
+        /* "[UNAVAILABLE]" or a throttled login is no wrong password. */
+        s->login_backoff = imap_rcode_classify(res).backoff;
         snprintf(err, errlen, "login as %s%s%s failed: %s%s%s%s%s%s", s->acct->user,
                  mech ? " with " : "", mech ? mech : "", res->code[0] ? "[" : "", res->code,
                  res->code[0] ? "] " : "", res->text, *detail ? "; " : "", detail);
@@ -1242,6 +1258,11 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         s->sel.permanentflags = "";
         s->id = atomic_fetch_add(&session_ids, 1) + 1;
         snprintf(s->who, sizeof(s->who), "s%d", s->id);
+        /* A server that asked us to slow down gets no new connection before
+         * the time it said (imap/rcode.c); within our deadline we wait. */
+        r = imap_throttle_wait(deadline, err, errlen);
+        if (r < 0)
+                goto fail;
         r = imap_conn_connect(a->host, a->port, deadline, &s->conn, err, errlen);
         if (r < 0)
                 goto fail;
@@ -1273,6 +1294,8 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         }
         if (!preauth) {
                 r = session_login(s, err, errlen);
+                if (r == -EACCES && s->login_backoff)
+                        r = -EAGAIN;
                 if (r < 0)
                         goto fail;
         }
