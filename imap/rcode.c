@@ -119,6 +119,7 @@ int imap_result_errno(const char *what, const struct imap_result *res)
                 return 0;
         log_warn("%s failed: %s%s%s%s", what, res->code[0] ? "[" : "", res->code,
                  res->code[0] ? "] " : "", res->text);
+        imap_throttle_note(res); /* a back-off answer: fewer new connections too */
         return imap_rcode_classify(res).err;
 }
 
@@ -127,6 +128,8 @@ bool imap_result_backoff(const struct imap_result *res, int *suggested_ms)
         struct imap_rcode_class c = imap_rcode_classify(res);
         if (suggested_ms)
                 *suggested_ms = c.backoff ? c.suggested_ms : 0;
+        if (c.backoff)
+                imap_throttle_note(res);
         return c.backoff;
 }
 

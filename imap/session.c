@@ -402,15 +402,7 @@ static void session_report(struct imap_session *s, enum imap_event_kind kind, co
                 s->acct->on_event(s->acct->event_ctx, &ev);
 }
 
-static void session_fill_result(struct imap_result *res, const struct imap_response *r)
-{
-        res->status = r->status;
-        snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
-        snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
-        imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
-        if (res->status == IMAP_ST_NO || res->status == IMAP_ST_BAD)
-                imap_throttle_note(res); /* [UNAVAILABLE], throttled: fewer new connections */
-}
+static void session_fill_result(struct imap_result *res, const struct imap_response *r);
 
 /* An untagged response no command claimed: a change made elsewhere, or ours
  * while quiet. */
@@ -505,6 +497,13 @@ void imap_session_quiet(struct imap_session *s, bool on)
         }
 }
 
+static void session_fill_result(struct imap_result *res, const struct imap_response *r)
+{
+        res->status = r->status;
+        snprintf(res->code, sizeof(res->code), "%s", r->code ? r->code : "");
+        snprintf(res->text, sizeof(res->text), "%s", r->text ? r->text : "");
+        imap_values_join(r->code_args, NULL, res->args, sizeof(res->args));
+}
 
 static int session_send(struct imap_session *s, const char *buf, size_t len, bool redact,
                         int64_t deadline)
@@ -1016,6 +1015,7 @@ static void session_login_failed(struct imap_session *s, const char *mech,
         const char *why = auth_explain(res->text);
         /* "[UNAVAILABLE]" or a throttled login is no wrong password. */
         s->login_backoff = imap_rcode_classify(res).backoff;
+        imap_throttle_note(res);
         snprintf(err, errlen, "login as %s%s%s failed: %s%s%s%s%s%s", s->acct->user,
                  mech ? " with " : "", mech ? mech : "", res->code[0] ? "[" : "", res->code,
                  res->code[0] ? "] " : "", res->text, *detail ? "; " : "", detail);
