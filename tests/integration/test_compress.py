@@ -10,12 +10,16 @@
   the message bytes.
 The two figures are printed as TAP comments (bytes on the wire for `ls -l` + `cat` of N
 messages, with and without).
+- test_at_most_connections: with `-o connections=2`, reads, listings and live sync at once
+  never have more than 2 connections open at the proxy (live sync's is one of them).
 
 Run: IMAPFS_BIN=build/fs/imapfs IMAPFS_SRC=$PWD /usr/bin/python3 tests/integration/test_compress.py"""
 
 import os
 import re
+import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -159,6 +163,45 @@ class TestCompress(unittest.TestCase):
         diag("compress=no: ls -l + cat of %d messages (%d bytes read): %d bytes down, %d up"
              % (N, read, down, up))
         self.assertGreater(down, read)
+
+
+class TestConnections(unittest.TestCase):
+    """At most `connections` connections, live sync's included (issue 11: big providers count
+    every connection of an account)."""
+
+    def test_at_most_connections(self):
+        import threading
+        o = {"cafile": SRV.cafile, "password_file": SRV.password_file, "connections": "2",
+             "compress": "no"}
+        m = I.Mount("imaps://%s@127.0.0.1:%d" % (SRV.user, PROXY.port), opts=o)
+        self.addCleanup(m.cleanup)
+        m.mount()
+        peak = [0]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], PROXY.open_connections())
+                time.sleep(0.005)
+        t = threading.Thread(target=sample)
+        t.start()
+        try:
+            # Work in several folders at once: reads (bulk), listings (meta), live sync.
+            procs = [subprocess.Popen(["sh", "-c", 'cat "$1"/* >/dev/null', "sh",
+                                       os.path.join(m.mp, "Box")]),
+                     subprocess.Popen(["ls", "-lR", m.mp], stdout=subprocess.DEVNULL),
+                     subprocess.Popen(["sh", "-c", 'cat "$1"/* >/dev/null 2>&1', "sh",
+                                       os.path.join(m.mp, "Dst")])]
+            for p in procs:
+                self.assertEqual(p.wait(120), 0)
+            time.sleep(1.0)  # live sync settles on its folder
+        finally:
+            stop.set()
+            t.join()
+        m.unmount()
+        diag("connections=2: at most %d open at once" % peak[0])
+        self.assertGreaterEqual(peak[0], 1)
+        self.assertLessEqual(peak[0], 2)
 
 
 if __name__ == "__main__":
