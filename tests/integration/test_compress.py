@@ -54,13 +54,16 @@ def setUpModule():
     try:
         SRV.start()
         c = SRV.client()
-        G.create_mailboxes(c, ["Box", "Dst"], [])
+        G.create_mailboxes(c, ["Box", "Dst", "Side"], [])
         for k in range(N):
             raw = G.simple("z%04d" % k, "Compressible %d" % k, "Fri, 01 Mar 2024 10:00:00 +0000",
                            body(k))
             MSGS.append(G.Msg("z%04d" % k, "Box", raw, "Compressible %d" % k, "2024-03-01",
                               G.datetime.datetime(2024, 3, 1, tzinfo=G.UTC)))
         G.multiappend(c, "Box", MSGS)
+        G.multiappend(c, "Side", [G.Msg("s%02d" % k, "Side", G.simple(
+            "s%02d" % k, "Side %d" % k, "Fri, 01 Mar 2024 10:00:00 +0000", body(k)), "Side %d" % k,
+            "2024-03-01", G.datetime.datetime(2024, 3, 1, tzinfo=G.UTC)) for k in range(50)])
         caps = c.capability()[1][0].decode().upper().split()
         c.logout()
         if "COMPRESS=DEFLATE" not in caps:
@@ -190,8 +193,8 @@ class TestConnections(unittest.TestCase):
             procs = [subprocess.Popen(["sh", "-c", 'cat "$1"/* >/dev/null', "sh",
                                        os.path.join(m.mp, "Box")]),
                      subprocess.Popen(["ls", "-lR", m.mp], stdout=subprocess.DEVNULL),
-                     subprocess.Popen(["sh", "-c", 'cat "$1"/* >/dev/null 2>&1', "sh",
-                                       os.path.join(m.mp, "Dst")])]
+                     subprocess.Popen(["sh", "-c", 'cat "$1"/* >/dev/null', "sh",
+                                       os.path.join(m.mp, "Side")])]
             for p in procs:
                 self.assertEqual(p.wait(120), 0)
             time.sleep(1.0)  # live sync settles on its folder
