@@ -210,21 +210,21 @@ void imap_retry_clear(struct imap_retry *t)
  * live sync's and the first one at mount. */
 #define THROTTLE_BASE_MS 1000
 #define THROTTLE_MAX_MS 60000
-/* A BYE counts as "again" within this long of the one before. */
-#define THROTTLE_BYE_WINDOW_MS 60000
+/* An answer or a BYE counts as "again" within this long of the one before. */
+#define THROTTLE_WINDOW_MS 60000
 
 static struct {
         pthread_mutex_t mu;
-        int64_t until;      /* no new connection before this (monotonic ms) */
-        unsigned row;       /* back-off answers in a row */
-        int64_t last_row;   /* when the last one came */
-        unsigned byes;      /* BYEs in a row */
-        int64_t last_bye;   /* when the last one came */
+        int64_t until;    /* no new connection before this (monotonic ms) */
+        unsigned row;     /* back-off answers in a row */
+        int64_t last_row; /* when the last one came */
+        unsigned byes;    /* BYEs in a row */
+        int64_t last_bye; /* when the last one came */
         /* Connections begun so far, and that count at the last BYE: a BYE
          * is "again" only on a connection opened after the one before
          * (a restart that drops four sessions at once is one event). */
         unsigned long opened, opened_at_bye;
-        char why[256];      /* the server's words, for the log */
+        char why[256]; /* the server's words, for the log */
 } throttle = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void throttle_close(int wait_ms, const struct imap_result *res)
@@ -254,19 +254,15 @@ void imap_throttle_note(const struct imap_result *res)
                 return;
         int64_t now = imap_now_ms();
         pthread_mutex_lock(&throttle.mu);
-        {
-                /* In a row: each within the window of the one before, and
-                 * after the last pause ended (answers to commands sent
-                 * together are one event). */
-                if (throttle.row == 0 || now - throttle.last_row >= THROTTLE_BYE_WINDOW_MS)
-                        throttle.row = 1;
-                else if (now >= throttle.until)
-                        throttle.row++;
-                throttle.last_row = now;
-                throttle_close(imap_backoff_ms(throttle.row, THROTTLE_BASE_MS, THROTTLE_MAX_MS,
-                                               c.suggested_ms),
-                               res);
-        }
+        /* In a row: each within the window of the one before, and after the
+         * last pause ended (answers to commands sent together are one event). */
+        if (throttle.row == 0 || now - throttle.last_row >= THROTTLE_WINDOW_MS)
+                throttle.row = 1;
+        else if (now >= throttle.until)
+                throttle.row++;
+        throttle.last_row = now;
+        throttle_close(
+            imap_backoff_ms(throttle.row, THROTTLE_BASE_MS, THROTTLE_MAX_MS, c.suggested_ms), res);
         pthread_mutex_unlock(&throttle.mu);
 }
 
@@ -275,7 +271,7 @@ void imap_throttle_bye(const struct imap_result *res)
         struct imap_rcode_class c = imap_rcode_classify(res);
         int64_t now = imap_now_ms();
         pthread_mutex_lock(&throttle.mu);
-        bool again = throttle.byes > 0 && now - throttle.last_bye < THROTTLE_BYE_WINDOW_MS;
+        bool again = throttle.byes > 0 && now - throttle.last_bye < THROTTLE_WINDOW_MS;
         if (!again)
                 throttle.byes = 1;
         else if (throttle.opened != throttle.opened_at_bye)
@@ -309,8 +305,8 @@ int imap_throttle_wait(int64_t deadline, char *err, size_t errlen)
         pthread_mutex_unlock(&throttle.mu);
         int64_t now = imap_now_ms();
         if (until > deadline) {
-                snprintf(err, errlen, "server asked us to slow down (%s): next connection in %lld ms",
-                         why, (long long)(until - now));
+                snprintf(err, errlen, "server wants a pause (%s): next connection in %lld ms", why,
+                         (long long)(until - now));
                 return -EAGAIN;
         }
         if (until <= now)
