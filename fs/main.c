@@ -249,9 +249,7 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
         a->imap.max_literal = MAX_LITERAL;
         a->imap.no_compress = o->compress_off;
         a->opts.names_uid = o->names && strcmp(o->names, "uid") == 0;
-        /* Live sync's IDLE connection is one of the N: the pool gets the rest
-         * (big providers count every connection of an account). */
-        a->opts.connections = o->connections > 1 ? o->connections - 1 : 1;
+        a->opts.connections = o->connections;
         a->opts.read_only = o->read_only;
         a->opts.exclude = o->exclude;
         fs->read_only = o->read_only;

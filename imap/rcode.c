@@ -266,13 +266,15 @@ void imap_throttle_note(const struct imap_result *res)
         pthread_mutex_unlock(&throttle.mu);
 }
 
-void imap_throttle_bye(const struct imap_result *res)
+void imap_throttle_bye(const struct imap_result *res, bool fresh)
 {
         struct imap_rcode_class c = imap_rcode_classify(res);
         int64_t now = imap_now_ms();
         pthread_mutex_lock(&throttle.mu);
         bool again = throttle.byes > 0 && now - throttle.last_bye < THROTTLE_WINDOW_MS;
-        if (!again)
+        if (!fresh && !c.backoff)
+                throttle.byes = 0; /* a connection that worked: no storm */
+        else if (!again)
                 throttle.byes = 1;
         else if (throttle.opened != throttle.opened_at_bye)
                 throttle.byes++;
@@ -281,7 +283,8 @@ void imap_throttle_bye(const struct imap_result *res)
         if (c.backoff || throttle.byes > 1) {
                 unsigned n = c.backoff ? throttle.byes : throttle.byes - 1;
                 throttle_close(
-                    imap_backoff_ms(n, THROTTLE_BASE_MS, THROTTLE_MAX_MS, c.suggested_ms), res);
+                    imap_backoff_ms(n ? n : 1, THROTTLE_BASE_MS, THROTTLE_MAX_MS, c.suggested_ms),
+                    res);
         }
         pthread_mutex_unlock(&throttle.mu);
 }

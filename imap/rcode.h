@@ -75,12 +75,16 @@ void imap_retry_clear(struct imap_retry *t);
  * the kind in a row (each within a minute of the one before). Other
  * answers are ignored. */
 void imap_throttle_note(const struct imap_result *res);
-/* The server said BYE (res->status IMAP_ST_BYE): one BYE reconnects at once
- * (an idle timeout, a restart, however many sessions it drops at once); a
- * back-off code or text, or a BYE again on a connection opened since the
- * last one (within a minute), close the gate, doubling from 1 s up to 60 s,
- * at least what the server suggested. */
-void imap_throttle_bye(const struct imap_result *res);
+/* The server said BYE (res->status IMAP_ST_BYE). fresh: on a connection
+ * that had not yet finished a command after login (the greeting, the login,
+ * its first command): a server that turns new connections away ("Maximum
+ * number of connections"). One such BYE reconnects at once; another on a
+ * connection opened since (within a minute) closes the gate, doubling from
+ * 1 s up to 60 s. A BYE that says the server is throttling or unavailable
+ * closes it at once, at least for what it suggested. Any other BYE (an idle
+ * timeout, a restart, however many connections it ends at once) reconnects
+ * at once and ends the count. */
+void imap_throttle_bye(const struct imap_result *res, bool fresh);
 /* Before connecting: 0 at once if the gate is open, 0 after waiting for it
  * if it opens before deadline (logged), else -EAGAIN with the reason in err. */
 int imap_throttle_wait(int64_t deadline, char *err, size_t errlen);

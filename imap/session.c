@@ -55,6 +55,7 @@ struct imap_session {
          * to the parser (one response is read and dispatched at a time). */
         bool uidonly;
         bool login_backoff; /* login refused with a back-off answer ([UNAVAILABLE], ...) */
+        bool opened;        /* imap_session_open finished */
         struct imap_value uidonly_name, uidonly_uid;
         char uidonly_buf[16];
 };
@@ -422,7 +423,8 @@ static void session_event(struct imap_session *s, const struct imap_response *r)
                 struct imap_result bye;
                 log_info("%s: server says BYE: %s", s->who, r->text ? r->text : "");
                 session_fill_result(&bye, r);
-                imap_throttle_bye(&bye); /* a server that keeps dropping us is left alone */
+                /* A server that keeps turning new connections away is left alone. */
+                imap_throttle_bye(&bye, !s->opened || s->ncmds <= 1);
                 return;
         }
         if (r->code && strcmp(r->code, "ALERT") == 0)
@@ -866,7 +868,7 @@ static int session_greeting(struct imap_session *s, int64_t deadline, char *err,
                 if (r->status == IMAP_ST_BYE) {
                         struct imap_result bye;
                         session_fill_result(&bye, r);
-                        imap_throttle_bye(&bye); /* "Too many connections": wait */
+                        imap_throttle_bye(&bye, true); /* "Too many connections" */
                 }
         }
         *preauth = r->status == IMAP_ST_PREAUTH;
@@ -1306,6 +1308,7 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         }
         log_dbg("%s: logged in to %s as %s", s->who, a->host, a->user);
         s->ncmds = 0;
+        s->opened = true;
         *out = s;
         return 0;
 fail:

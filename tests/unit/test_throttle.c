@@ -111,27 +111,36 @@ END_TEST
 
 START_TEST(test_gate_bye)
 {
-        /* One BYE (idle timeout, restart): reconnect at once, also when a
-         * restart drops every session at the same time. */
         char err[256];
+        /* BYE to connections that worked (an idle timeout, a restart): reconnect
+         * at once, however many it ends and however often. */
         struct imap_result bye = result(IMAP_ST_BYE, "", "Server shutting down.");
         for (int i = 0; i < 4; i++)
-                imap_throttle_bye(&bye);
+                imap_throttle_bye(&bye, false);
         ck_assert_int_eq(imap_throttle_left_ms(), 0);
-        /* Again on a connection opened since: back off, doubling. */
         ck_assert_int_eq(imap_throttle_wait(imap_now_ms() + 1000, err, sizeof(err)), 0);
-        imap_throttle_bye(&bye);
+        imap_throttle_bye(&bye, false);
+        ck_assert_int_eq(imap_throttle_left_ms(), 0);
+        /* New connections turned away: the first reconnects at once, the next
+         * (on a connection opened since) backs off, doubling. */
+        struct imap_result full =
+            result(IMAP_ST_BYE, "", "Maximum number of connections from user+IP exceeded");
+        imap_throttle_bye(&full, true);
+        imap_throttle_bye(&full, true); /* the same event: no connection opened since */
+        ck_assert_int_eq(imap_throttle_left_ms(), 0);
+        ck_assert_int_eq(imap_throttle_wait(imap_now_ms() + 1000, err, sizeof(err)), 0);
+        imap_throttle_bye(&full, true);
         int a = imap_throttle_left_ms();
         ck_assert_int_gt(a, 900);
         ck_assert_int_le(a, 1000);
         ck_assert_int_eq(imap_throttle_wait(imap_now_ms() + 3000, err, sizeof(err)), 0);
-        imap_throttle_bye(&bye);
+        imap_throttle_bye(&full, true);
         ck_assert_int_gt(imap_throttle_left_ms(), 1900);
-        /* A BYE that says why at once: the first one counts, with its wait. */
+        /* A BYE that says why counts at once, with its wait. */
         imap_throttle_reset();
         struct imap_result ms = result(
             IMAP_ST_BYE, "", "Request is throttled. Suggested Backoff Time: 2500 milliseconds");
-        imap_throttle_bye(&ms);
+        imap_throttle_bye(&ms, false);
         ck_assert_int_gt(imap_throttle_left_ms(), 2400);
 }
 END_TEST
@@ -202,9 +211,9 @@ END_TEST
 
 START_TEST(test_bye_twice_then_pool_fails_fast)
 {
-        /* A server that drops us with BYE on every command: the first
-         * reconnect is immediate, after the second BYE the gate closes for a
-         * second; with a 300 ms deadline the pool then answers EAGAIN at
+        /* A server that drops every new connection with BYE at its first
+         * command: the first reconnect is immediate, after the second BYE the
+         * gate closes for a second; with a 300 ms deadline the pool then answers EAGAIN at
          * once, to every caller, without connecting. */
         static const struct step s1[] = {
             {NULL, 0, GREETING, 0},
@@ -237,6 +246,31 @@ START_TEST(test_bye_twice_then_pool_fails_fast)
 }
 END_TEST
 
+START_TEST(test_bye_after_work_reconnects_at_once)
+{
+        /* Sessions that did their work and were then ended (a restart):
+         * however often, no pause. */
+        static const struct step s1[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK in\r\n", 0},
+            {"NOOP", 0, "$T OK fine\r\n", 0},
+            {"NOOP", 0, "* BYE Server shutting down\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        for (int i = 0; i < 3; i++) {
+                struct fake f;
+                struct imap_account a;
+                struct imap_session *s = NULL;
+                ck_assert_int_eq(open_plain(&f, s1, &a, &s), 0);
+                ck_assert_int_eq(imap_noop(s), 0);
+                ck_assert_int_eq(imap_noop(s), -EIO);
+                imap_session_free(s);
+                fake_stop(&f);
+                ck_assert_int_eq(imap_throttle_left_ms(), 0);
+        }
+}
+END_TEST
+
 static Suite *throttle_suite(void)
 {
         Suite *s = suite_create("throttle");
@@ -248,6 +282,7 @@ static Suite *throttle_suite(void)
         tcase_add_test(tc, test_login_unavailable_is_eagain_and_next_waits);
         tcase_add_test(tc, test_throttled_command_delays_new_connections);
         tcase_add_test(tc, test_bye_twice_then_pool_fails_fast);
+        tcase_add_test(tc, test_bye_after_work_reconnects_at_once);
         suite_add_tcase(s, tc);
         return s;
 }
