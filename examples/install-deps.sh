@@ -7,6 +7,8 @@ pkgs=(build-essential meson ninja-build pkg-config libfuse3-dev fuse3 libssl-dev
       check openssl attr python3 dovecot-imapd dovecot-core)
 # LMDB: the persistent cache (liblmdb-dev) and its tests' independent reader (lmdb-utils).
 pkgs+=(liblmdb-dev lmdb-utils)
+# COMPRESS=DEFLATE (RFC 4978).
+pkgs+=(zlib1g-dev)
 # The man page (imapfs.1.scd); meson skips it without scdoc.
 pkgs+=(scdoc)
 # test_servers.py's Cyrus and GNU Mailutils: their packages conflict with dovecot-imapd,

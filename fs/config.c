@@ -37,6 +37,7 @@ static const struct {
     {"trash", CK_STRING},
     {"poll", CK_NUMBER},
     {"cache", CK_YESNO},
+    {"compress", CK_YESNO},
     {"cache_dir", CK_PATH},
     {"cache_size", CK_STRING},
     {"exclude", CK_STRING},

@@ -38,6 +38,8 @@ static const struct fuse_opt opts_table[] = {
     OPT("cache_size=%s", cache_size, 0),
     OPT("cache=no", cache_off, 1),
     OPT("cache=yes", cache_off, 0),
+    OPT("compress=no", compress_off, 1),
+    OPT("compress=yes", compress_off, 0),
     OPT("allow_plaintext", allow_plaintext, 1),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
@@ -165,6 +167,8 @@ void opts_usage(const char *prog)
                "    -o cache=no              no persistent cache (default: on)\n"
                "    -o cache_dir=PATH        where it is (default $XDG_CACHE_HOME/imapfs/...)\n"
                "    -o cache_size=SIZE       message content kept on disk (default 1G)\n"
+               "    -o compress=no           don't compress the connection (default:\n"
+               "                             COMPRESS=DEFLATE where the server offers it)\n"
                "    -o exclude=PATTERN[:PATTERN...]  hide these folders (a glob on the\n"
                "                             name, '/' between levels; Gmail:\n"
                "                             exclude=[Gmail]/All Mail:[Gmail]/Important)\n"

@@ -22,6 +22,7 @@ struct opts {
         char *cache_dir;
         char *cache_size;
         int cache_off;
+        int compress_off; /* -o compress=no */
         unsigned timeout;
         unsigned connections;
         unsigned poll;

@@ -1,5 +1,7 @@
 #include "imap/conn.h"
 
+#include "imap/compress.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +22,12 @@
 struct imap_conn {
         int fd;
         SSL *ssl;
+        struct imap_zstream *z; /* COMPRESS=DEFLATE on (above TLS), or NULL */
 };
+
+/* Plain bytes handed to deflate at a time: a big APPEND is compressed and
+ * sent in pieces rather than buffered whole. */
+#define CONN_DEFLATE_CHUNK (64u * 1024)
 
 int64_t imap_now_ms(void)
 {
@@ -203,7 +210,7 @@ int imap_conn_start_tls(struct imap_conn *c, SSL_CTX *ctx, const char *host, int
         return 0;
 }
 
-ssize_t imap_conn_read(struct imap_conn *c, void *buf, size_t len, int64_t deadline)
+static ssize_t conn_raw_read(struct imap_conn *c, void *buf, size_t len, int64_t deadline)
 {
         for (;;) {
                 int w;
@@ -236,7 +243,7 @@ ssize_t imap_conn_read(struct imap_conn *c, void *buf, size_t len, int64_t deadl
         }
 }
 
-int imap_conn_write(struct imap_conn *c, const void *buf, size_t len, int64_t deadline)
+static int conn_raw_write(struct imap_conn *c, const void *buf, size_t len, int64_t deadline)
 {
         const char *p = buf;
         while (len > 0) {
@@ -275,6 +282,77 @@ int imap_conn_write(struct imap_conn *c, const void *buf, size_t len, int64_t de
         return 0;
 }
 
+ssize_t imap_conn_read(struct imap_conn *c, void *buf, size_t len, int64_t deadline)
+{
+        if (!c->z)
+                return conn_raw_read(c, buf, len, deadline);
+        for (;;) {
+                ssize_t n = imap_zstream_inflate(c->z, buf, len);
+                if (n != 0)
+                        return n;
+                /* A sync flush may end in the next TCP segment: read until a
+                 * byte of output comes, within the deadline. */
+                size_t cap;
+                unsigned char *in = imap_zstream_input(c->z, &cap);
+                if (!in)
+                        return -EIO; /* input left that gives no output: can't be */
+                ssize_t got = conn_raw_read(c, in, cap, deadline);
+                if (got <= 0)
+                        return got;
+                imap_zstream_fed(c->z, (size_t)got);
+        }
+}
+
+int imap_conn_write(struct imap_conn *c, const void *buf, size_t len, int64_t deadline)
+{
+        if (!c->z)
+                return conn_raw_write(c, buf, len, deadline);
+        const char *p = buf;
+        do {
+                size_t n = len > CONN_DEFLATE_CHUNK ? CONN_DEFLATE_CHUNK : len;
+                const unsigned char *out;
+                size_t outlen;
+                int r = imap_zstream_deflate(c->z, p, n, &out, &outlen);
+                if (r < 0)
+                        return -EIO;
+                r = conn_raw_write(c, out, outlen, deadline);
+                if (r < 0)
+                        return r;
+                p += n;
+                len -= n;
+        } while (len > 0);
+        return 0;
+}
+
+int imap_conn_start_compress(struct imap_conn *c, const void *early, size_t n)
+{
+        if (c->z)
+                return -EALREADY;
+        struct imap_zstream *z = imap_zstream_new();
+        if (!z)
+                return -ENOMEM;
+        if (imap_zstream_feed(z, early, n) < 0) {
+                imap_zstream_free(z);
+                return -ENOMEM;
+        }
+        c->z = z;
+        return 0;
+}
+
+bool imap_conn_compressed(const struct imap_conn *c, unsigned long long *plain,
+                          unsigned long long *wire)
+{
+        if (!c->z)
+                return false;
+        struct imap_zstats st;
+        imap_zstream_stats(c->z, &st);
+        if (plain)
+                *plain = st.out_plain + st.in_plain;
+        if (wire)
+                *wire = st.out_wire + st.in_wire;
+        return true;
+}
+
 bool imap_conn_is_tls(const struct imap_conn *c)
 {
         return c->ssl != NULL;
@@ -285,8 +363,10 @@ int imap_conn_fd(const struct imap_conn *c)
         return c->fd;
 }
 
-bool imap_conn_pending(const struct imap_conn *c)
+bool imap_conn_pending(struct imap_conn *c)
 {
+        if (c->z && imap_zstream_pending(c->z))
+                return true;
         return c->ssl && SSL_pending(c->ssl) > 0;
 }
 
@@ -300,6 +380,7 @@ void imap_conn_close(struct imap_conn *c)
                 SSL_set_quiet_shutdown(c->ssl, 1);
                 SSL_free(c->ssl);
         }
+        imap_zstream_free(c->z);
         close(c->fd);
         free(c);
 }

@@ -40,8 +40,18 @@ int imap_conn_write(struct imap_conn *c, const void *buf, size_t len, int64_t de
 bool imap_conn_is_tls(const struct imap_conn *c);
 /* The socket, for waiting on it together with other descriptors. */
 int imap_conn_fd(const struct imap_conn *c);
-/* Bytes already decrypted and waiting in the TLS layer (poll can't see them). */
-bool imap_conn_pending(const struct imap_conn *c);
+/* Bytes already decrypted and waiting in the TLS layer, or decompressed
+ * bytes waiting in the COMPRESS layer (poll can't see either). Not const:
+ * finding out whether compressed input holds output means inflating it. */
+bool imap_conn_pending(struct imap_conn *c);
+/* COMPRESS=DEFLATE from now on, both ways (RFC 4978), above TLS: early holds
+ * n bytes already read after the server's OK, which are compressed. 0,
+ * -ENOMEM, -EALREADY. */
+int imap_conn_start_compress(struct imap_conn *c, const void *early, size_t n);
+/* True while compressing; *plain and *wire (may be NULL) get the bytes both
+ * ways before and after compression. */
+bool imap_conn_compressed(const struct imap_conn *c, unsigned long long *plain,
+                          unsigned long long *wire);
 void imap_conn_close(struct imap_conn *c);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "imap/conn.h"
 #include "imap/log.h"
+#include "imap/rcode.h"
 
 /* After a connect or a command that timed out, callers fail at once
  * for this long instead of each waiting out their own deadline while the
@@ -188,7 +189,12 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
                  * that lets us wait out the deadline earns the pause. */
                 if (r == -ETIMEDOUT)
                         p->retry_after = imap_now_ms() + POOL_RETRY_MS;
-                p->last_err = r == -EACCES ? -EACCES : -EIO;
+                /* The server asked us to wait longer than a caller's
+                 * deadline: until then callers fail at once with EAGAIN
+                 * ("try again later") rather than each asking again. */
+                if (r == -EAGAIN)
+                        p->retry_after = imap_now_ms() + imap_throttle_left_ms();
+                p->last_err = r == -EACCES || r == -EAGAIN ? r : -EIO;
                 pool_slot_free(p, sl);
                 pthread_cond_broadcast(&p->cv);
                 pthread_mutex_unlock(&p->mu);

@@ -1,8 +1,11 @@
 #include "imap/rcode.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <uthash.h>
 
@@ -116,6 +119,7 @@ int imap_result_errno(const char *what, const struct imap_result *res)
                 return 0;
         log_warn("%s failed: %s%s%s%s", what, res->code[0] ? "[" : "", res->code,
                  res->code[0] ? "] " : "", res->text);
+        imap_throttle_note(res); /* a back-off answer: fewer new connections too */
         return imap_rcode_classify(res).err;
 }
 
@@ -124,6 +128,8 @@ bool imap_result_backoff(const struct imap_result *res, int *suggested_ms)
         struct imap_rcode_class c = imap_rcode_classify(res);
         if (suggested_ms)
                 *suggested_ms = c.backoff ? c.suggested_ms : 0;
+        if (c.backoff)
+                imap_throttle_note(res);
         return c.backoff;
 }
 
@@ -198,4 +204,133 @@ void imap_retry_clear(struct imap_retry *t)
                 free(e->name);
                 free(e);
         }
+}
+
+/* The gate (see rcode.h): one per process, shared by the pool's sessions,
+ * live sync's and the first one at mount. */
+#define THROTTLE_BASE_MS 1000
+#define THROTTLE_MAX_MS 60000
+/* An answer or a BYE counts as "again" within this long of the one before. */
+#define THROTTLE_WINDOW_MS 60000
+
+static struct {
+        pthread_mutex_t mu;
+        int64_t until;    /* no new connection before this (monotonic ms) */
+        unsigned row;     /* back-off answers in a row */
+        int64_t last_row; /* when the last one came */
+        unsigned byes;    /* BYEs in a row */
+        int64_t last_bye; /* when the last one came */
+        /* Connections begun so far, and that count at the last BYE: a BYE
+         * is "again" only on a connection opened after the one before
+         * (a restart that drops four sessions at once is one event). */
+        unsigned long opened, opened_at_bye;
+        char why[256]; /* the server's words, for the log */
+} throttle = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void throttle_close(int wait_ms, const struct imap_result *res)
+{
+        int64_t now = imap_now_ms();
+        bool was_open = throttle.until <= now;
+        if (now + wait_ms <= throttle.until)
+                return;
+        throttle.until = now + wait_ms;
+        snprintf(throttle.why, sizeof(throttle.why), "%s%s%.32s%s%.200s",
+                 res->status == IMAP_ST_BYE ? "BYE " : "", res->code[0] ? "[" : "", res->code,
+                 res->code[0] ? "] " : "", res->text);
+        /* One line when the gate closes, not one per answer of a burst (a
+         * pipelined round of STATUS all throttled). */
+        if (was_open)
+                log_warn("server wants a pause (%s): no new connection for %d ms", throttle.why,
+                         wait_ms);
+        else
+                log_dbg("server wants a pause (%s): no new connection for %d ms", throttle.why,
+                        wait_ms);
+}
+
+void imap_throttle_note(const struct imap_result *res)
+{
+        struct imap_rcode_class c = imap_rcode_classify(res);
+        if (!c.backoff)
+                return;
+        int64_t now = imap_now_ms();
+        pthread_mutex_lock(&throttle.mu);
+        /* In a row: each within the window of the one before, and after the
+         * last pause ended (answers to commands sent together are one event). */
+        if (throttle.row == 0 || now - throttle.last_row >= THROTTLE_WINDOW_MS)
+                throttle.row = 1;
+        else if (now >= throttle.until)
+                throttle.row++;
+        throttle.last_row = now;
+        throttle_close(
+            imap_backoff_ms(throttle.row, THROTTLE_BASE_MS, THROTTLE_MAX_MS, c.suggested_ms), res);
+        pthread_mutex_unlock(&throttle.mu);
+}
+
+void imap_throttle_bye(const struct imap_result *res, bool fresh)
+{
+        struct imap_rcode_class c = imap_rcode_classify(res);
+        int64_t now = imap_now_ms();
+        pthread_mutex_lock(&throttle.mu);
+        bool again = throttle.byes > 0 && now - throttle.last_bye < THROTTLE_WINDOW_MS;
+        if (!fresh && !c.backoff)
+                throttle.byes = 0; /* a connection that worked: no storm */
+        else if (!again)
+                throttle.byes = 1;
+        else if (throttle.opened != throttle.opened_at_bye)
+                throttle.byes++;
+        throttle.last_bye = now;
+        throttle.opened_at_bye = throttle.opened;
+        if (c.backoff || throttle.byes > 1) {
+                unsigned n = c.backoff ? throttle.byes : throttle.byes - 1;
+                throttle_close(
+                    imap_backoff_ms(n ? n : 1, THROTTLE_BASE_MS, THROTTLE_MAX_MS, c.suggested_ms),
+                    res);
+        }
+        pthread_mutex_unlock(&throttle.mu);
+}
+
+int imap_throttle_left_ms(void)
+{
+        pthread_mutex_lock(&throttle.mu);
+        int64_t left = throttle.until - imap_now_ms();
+        pthread_mutex_unlock(&throttle.mu);
+        return left > 0 ? (int)left : 0;
+}
+
+int imap_throttle_wait(int64_t deadline, char *err, size_t errlen)
+{
+        pthread_mutex_lock(&throttle.mu);
+        int64_t until = throttle.until;
+        char why[sizeof(throttle.why)];
+        memcpy(why, throttle.why, sizeof(why));
+        if (until <= deadline)
+                throttle.opened++; /* this caller will connect */
+        pthread_mutex_unlock(&throttle.mu);
+        int64_t now = imap_now_ms();
+        if (until > deadline) {
+                snprintf(err, errlen, "server wants a pause (%s): next connection in %lld ms", why,
+                         (long long)(until - now));
+                return -EAGAIN;
+        }
+        if (until <= now)
+                return 0;
+        log_info("waiting %lld ms before connecting, as the server asked (%s)",
+                 (long long)(until - now), why);
+        while ((now = imap_now_ms()) < until) {
+                int64_t left = until - now;
+                struct timespec ts = {.tv_sec = left / 1000, .tv_nsec = (left % 1000) * 1000000};
+                nanosleep(&ts, NULL);
+        }
+        return 0;
+}
+
+void imap_throttle_reset(void)
+{
+        pthread_mutex_lock(&throttle.mu);
+        throttle.until = 0;
+        throttle.row = throttle.byes = 0;
+        throttle.last_bye = 0;
+        throttle.opened = throttle.opened_at_bye = 0;
+        throttle.why[0] = '\0';
+        pthread_mutex_unlock(&throttle.mu);
 }

@@ -10,6 +10,8 @@
 #define IMAPFS_IMAP_RCODE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "imap/session.h"
 
@@ -61,5 +63,34 @@ bool imap_retry_due(const struct imap_retry *t, const char *name);
 int imap_retry_note(struct imap_retry *t, const char *name, int err, int base_ms, int max_ms,
                     bool *recovered);
 void imap_retry_clear(struct imap_retry *t);
+
+/* The account's gate for new connections (one account per process): when
+ * a server asks us to slow down (a BYE, a refused greeting or login, a
+ * [LIMIT]/[UNAVAILABLE]/throttled answer), no session of ours opens a new
+ * connection before the time it suggested (or a back-off of our own). Every
+ * wait goes to the log with the server's words. */
+
+/* Notes an answer of the server: a back-off class (see the table) closes
+ * the gate for the suggested time, at least base_ms doubled per answer of
+ * the kind in a row (each within a minute of the one before). Other
+ * answers are ignored. */
+void imap_throttle_note(const struct imap_result *res);
+/* The server said BYE (res->status IMAP_ST_BYE). fresh: on a connection
+ * that had not yet finished a command after login (the greeting, the login,
+ * its first command): a server that turns new connections away ("Maximum
+ * number of connections"). One such BYE reconnects at once; another on a
+ * connection opened since (within a minute) closes the gate, doubling from
+ * 1 s up to 60 s. A BYE that says the server is throttling or unavailable
+ * closes it at once, at least for what it suggested. Any other BYE (an idle
+ * timeout, a restart, however many connections it ends at once) reconnects
+ * at once and ends the count. */
+void imap_throttle_bye(const struct imap_result *res, bool fresh);
+/* Before connecting: 0 at once if the gate is open, 0 after waiting for it
+ * if it opens before deadline (logged), else -EAGAIN with the reason in err. */
+int imap_throttle_wait(int64_t deadline, char *err, size_t errlen);
+/* Milliseconds until the gate opens (0: open). */
+int imap_throttle_left_ms(void);
+/* Forgets every back-off (tests). */
+void imap_throttle_reset(void);
 
 #endif

@@ -13,6 +13,7 @@
 #include "imap/conn.h"
 #include <poll.h>
 #include "imap/log.h"
+#include "imap/rcode.h"
 
 #define SESSION_READ_CHUNK (64u * 1024)
 
@@ -50,6 +51,16 @@ struct imap_session {
         char *long_args; /* the last result's code arguments when args could not hold them */
         int64_t last_activity;
         char who[16]; /* "s3", for log lines */
+        /* UIDONLY (RFC 9586) enabled: "* 7 UIDFETCH (FLAGS ...)" names UID 7.
+         * Each such response is handed on as "* 7 FETCH (UID 7 FLAGS ...)",
+         * the form every reader of FETCH data knows; the two values put in
+         * front of its list live here, because the response's arena belongs
+         * to the parser (one response is read and dispatched at a time). */
+        bool uidonly;
+        bool login_backoff; /* login refused with a back-off answer ([UNAVAILABLE], ...) */
+        bool opened;        /* imap_session_open finished */
+        struct imap_value uidonly_name, uidonly_uid;
+        char uidonly_buf[16];
 };
 
 static atomic_int session_ids;
@@ -161,6 +172,30 @@ static int session_search_piece(struct imap_session *s, struct imap_response **o
         return 1;
 }
 
+/* UIDONLY's "* 7 UIDFETCH (FLAGS (\\Seen))" → "* 7 FETCH (UID 7 FLAGS
+ * (\\Seen))": the number is the UID, not a sequence number, and there are no
+ * sequence numbers on such a session (RFC 9586 §3.3). */
+static void session_uidfetch(struct imap_session *s, struct imap_response *r)
+{
+        if (!s->uidonly || r->kind != IMAP_RESP_UNTAGGED || !r->has_number || !r->name ||
+            strcmp(r->name, "UIDFETCH") != 0 || !r->args || r->args->type != IMAP_LIST)
+                return;
+        r->name = (char *)"FETCH"; /* the arena's copy is freed with it; this one is static */
+        if (!imap_fetch_item(r->args, "UID")) {
+                int n = snprintf(s->uidonly_buf, sizeof(s->uidonly_buf), "%u", r->number);
+                s->uidonly_name =
+                    (struct imap_value){.type = IMAP_ATOM, .s = (char *)"UID", .len = 3};
+                s->uidonly_uid = (struct imap_value){
+                    .type = IMAP_NUMBER, .s = s->uidonly_buf, .len = (size_t)n, .num = r->number};
+                s->uidonly_name.next = &s->uidonly_uid;
+                s->uidonly_uid.next = r->args->first;
+                r->args->first = &s->uidonly_name;
+        }
+        /* No sequence number: nothing may take the UID for one. */
+        r->has_number = false;
+        r->number = 0;
+}
+
 /* Reads until one complete response is framed, then parses it. */
 static int session_read_response(struct imap_session *s, int64_t deadline,
                                  struct imap_response **out)
@@ -187,6 +222,7 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                                 session_break(s, "unparsable response from server");
                                 return -EIO;
                         }
+                        session_uidfetch(s, *out);
                         return 0;
                 }
                 /* Compact lazily so that a burst of small responses is not
@@ -256,6 +292,8 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"OBJECTID", offsetof(struct imap_caps, objectid)},
             {"LIST-STATUS", offsetof(struct imap_caps, list_status)},
             {"NAMESPACE", offsetof(struct imap_caps, namespace)},
+            {"COMPRESS=DEFLATE", offsetof(struct imap_caps, compress_deflate)},
+            {"UIDONLY", offsetof(struct imap_caps, uidonly)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)
@@ -374,6 +412,9 @@ static bool session_report(struct imap_session *s, enum imap_event_kind kind, co
         return true;
 }
 
+static void session_fill_result(struct imap_session *s, struct imap_result *res,
+                                const struct imap_response *r);
+
 /* An untagged response no command claimed: a change made elsewhere, or ours
  * while quiet. True if it was reported as news. */
 static bool session_event(struct imap_session *s, const struct imap_response *r)
@@ -389,7 +430,11 @@ static bool session_event(struct imap_session *s, const struct imap_response *r)
             {"FETCH", IMAP_EV_FETCH, false},
         };
         if (r->status == IMAP_ST_BYE) {
+                struct imap_result bye;
                 log_info("%s: server says BYE: %s", s->who, r->text ? r->text : "");
+                session_fill_result(s, &bye, r);
+                /* A server that keeps turning new connections away is left alone. */
+                imap_throttle_bye(&bye, !s->opened || s->ncmds <= 1);
                 return false;
         }
         if (r->code && strcmp(r->code, "ALERT") == 0)
@@ -862,6 +907,11 @@ static int session_greeting(struct imap_session *s, int64_t deadline, char *err,
             (r->status != IMAP_ST_OK && r->status != IMAP_ST_PREAUTH)) {
                 snprintf(err, errlen, "server refused the connection: %s", r->text ? r->text : "");
                 ret = -ECONNREFUSED;
+                if (r->status == IMAP_ST_BYE) {
+                        struct imap_result bye;
+                        session_fill_result(s, &bye, r);
+                        imap_throttle_bye(&bye, true); /* "Too many connections" */
+                }
         }
         *preauth = r->status == IMAP_ST_PREAUTH;
         session_note_caps(s, r);
@@ -1007,6 +1057,9 @@ static void session_login_failed(struct imap_session *s, const char *mech,
                                  size_t errlen)
 {
         const char *why = auth_explain(res->text);
+        /* "[UNAVAILABLE]" or a throttled login is no wrong password. */
+        s->login_backoff = imap_rcode_classify(res).backoff;
+        imap_throttle_note(res);
         snprintf(err, errlen, "login as %s%s%s failed: %s%s%s%s%s%s", s->acct->user,
                  mech ? " with " : "", mech ? mech : "", res->code[0] ? "[" : "", res->code,
                  res->code[0] ? "] " : "", res->text, *detail ? "; " : "", detail);
@@ -1149,6 +1202,8 @@ static bool session_enabled_data(void *ctx, const struct imap_response *r)
                         on->qresync = on->condstore = true; /* QRESYNC implies CONDSTORE */
                 else if (strcasecmp(v->s, "CONDSTORE") == 0)
                         on->condstore = true;
+                else if (strcasecmp(v->s, "UIDONLY") == 0)
+                        on->uidonly = true;
         }
         return true;
 }
@@ -1173,7 +1228,20 @@ static int session_enable_one(struct imap_session *s, const char *what, struct i
 static int session_enable(struct imap_session *s)
 {
         struct imap_caps on = {0};
-        if (!s->caps.enable || !(s->caps.condstore || s->caps.qresync))
+        if (!s->caps.enable)
+                return 0;
+        /* UIDONLY (RFC 9586): no sequence numbers at all, so a mailbox
+         * bigger than the server's view of it (Yahoo's message limit) still
+         * shows whole. Every command of ours names UIDs already. */
+        if (s->caps.uidonly) {
+                if (session_enable_one(s, "UIDONLY", &on) < 0)
+                        return -EIO;
+                s->uidonly = on.uidonly;
+                s->caps.uidonly = on.uidonly;
+                if (s->uidonly)
+                        log_dbg("%s: UIDONLY enabled", s->who);
+        }
+        if (!(s->caps.condstore || s->caps.qresync))
                 return 0;
         if (s->caps.qresync) {
                 if (session_enable_one(s, "QRESYNC", &on) < 0)
@@ -1186,6 +1254,37 @@ static int session_enable(struct imap_session *s)
         }
         if (!on.condstore && s->caps.condstore && session_enable_one(s, "CONDSTORE", &on) < 0)
                 return -EIO;
+        return 0;
+}
+
+/* COMPRESS=DEFLATE (RFC 4978) after login, where offered and not turned
+ * off: IMAP text (listings, headers, base64 bodies) shrinks to a third or
+ * less, which a slow or metered link feels. A refusal (COMPRESSIONACTIVE: the
+ * TLS layer compresses already) leaves the session as it was. */
+static int session_compress(struct imap_session *s)
+{
+        struct imap_cmd c;
+        struct imap_result res;
+        if (!s->caps.compress_deflate || s->acct->no_compress)
+                return 0;
+        imap_session_cmd_init(s, &c);
+        imap_cmd_add(&c, "COMPRESS DEFLATE");
+        int r = imap_session_cmd(s, &c, NULL, NULL, &res);
+        imap_cmd_free(&c);
+        if (r < 0)
+                return -EIO;
+        if (res.status != IMAP_ST_OK) {
+                log_info("%s: COMPRESS refused, working without: %s", s->who, res.text);
+                return 0;
+        }
+        /* Whatever followed the OK in the same read is compressed already. */
+        r = imap_conn_start_compress(s->conn, s->rbuf + s->rstart, s->rlen - s->rstart);
+        s->rstart = s->rlen = 0;
+        if (r < 0) {
+                session_break(s, "cannot start compression");
+                return -EIO;
+        }
+        log_dbg("%s: COMPRESS=DEFLATE on", s->who);
         return 0;
 }
 
@@ -1203,6 +1302,11 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         s->sel.permanentflags = "";
         s->id = atomic_fetch_add(&session_ids, 1) + 1;
         snprintf(s->who, sizeof(s->who), "s%d", s->id);
+        /* A server that asked us to slow down gets no new connection before
+         * the time it said (imap/rcode.c); within our deadline we wait. */
+        r = imap_throttle_wait(deadline, err, errlen);
+        if (r < 0)
+                goto fail;
         r = imap_conn_connect(a->host, a->port, deadline, &s->conn, err, errlen);
         if (r < 0)
                 goto fail;
@@ -1234,16 +1338,19 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         }
         if (!preauth) {
                 r = session_login(s, err, errlen);
+                if (r == -EACCES && s->login_backoff)
+                        r = -EAGAIN;
                 if (r < 0)
                         goto fail;
         }
-        if (session_enable(s) < 0) {
+        if (session_compress(s) < 0 || session_enable(s) < 0) {
                 snprintf(err, errlen, "connection to %s lost after login", a->host);
                 r = -EIO;
                 goto fail;
         }
         log_dbg("%s: logged in to %s as %s", s->who, a->host, a->user);
         s->ncmds = 0;
+        s->opened = true;
         *out = s;
         return 0;
 fail:
@@ -1255,8 +1362,11 @@ fail:
 
 void imap_session_free(struct imap_session *s)
 {
+        unsigned long long plain, wire;
         if (!s)
                 return;
+        if (s->conn && imap_conn_compressed(s->conn, &plain, &wire))
+                log_dbg("%s: COMPRESS: %llu bytes as %llu on the wire", s->who, plain, wire);
         imap_conn_close(s->conn);
         free(s->rbuf);
         free(s->selected);

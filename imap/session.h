@@ -71,6 +71,7 @@ struct imap_account {
         SSL_CTX *tls;
         int timeout_ms;       /* deadline of one server operation */
         uint64_t max_literal; /* largest literal accepted from the server */
+        bool no_compress;     /* don't ask for COMPRESS=DEFLATE (-o compress=no) */
         imap_event_fn on_event;
         /* Optional, asked first (same ctx, same thread rules): true if the
          * event is the echo of a change of ours, seen on another connection
@@ -88,7 +89,9 @@ struct imap_caps {
             gmail,            /* X-GM-EXT-1: labels are folders */
             objectid,         /* OBJECTID (RFC 8474): EMAILID names a message's content */
             namespace,        /* NAMESPACE (RFC 2342) */
-            cid_refused;      /* X-GM-MSGID/EMAILID announced but refused by FETCH */
+            cid_refused,      /* X-GM-MSGID/EMAILID announced but refused by FETCH */
+            compress_deflate, /* COMPRESS=DEFLATE (RFC 4978) */
+            uidonly;          /* UIDONLY (RFC 9586); after login: the server enabled it */
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 

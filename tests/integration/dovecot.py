@@ -205,7 +205,7 @@ service auth {{
 protocol imap {{
   mail_max_userip_connections = 50
   rawlog_dir = {rawlog_dir}
-}}
+{imap_plugins}}}
 {extra_conf}"""
 
 
@@ -265,12 +265,15 @@ class Dovecot:
 
     Optional: special_use={"Trash": "\\Trash"} (RFC 6154 attributes, default none),
     quota=True (see QUOTA_CONF), extra_conf (text appended to dovecot.conf),
-    oauth2=URL (OAuth2 logins checked against an introspection endpoint, see OAUTH2_PASSDB).
+    oauth2=URL (OAuth2 logins checked against an introspection endpoint, see OAUTH2_PASSDB),
+    compress=True (the imap_zlib plugin: COMPRESS=DEFLATE is offered after login; off by
+    default, as in a stock Dovecot).
     """
 
     def __init__(self, dir=None, ssl=True, user=DEFAULT_USER, password=DEFAULT_PASSWORD,
                  rawlog=False, mail_debug=False, certfile=None, keyfile=None,
-                 special_use=None, quota=False, extra_conf="", oauth2=None):
+                 special_use=None, quota=False, extra_conf="", oauth2=None,
+                 compress=False):
         self.owns_dir = dir is None
         if dir is None:
             dir = tempfile.mkdtemp(prefix="dc", dir="/tmp")
@@ -286,6 +289,7 @@ class Dovecot:
         self.quota = quota
         self.extra_conf = extra_conf
         self.oauth2 = oauth2
+        self.compress = compress
         self.user = user
         self.password = password
         self.users = {}
@@ -371,6 +375,7 @@ class Dovecot:
             special_use=special_use_conf(self.special_use),
             quota=QUOTA_CONF if self.quota else "",
             extra_conf=self.extra_conf,
+            imap_plugins="  mail_plugins = $mail_plugins imap_zlib\n" if self.compress else "",
             auth_mechanisms="plain login oauthbearer xoauth2" if self.oauth2 else "plain login",
             oauth2_passdb=OAUTH2_PASSDB.format(dir=self.dir) if self.oauth2 else "")
         if self.oauth2:
