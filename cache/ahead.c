@@ -12,12 +12,20 @@
 #include "imap/log.h"
 #include "imap/ops.h"
 
-/* A scan starts after SCAN_MIN opens in a row in name order. Batches grow
- * 16, 64, then BATCH_MAX messages (at most BATCH_BYTES), and the next batch is
- * queued when less than half a batch is left ahead of the reader. Starting at
- * 16 rather than smaller matters: each batch costs a round trip before its
- * first byte, and the reader waits for the first ones. */
+/* A scan is a run of opens of one folder's files near each other in name
+ * order, in any order and from any number of readers: `cat *` and grep -r go
+ * up the names, rg and `ls -r` loops down, rg's threads and `xargs -P` both
+ * ways and out of order. An open belongs to a scan when it lands within NEAR
+ * positions of the range the scan has opened, or inside what it has planned.
+ * Read-ahead goes in a direction once SCAN_MIN opens have extended the range
+ * that way. Batches grow 16, 64, then BATCH_MAX messages (at most
+ * BATCH_BYTES), and the next batch is queued when less than half a batch is
+ * left ahead of the reader. Starting at 16 rather than smaller matters: each
+ * batch costs a round trip before its first byte, and the reader waits for
+ * the first ones. STREAMS scans are followed at once, over all folders. */
 #define SCAN_MIN 2u
+#define NEAR 16u
+#define STREAMS 8u
 #define BATCH_MAX 256u
 #define BATCH_BYTES (8u << 20)
 #define QUEUE_MAX 4u
@@ -45,8 +53,20 @@ struct ahead_job {
         uint32_t *uids;   /* the messages whose first blocks this job brings */
         uint8_t *nblocks; /* how many blocks of each: planned, then claimed */
         size_t n;
-        bool from_disk; /* the blocks are in the persistent cache: load, don't fetch */
-        bool claimed;   /* nblocks are claims held by this job (else only planned) */
+        bool from_disk;  /* the blocks are in the persistent cache: load, don't fetch */
+        bool claimed;    /* nblocks are claims held by this job (else only planned) */
+        uint64_t stream; /* the scan that planned it */
+};
+
+/* One scan (see above). Used only under the cache lock (ahead_on_open). */
+struct ahead_stream {
+        uint64_t id;   /* 0: a free slot */
+        uint64_t used; /* tick of its last open: the oldest is replaced first */
+        uint64_t mbox_id;
+        size_t lo, hi;    /* the sorted positions opened: the range's ends */
+        size_t down_next; /* [down_next, up_next) is opened or planned */
+        size_t up_next;
+        unsigned up, down; /* opens that moved hi up, lo down */
 };
 
 struct ahead {
@@ -59,6 +79,8 @@ struct ahead {
         int nthreads;
         int nfinished; /* threads that have ended */
         pthread_t threads[WORKERS];
+        struct ahead_stream streams[STREAMS];
+        uint64_t tick;
 };
 
 static void ahead_job_free(struct ahead_job *j)
@@ -315,16 +337,14 @@ static bool ahead_enqueue(struct ahead *h, struct ahead_job *j)
         return ok;
 }
 
-/* The scan of folder mbox_id stopped (the reader went elsewhere): its
- * queued jobs would only hold up the connection. The one running ends
- * by itself. */
-static void ahead_cancel(struct ahead *h, uint64_t mbox_id)
+/* Drops the queued jobs of scan stream. */
+static void ahead_cancel(struct ahead *h, uint64_t stream)
 {
         pthread_mutex_lock(&h->mu);
         struct ahead_job **pp = &h->head, *last = NULL;
         while (*pp) {
                 struct ahead_job *j = *pp;
-                if (j->mbox_id == mbox_id) {
+                if (j->stream == stream) {
                         *pp = j->next;
                         h->queued--;
                         ahead_job_release(h, j);
@@ -351,33 +371,112 @@ static struct ahead_job *ahead_job_like(const struct ahead_job *j, size_t want)
         }
         jd->mbox_id = j->mbox_id;
         jd->uidvalidity = j->uidvalidity;
+        jd->stream = j->stream;
         jd->from_disk = true;
         return jd;
 }
 
-void ahead_on_open(struct ahead *h, struct cache_msg *msg)
+/* The scan a folder's open at sorted position idx belongs to: one of the
+ * folder whose range it is near, or whose planned read-ahead holds it. */
+static struct ahead_stream *ahead_stream_find(struct ahead *h, uint64_t mbox_id, size_t idx)
 {
-        struct cache_mbox *mb = msg->mbox;
-        struct cache_msg **sorted = cache_mbox_sorted(mb);
-        if (!sorted || !h)
-                return;
-        size_t idx = msg->sorted_idx;
-        if (idx == mb->last_open_idx + 1) {
-                mb->scan_streak++;
-        } else if (idx != mb->last_open_idx) {
-                if (mb->scan_streak >= SCAN_MIN)
-                        ahead_cancel(h, mb->node.id);
-                mb->scan_streak = 0;
-                mb->ahead_next = 0;
+        for (unsigned i = 0; i < STREAMS; i++) {
+                struct ahead_stream *st = &h->streams[i];
+                if (st->id == 0 || st->mbox_id != mbox_id)
+                        continue;
+                if ((idx + NEAR >= st->lo && idx <= st->hi + NEAR) ||
+                    (idx >= st->down_next && idx < st->up_next))
+                        return st;
         }
-        mb->last_open_idx = idx;
-        if (mb->scan_streak < SCAN_MIN)
-                return;
-        unsigned shift = mb->scan_streak - SCAN_MIN;
-        size_t want = shift >= 2 ? BATCH_MAX : 16u << (2 * shift);
-        size_t start = mb->ahead_next > idx + 1 ? mb->ahead_next : idx + 1;
-        if (start - (idx + 1) >= want / 2 || start >= mb->nmsgs)
-                return; /* enough is on its way */
+        return NULL;
+}
+
+/* A new scan starting at idx, in a free slot or in place of the one used
+ * least recently, whose queued jobs are dropped (they would only hold up the
+ * connection; the one running ends by itself). */
+static void ahead_stream_start(struct ahead *h, uint64_t mbox_id, size_t idx)
+{
+        struct ahead_stream *st = &h->streams[0];
+        for (unsigned i = 0; i < STREAMS; i++) {
+                if (h->streams[i].id == 0) {
+                        st = &h->streams[i];
+                        break;
+                }
+                if (h->streams[i].used < st->used)
+                        st = &h->streams[i];
+        }
+        if (st->id)
+                ahead_cancel(h, st->id);
+        *st = (struct ahead_stream){.id = ++h->tick,
+                                    .used = h->tick,
+                                    .mbox_id = mbox_id,
+                                    .lo = idx,
+                                    .hi = idx,
+                                    .down_next = idx,
+                                    .up_next = idx + 1};
+}
+
+/* Batches grow with the scan: 16, 64, then BATCH_MAX messages. */
+static size_t ahead_want(unsigned votes)
+{
+        unsigned shift = votes - SCAN_MIN;
+        return shift >= 2 ? BATCH_MAX : (size_t)16u << (2 * shift);
+}
+
+/* Plans the leading blocks of message m nobody has yet into j (from the
+ * server) or jd (from the persistent cache); the bytes it will bring. The
+ * blocks are claimed when the job starts. */
+static uint64_t ahead_plan_msg(struct ahead *h, struct cache_mbox *mb, const struct cache_msg *m,
+                               struct ahead_job *j, struct ahead_job *jd)
+{
+        uint64_t head = m->size < HEAD_BLOCKS * BLOCK_SIZE ? m->size : HEAD_BLOCKS * BLOCK_SIZE;
+        unsigned nb = 0;
+        /* Stop at the first block that is cached or on its way (a reader has
+         * been there). */
+        while ((uint64_t)nb * BLOCK_SIZE < head) {
+                struct block_key k = ahead_key(j, m->uid, nb);
+                if (blocks_present(h->a->blocks, &k))
+                        break;
+                nb++;
+        }
+        if (nb > 0 && persist_block_has(h->a, mb->raw, mb->uidvalidity, m->uid, 0)) {
+                /* On disk already: load from there (the blocks the disk has),
+                 * not from the server. */
+                unsigned nd = 0;
+                while (jd && nd < nb &&
+                       persist_block_has(h->a, mb->raw, mb->uidvalidity, m->uid, nd))
+                        nd++;
+                if (nd) {
+                        jd->uids[jd->n] = m->uid;
+                        jd->nblocks[jd->n++] = (uint8_t)nd;
+                }
+                return 0;
+        }
+        if (nb == 0)
+                return 0; /* empty, cached already, or being fetched */
+        j->uids[j->n] = m->uid;
+        j->nblocks[j->n++] = (uint8_t)nb;
+        return head;
+}
+
+/* Queues the next batch of scan st in direction dir (+1: up the names, -1:
+ * down), unless less than half a batch ahead of the reader is left unplanned. */
+static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg **sorted,
+                       struct ahead_stream *st, int dir)
+{
+        size_t want = ahead_want(dir > 0 ? st->up : st->down);
+        size_t n = mb->nmsgs;
+        if (dir > 0) {
+                if (st->up_next < st->hi + 1)
+                        st->up_next = st->hi + 1;
+                if (st->up_next - (st->hi + 1) >= want / 2 || st->up_next >= n)
+                        return; /* enough is on its way */
+        } else {
+                if (st->down_next > st->lo)
+                        st->down_next = st->lo;
+                if (st->lo - st->down_next >= want / 2 || st->down_next == 0)
+                        return;
+        }
 
         struct ahead_job *j = calloc(1, sizeof(*j));
         if (!j || !(j->uids = malloc(want * sizeof(*j->uids))) ||
@@ -388,42 +487,20 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
         }
         j->mbox_id = mb->node.id;
         j->uidvalidity = mb->uidvalidity;
+        j->stream = st->id;
         struct ahead_job *jd = ahead_job_like(j, want);
         uint64_t bytes = 0;
-        size_t i = start;
-        for (; i < mb->nmsgs && i < start + want && bytes < BATCH_BYTES; i++) {
-                uint64_t size = sorted[i]->size;
-                uint64_t head = size < HEAD_BLOCKS * BLOCK_SIZE ? size : HEAD_BLOCKS * BLOCK_SIZE;
-                unsigned nb = 0;
-                /* Plan the leading blocks nobody has; stop at the first one
-                 * that is cached or on its way (the reader has been there).
-                 * They are claimed when the job starts. */
-                while ((uint64_t)nb * BLOCK_SIZE < head) {
-                        struct block_key k = ahead_key(j, sorted[i]->uid, nb);
-                        if (blocks_present(h->a->blocks, &k))
-                                break;
-                        nb++;
-                }
-                if (nb > 0 &&
-                    persist_block_has(h->a, mb->raw, mb->uidvalidity, sorted[i]->uid, 0)) {
-                        /* On disk already: load from there (the blocks the disk has),
-                         * not from the server. */
-                        unsigned nd = 0;
-                        while (
-                            jd && nd < nb &&
-                            persist_block_has(h->a, mb->raw, mb->uidvalidity, sorted[i]->uid, nd))
-                                nd++;
-                        if (nd) {
-                                jd->uids[jd->n] = sorted[i]->uid;
-                                jd->nblocks[jd->n++] = (uint8_t)nd;
-                        }
-                        nb = 0;
-                }
-                if (nb == 0)
-                        continue; /* empty, cached already, or being fetched */
-                j->uids[j->n] = sorted[i]->uid;
-                j->nblocks[j->n++] = (uint8_t)nb;
-                bytes += head;
+        size_t planned = 0;
+        if (dir > 0) {
+                size_t i = st->up_next;
+                for (; i < n && planned < want && bytes < BATCH_BYTES; i++, planned++)
+                        bytes += ahead_plan_msg(h, mb, sorted[i], j, jd);
+                st->up_next = i;
+        } else {
+                size_t i = st->down_next;
+                for (; i > 0 && planned < want && bytes < BATCH_BYTES; i--, planned++)
+                        bytes += ahead_plan_msg(h, mb, sorted[i - 1], j, jd);
+                st->down_next = i;
         }
         if (jd && jd->n && !ahead_enqueue(h, jd)) {
                 ahead_job_release(h, jd);
@@ -431,15 +508,80 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
         } else if (jd && !jd->n) {
                 ahead_job_free(jd);
         }
-        if (j->n == 0) {
-                mb->ahead_next = i;
-                ahead_job_free(j);
-                return;
-        }
-        if (!ahead_enqueue(h, j)) {
+        if (j->n == 0 || !ahead_enqueue(h, j)) {
+                /* A full queue: plan these again at the next open. */
+                if (j->n && dir > 0)
+                        st->up_next -= planned;
+                else if (j->n)
+                        st->down_next += planned;
                 ahead_job_release(h, j);
                 ahead_job_free(j);
+        }
+}
+
+/* A reader of scan stream opened uid, which a queued job of the scan plans
+ * but has not claimed: the readers have caught up with the read-ahead. The
+ * job claims its blocks now and goes first, so that this reader and the
+ * ones after it wait for its one command instead of each fetching its own
+ * file (several readers at once outrun one worker: xargs -P, rg). */
+static void ahead_promote(struct ahead *h, uint64_t stream, uint32_t uid)
+{
+        pthread_mutex_lock(&h->mu);
+        struct ahead_job **pp = &h->head, *prev = NULL;
+        for (; *pp; prev = *pp, pp = &(*pp)->next) {
+                struct ahead_job *j = *pp;
+                if (j->stream != stream || j->claimed || j->from_disk)
+                        continue;
+                size_t i = 0;
+                while (i < j->n && j->uids[i] != uid)
+                        i++;
+                if (i == j->n)
+                        continue;
+                ahead_job_claim(h, j);
+                if (prev) { /* to the head of the queue */
+                        *pp = j->next;
+                        if (h->tail == j)
+                                h->tail = prev;
+                        j->next = h->head;
+                        h->head = j;
+                }
+                break;
+        }
+        pthread_mutex_unlock(&h->mu);
+}
+
+void ahead_on_open(struct ahead *h, struct cache_msg *msg)
+{
+        if (!h)
+                return;
+        struct cache_mbox *mb = msg->mbox;
+        struct cache_msg **sorted = cache_mbox_sorted(mb);
+        if (!sorted)
+                return;
+        size_t idx = msg->sorted_idx;
+        struct ahead_stream *st = ahead_stream_find(h, mb->node.id, idx);
+        if (!st) {
+                ahead_stream_start(h, mb->node.id, idx);
                 return;
         }
-        mb->ahead_next = i;
+        st->used = ++h->tick;
+        if (idx + NEAR >= st->lo && idx <= st->hi + NEAR)
+                ahead_promote(h, st->id, msg->uid);
+        /* The sorted positions move when the listing changes: keep the
+         * scan inside the folder. */
+        if (st->up_next > mb->nmsgs)
+                st->up_next = mb->nmsgs;
+        if (st->down_next > mb->nmsgs)
+                st->down_next = mb->nmsgs;
+        if (idx > st->hi) {
+                st->hi = idx;
+                st->up++;
+        } else if (idx < st->lo) {
+                st->lo = idx;
+                st->down++;
+        }
+        if (st->up >= SCAN_MIN)
+                ahead_plan(h, mb, sorted, st, +1);
+        if (st->down >= SCAN_MIN)
+                ahead_plan(h, mb, sorted, st, -1);
 }

@@ -1,8 +1,9 @@
-/* Read-ahead across files. When files of a folder are opened one after
- * another in name order (cat *, grep -r, a file manager's preview), a
- * background thread fetches the first block of the next messages, in batches
- * of one UID FETCH each, so the network works while the reader is busy with
- * the files it already has. */
+/* Read-ahead across files. When files of a folder are opened near each other
+ * in name order, up or down, by one reader or several at once (cat *,
+ * grep -r, rg, `ls -r` loops, xargs -P), a background thread fetches the
+ * first blocks of the next messages in the scan's direction, in batches of
+ * one UID FETCH each, so the network works while the readers are busy with
+ * the files they already have. */
 #ifndef IMAPFS_CACHE_AHEAD_H
 #define IMAPFS_CACHE_AHEAD_H
 
@@ -23,8 +24,8 @@ bool ahead_join_until(struct ahead *h, int64_t deadline_ms);
 /* Stops the thread (waiting for the batch in flight) and frees everything. */
 void ahead_free(struct ahead *h);
 
-/* Called when msg is opened, with the cache lock held: updates the folder's
- * scan state and, during a scan, queues the next batch. Never blocks on I/O. */
+/* Called when msg is opened, with the cache lock held: updates the scans'
+ * state and, during a scan, queues the next batch. Never blocks on I/O. */
 void ahead_on_open(struct ahead *h, struct cache_msg *msg);
 
 #endif

@@ -11,6 +11,8 @@ pkgs+=(liblmdb-dev lmdb-utils)
 pkgs+=(scdoc)
 # The fuzz targets (tests/fuzz): clang and its libFuzzer runtime.
 pkgs+=(clang libclang-rt-14-dev)
+# The scan tests (tests/integration/test_scan.py) run ripgrep against the mount.
+pkgs+=(ripgrep)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
