@@ -490,7 +490,8 @@ int account_file_open(struct account *a, uint64_t msg_id, struct account_file **
         f->uidvalidity = msg->mbox->uidvalidity;
         f->uid = msg->uid;
         f->size = msg->size;
-        ahead_on_open(a->ahead, msg);
+        f->acct = a;
+        f->direct = ahead_on_open(a->ahead, msg, &f->stream);
         cache_unlock(a->cache);
         if (!f->mailbox) {
                 free(f);
@@ -498,6 +499,7 @@ int account_file_open(struct account *a, uint64_t msg_id, struct account_file **
         }
         atomic_init(&f->next_off, 0);
         atomic_init(&f->ra_blocks, RA_MIN_BLOCKS);
+        atomic_init(&f->extent, 0);
         *out = f;
         return 0;
 }
@@ -506,6 +508,11 @@ void account_file_close(struct account_file *f)
 {
         if (!f)
                 return;
+        if (f->direct) { /* a probe of a scan: tell read-ahead how far it was read */
+                cache_lock(f->acct->cache);
+                ahead_on_close(f->acct->ahead, f->stream, atomic_load(&f->extent), f->size);
+                cache_unlock(f->acct->cache);
+        }
         free(f->mailbox);
         free(f);
 }
@@ -588,6 +595,14 @@ static int account_fetch_blocks(struct account *a, struct account_file *f, uint6
         return r;
 }
 
+/* Read-ahead learns from how far a file was read (see ahead_on_close). */
+static void account_file_reached(struct account_file *f, uint64_t pos)
+{
+        unsigned long long cur = atomic_load(&f->extent);
+        while (cur < pos && !atomic_compare_exchange_weak(&f->extent, &cur, pos)) {
+        }
+}
+
 int account_file_read(struct account *a, struct account_file *f, uint64_t off, size_t len,
                       char *buf, size_t *got)
 {
@@ -595,6 +610,17 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
         if (off >= f->size)
                 return 0;
         uint64_t end = off + len < f->size ? off + len : f->size;
+        if (f->direct) {
+                /* A header scan's file: its header alone answers (direct I/O
+                 * passes a short read on to the reader as it is). */
+                size_t n = ahead_head_read(a->ahead, f->mbox_id, f->uidvalidity, f->uid, off,
+                                           (size_t)(end - off), buf, a->imap.timeout_ms);
+                if (n > 0) {
+                        *got = n;
+                        account_file_reached(f, off + n);
+                        return 0;
+                }
+        }
 
         /* Sequential reads double the read-ahead; a seek resets it. */
         unsigned ra = atomic_load(&f->ra_blocks);
@@ -650,5 +676,6 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
 done:
         *got = pos - off;
         atomic_store(&f->next_off, pos);
+        account_file_reached(f, pos);
         return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uthash.h>
 
 #include "cache/account.h"
 #include "cache/persist.h"
@@ -39,6 +40,16 @@
  * which covers nearly all mail; bigger ones get their start and are read on
  * with the usual growing read-ahead. */
 #define HEAD_BLOCKS 4u
+/* Header scans (a `head` loop, mscan): a file of a scan read no further than
+ * HEAD_EXTENT, and not to its end, votes for one; a file read further votes
+ * against. The PROBES opens after a scan's first are opened with direct I/O
+ * (see ahead_on_open), so that their reads are the reader's own, not the
+ * kernel's read-ahead of the whole small file. During a header scan the
+ * batches bring BODY.PEEK[HEADER] instead of the first blocks, kept in
+ * memory up to HEADS_BYTES. */
+#define HEAD_EXTENT (64u << 10)
+#define PROBES 2u
+#define HEADS_BYTES (8u << 20)
 
 /* A job claims its blocks only when it starts: a queued job holds nothing,
  * so a reader who gets to a message first reads it at once instead of
@@ -55,7 +66,20 @@ struct ahead_job {
         size_t n;
         bool from_disk;  /* the blocks are in the persistent cache: load, don't fetch */
         bool claimed;    /* nblocks are claims held by this job (else only planned) */
+        bool headers;    /* brings BODY[HEADER] of each (then nblocks is unused) */
+        uint64_t *sizes; /* headers: the messages' sizes */
         uint64_t stream; /* the scan that planned it */
+};
+
+/* A header brought by a header scan: the start of its message, served to
+ * the scan's direct-I/O readers. Pending while its job runs. */
+struct ahead_head {
+        struct block_key key; /* index 0 */
+        UT_hash_handle hh;
+        struct ahead_head *older, *newer; /* by age, for dropping the oldest */
+        char *data;
+        size_t len;
+        bool pending;
 };
 
 /* One scan (see above). Used only under the cache lock (ahead_on_open). */
@@ -67,6 +91,8 @@ struct ahead_stream {
         size_t down_next; /* [down_next, up_next) is opened or planned */
         size_t up_next;
         unsigned up, down; /* opens that moved hi up, lo down */
+        unsigned opens;    /* after the first */
+        unsigned heads;    /* files read only at their start, in a row */
 };
 
 struct ahead {
@@ -81,6 +107,10 @@ struct ahead {
         pthread_t threads[WORKERS];
         struct ahead_stream streams[STREAMS];
         uint64_t tick;
+        /* Headers of header scans (under mu; hcv: one arrived or failed). */
+        struct ahead_head *heads, *heads_oldest, *heads_newest;
+        size_t heads_bytes;
+        pthread_cond_t hcv;
 };
 
 static void ahead_job_free(struct ahead_job *j)
@@ -88,6 +118,7 @@ static void ahead_job_free(struct ahead_job *j)
         free(j->mailbox);
         free(j->uids);
         free(j->nblocks);
+        free(j->sizes);
         free(j);
 }
 
@@ -96,11 +127,93 @@ static struct block_key ahead_key(const struct ahead_job *j, uint32_t uid, uint6
         return (struct block_key){j->mbox_id, j->uidvalidity, uid, index};
 }
 
+/* ---- headers of header scans (all with h->mu held) ---- */
+
+static struct ahead_head *ahead_head_find(struct ahead *h, const struct block_key *k)
+{
+        struct ahead_head *e;
+        HASH_FIND(hh, h->heads, k, sizeof(*k), e);
+        return e;
+}
+
+static void ahead_head_drop(struct ahead *h, struct ahead_head *e)
+{
+        HASH_DEL(h->heads, e);
+        if (e->older)
+                e->older->newer = e->newer;
+        else
+                h->heads_oldest = e->newer;
+        if (e->newer)
+                e->newer->older = e->older;
+        else
+                h->heads_newest = e->older;
+        h->heads_bytes -= e->len;
+        free(e->data);
+        free(e);
+}
+
+/* Drops the oldest headers that arrived while there are too many bytes. */
+static void ahead_heads_trim(struct ahead *h)
+{
+        struct ahead_head *e = h->heads_oldest;
+        while (e && h->heads_bytes > HEADS_BYTES) {
+                struct ahead_head *next = e->newer;
+                if (!e->pending)
+                        ahead_head_drop(h, e);
+                e = next;
+        }
+}
+
+/* The "claim" of a header job that starts: a pending entry for each message
+ * that has neither a header here nor a first block (cached or on its way);
+ * the job keeps those messages only. */
+static void ahead_heads_reserve(struct ahead *h, struct ahead_job *j)
+{
+        size_t k = 0;
+        for (size_t i = 0; i < j->n; i++) {
+                struct block_key key = ahead_key(j, j->uids[i], 0);
+                if (ahead_head_find(h, &key) || blocks_present(h->a->blocks, &key))
+                        continue;
+                struct ahead_head *e = calloc(1, sizeof(*e));
+                if (!e)
+                        continue;
+                e->key = key;
+                e->pending = true;
+                HASH_ADD(hh, h->heads, key, sizeof(e->key), e);
+                e->older = h->heads_newest;
+                if (h->heads_newest)
+                        h->heads_newest->newer = e;
+                else
+                        h->heads_oldest = e;
+                h->heads_newest = e;
+                j->uids[k] = j->uids[i];
+                j->sizes[k++] = j->sizes[i];
+        }
+        j->n = k;
+        j->claimed = true;
+}
+
+/* A header job ended: what it did not bring is not coming. */
+static void ahead_heads_release(struct ahead *h, struct ahead_job *j)
+{
+        for (size_t i = 0; i < j->n; i++) {
+                struct block_key key = ahead_key(j, j->uids[i], 0);
+                struct ahead_head *e = ahead_head_find(h, &key);
+                if (e && e->pending)
+                        ahead_head_drop(h, e);
+        }
+        pthread_cond_broadcast(&h->hcv);
+}
+
 /* Claims the planned blocks of a job that starts, leading ones only, and
  * keeps the messages of which it got at least one: the rest is cached by
  * now or being fetched by a reader. */
 static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
 {
+        if (j->headers) {
+                ahead_heads_reserve(h, j);
+                return;
+        }
         size_t k = 0;
         for (size_t i = 0; i < j->n; i++) {
                 unsigned nb = 0;
@@ -121,11 +234,15 @@ static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
 
 /* Gives back the claims a job did not fill (expunged, or the fetch failed,
  * or it never ran). Nothing for a job that holds no claims: the blocks may
- * be a reader's. */
+ * be a reader's. With h->mu held (a job that holds claims). */
 static void ahead_job_release(struct ahead *h, struct ahead_job *j)
 {
         if (!j->claimed)
                 return;
+        if (j->headers) {
+                ahead_heads_release(h, j);
+                return;
+        }
         for (size_t i = 0; i < j->n; i++)
                 for (unsigned b = 0; b < j->nblocks[i]; b++) {
                         struct block_key k = ahead_key(j, j->uids[i], b);
@@ -156,6 +273,40 @@ static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
         }
 }
 
+/* A header arrived. It is kept only if it looks like the start of its
+ * message: no longer than the message, ending at the blank line (a message
+ * without one has no header to serve apart). */
+static void ahead_put_header(void *ctx, uint32_t uid, const char *data, size_t len)
+{
+        struct ahead_run *run = ctx;
+        struct ahead *h = run->h;
+        atomic_fetch_add(&h->a->fetched_bytes, len);
+        uint64_t size = 0;
+        for (size_t i = 0; i < run->j->n; i++)
+                if (run->j->uids[i] == uid)
+                        size = run->j->sizes[i];
+        bool ok = len > 0 && len <= size &&
+                  ((len >= 2 && memcmp(data + len - 2, "\n\n", 2) == 0) ||
+                   (len >= 4 && memcmp(data + len - 4, "\r\n\r\n", 4) == 0));
+        struct block_key key = ahead_key(run->j, uid, 0);
+        pthread_mutex_lock(&h->mu);
+        struct ahead_head *e = ahead_head_find(h, &key);
+        if (e && e->pending) {
+                e->data = ok ? malloc(len) : NULL;
+                if (e->data) {
+                        memcpy(e->data, data, len);
+                        e->len = len;
+                        e->pending = false;
+                        h->heads_bytes += len;
+                        ahead_heads_trim(h);
+                } else {
+                        ahead_head_drop(h, e);
+                }
+        }
+        pthread_cond_broadcast(&h->hcv);
+        pthread_mutex_unlock(&h->mu);
+}
+
 static int ahead_fetch(struct imap_session *s, void *ctx)
 {
         struct ahead_run *run = ctx;
@@ -164,6 +315,8 @@ static int ahead_fetch(struct imap_session *s, void *ctx)
                 return r;
         /* imap_fetch_heads sorts its argument in place. */
         memcpy(run->copy, run->j->uids, run->j->n * sizeof(*run->copy));
+        if (run->j->headers)
+                return imap_fetch_headers(s, run->copy, run->j->n, ahead_put_header, run);
         return imap_fetch_heads(s, run->copy, run->j->n, (size_t)HEAD_BLOCKS * BLOCK_SIZE,
                                 ahead_put, run);
 }
@@ -214,10 +367,10 @@ static void *ahead_main(void *arg)
                 h->head = j->next;
                 if (!h->head)
                         h->tail = NULL;
-                pthread_mutex_unlock(&h->mu);
-
                 if (!j->claimed)
                         ahead_job_claim(h, j);
+                pthread_mutex_unlock(&h->mu);
+
                 if (j->n == 0) {
                         /* Everything came meanwhile: nothing to do. */
                 } else if (j->from_disk) {
@@ -235,10 +388,9 @@ static void *ahead_main(void *arg)
                                         j->mailbox, r);
                         free(run.copy);
                 }
+                pthread_mutex_lock(&h->mu);
                 ahead_job_release(h, j);
                 ahead_job_free(j);
-
-                pthread_mutex_lock(&h->mu);
                 h->queued--;
         }
         /* Stopping: drop what never started. */
@@ -267,6 +419,7 @@ struct ahead *ahead_new(struct account *a)
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&h->cv, &ca);
+        pthread_cond_init(&h->hcv, &ca);
         pthread_condattr_destroy(&ca);
         return h;
 }
@@ -278,6 +431,7 @@ void ahead_stop(struct ahead *h)
         pthread_mutex_lock(&h->mu);
         h->stop = true;
         pthread_cond_broadcast(&h->cv);
+        pthread_cond_broadcast(&h->hcv);
         pthread_mutex_unlock(&h->mu);
 }
 
@@ -303,8 +457,11 @@ void ahead_free(struct ahead *h)
         ahead_stop(h);
         for (int i = 0; i < h->nthreads; i++)
                 pthread_join(h->threads[i], NULL);
+        while (h->heads)
+                ahead_head_drop(h, h->heads);
         pthread_mutex_destroy(&h->mu);
         pthread_cond_destroy(&h->cv);
+        pthread_cond_destroy(&h->hcv);
         free(h);
 }
 
@@ -394,7 +551,7 @@ static struct ahead_stream *ahead_stream_find(struct ahead *h, uint64_t mbox_id,
 /* A new scan starting at idx, in a free slot or in place of the one used
  * least recently, whose queued jobs are dropped (they would only hold up the
  * connection; the one running ends by itself). */
-static void ahead_stream_start(struct ahead *h, uint64_t mbox_id, size_t idx)
+static struct ahead_stream *ahead_stream_start(struct ahead *h, uint64_t mbox_id, size_t idx)
 {
         struct ahead_stream *st = &h->streams[0];
         for (unsigned i = 0; i < STREAMS; i++) {
@@ -414,6 +571,7 @@ static void ahead_stream_start(struct ahead *h, uint64_t mbox_id, size_t idx)
                                     .hi = idx,
                                     .down_next = idx,
                                     .up_next = idx + 1};
+        return st;
 }
 
 /* Batches grow with the scan: 16, 64, then BATCH_MAX messages. */
@@ -459,6 +617,22 @@ static uint64_t ahead_plan_msg(struct ahead *h, struct cache_mbox *mb, const str
         return head;
 }
 
+/* Plans message m into a header job (its header, unless its first block is
+ * here or on its way: then the reader reads that) or a block job. */
+static uint64_t ahead_plan_one(struct ahead *h, struct cache_mbox *mb, const struct cache_msg *m,
+                               struct ahead_job *j, struct ahead_job *jd)
+{
+        if (!j->headers)
+                return ahead_plan_msg(h, mb, m, j, jd);
+        struct block_key k = ahead_key(j, m->uid, 0);
+        if (m->size == 0 || blocks_present(h->a->blocks, &k))
+                return 0;
+        j->uids[j->n] = m->uid;
+        j->sizes[j->n] = m->size;
+        j->nblocks[j->n++] = 0;
+        return 0;
+}
+
 /* Queues the next batch of scan st in direction dir (+1: up the names, -1:
  * down), unless less than half a batch ahead of the reader is left unplanned. */
 static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg **sorted,
@@ -488,18 +662,25 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
         j->mbox_id = mb->node.id;
         j->uidvalidity = mb->uidvalidity;
         j->stream = st->id;
-        struct ahead_job *jd = ahead_job_like(j, want);
+        /* A header scan brings headers; no persistent-cache job then (the
+         * first blocks on disk would be more than the reader wants). */
+        j->headers = st->heads > 0;
+        if (j->headers && !(j->sizes = malloc(want * sizeof(*j->sizes)))) {
+                ahead_job_free(j);
+                return;
+        }
+        struct ahead_job *jd = j->headers ? NULL : ahead_job_like(j, want);
         uint64_t bytes = 0;
         size_t planned = 0;
         if (dir > 0) {
                 size_t i = st->up_next;
                 for (; i < n && planned < want && bytes < BATCH_BYTES; i++, planned++)
-                        bytes += ahead_plan_msg(h, mb, sorted[i], j, jd);
+                        bytes += ahead_plan_one(h, mb, sorted[i], j, jd);
                 st->up_next = i;
         } else {
                 size_t i = st->down_next;
                 for (; i > 0 && planned < want && bytes < BATCH_BYTES; i--, planned++)
-                        bytes += ahead_plan_msg(h, mb, sorted[i - 1], j, jd);
+                        bytes += ahead_plan_one(h, mb, sorted[i - 1], j, jd);
                 st->down_next = i;
         }
         if (jd && jd->n && !ahead_enqueue(h, jd)) {
@@ -550,21 +731,25 @@ static void ahead_promote(struct ahead *h, uint64_t stream, uint32_t uid)
         pthread_mutex_unlock(&h->mu);
 }
 
-void ahead_on_open(struct ahead *h, struct cache_msg *msg)
+bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream)
 {
+        *stream = 0;
         if (!h)
-                return;
+                return false;
         struct cache_mbox *mb = msg->mbox;
         struct cache_msg **sorted = cache_mbox_sorted(mb);
         if (!sorted)
-                return;
+                return false;
         size_t idx = msg->sorted_idx;
         struct ahead_stream *st = ahead_stream_find(h, mb->node.id, idx);
         if (!st) {
-                ahead_stream_start(h, mb->node.id, idx);
-                return;
+                /* A single open is an ordinary read, through the page cache. */
+                *stream = ahead_stream_start(h, mb->node.id, idx)->id;
+                return false;
         }
+        *stream = st->id;
         st->used = ++h->tick;
+        st->opens++;
         if (idx + NEAR >= st->lo && idx <= st->hi + NEAR)
                 ahead_promote(h, st->id, msg->uid);
         /* The sorted positions move when the listing changes: keep the
@@ -584,4 +769,46 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
                 ahead_plan(h, mb, sorted, st, +1);
         if (st->down >= SCAN_MIN)
                 ahead_plan(h, mb, sorted, st, -1);
+        /* The probes, and every file of a header scan, bypass the page
+         * cache: their reads show how far the reader reads, and a header
+         * can answer the first read alone (a short read). */
+        return st->opens <= PROBES || st->heads > 0;
+}
+
+void ahead_on_close(struct ahead *h, uint64_t stream, uint64_t extent, uint64_t size)
+{
+        if (!h || !stream || extent == 0)
+                return; /* not read at all: no vote */
+        for (unsigned i = 0; i < STREAMS; i++) {
+                struct ahead_stream *st = &h->streams[i];
+                if (st->id != stream)
+                        continue;
+                if (extent < size && extent <= HEAD_EXTENT)
+                        st->heads++;
+                else
+                        st->heads = 0;
+                return;
+        }
+}
+
+size_t ahead_head_read(struct ahead *h, uint64_t mbox_id, uint32_t uidvalidity, uint32_t uid,
+                       uint64_t off, size_t len, char *buf, int timeout_ms)
+{
+        if (!h)
+                return 0;
+        struct block_key key = {mbox_id, uidvalidity, uid, 0};
+        struct timespec ts;
+        ahead_deadline_ts(timeout_ms, &ts);
+        size_t n = 0;
+        pthread_mutex_lock(&h->mu);
+        struct ahead_head *e;
+        while ((e = ahead_head_find(h, &key)) && e->pending && !h->stop)
+                if (pthread_cond_timedwait(&h->hcv, &h->mu, &ts) == ETIMEDOUT)
+                        break;
+        if (e && !e->pending && off < e->len) {
+                n = e->len - off < len ? (size_t)(e->len - off) : len;
+                memcpy(buf, e->data + off, n);
+        }
+        pthread_mutex_unlock(&h->mu);
+        return n;
 }

@@ -8,6 +8,7 @@
 #define IMAPFS_CACHE_AHEAD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct account;
@@ -25,7 +26,18 @@ bool ahead_join_until(struct ahead *h, int64_t deadline_ms);
 void ahead_free(struct ahead *h);
 
 /* Called when msg is opened, with the cache lock held: updates the scans'
- * state and, during a scan, queues the next batch. Never blocks on I/O. */
-void ahead_on_open(struct ahead *h, struct cache_msg *msg);
+ * state and, during a scan, queues the next batch. Never blocks on I/O.
+ * Sets *stream to the scan the open belongs to (for ahead_on_close); true if
+ * the file should be read with direct I/O (a probe of a new scan, or a file
+ * of a header scan: see ahead.c). */
+bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream);
+/* A file opened with direct I/O was closed after reading up to extent of
+ * its size bytes: a vote for or against a header scan. Cache lock held. */
+void ahead_on_close(struct ahead *h, uint64_t stream, uint64_t extent, uint64_t size);
+/* Bytes from off (at most len) of the message's header if a header scan
+ * brought it, waiting up to timeout_ms for one on its way; 0 if none. The
+ * answer ends at the header's end: a short read, for direct I/O only. */
+size_t ahead_head_read(struct ahead *h, uint64_t mbox_id, uint32_t uidvalidity, uint32_t uid,
+                       uint64_t off, size_t len, char *buf, int timeout_ms);
 
 #endif
