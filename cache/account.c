@@ -595,6 +595,23 @@ static int account_fetch_blocks(struct account *a, struct account_file *f, uint6
         return r;
 }
 
+/* Where the header in buf (a message's first n bytes) ends, after its blank
+ * line; n if it doesn't end there. The first read of a file read with direct
+ * I/O stops there (a short read): a reader that wants more reads on, and
+ * read-ahead learns from that whether the scan reads headers or messages. */
+static uint64_t account_header_end(const char *buf, uint64_t n)
+{
+        for (uint64_t i = 0; i + 1 < n; i++) {
+                if (buf[i] != '\n')
+                        continue;
+                if (buf[i + 1] == '\n')
+                        return i + 2;
+                if (i + 2 < n && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+                        return i + 3;
+        }
+        return n;
+}
+
 /* Read-ahead learns from how far a file was read (see ahead_on_close). */
 static void account_file_reached(struct account_file *f, uint64_t pos)
 {
@@ -674,6 +691,8 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
                         return r == -ENOMEM ? -ENOMEM : (r == -ENOENT || r == -ESTALE) ? -EIO : r;
         }
 done:
+        if (f->direct && off == 0)
+                pos = account_header_end(buf, pos);
         *got = pos - off;
         atomic_store(&f->next_off, pos);
         account_file_reached(f, pos);
