@@ -500,6 +500,7 @@ int account_file_open(struct account *a, uint64_t msg_id, struct account_file **
         atomic_init(&f->next_off, 0);
         atomic_init(&f->ra_blocks, RA_MIN_BLOCKS);
         atomic_init(&f->extent, 0);
+        atomic_init(&f->read_on, false);
         *out = f;
         return 0;
 }
@@ -509,8 +510,13 @@ void account_file_close(struct account_file *f)
         if (!f)
                 return;
         if (f->direct) { /* a probe of a scan: tell read-ahead how far it was read */
+                uint64_t extent = atomic_load(&f->extent);
+                /* All of it in the first read (a message that is all header):
+                 * that tells nothing about the reader. */
+                if (extent >= f->size && !atomic_load(&f->read_on))
+                        extent = 0;
                 cache_lock(f->acct->cache);
-                ahead_on_close(f->acct->ahead, f->stream, atomic_load(&f->extent), f->size);
+                ahead_on_close(f->acct->ahead, f->stream, extent, f->size);
                 cache_unlock(f->acct->cache);
         }
         free(f->mailbox);
@@ -627,6 +633,8 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
         if (off >= f->size)
                 return 0;
         uint64_t end = off + len < f->size ? off + len : f->size;
+        if (off > 0)
+                atomic_store(&f->read_on, true);
         if (f->direct) {
                 /* A header scan's file: its header alone answers (direct I/O
                  * passes a short read on to the reader as it is). */

@@ -82,6 +82,7 @@ struct account_file {
         uint64_t stream;
         bool direct;
         atomic_ullong extent;
+        atomic_bool read_on; /* a read after the first one */
 };
 
 /* Runs fn on a pooled session; a connection the server closed while idle is
