@@ -638,7 +638,8 @@ static uint64_t ahead_plan_one(struct ahead *h, struct cache_mbox *mb, const str
 static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg **sorted,
                        struct ahead_stream *st, int dir)
 {
-        size_t want = ahead_want(dir > 0 ? st->up : st->down);
+        /* Headers are small: a header scan takes the biggest batches at once. */
+        size_t want = st->heads > 0 ? BATCH_MAX : ahead_want(dir > 0 ? st->up : st->down);
         size_t n = mb->nmsgs;
         if (dir > 0) {
                 if (st->up_next < st->hi + 1)
