@@ -511,8 +511,8 @@ void account_file_close(struct account_file *f)
                 return;
         if (f->direct) { /* a probe of a scan: tell read-ahead how far it was read */
                 uint64_t extent = atomic_load(&f->extent);
-                /* All of it in the first read (a message that is all header):
-                 * that tells nothing about the reader. */
+                /* All of it in the first read (a file smaller than what the
+                 * reader asks for at once): that tells nothing about it. */
                 if (extent >= f->size && !atomic_load(&f->read_on))
                         extent = 0;
                 cache_lock(f->acct->cache);
@@ -601,23 +601,6 @@ static int account_fetch_blocks(struct account *a, struct account_file *f, uint6
         return r;
 }
 
-/* Where the header in buf (a message's first n bytes) ends, after its blank
- * line; n if it doesn't end there. The first read of a file read with direct
- * I/O stops there (a short read): a reader that wants more reads on, and
- * read-ahead learns from that whether the scan reads headers or messages. */
-static uint64_t account_header_end(const char *buf, uint64_t n)
-{
-        for (uint64_t i = 0; i + 1 < n; i++) {
-                if (buf[i] != '\n')
-                        continue;
-                if (buf[i + 1] == '\n')
-                        return i + 2;
-                if (i + 2 < n && buf[i + 1] == '\r' && buf[i + 2] == '\n')
-                        return i + 3;
-        }
-        return n;
-}
-
 /* Read-ahead learns from how far a file was read (see ahead_on_close). */
 static void account_file_reached(struct account_file *f, uint64_t pos)
 {
@@ -635,17 +618,11 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
         uint64_t end = off + len < f->size ? off + len : f->size;
         if (off > 0)
                 atomic_store(&f->read_on, true);
-        if (f->direct) {
-                /* A header scan's file: its header alone answers (direct I/O
-                 * passes a short read on to the reader as it is). */
-                size_t n = ahead_head_read(a->ahead, f->mbox_id, f->uidvalidity, f->uid, off,
-                                           (size_t)(end - off), buf, a->imap.timeout_ms);
-                if (n > 0) {
-                        *got = n;
-                        account_file_reached(f, off + n);
-                        return 0;
-                }
-        }
+        /* A header scan's file: what the scan brought of its start answers
+         * first, and the rest of the read (if any) goes on below. */
+        size_t pre = f->direct ? ahead_head_read(a->ahead, f->mbox_id, f->uidvalidity, f->uid, off,
+                                                 (size_t)(end - off), buf, a->imap.timeout_ms)
+                               : 0;
 
         /* Sequential reads double the read-ahead; a seek resets it. */
         unsigned ra = atomic_load(&f->ra_blocks);
@@ -655,7 +632,7 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
                 ra = RA_MIN_BLOCKS;
         atomic_store(&f->ra_blocks, ra);
 
-        uint64_t pos = off;
+        uint64_t pos = off + pre;
         int waits = 0;
         while (pos < end) {
                 uint64_t idx = pos / BLOCK_SIZE;
@@ -699,8 +676,6 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
                         return r == -ENOMEM ? -ENOMEM : (r == -ENOENT || r == -ESTALE) ? -EIO : r;
         }
 done:
-        if (f->direct && off == 0)
-                pos = account_header_end(buf, pos);
         *got = pos - off;
         atomic_store(&f->next_off, pos);
         account_file_reached(f, pos);

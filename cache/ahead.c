@@ -40,15 +40,20 @@
  * which covers nearly all mail; bigger ones get their start and are read on
  * with the usual growing read-ahead. */
 #define HEAD_BLOCKS 4u
-/* Header scans (a `head` loop, mscan): a file of a scan read no further than
- * HEAD_EXTENT, and not to its end, votes for one; a file read further votes
- * against. The PROBES opens after a scan's first are opened with direct I/O
- * (see ahead_on_open), so that their reads are the reader's own, not the
+/* Header scans (a `head` loop, mscan): a file of a scan whose reader stopped
+ * within HEAD_EXTENT, before its end, votes for one; a file read further
+ * votes against; a file read whole by its first read (smaller than what the
+ * reader asks at once) tells nothing. The opens after a scan's first, up to
+ * PROBES of them until there is a vote, are opened with direct I/O (see
+ * ahead_on_open), so that their reads are the reader's own, not the
  * kernel's read-ahead of the whole small file. During a header scan the
- * batches bring BODY.PEEK[HEADER] instead of the first blocks, kept in
- * memory up to HEADS_BYTES. */
+ * batches bring the start of each message, as far as the probes were read
+ * (rounded up to PREFIX_ROUND), instead of the first blocks, kept in memory
+ * up to HEADS_BYTES. (Never a short read to stop a reader at the header's
+ * end: tar, for one, takes that for a file that shrank.) */
+#define PREFIX_ROUND 4096u
 #define HEAD_EXTENT (64u << 10)
-#define PROBES 2u
+#define PROBES 16u
 #define HEADS_BYTES (8u << 20)
 
 /* A job claims its blocks only when it starts: a queued job holds nothing,
@@ -66,13 +71,13 @@ struct ahead_job {
         size_t n;
         bool from_disk;  /* the blocks are in the persistent cache: load, don't fetch */
         bool claimed;    /* nblocks are claims held by this job (else only planned) */
-        bool headers;    /* brings BODY[HEADER] of each (then nblocks is unused) */
-        uint64_t *sizes; /* headers: the messages' sizes */
+        size_t prefix;   /* > 0: brings the first prefix bytes of each (nblocks unused) */
+        uint64_t *sizes; /* prefix: the messages' sizes */
         uint64_t stream; /* the scan that planned it */
 };
 
-/* A header brought by a header scan: the start of its message, served to
- * the scan's direct-I/O readers. Pending while its job runs. */
+/* The start of a message, brought by a header scan and served to the scan's
+ * direct-I/O readers. Pending while its job runs. */
 struct ahead_head {
         struct block_key key; /* index 0 */
         UT_hash_handle hh;
@@ -93,6 +98,8 @@ struct ahead_stream {
         unsigned up, down; /* opens that moved hi up, lo down */
         unsigned opens;    /* after the first */
         unsigned heads;    /* files read only at their start, in a row */
+        uint64_t reach;    /* how far those were read, at most */
+        bool voted;        /* a probe has told what the readers read */
 };
 
 struct ahead {
@@ -107,7 +114,8 @@ struct ahead {
         pthread_t threads[WORKERS];
         struct ahead_stream streams[STREAMS];
         uint64_t tick;
-        /* Headers of header scans (under mu; hcv: one arrived or failed). */
+        /* Starts of messages for header scans (under mu; hcv: one arrived
+         * or failed). */
         struct ahead_head *heads, *heads_oldest, *heads_newest;
         size_t heads_bytes;
         pthread_cond_t hcv;
@@ -127,7 +135,7 @@ static struct block_key ahead_key(const struct ahead_job *j, uint32_t uid, uint6
         return (struct block_key){j->mbox_id, j->uidvalidity, uid, index};
 }
 
-/* ---- headers of header scans (all with h->mu held) ---- */
+/* ---- starts of messages for header scans (all with h->mu held) ---- */
 
 static struct ahead_head *ahead_head_find(struct ahead *h, const struct block_key *k)
 {
@@ -152,7 +160,7 @@ static void ahead_head_drop(struct ahead *h, struct ahead_head *e)
         free(e);
 }
 
-/* Drops the oldest headers that arrived while there are too many bytes. */
+/* Drops the oldest entries that arrived while there are too many bytes. */
 static void ahead_heads_trim(struct ahead *h)
 {
         struct ahead_head *e = h->heads_oldest;
@@ -164,8 +172,8 @@ static void ahead_heads_trim(struct ahead *h)
         }
 }
 
-/* The "claim" of a header job that starts: a pending entry for each message
- * that has neither a header here nor a first block (cached or on its way);
+/* The "claim" of a prefix job that starts: a pending entry for each message
+ * that has neither its start here nor a first block (cached or on its way);
  * the job keeps those messages only. */
 static void ahead_heads_reserve(struct ahead *h, struct ahead_job *j)
 {
@@ -193,7 +201,7 @@ static void ahead_heads_reserve(struct ahead *h, struct ahead_job *j)
         j->claimed = true;
 }
 
-/* A header job ended: what it did not bring is not coming. */
+/* A prefix job ended: what it did not bring is not coming. */
 static void ahead_heads_release(struct ahead *h, struct ahead_job *j)
 {
         for (size_t i = 0; i < j->n; i++) {
@@ -210,7 +218,7 @@ static void ahead_heads_release(struct ahead *h, struct ahead_job *j)
  * now or being fetched by a reader. */
 static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
 {
-        if (j->headers) {
+        if (j->prefix) {
                 ahead_heads_reserve(h, j);
                 return;
         }
@@ -239,7 +247,7 @@ static void ahead_job_release(struct ahead *h, struct ahead_job *j)
 {
         if (!j->claimed)
                 return;
-        if (j->headers) {
+        if (j->prefix) {
                 ahead_heads_release(h, j);
                 return;
         }
@@ -273,10 +281,9 @@ static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
         }
 }
 
-/* A header arrived. It is kept only if it looks like the start of its
- * message: no longer than the message, ending at the blank line (a message
- * without one has no header to serve apart). */
-static void ahead_put_header(void *ctx, uint32_t uid, const char *data, size_t len)
+/* The start of a message arrived. It is kept only if it is as long as asked
+ * (or the whole message): anything else would look like a shorter message. */
+static void ahead_put_prefix(void *ctx, uint32_t uid, const char *data, size_t len)
 {
         struct ahead_run *run = ctx;
         struct ahead *h = run->h;
@@ -285,9 +292,7 @@ static void ahead_put_header(void *ctx, uint32_t uid, const char *data, size_t l
         for (size_t i = 0; i < run->j->n; i++)
                 if (run->j->uids[i] == uid)
                         size = run->j->sizes[i];
-        bool ok = len > 0 && len <= size &&
-                  ((len >= 2 && memcmp(data + len - 2, "\n\n", 2) == 0) ||
-                   (len >= 4 && memcmp(data + len - 4, "\r\n\r\n", 4) == 0));
+        bool ok = len > 0 && len == (size < run->j->prefix ? size : run->j->prefix);
         struct block_key key = ahead_key(run->j, uid, 0);
         pthread_mutex_lock(&h->mu);
         struct ahead_head *e = ahead_head_find(h, &key);
@@ -315,8 +320,9 @@ static int ahead_fetch(struct imap_session *s, void *ctx)
                 return r;
         /* imap_fetch_heads sorts its argument in place. */
         memcpy(run->copy, run->j->uids, run->j->n * sizeof(*run->copy));
-        if (run->j->headers)
-                return imap_fetch_headers(s, run->copy, run->j->n, ahead_put_header, run);
+        if (run->j->prefix)
+                return imap_fetch_heads(s, run->copy, run->j->n, run->j->prefix, ahead_put_prefix,
+                                        run);
         return imap_fetch_heads(s, run->copy, run->j->n, (size_t)HEAD_BLOCKS * BLOCK_SIZE,
                                 ahead_put, run);
 }
@@ -575,10 +581,11 @@ static struct ahead_stream *ahead_stream_start(struct ahead *h, uint64_t mbox_id
 }
 
 /* Batches grow with the scan: 16, 64, then BATCH_MAX messages. */
+#define FIRST_BATCH 16u
 static size_t ahead_want(unsigned votes)
 {
         unsigned shift = votes - SCAN_MIN;
-        return shift >= 2 ? BATCH_MAX : (size_t)16u << (2 * shift);
+        return shift >= 2 ? BATCH_MAX : (size_t)FIRST_BATCH << (2 * shift);
 }
 
 /* Plans the leading blocks of message m nobody has yet into j (from the
@@ -617,12 +624,12 @@ static uint64_t ahead_plan_msg(struct ahead *h, struct cache_mbox *mb, const str
         return head;
 }
 
-/* Plans message m into a header job (its header, unless its first block is
+/* Plans message m into a prefix job (its start, unless its first block is
  * here or on its way: then the reader reads that) or a block job. */
 static uint64_t ahead_plan_one(struct ahead *h, struct cache_mbox *mb, const struct cache_msg *m,
                                struct ahead_job *j, struct ahead_job *jd)
 {
-        if (!j->headers)
+        if (!j->prefix)
                 return ahead_plan_msg(h, mb, m, j, jd);
         struct block_key k = ahead_key(j, m->uid, 0);
         if (m->size == 0 || blocks_present(h->a->blocks, &k))
@@ -630,7 +637,7 @@ static uint64_t ahead_plan_one(struct ahead *h, struct cache_mbox *mb, const str
         j->uids[j->n] = m->uid;
         j->sizes[j->n] = m->size;
         j->nblocks[j->n++] = 0;
-        return 0;
+        return m->size < j->prefix ? m->size : j->prefix;
 }
 
 /* Queues the next batch of scan st in direction dir (+1: up the names, -1:
@@ -638,8 +645,13 @@ static uint64_t ahead_plan_one(struct ahead *h, struct cache_mbox *mb, const str
 static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg **sorted,
                        struct ahead_stream *st, int dir)
 {
-        /* Headers are small: a header scan takes the biggest batches at once. */
+        /* Starts of messages are small: a header scan takes the biggest
+         * batches at once. */
         size_t want = st->heads > 0 ? BATCH_MAX : ahead_want(dir > 0 ? st->up : st->down);
+        /* Still probing: no more than a first batch of blocks until the
+         * readers have shown how much of each file they read. */
+        if (st->heads == 0 && !st->voted && st->opens <= PROBES && want > FIRST_BATCH)
+                want = FIRST_BATCH;
         size_t n = mb->nmsgs;
         if (dir > 0) {
                 if (st->up_next < st->hi + 1)
@@ -663,14 +675,15 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
         j->mbox_id = mb->node.id;
         j->uidvalidity = mb->uidvalidity;
         j->stream = st->id;
-        /* A header scan brings headers; no persistent-cache job then (the
-         * first blocks on disk would be more than the reader wants). */
-        j->headers = st->heads > 0;
-        if (j->headers && !(j->sizes = malloc(want * sizeof(*j->sizes)))) {
+        /* A header scan brings the starts of messages; no persistent-cache
+         * job then (the first blocks on disk are more than the reader wants). */
+        if (st->heads > 0)
+                j->prefix = (size_t)((st->reach + PREFIX_ROUND - 1) / PREFIX_ROUND * PREFIX_ROUND);
+        if (j->prefix && !(j->sizes = malloc(want * sizeof(*j->sizes)))) {
                 ahead_job_free(j);
                 return;
         }
-        struct ahead_job *jd = j->headers ? NULL : ahead_job_like(j, want);
+        struct ahead_job *jd = j->prefix ? NULL : ahead_job_like(j, want);
         uint64_t bytes = 0;
         size_t planned = 0;
         if (dir > 0) {
@@ -771,9 +784,9 @@ bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream)
         if (st->down >= SCAN_MIN)
                 ahead_plan(h, mb, sorted, st, -1);
         /* The probes, and every file of a header scan, bypass the page
-         * cache: their reads show how far the reader reads, and a header
-         * can answer the first read alone (a short read). */
-        return st->opens <= PROBES || st->heads > 0;
+         * cache: their reads show how far the reader reads, and only what
+         * the reader asks for is read (the start a header scan brought). */
+        return st->heads > 0 || (!st->voted && st->opens <= PROBES);
 }
 
 void ahead_on_close(struct ahead *h, uint64_t stream, uint64_t extent, uint64_t size)
@@ -784,10 +797,15 @@ void ahead_on_close(struct ahead *h, uint64_t stream, uint64_t extent, uint64_t 
                 struct ahead_stream *st = &h->streams[i];
                 if (st->id != stream)
                         continue;
-                if (extent < size && extent <= HEAD_EXTENT)
+                st->voted = true;
+                if (extent < size && extent <= HEAD_EXTENT) {
                         st->heads++;
-                else
+                        if (extent > st->reach)
+                                st->reach = extent;
+                } else {
                         st->heads = 0;
+                        st->reach = 0;
+                }
                 return;
         }
 }

@@ -34,9 +34,9 @@ bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream);
 /* A file opened with direct I/O was closed after reading up to extent of
  * its size bytes: a vote for or against a header scan. Cache lock held. */
 void ahead_on_close(struct ahead *h, uint64_t stream, uint64_t extent, uint64_t size);
-/* Bytes from off (at most len) of the message's header if a header scan
- * brought it, waiting up to timeout_ms for one on its way; 0 if none. The
- * answer ends at the header's end: a short read, for direct I/O only. */
+/* Bytes from off (at most len) of the start of the message that a header
+ * scan brought, waiting up to timeout_ms for one on its way; 0 if there is
+ * none or off is past it. The caller reads on from where it ends. */
 size_t ahead_head_read(struct ahead *h, uint64_t mbox_id, uint32_t uidvalidity, uint32_t uid,
                        uint64_t off, size_t len, char *buf, int timeout_ms);
 

@@ -474,39 +474,6 @@ int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t le
         return r < 0 ? r : imap_result_errno("UID FETCH (heads)", &res);
 }
 
-static bool ops_headers_data(void *vctx, const struct imap_response *r)
-{
-        struct heads_ctx *c = vctx;
-        if (!ops_is_untagged(r, "FETCH") || !r->args || r->args->type != IMAP_LIST)
-                return false;
-        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
-        const struct imap_value *hdr = imap_fetch_item(r->args, "BODY[HEADER]");
-        if (!uid || uid->type != IMAP_NUMBER || !hdr || uid->num > UINT32_MAX)
-                return false;
-        if (hdr->type == IMAP_STRING)
-                c->fn(c->ctx, (uint32_t)uid->num, hdr->s, hdr->len);
-        return !ops_carries_news(r);
-}
-
-int imap_fetch_headers(struct imap_session *s, uint32_t *uids, size_t n, imap_body_fn fn, void *ctx)
-{
-        struct imap_cmd cmd;
-        struct imap_result res;
-        struct heads_ctx c = {fn, ctx};
-
-        size_t need = imap_uidset_format(uids, n, NULL, 0);
-        char *set = malloc(need + 1);
-        if (!set)
-                return -ENOMEM;
-        imap_uidset_format(uids, n, set, need + 1);
-        imap_session_cmd_init(s, &cmd);
-        imap_cmd_add(&cmd, "UID FETCH %s (UID BODY.PEEK[HEADER])", set);
-        free(set);
-        int r = imap_session_cmd(s, &cmd, ops_headers_data, &c, &res);
-        imap_cmd_free(&cmd);
-        return r < 0 ? r : imap_result_errno("UID FETCH (headers)", &res);
-}
-
 struct status_ctx {
         const char *mailbox;
         struct imap_status_info *out;

@@ -82,10 +82,6 @@ int imap_fetch_range(struct imap_session *s, uint32_t uid, uint64_t off, size_t 
 typedef void (*imap_body_fn)(void *ctx, uint32_t uid, const char *data, size_t len);
 int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t len, imap_body_fn fn,
                      void *ctx);
-/* UID FETCH uids (UID BODY.PEEK[HEADER]): each message's header, the blank
- * line included, to fn. uids is sorted in place. */
-int imap_fetch_headers(struct imap_session *s, uint32_t *uids, size_t n, imap_body_fn fn,
-                       void *ctx);
 
 /* STATUS mailbox (MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]): a cheap
  * "did anything change" for a mailbox that is not selected. highestmodseq
