@@ -501,6 +501,7 @@ int account_file_open(struct account *a, uint64_t msg_id, struct account_file **
         atomic_init(&f->ra_blocks, RA_MIN_BLOCKS);
         atomic_init(&f->extent, 0);
         atomic_init(&f->read_on, false);
+        atomic_init(&f->asked, 0);
         *out = f;
         return 0;
 }
@@ -512,8 +513,10 @@ void account_file_close(struct account_file *f)
         if (f->direct) { /* a probe of a scan: tell read-ahead how far it was read */
                 uint64_t extent = atomic_load(&f->extent);
                 /* All of it in the first read (a file smaller than what the
-                 * reader asks for at once): that tells nothing about it. */
-                if (extent >= f->size && !atomic_load(&f->read_on))
+                 * reader asks for at once) tells nothing about the reader,
+                 * unless it asked for more than a header scan would bring. */
+                if (extent >= f->size && !atomic_load(&f->read_on) &&
+                    atomic_load(&f->asked) <= AHEAD_HEAD_EXTENT)
                         extent = 0;
                 cache_lock(f->acct->cache);
                 ahead_on_close(f->acct->ahead, f->stream, extent, f->size);
@@ -618,6 +621,9 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
         uint64_t end = off + len < f->size ? off + len : f->size;
         if (off > 0)
                 atomic_store(&f->read_on, true);
+        unsigned long long asked = atomic_load(&f->asked);
+        while (asked < len && !atomic_compare_exchange_weak(&f->asked, &asked, len)) {
+        }
         /* A header scan's file: what the scan brought of its start answers
          * first, and the rest of the read (if any) goes on below. */
         size_t pre = f->direct ? ahead_head_read(a->ahead, f->mbox_id, f->uidvalidity, f->uid, off,

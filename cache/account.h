@@ -83,6 +83,7 @@ struct account_file {
         bool direct;
         atomic_ullong extent;
         atomic_bool read_on; /* a read after the first one */
+        atomic_ullong asked; /* the longest read asked for */
 };
 
 /* Runs fn on a pooled session; a connection the server closed while idle is

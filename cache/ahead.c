@@ -41,9 +41,9 @@
  * with the usual growing read-ahead. */
 #define HEAD_BLOCKS 4u
 /* Header scans (a `head` loop, mscan): a file of a scan whose reader stopped
- * within HEAD_EXTENT, before its end, votes for one; a file read further
- * votes against; a file read whole by its first read (smaller than what the
- * reader asks at once) tells nothing. The opens after a scan's first, up to
+ * within HEAD_EXTENT, before its end, votes for one; a file read further, or
+ * asked for more than HEAD_EXTENT at once, votes against; a small file read
+ * whole by a smaller first read tells nothing. The opens after a scan's first, up to
  * PROBES of them until there is a vote, are opened with direct I/O (see
  * ahead_on_open), so that their reads are the reader's own, not the
  * kernel's read-ahead of the whole small file. During a header scan the
@@ -52,9 +52,9 @@
  * up to HEADS_BYTES. (Never a short read to stop a reader at the header's
  * end: tar, for one, takes that for a file that shrank.) */
 #define PREFIX_ROUND 4096u
-#define HEAD_EXTENT (64u << 10)
+#define HEAD_EXTENT AHEAD_HEAD_EXTENT
 #define PROBES 16u
-#define HEADS_BYTES (8u << 20)
+#define HEADS_BYTES (16u << 20) /* two full batches */
 
 /* A job claims its blocks only when it starts: a queued job holds nothing,
  * so a reader who gets to a message first reads it at once instead of

@@ -31,6 +31,9 @@ void ahead_free(struct ahead *h);
  * the file should be read with direct I/O (a probe of a new scan, or a file
  * of a header scan: see ahead.c). */
 bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream);
+/* How far into a file a reader of a header scan may go (see ahead.c). */
+#define AHEAD_HEAD_EXTENT (64u << 10)
+
 /* A file opened with direct I/O was closed after reading up to extent of
  * its size bytes: a vote for or against a header scan. Cache lock held. */
 void ahead_on_close(struct ahead *h, uint64_t stream, uint64_t extent, uint64_t size);
