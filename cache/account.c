@@ -534,7 +534,8 @@ int account_file_open(struct account *a, uint64_t msg_id, struct account_file **
         f->uidvalidity = msg->mbox->uidvalidity;
         f->uid = msg->uid;
         f->size = msg->size;
-        ahead_on_open(a->ahead, msg);
+        f->acct = a;
+        f->direct = ahead_on_open(a->ahead, msg, &f->stream);
         cache_unlock(a->cache);
         if (!f->mailbox) {
                 free(f);
@@ -542,6 +543,9 @@ int account_file_open(struct account *a, uint64_t msg_id, struct account_file **
         }
         atomic_init(&f->next_off, 0);
         atomic_init(&f->ra_blocks, RA_MIN_BLOCKS);
+        atomic_init(&f->extent, 0);
+        atomic_init(&f->read_on, false);
+        atomic_init(&f->asked, 0);
         *out = f;
         return 0;
 }
@@ -550,6 +554,18 @@ void account_file_close(struct account_file *f)
 {
         if (!f)
                 return;
+        if (f->direct) { /* a probe of a scan: tell read-ahead how far it was read */
+                uint64_t extent = atomic_load(&f->extent);
+                /* All of it in the first read (a file smaller than what the
+                 * reader asks for at once) tells nothing about the reader,
+                 * unless it asked for more than a header scan would bring. */
+                if (extent >= f->size && !atomic_load(&f->read_on) &&
+                    atomic_load(&f->asked) <= AHEAD_HEAD_EXTENT)
+                        extent = 0;
+                cache_lock(f->acct->cache);
+                ahead_on_close(f->acct->ahead, f->stream, extent, f->size);
+                cache_unlock(f->acct->cache);
+        }
         free(f->mailbox);
         free(f);
 }
@@ -632,6 +648,14 @@ static int account_fetch_blocks(struct account *a, struct account_file *f, uint6
         return r;
 }
 
+/* Read-ahead learns from how far a file was read (see ahead_on_close). */
+static void account_file_reached(struct account_file *f, uint64_t pos)
+{
+        unsigned long long cur = atomic_load(&f->extent);
+        while (cur < pos && !atomic_compare_exchange_weak(&f->extent, &cur, pos)) {
+        }
+}
+
 int account_file_read(struct account *a, struct account_file *f, uint64_t off, size_t len,
                       char *buf, size_t *got)
 {
@@ -639,6 +663,16 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
         if (off >= f->size)
                 return 0;
         uint64_t end = off + len < f->size ? off + len : f->size;
+        if (off > 0)
+                atomic_store(&f->read_on, true);
+        unsigned long long asked = atomic_load(&f->asked);
+        while (asked < len && !atomic_compare_exchange_weak(&f->asked, &asked, len)) {
+        }
+        /* A header scan's file: what the scan brought of its start answers
+         * first, and the rest of the read (if any) goes on below. */
+        size_t pre = f->direct ? ahead_head_read(a->ahead, f->mbox_id, f->uidvalidity, f->uid, off,
+                                                 (size_t)(end - off), buf, a->imap.timeout_ms)
+                               : 0;
 
         /* Sequential reads double the read-ahead; a seek resets it. */
         unsigned ra = atomic_load(&f->ra_blocks);
@@ -648,7 +682,7 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
                 ra = RA_MIN_BLOCKS;
         atomic_store(&f->ra_blocks, ra);
 
-        uint64_t pos = off;
+        uint64_t pos = off + pre;
         int waits = 0;
         while (pos < end) {
                 uint64_t idx = pos / BLOCK_SIZE;
@@ -694,6 +728,7 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
 done:
         *got = pos - off;
         atomic_store(&f->next_off, pos);
+        account_file_reached(f, pos);
         return 0;
 }
 

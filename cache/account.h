@@ -88,6 +88,14 @@ struct account_file {
         uint64_t size;
         atomic_ullong next_off; /* where a sequential read would continue */
         atomic_uint ra_blocks;  /* current read-ahead, in blocks */
+        /* Read-ahead's view (cache/ahead.h): the scan this open belongs to,
+         * whether to read with direct I/O, and how far the reader got. */
+        struct account *acct;
+        uint64_t stream;
+        bool direct;
+        atomic_ullong extent;
+        atomic_bool read_on; /* a read after the first one */
+        atomic_ullong asked; /* the longest read asked for */
 };
 
 /* Runs fn on a pooled session; a connection the server closed while idle is

@@ -6,18 +6,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <uthash.h>
 
 #include "cache/account.h"
 #include "cache/persist.h"
 #include "imap/log.h"
 #include "imap/ops.h"
 
-/* A scan starts after SCAN_MIN opens in a row in name order. Batches grow
- * 16, 64, then BATCH_MAX messages (at most BATCH_BYTES), and the next batch is
- * queued when less than half a batch is left ahead of the reader. Starting at
- * 16 rather than smaller matters: each batch costs a round trip before its
- * first byte, and the reader waits for the first ones. */
+/* A scan is a run of opens of one folder's files near each other in name
+ * order, in any order and from any number of readers: `cat *` and grep -r go
+ * up the names, rg and `ls -r` loops down, rg's threads and `xargs -P` both
+ * ways and out of order. An open belongs to a scan when it lands within NEAR
+ * positions of the range the scan has opened, or inside what it has planned.
+ * Read-ahead goes in a direction once SCAN_MIN opens have extended the range
+ * that way. Batches grow 16, 64, then BATCH_MAX messages (at most
+ * BATCH_BYTES), and the next batch is queued when less than half a batch is
+ * left ahead of the reader. Starting at 16 rather than smaller matters: each
+ * batch costs a round trip before its first byte, and the reader waits for
+ * the first ones. STREAMS scans are followed at once, over all folders. */
 #define SCAN_MIN 2u
+#define NEAR 16u
+#define STREAMS 8u
 #define BATCH_MAX 256u
 #define BATCH_BYTES (8u << 20)
 #define QUEUE_MAX 4u
@@ -31,6 +40,21 @@
  * which covers nearly all mail; bigger ones get their start and are read on
  * with the usual growing read-ahead. */
 #define HEAD_BLOCKS 4u
+/* Header scans (a `head` loop, mscan): a file of a scan whose reader stopped
+ * within HEAD_EXTENT, before its end, votes for one; a file read further, or
+ * asked for more than HEAD_EXTENT at once, votes against; a small file read
+ * whole by a smaller first read tells nothing. The opens after a scan's first, up to
+ * PROBES of them until there is a vote, are opened with direct I/O (see
+ * ahead_on_open), so that their reads are the reader's own, not the
+ * kernel's read-ahead of the whole small file. During a header scan the
+ * batches bring the start of each message, as far as the probes were read
+ * (rounded up to PREFIX_ROUND), instead of the first blocks, kept in memory
+ * up to HEADS_BYTES. (Never a short read to stop a reader at the header's
+ * end: tar, for one, takes that for a file that shrank.) */
+#define PREFIX_ROUND 4096u
+#define HEAD_EXTENT AHEAD_HEAD_EXTENT
+#define PROBES 16u
+#define HEADS_BYTES (16u << 20) /* two full batches */
 
 /* A job claims its blocks only when it starts: a queued job holds nothing,
  * so a reader who gets to a message first reads it at once instead of
@@ -45,8 +69,37 @@ struct ahead_job {
         uint32_t *uids;   /* the messages whose first blocks this job brings */
         uint8_t *nblocks; /* how many blocks of each: planned, then claimed */
         size_t n;
-        bool from_disk; /* the blocks are in the persistent cache: load, don't fetch */
-        bool claimed;   /* nblocks are claims held by this job (else only planned) */
+        bool from_disk;  /* the blocks are in the persistent cache: load, don't fetch */
+        bool claimed;    /* nblocks are claims held by this job (else only planned) */
+        size_t prefix;   /* > 0: brings the first prefix bytes of each (nblocks unused) */
+        uint64_t *sizes; /* prefix: the messages' sizes */
+        uint64_t stream; /* the scan that planned it */
+};
+
+/* The start of a message, brought by a header scan and served to the scan's
+ * direct-I/O readers. Pending while its job runs. */
+struct ahead_head {
+        struct block_key key; /* index 0 */
+        UT_hash_handle hh;
+        struct ahead_head *older, *newer; /* by age, for dropping the oldest */
+        char *data;
+        size_t len;
+        bool pending;
+};
+
+/* One scan (see above). Used only under the cache lock (ahead_on_open). */
+struct ahead_stream {
+        uint64_t id;   /* 0: a free slot */
+        uint64_t used; /* tick of its last open: the oldest is replaced first */
+        uint64_t mbox_id;
+        size_t lo, hi;    /* the sorted positions opened: the range's ends */
+        size_t down_next; /* [down_next, up_next) is opened or planned */
+        size_t up_next;
+        unsigned up, down; /* opens that moved hi up, lo down */
+        unsigned opens;    /* after the first */
+        unsigned heads;    /* files read only at their start, in a row */
+        uint64_t reach;    /* how far those were read, at most */
+        bool voted;        /* a probe has told what the readers read */
 };
 
 struct ahead {
@@ -59,6 +112,13 @@ struct ahead {
         int nthreads;
         int nfinished; /* threads that have ended */
         pthread_t threads[WORKERS];
+        struct ahead_stream streams[STREAMS];
+        uint64_t tick;
+        /* Starts of messages for header scans (under mu; hcv: one arrived
+         * or failed). */
+        struct ahead_head *heads, *heads_oldest, *heads_newest;
+        size_t heads_bytes;
+        pthread_cond_t hcv;
 };
 
 static void ahead_job_free(struct ahead_job *j)
@@ -66,6 +126,7 @@ static void ahead_job_free(struct ahead_job *j)
         free(j->mailbox);
         free(j->uids);
         free(j->nblocks);
+        free(j->sizes);
         free(j);
 }
 
@@ -74,11 +135,93 @@ static struct block_key ahead_key(const struct ahead_job *j, uint32_t uid, uint6
         return (struct block_key){j->mbox_id, j->uidvalidity, uid, index};
 }
 
+/* ---- starts of messages for header scans (all with h->mu held) ---- */
+
+static struct ahead_head *ahead_head_find(struct ahead *h, const struct block_key *k)
+{
+        struct ahead_head *e;
+        HASH_FIND(hh, h->heads, k, sizeof(*k), e);
+        return e;
+}
+
+static void ahead_head_drop(struct ahead *h, struct ahead_head *e)
+{
+        HASH_DEL(h->heads, e);
+        if (e->older)
+                e->older->newer = e->newer;
+        else
+                h->heads_oldest = e->newer;
+        if (e->newer)
+                e->newer->older = e->older;
+        else
+                h->heads_newest = e->older;
+        h->heads_bytes -= e->len;
+        free(e->data);
+        free(e);
+}
+
+/* Drops the oldest entries that arrived while there are too many bytes. */
+static void ahead_heads_trim(struct ahead *h)
+{
+        struct ahead_head *e = h->heads_oldest;
+        while (e && h->heads_bytes > HEADS_BYTES) {
+                struct ahead_head *next = e->newer;
+                if (!e->pending)
+                        ahead_head_drop(h, e);
+                e = next;
+        }
+}
+
+/* The "claim" of a prefix job that starts: a pending entry for each message
+ * that has neither its start here nor a first block (cached or on its way);
+ * the job keeps those messages only. */
+static void ahead_heads_reserve(struct ahead *h, struct ahead_job *j)
+{
+        size_t k = 0;
+        for (size_t i = 0; i < j->n; i++) {
+                struct block_key key = ahead_key(j, j->uids[i], 0);
+                if (ahead_head_find(h, &key) || blocks_present(h->a->blocks, &key))
+                        continue;
+                struct ahead_head *e = calloc(1, sizeof(*e));
+                if (!e)
+                        continue;
+                e->key = key;
+                e->pending = true;
+                HASH_ADD(hh, h->heads, key, sizeof(e->key), e);
+                e->older = h->heads_newest;
+                if (h->heads_newest)
+                        h->heads_newest->newer = e;
+                else
+                        h->heads_oldest = e;
+                h->heads_newest = e;
+                j->uids[k] = j->uids[i];
+                j->sizes[k++] = j->sizes[i];
+        }
+        j->n = k;
+        j->claimed = true;
+}
+
+/* A prefix job ended: what it did not bring is not coming. */
+static void ahead_heads_release(struct ahead *h, struct ahead_job *j)
+{
+        for (size_t i = 0; i < j->n; i++) {
+                struct block_key key = ahead_key(j, j->uids[i], 0);
+                struct ahead_head *e = ahead_head_find(h, &key);
+                if (e && e->pending)
+                        ahead_head_drop(h, e);
+        }
+        pthread_cond_broadcast(&h->hcv);
+}
+
 /* Claims the planned blocks of a job that starts, leading ones only, and
  * keeps the messages of which it got at least one: the rest is cached by
  * now or being fetched by a reader. */
 static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
 {
+        if (j->prefix) {
+                ahead_heads_reserve(h, j);
+                return;
+        }
         size_t k = 0;
         for (size_t i = 0; i < j->n; i++) {
                 unsigned nb = 0;
@@ -99,11 +242,15 @@ static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
 
 /* Gives back the claims a job did not fill (expunged, or the fetch failed,
  * or it never ran). Nothing for a job that holds no claims: the blocks may
- * be a reader's. */
+ * be a reader's. With h->mu held (a job that holds claims). */
 static void ahead_job_release(struct ahead *h, struct ahead_job *j)
 {
         if (!j->claimed)
                 return;
+        if (j->prefix) {
+                ahead_heads_release(h, j);
+                return;
+        }
         for (size_t i = 0; i < j->n; i++)
                 for (unsigned b = 0; b < j->nblocks[i]; b++) {
                         struct block_key k = ahead_key(j, j->uids[i], b);
@@ -134,6 +281,37 @@ static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
         }
 }
 
+/* The start of a message arrived. It is kept only if it is as long as asked
+ * (or the whole message): anything else would look like a shorter message. */
+static void ahead_put_prefix(void *ctx, uint32_t uid, const char *data, size_t len)
+{
+        struct ahead_run *run = ctx;
+        struct ahead *h = run->h;
+        atomic_fetch_add(&h->a->fetched_bytes, len);
+        uint64_t size = 0;
+        for (size_t i = 0; i < run->j->n; i++)
+                if (run->j->uids[i] == uid)
+                        size = run->j->sizes[i];
+        bool ok = len > 0 && len == (size < run->j->prefix ? size : run->j->prefix);
+        struct block_key key = ahead_key(run->j, uid, 0);
+        pthread_mutex_lock(&h->mu);
+        struct ahead_head *e = ahead_head_find(h, &key);
+        if (e && e->pending) {
+                e->data = ok ? malloc(len) : NULL;
+                if (e->data) {
+                        memcpy(e->data, data, len);
+                        e->len = len;
+                        e->pending = false;
+                        h->heads_bytes += len;
+                        ahead_heads_trim(h);
+                } else {
+                        ahead_head_drop(h, e);
+                }
+        }
+        pthread_cond_broadcast(&h->hcv);
+        pthread_mutex_unlock(&h->mu);
+}
+
 static int ahead_fetch(struct imap_session *s, void *ctx)
 {
         struct ahead_run *run = ctx;
@@ -142,6 +320,9 @@ static int ahead_fetch(struct imap_session *s, void *ctx)
                 return r;
         /* imap_fetch_heads sorts its argument in place. */
         memcpy(run->copy, run->j->uids, run->j->n * sizeof(*run->copy));
+        if (run->j->prefix)
+                return imap_fetch_heads(s, run->copy, run->j->n, run->j->prefix, ahead_put_prefix,
+                                        run);
         return imap_fetch_heads(s, run->copy, run->j->n, (size_t)HEAD_BLOCKS * BLOCK_SIZE,
                                 ahead_put, run);
 }
@@ -192,10 +373,10 @@ static void *ahead_main(void *arg)
                 h->head = j->next;
                 if (!h->head)
                         h->tail = NULL;
-                pthread_mutex_unlock(&h->mu);
-
                 if (!j->claimed)
                         ahead_job_claim(h, j);
+                pthread_mutex_unlock(&h->mu);
+
                 if (j->n == 0) {
                         /* Everything came meanwhile: nothing to do. */
                 } else if (j->from_disk) {
@@ -213,10 +394,9 @@ static void *ahead_main(void *arg)
                                         j->mailbox, r);
                         free(run.copy);
                 }
+                pthread_mutex_lock(&h->mu);
                 ahead_job_release(h, j);
                 ahead_job_free(j);
-
-                pthread_mutex_lock(&h->mu);
                 h->queued--;
         }
         /* Stopping: drop what never started. */
@@ -245,6 +425,7 @@ struct ahead *ahead_new(struct account *a)
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&h->cv, &ca);
+        pthread_cond_init(&h->hcv, &ca);
         pthread_condattr_destroy(&ca);
         return h;
 }
@@ -256,6 +437,7 @@ void ahead_stop(struct ahead *h)
         pthread_mutex_lock(&h->mu);
         h->stop = true;
         pthread_cond_broadcast(&h->cv);
+        pthread_cond_broadcast(&h->hcv);
         pthread_mutex_unlock(&h->mu);
 }
 
@@ -281,8 +463,11 @@ void ahead_free(struct ahead *h)
         ahead_stop(h);
         for (int i = 0; i < h->nthreads; i++)
                 pthread_join(h->threads[i], NULL);
+        while (h->heads)
+                ahead_head_drop(h, h->heads);
         pthread_mutex_destroy(&h->mu);
         pthread_cond_destroy(&h->cv);
+        pthread_cond_destroy(&h->hcv);
         free(h);
 }
 
@@ -315,16 +500,14 @@ static bool ahead_enqueue(struct ahead *h, struct ahead_job *j)
         return ok;
 }
 
-/* The scan of folder mbox_id stopped (the reader went elsewhere): its
- * queued jobs would only hold up the connection. The one running ends
- * by itself. */
-static void ahead_cancel(struct ahead *h, uint64_t mbox_id)
+/* Drops the queued jobs of scan stream. */
+static void ahead_cancel(struct ahead *h, uint64_t stream)
 {
         pthread_mutex_lock(&h->mu);
         struct ahead_job **pp = &h->head, *last = NULL;
         while (*pp) {
                 struct ahead_job *j = *pp;
-                if (j->mbox_id == mbox_id) {
+                if (j->stream == stream) {
                         *pp = j->next;
                         h->queued--;
                         ahead_job_release(h, j);
@@ -351,33 +534,136 @@ static struct ahead_job *ahead_job_like(const struct ahead_job *j, size_t want)
         }
         jd->mbox_id = j->mbox_id;
         jd->uidvalidity = j->uidvalidity;
+        jd->stream = j->stream;
         jd->from_disk = true;
         return jd;
 }
 
-void ahead_on_open(struct ahead *h, struct cache_msg *msg)
+/* The scan a folder's open at sorted position idx belongs to: one of the
+ * folder whose range it is near, or whose planned read-ahead holds it. */
+static struct ahead_stream *ahead_stream_find(struct ahead *h, uint64_t mbox_id, size_t idx)
 {
-        struct cache_mbox *mb = msg->mbox;
-        struct cache_msg **sorted = cache_mbox_sorted(mb);
-        if (!sorted || !h)
-                return;
-        size_t idx = msg->sorted_idx;
-        if (idx == mb->last_open_idx + 1) {
-                mb->scan_streak++;
-        } else if (idx != mb->last_open_idx) {
-                if (mb->scan_streak >= SCAN_MIN)
-                        ahead_cancel(h, mb->node.id);
-                mb->scan_streak = 0;
-                mb->ahead_next = 0;
+        for (unsigned i = 0; i < STREAMS; i++) {
+                struct ahead_stream *st = &h->streams[i];
+                if (st->id == 0 || st->mbox_id != mbox_id)
+                        continue;
+                if ((idx + NEAR >= st->lo && idx <= st->hi + NEAR) ||
+                    (idx >= st->down_next && idx < st->up_next))
+                        return st;
         }
-        mb->last_open_idx = idx;
-        if (mb->scan_streak < SCAN_MIN)
-                return;
-        unsigned shift = mb->scan_streak - SCAN_MIN;
-        size_t want = shift >= 2 ? BATCH_MAX : 16u << (2 * shift);
-        size_t start = mb->ahead_next > idx + 1 ? mb->ahead_next : idx + 1;
-        if (start - (idx + 1) >= want / 2 || start >= mb->nmsgs)
-                return; /* enough is on its way */
+        return NULL;
+}
+
+/* A new scan starting at idx, in a free slot or in place of the one used
+ * least recently, whose queued jobs are dropped (they would only hold up the
+ * connection; the one running ends by itself). */
+static struct ahead_stream *ahead_stream_start(struct ahead *h, uint64_t mbox_id, size_t idx)
+{
+        struct ahead_stream *st = &h->streams[0];
+        for (unsigned i = 0; i < STREAMS; i++) {
+                if (h->streams[i].id == 0) {
+                        st = &h->streams[i];
+                        break;
+                }
+                if (h->streams[i].used < st->used)
+                        st = &h->streams[i];
+        }
+        if (st->id)
+                ahead_cancel(h, st->id);
+        *st = (struct ahead_stream){.id = ++h->tick,
+                                    .used = h->tick,
+                                    .mbox_id = mbox_id,
+                                    .lo = idx,
+                                    .hi = idx,
+                                    .down_next = idx,
+                                    .up_next = idx + 1};
+        return st;
+}
+
+/* Batches grow with the scan: 16, 64, then BATCH_MAX messages. */
+#define FIRST_BATCH 16u
+static size_t ahead_want(unsigned votes)
+{
+        unsigned shift = votes - SCAN_MIN;
+        return shift >= 2 ? BATCH_MAX : (size_t)FIRST_BATCH << (2 * shift);
+}
+
+/* Plans the leading blocks of message m nobody has yet into j (from the
+ * server) or jd (from the persistent cache); the bytes it will bring. The
+ * blocks are claimed when the job starts. */
+static uint64_t ahead_plan_msg(struct ahead *h, struct cache_mbox *mb, const struct cache_msg *m,
+                               struct ahead_job *j, struct ahead_job *jd)
+{
+        uint64_t head = m->size < HEAD_BLOCKS * BLOCK_SIZE ? m->size : HEAD_BLOCKS * BLOCK_SIZE;
+        unsigned nb = 0;
+        /* Stop at the first block that is cached or on its way (a reader has
+         * been there). */
+        while ((uint64_t)nb * BLOCK_SIZE < head) {
+                struct block_key k = ahead_key(j, m->uid, nb);
+                if (blocks_present(h->a->blocks, &k))
+                        break;
+                nb++;
+        }
+        if (nb > 0 && persist_block_has(h->a, mb->raw, mb->uidvalidity, m->uid, 0)) {
+                /* On disk already: load from there (the blocks the disk has),
+                 * not from the server. */
+                unsigned nd = 0;
+                while (jd && nd < nb &&
+                       persist_block_has(h->a, mb->raw, mb->uidvalidity, m->uid, nd))
+                        nd++;
+                if (nd) {
+                        jd->uids[jd->n] = m->uid;
+                        jd->nblocks[jd->n++] = (uint8_t)nd;
+                }
+                return 0;
+        }
+        if (nb == 0)
+                return 0; /* empty, cached already, or being fetched */
+        j->uids[j->n] = m->uid;
+        j->nblocks[j->n++] = (uint8_t)nb;
+        return head;
+}
+
+/* Plans message m into a prefix job (its start, unless its first block is
+ * here or on its way: then the reader reads that) or a block job. */
+static uint64_t ahead_plan_one(struct ahead *h, struct cache_mbox *mb, const struct cache_msg *m,
+                               struct ahead_job *j, struct ahead_job *jd)
+{
+        if (!j->prefix)
+                return ahead_plan_msg(h, mb, m, j, jd);
+        struct block_key k = ahead_key(j, m->uid, 0);
+        if (m->size == 0 || blocks_present(h->a->blocks, &k))
+                return 0;
+        j->uids[j->n] = m->uid;
+        j->sizes[j->n] = m->size;
+        j->nblocks[j->n++] = 0;
+        return m->size < j->prefix ? m->size : j->prefix;
+}
+
+/* Queues the next batch of scan st in direction dir (+1: up the names, -1:
+ * down), unless less than half a batch ahead of the reader is left unplanned. */
+static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg **sorted,
+                       struct ahead_stream *st, int dir)
+{
+        /* Starts of messages are small: a header scan takes the biggest
+         * batches at once. */
+        size_t want = st->heads > 0 ? BATCH_MAX : ahead_want(dir > 0 ? st->up : st->down);
+        /* Still probing: no more than a first batch of blocks until the
+         * readers have shown how much of each file they read. */
+        if (st->heads == 0 && !st->voted && st->opens <= PROBES && want > FIRST_BATCH)
+                want = FIRST_BATCH;
+        size_t n = mb->nmsgs;
+        if (dir > 0) {
+                if (st->up_next < st->hi + 1)
+                        st->up_next = st->hi + 1;
+                if (st->up_next - (st->hi + 1) >= want / 2 || st->up_next >= n)
+                        return; /* enough is on its way */
+        } else {
+                if (st->down_next > st->lo)
+                        st->down_next = st->lo;
+                if (st->lo - st->down_next >= want / 2 || st->down_next == 0)
+                        return;
+        }
 
         struct ahead_job *j = calloc(1, sizeof(*j));
         if (!j || !(j->uids = malloc(want * sizeof(*j->uids))) ||
@@ -388,42 +674,28 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
         }
         j->mbox_id = mb->node.id;
         j->uidvalidity = mb->uidvalidity;
-        struct ahead_job *jd = ahead_job_like(j, want);
+        j->stream = st->id;
+        /* A header scan brings the starts of messages; no persistent-cache
+         * job then (the first blocks on disk are more than the reader wants). */
+        if (st->heads > 0)
+                j->prefix = (size_t)((st->reach + PREFIX_ROUND - 1) / PREFIX_ROUND * PREFIX_ROUND);
+        if (j->prefix && !(j->sizes = malloc(want * sizeof(*j->sizes)))) {
+                ahead_job_free(j);
+                return;
+        }
+        struct ahead_job *jd = j->prefix ? NULL : ahead_job_like(j, want);
         uint64_t bytes = 0;
-        size_t i = start;
-        for (; i < mb->nmsgs && i < start + want && bytes < BATCH_BYTES; i++) {
-                uint64_t size = sorted[i]->size;
-                uint64_t head = size < HEAD_BLOCKS * BLOCK_SIZE ? size : HEAD_BLOCKS * BLOCK_SIZE;
-                unsigned nb = 0;
-                /* Plan the leading blocks nobody has; stop at the first one
-                 * that is cached or on its way (the reader has been there).
-                 * They are claimed when the job starts. */
-                while ((uint64_t)nb * BLOCK_SIZE < head) {
-                        struct block_key k = ahead_key(j, sorted[i]->uid, nb);
-                        if (blocks_present(h->a->blocks, &k))
-                                break;
-                        nb++;
-                }
-                if (nb > 0 &&
-                    persist_block_has(h->a, mb->raw, mb->uidvalidity, sorted[i]->uid, 0)) {
-                        /* On disk already: load from there (the blocks the disk has),
-                         * not from the server. */
-                        unsigned nd = 0;
-                        while (
-                            jd && nd < nb &&
-                            persist_block_has(h->a, mb->raw, mb->uidvalidity, sorted[i]->uid, nd))
-                                nd++;
-                        if (nd) {
-                                jd->uids[jd->n] = sorted[i]->uid;
-                                jd->nblocks[jd->n++] = (uint8_t)nd;
-                        }
-                        nb = 0;
-                }
-                if (nb == 0)
-                        continue; /* empty, cached already, or being fetched */
-                j->uids[j->n] = sorted[i]->uid;
-                j->nblocks[j->n++] = (uint8_t)nb;
-                bytes += head;
+        size_t planned = 0;
+        if (dir > 0) {
+                size_t i = st->up_next;
+                for (; i < n && planned < want && bytes < BATCH_BYTES; i++, planned++)
+                        bytes += ahead_plan_one(h, mb, sorted[i], j, jd);
+                st->up_next = i;
+        } else {
+                size_t i = st->down_next;
+                for (; i > 0 && planned < want && bytes < BATCH_BYTES; i--, planned++)
+                        bytes += ahead_plan_one(h, mb, sorted[i - 1], j, jd);
+                st->down_next = i;
         }
         if (jd && jd->n && !ahead_enqueue(h, jd)) {
                 ahead_job_release(h, jd);
@@ -431,15 +703,131 @@ void ahead_on_open(struct ahead *h, struct cache_msg *msg)
         } else if (jd && !jd->n) {
                 ahead_job_free(jd);
         }
-        if (j->n == 0) {
-                mb->ahead_next = i;
-                ahead_job_free(j);
-                return;
-        }
-        if (!ahead_enqueue(h, j)) {
+        if (j->n == 0 || !ahead_enqueue(h, j)) {
+                /* A full queue: plan these again at the next open. */
+                if (j->n && dir > 0)
+                        st->up_next -= planned;
+                else if (j->n)
+                        st->down_next += planned;
                 ahead_job_release(h, j);
                 ahead_job_free(j);
+        }
+}
+
+/* A reader of scan stream opened uid, which a queued job of the scan plans
+ * but has not claimed: the readers have caught up with the read-ahead. The
+ * job claims its blocks now and goes first, so that this reader and the
+ * ones after it wait for its one command instead of each fetching its own
+ * file (several readers at once outrun one worker: xargs -P, rg). */
+static void ahead_promote(struct ahead *h, uint64_t stream, uint32_t uid)
+{
+        pthread_mutex_lock(&h->mu);
+        struct ahead_job **pp = &h->head, *prev = NULL;
+        for (; *pp; prev = *pp, pp = &(*pp)->next) {
+                struct ahead_job *j = *pp;
+                if (j->stream != stream || j->claimed || j->from_disk)
+                        continue;
+                size_t i = 0;
+                while (i < j->n && j->uids[i] != uid)
+                        i++;
+                if (i == j->n)
+                        continue;
+                ahead_job_claim(h, j);
+                if (prev) { /* to the head of the queue */
+                        *pp = j->next;
+                        if (h->tail == j)
+                                h->tail = prev;
+                        j->next = h->head;
+                        h->head = j;
+                }
+                break;
+        }
+        pthread_mutex_unlock(&h->mu);
+}
+
+bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream)
+{
+        *stream = 0;
+        if (!h)
+                return false;
+        struct cache_mbox *mb = msg->mbox;
+        struct cache_msg **sorted = cache_mbox_sorted(mb);
+        if (!sorted)
+                return false;
+        size_t idx = msg->sorted_idx;
+        struct ahead_stream *st = ahead_stream_find(h, mb->node.id, idx);
+        if (!st) {
+                /* A single open is an ordinary read, through the page cache. */
+                *stream = ahead_stream_start(h, mb->node.id, idx)->id;
+                return false;
+        }
+        *stream = st->id;
+        st->used = ++h->tick;
+        st->opens++;
+        if (idx + NEAR >= st->lo && idx <= st->hi + NEAR)
+                ahead_promote(h, st->id, msg->uid);
+        /* The sorted positions move when the listing changes: keep the
+         * scan inside the folder. */
+        if (st->up_next > mb->nmsgs)
+                st->up_next = mb->nmsgs;
+        if (st->down_next > mb->nmsgs)
+                st->down_next = mb->nmsgs;
+        if (idx > st->hi) {
+                st->hi = idx;
+                st->up++;
+        } else if (idx < st->lo) {
+                st->lo = idx;
+                st->down++;
+        }
+        if (st->up >= SCAN_MIN)
+                ahead_plan(h, mb, sorted, st, +1);
+        if (st->down >= SCAN_MIN)
+                ahead_plan(h, mb, sorted, st, -1);
+        /* The probes, and every file of a header scan, bypass the page
+         * cache: their reads show how far the reader reads, and only what
+         * the reader asks for is read (the start a header scan brought). */
+        return st->heads > 0 || (!st->voted && st->opens <= PROBES);
+}
+
+void ahead_on_close(struct ahead *h, uint64_t stream, uint64_t extent, uint64_t size)
+{
+        if (!h || !stream || extent == 0)
+                return; /* not read at all: no vote */
+        for (unsigned i = 0; i < STREAMS; i++) {
+                struct ahead_stream *st = &h->streams[i];
+                if (st->id != stream)
+                        continue;
+                st->voted = true;
+                if (extent < size && extent <= HEAD_EXTENT) {
+                        st->heads++;
+                        if (extent > st->reach)
+                                st->reach = extent;
+                } else {
+                        st->heads = 0;
+                        st->reach = 0;
+                }
                 return;
         }
-        mb->ahead_next = i;
+}
+
+size_t ahead_head_read(struct ahead *h, uint64_t mbox_id, uint32_t uidvalidity, uint32_t uid,
+                       uint64_t off, size_t len, char *buf, int timeout_ms)
+{
+        if (!h)
+                return 0;
+        struct block_key key = {mbox_id, uidvalidity, uid, 0};
+        struct timespec ts;
+        ahead_deadline_ts(timeout_ms, &ts);
+        size_t n = 0;
+        pthread_mutex_lock(&h->mu);
+        struct ahead_head *e;
+        while ((e = ahead_head_find(h, &key)) && e->pending && !h->stop)
+                if (pthread_cond_timedwait(&h->hcv, &h->mu, &ts) == ETIMEDOUT)
+                        break;
+        if (e && !e->pending && off < e->len) {
+                n = e->len - off < len ? (size_t)(e->len - off) : len;
+                memcpy(buf, e->data + off, n);
+        }
+        pthread_mutex_unlock(&h->mu);
+        return n;
 }

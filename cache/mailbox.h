@@ -105,11 +105,6 @@ struct cache_mbox {
          * globs), rebuilt lazily after the listing changes. */
         struct cache_msg **sorted;
         bool sorted_dirty;
-        /* Access pattern, for read-ahead across files: where the last open
-         * was in sorted order and how many opens in a row followed it. */
-        size_t last_open_idx;
-        unsigned scan_streak;
-        size_t ahead_next; /* first sorted position not yet queued for read-ahead */
         /* What the server said about it, on any connection. */
         struct cache_server_state srv;
 };

@@ -22,6 +22,8 @@ pkgs+=(clang libclang-rt-14-dev)
 pkgs+=(vim rsync)
 # The desktop tests (test_desktop): gio, gvfs's trash daemon on a session bus, inotifywait.
 pkgs+=(libglib2.0-bin gvfs gvfs-daemons dbus-daemon dbus-bin inotify-tools)
+# The scan tests (tests/integration/test_scan.py) run ripgrep against the mount.
+pkgs+=(ripgrep)
 missing=()
 for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

@@ -114,6 +114,8 @@ static void ops_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         }
         fi->fh = (uint64_t)(uintptr_t)f;
         fi->keep_cache = 1;
+        /* Read-ahead probes how far a scan reads its files (cache/ahead.h). */
+        fi->direct_io = f->direct;
         /* Nothing to do at close() of a message: skip the FLUSH round trip
          * (files being written need it, messages don't). */
         fi->noflush = 1;

@@ -40,7 +40,7 @@ def setUpModule():
         c = SRV.client()
         c.create("Big")
         c.create("Other")
-        G.multiappend(c, "INBOX", G.bulk_messages(60))
+        G.multiappend(c, "INBOX", G.bulk_messages(400))
         G.multiappend(c, "Other", G.bulk_messages(30, "Other"))
         big = G.big_message()
         BIG = (D.append(c, "Big", big, [], G._idate(0)), len(big))
@@ -53,11 +53,12 @@ def setUpModule():
                     opts={"cafile": SRV.cafile, "password_file": SRV.password_file, "timeout": TIMEOUT})
         M.mount(foreground=True)
         INBOX.update(mount_files(os.path.join(M.mp, "INBOX")))
-        # Every third message in name order: imapfs reads ahead across files
-        # when they are opened one after another in name order, so "never read"
-        # must also mean "never next to one that was read".
+        # Every 20th message in name order: imapfs reads ahead when files are
+        # opened near each other in name order (within 16 names, in any order:
+        # cache/ahead.c), so "never read" must also mean "never near one that
+        # was read".
         names = sorted(INBOX, key=lambda u: INBOX[u].encode())
-        FRESH.extend(names[i] for i in range(0, len(names), 3))
+        FRESH.extend(names[i] for i in range(0, len(names), 20))
     except Exception:
         tearDownModule(cleanup_only=True)
         raise
