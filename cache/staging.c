@@ -97,9 +97,6 @@ static void staging_fill(const struct staged *sd, struct staged_info *out)
 
 int staging_create(struct staging *st, uint64_t id, uint64_t parent, const char *name)
 {
-        struct staged_info info;
-        if (staging_lookup(st, parent, name, &info))
-                return -EEXIST;
         struct staged *sd = calloc(1, sizeof(*sd));
         if (!sd || !(sd->name = strdup(name))) {
                 free(sd);
@@ -109,9 +106,20 @@ int staging_create(struct staging *st, uint64_t id, uint64_t parent, const char 
         sd->parent = parent;
         sd->fd = -1;
         sd->mtime = time(NULL);
+        /* Checked and added under one lock: two opens for writing of one
+         * message (same id) that race must not both stage it. */
         pthread_mutex_lock(&st->mu);
-        HASH_ADD(hh, st->by_id, id, sizeof(sd->id), sd);
+        bool taken = staging_find(st, id) != NULL;
+        for (struct staged *o = st->by_id; o && !taken; o = o->hh.next)
+                taken = o->parent == parent && strcmp(o->name, name) == 0;
+        if (!taken)
+                HASH_ADD(hh, st->by_id, id, sizeof(sd->id), sd);
         pthread_mutex_unlock(&st->mu);
+        if (taken) {
+                free(sd->name);
+                free(sd);
+                return -EEXIST;
+        }
         return 0;
 }
 
