@@ -10,6 +10,7 @@
     replaces that message (sed -i, vim);
   - rsync in twice: exit 0, the second run changes nothing; rsync out twice;
   - cp of two messages with the same Message-ID keeps both;
+  - rm of a message open for writing removes the message (not only the replacement);
   - INTERNALDATE: the mtime set before close (touch -d / utime on the open file, cp -p),
     else the Date: header, else now.
 
@@ -50,6 +51,7 @@ FOLDERS = {
     "Ren": [],
     "Repl": [("repl-0", [r"\Answered"])],
     "CpOver": [("cpover-0", [r"\Flagged"])],
+    "RmOpen": [("rmopen-0", ())],
 }
 
 SCRATCH_NAMES = [".notes", "draft.eml~", "#draft.eml#", "x.swp", ".x.eml.swx", "4913",
@@ -346,6 +348,26 @@ class TestRename(Base):
         after = server("CpOver")
         self.assertEqual([v[1] for v in after.values()], [new])
         self.assertEqual(set(list(after.values())[0][0]), {r"\Flagged"})
+
+    def test_rm_of_a_message_open_for_writing(self):
+        """rm while a writer has the message open: rm's success means the message is
+        gone from its folder (to the trash, as rm does); the writer's bytes go nowhere,
+        as with a file unlinked while open."""
+        m = FIX["rmopen-0"]
+        d = folder("RmOpen")
+        path = os.path.join(d, mount_files(d)[m.uid])
+        trash_before = server("Trash")
+        with open(path, "r+b", buffering=0) as f:
+            f.write(b"X-Edited: yes\r\n")
+            os.unlink(path)
+            self.assertEqual(server("RmOpen"), {}, "rm said yes, the message stays" + log_tail())
+            try:  # the replacement is dropped with the name, as an unlinked new file is
+                f.write(b"more\r\n")
+            except OSError as e:
+                self.assertEqual(e.errno, errno.ENOENT)
+        self.assertEqual(server("RmOpen"), {}, "the writer's close stored something")
+        moved = [v[1] for u, v in server("Trash").items() if u not in trash_before]
+        self.assertEqual(moved, [m.raw], "the message did not go to the trash as it was")
 
 
 class TestTools(Base):
