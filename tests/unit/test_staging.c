@@ -94,6 +94,33 @@ START_TEST(test_create_once)
 }
 END_TEST
 
+/* A replacement opened without O_TRUNC holds its message unchanged (clean)
+ * until a write, a truncation, an mtime or flags: only then does its close
+ * replace the message. */
+START_TEST(test_clean_until_changed)
+{
+        struct staging *st = new_staging(1 << 20);
+        struct staged_info in;
+        ck_assert(staging_get(st, 7, &in));
+        ck_assert(!in.clean); /* a new file is never "clean" */
+        ck_assert_int_eq(staging_write(st, 7, "Subject: x\r\n", 12, 0), 0);
+        for (int how = 0; how < 4; how++) {
+                ck_assert_int_eq(staging_mark_clean(st, 7), 0);
+                ck_assert(staging_get(st, 7, &in));
+                ck_assert(in.clean);
+                int r = how == 0   ? staging_write(st, 7, "y", 1, 12)
+                        : how == 1 ? staging_truncate(st, 7, 12)
+                        : how == 2 ? staging_set_mtime(st, 7, 1000)
+                                   : staging_set_flags(st, 7, "\\Seen", 5);
+                ck_assert_int_eq(r, 0);
+                ck_assert(staging_get(st, 7, &in));
+                ck_assert_msg(!in.clean, "still clean after change %d", how);
+        }
+        ck_assert_int_eq(staging_mark_clean(st, 99), -ENOENT);
+        staging_free(st);
+}
+END_TEST
+
 /* The same bytes give the same CRLF text in memory and from the temp file. */
 /* Local (scratch) files and replacements: flags shown, renames between
  * local names replace a staged file at the target, and bytes survive a
@@ -206,6 +233,7 @@ int main(void)
         tcase_add_test(tc, test_crlf_memory_and_file);
         tcase_add_test(tc, test_local_rename_and_replaces);
         tcase_add_test(tc, test_create_once);
+        tcase_add_test(tc, test_clean_until_changed);
         tcase_add_test(tc, test_crlf_across_chunks);
         tcase_add_test(tc, test_file_over_2gib);
         suite_add_tcase(s, tc);
