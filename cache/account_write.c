@@ -1138,6 +1138,16 @@ int account_append_ex(struct account *a, uint64_t mbox_id, const char *data, siz
         else if (!(mailbox = strdup(((struct cache_mbox *)n)->raw)))
                 r = -ENOMEM;
         uint32_t uid_floor = r == 0 ? ((struct cache_mbox *)n)->uidnext : 0;
+        /* The new message's UID is above every one the folder already gave
+         * (UIDNEXT may be unknown, or a session's estimate from EXISTS that
+         * lags): a lost answer must not be confirmed by a message that was
+         * there before, such as the one an edit replaces (same Message-ID). */
+        if (r == 0) {
+                const struct cache_mbox *m = (const struct cache_mbox *)n;
+                uint32_t top = m->nuidv ? m->uidv[m->nuidv - 1]->uid : 0;
+                if (top && top < UINT32_MAX && top >= uid_floor)
+                        uid_floor = top + 1;
+        }
         if (r == 0)
                 own_expect(a->own, NULL, NULL, 1, mailbox, NULL);
         cache_unlock(a->cache);

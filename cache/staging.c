@@ -28,6 +28,7 @@ struct staged {
         int opens;
         bool local;
         uint64_t replaces;
+        bool clean; /* holds the message it replaces, unchanged (staging_mark_clean) */
         UT_hash_handle hh;
 };
 
@@ -93,13 +94,11 @@ static void staging_fill(const struct staged *sd, struct staged_info *out)
         out->mtime = sd->mtime;
         out->local = sd->local;
         out->replaces = sd->replaces;
+        out->clean = sd->clean;
 }
 
 int staging_create(struct staging *st, uint64_t id, uint64_t parent, const char *name)
 {
-        struct staged_info info;
-        if (staging_lookup(st, parent, name, &info))
-                return -EEXIST;
         struct staged *sd = calloc(1, sizeof(*sd));
         if (!sd || !(sd->name = strdup(name))) {
                 free(sd);
@@ -109,9 +108,20 @@ int staging_create(struct staging *st, uint64_t id, uint64_t parent, const char 
         sd->parent = parent;
         sd->fd = -1;
         sd->mtime = time(NULL);
+        /* Checked and added under one lock: two opens for writing of one
+         * message (same id) that race must not both stage it. */
         pthread_mutex_lock(&st->mu);
-        HASH_ADD(hh, st->by_id, id, sizeof(sd->id), sd);
+        bool taken = staging_find(st, id) != NULL;
+        for (struct staged *o = st->by_id; o && !taken; o = o->hh.next)
+                taken = o->parent == parent && strcmp(o->name, name) == 0;
+        if (!taken)
+                HASH_ADD(hh, st->by_id, id, sizeof(sd->id), sd);
         pthread_mutex_unlock(&st->mu);
+        if (taken) {
+                free(sd->name);
+                free(sd);
+                return -EEXIST;
+        }
         return 0;
 }
 
@@ -170,6 +180,16 @@ int staging_set_replaces(struct staging *st, uint64_t id, uint64_t msg_id)
         struct staged *sd = staging_find(st, id);
         if (sd)
                 sd->replaces = msg_id;
+        pthread_mutex_unlock(&st->mu);
+        return sd ? 0 : -ENOENT;
+}
+
+int staging_mark_clean(struct staging *st, uint64_t id)
+{
+        pthread_mutex_lock(&st->mu);
+        struct staged *sd = staging_find(st, id);
+        if (sd)
+                sd->clean = true;
         pthread_mutex_unlock(&st->mu);
         return sd ? 0 : -ENOENT;
 }
@@ -261,6 +281,8 @@ int staging_write(struct staging *st, uint64_t id, const char *buf, size_t len, 
         int r = 0;
         pthread_mutex_lock(&st->mu);
         struct staged *sd = staging_find(st, id);
+        if (sd)
+                sd->clean = false;
         uint64_t end = (uint64_t)off + len;
         if (!sd) {
                 r = -ENOENT;
@@ -330,6 +352,8 @@ int staging_truncate(struct staging *st, uint64_t id, off_t size)
         int r = 0;
         pthread_mutex_lock(&st->mu);
         struct staged *sd = staging_find(st, id);
+        if (sd)
+                sd->clean = false;
         if (!sd) {
                 r = -ENOENT;
         } else if (size < 0) {
@@ -357,8 +381,10 @@ int staging_set_mtime(struct staging *st, uint64_t id, time_t mtime)
 {
         pthread_mutex_lock(&st->mu);
         struct staged *sd = staging_find(st, id);
-        if (sd)
+        if (sd) {
                 sd->mtime = sd->date = mtime;
+                sd->clean = false;
+        }
         pthread_mutex_unlock(&st->mu);
         return sd ? 0 : -ENOENT;
 }
@@ -379,6 +405,7 @@ int staging_set_flags(struct staging *st, uint64_t id, const char *flags, size_t
                 free(sd->flags);
                 sd->flags = f;
                 f = NULL;
+                sd->clean = false;
         }
         pthread_mutex_unlock(&st->mu);
         free(f);

@@ -22,6 +22,7 @@ struct staged_info {
         time_t mtime;
         bool local;        /* a scratch file: never APPENDed by a close */
         uint64_t replaces; /* written over message id (open with O_TRUNC); 0: new */
+        bool clean;        /* a replacement that still holds the message unchanged */
 };
 
 /* mem_max: bytes a file keeps in memory before it moves to a temp file in
@@ -44,6 +45,9 @@ int staging_set_local(struct staging *st, uint64_t id, bool local);
 /* Marks a file as the new content of message msg_id (its id is then the
  * message's own), to replace it at close. */
 int staging_set_replaces(struct staging *st, uint64_t id, uint64_t msg_id);
+/* The file holds its message's bytes as they are: until a write, truncation
+ * or a new mtime or flags, closing it changes nothing (staged_info.clean). */
+int staging_mark_clean(struct staging *st, uint64_t id);
 /* Gives the file a new name (rename between local names); a staged file
  * already there is dropped, as POSIX rename replaces its target. */
 int staging_rename(struct staging *st, uint64_t id, uint64_t parent, const char *name);

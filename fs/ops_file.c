@@ -62,6 +62,10 @@ static int ops_open_replace(struct fs *fs, fuse_ino_t ino, bool trunc)
                 r = staging_set_replaces(fs->staging, ino, ino);
         if (r == 0 && !trunc)
                 r = ops_replace_preload(fs, ino);
+        /* Opened to write, but nothing written yet: a close now leaves the
+         * message as it is (O_TRUNC empties it: that is a change). */
+        if (r == 0 && !trunc)
+                r = staging_mark_clean(fs->staging, ino);
         if (r == 0)
                 r = staging_open(fs->staging, ino);
         free(name);
@@ -312,6 +316,14 @@ static int ops_staged_commit(struct fs *fs, fuse_ino_t ino)
                 return 0; /* committed by an earlier close */
         if (sd.local)
                 return 0;
+        if (sd.replaces && sd.clean) {
+                /* Opened for writing, closed unwritten: nothing to replace. */
+                uint64_t p;
+                char *n = NULL;
+                staging_remove(fs->staging, ino, &p, &n);
+                free(n);
+                return 0;
+        }
         /* An empty new file is not a message and not an error (touch); an
          * emptied message is not a message either. */
         int r = sd.size || sd.replaces
@@ -340,9 +352,11 @@ static void ops_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
          * FUSE says "a descriptor closed", not "the last one": a shell's
          * redirection closes a dup'd descriptor before writing anything. So a
          * flush commits only a file with bytes in it and one open handle;
-         * release commits whatever is left. */
+         * release commits whatever is left. A message opened for writing
+         * and not written yet (`>> msg.eml`: the shell's first descriptor
+         * closes before the command writes) waits for its writes. */
         if (!fi->fh && staging_get(fs->staging, ino, &sd) && !sd.local && sd.size > 0 &&
-            staging_opens(fs->staging, ino) == 1)
+            !(sd.replaces && sd.clean) && staging_opens(fs->staging, ino) == 1)
                 r = ops_staged_commit(fs, ino);
         fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
 }

@@ -96,12 +96,16 @@ static void ops_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
                 return;
         struct staged_info sd;
         if (staging_lookup(fs->staging, parent, name, &sd)) {
-                /* A file still being written: drop it, nothing reached the server. */
+                /* A file still being written: drop it, nothing reached the server.
+                 * A message being written over is still the message under this
+                 * name: it goes as rm would, and only then its replacement. */
+                int r = sd.replaces ? account_unlink(&fs->acct, parent, name) : 0;
                 uint64_t p;
                 char *n = NULL;
-                staging_remove(fs->staging, sd.id, &p, &n);
+                if (r == 0)
+                        staging_remove(fs->staging, sd.id, &p, &n);
                 free(n);
-                fuse_reply_err(req, 0);
+                fuse_reply_err(req, r < 0 ? fs_errno(r) : 0);
                 return;
         }
         int r = account_unlink(&fs->acct, parent, name);

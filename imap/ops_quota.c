@@ -20,9 +20,12 @@ bool imap_quota_parse(const struct imap_value *list, struct imap_quota *q)
                     lim->type != IMAP_NUMBER)
                         return false;
                 if (strcasecmp(v->s, "STORAGE") == 0) {
+                        /* KiB: statfs multiplies by 1024 and rounds up. */
                         q->storage = true;
-                        q->storage_used = use->num;
-                        q->storage_limit = lim->num;
+                        q->storage_used =
+                            use->num < IMAP_QUOTA_STORAGE_MAX ? use->num : IMAP_QUOTA_STORAGE_MAX;
+                        q->storage_limit =
+                            lim->num < IMAP_QUOTA_STORAGE_MAX ? lim->num : IMAP_QUOTA_STORAGE_MAX;
                 } else if (strcasecmp(v->s, "MESSAGE") == 0) {
                         q->messages = true;
                         q->messages_used = use->num;

@@ -8,7 +8,12 @@
 
 #include "imap/session.h"
 
-/* One quota root's resources, as the server counts them. */
+/* The most KiB of STORAGE taken from a server (8 EiB): its bytes, and
+ * those rounded up to any block size up to 1 MiB, fit 64 bits. */
+#define IMAP_QUOTA_STORAGE_MAX (UINT64_C(1) << 53)
+
+/* One quota root's resources, as the server counts them (STORAGE at most
+ * IMAP_QUOTA_STORAGE_MAX). */
 struct imap_quota {
         bool storage;                         /* STORAGE was given */
         uint64_t storage_used, storage_limit; /* in KiB (1024 octets) */

@@ -10,6 +10,8 @@
     replaces that message (sed -i, vim);
   - rsync in twice: exit 0, the second run changes nothing; rsync out twice;
   - cp of two messages with the same Message-ID keeps both;
+  - rm of a message open for writing removes the message (not only the replacement);
+  - a message opened for writing and closed without a write stays as it is; `>>` appends;
   - INTERNALDATE: the mtime set before close (touch -d / utime on the open file, cp -p),
     else the Date: header, else now.
 
@@ -50,6 +52,9 @@ FOLDERS = {
     "Ren": [],
     "Repl": [("repl-0", [r"\Answered"])],
     "CpOver": [("cpover-0", [r"\Flagged"])],
+    "RmOpen": [("rmopen-0", ())],
+    "NoWrite": [("nomsgid-0", [r"\Seen"])],
+    "Append": [("append-0", [r"\Flagged"])],
 }
 
 SCRATCH_NAMES = [".notes", "draft.eml~", "#draft.eml#", "x.swp", ".x.eml.swx", "4913",
@@ -84,6 +89,8 @@ def setUpModule():
                     dt = G._idate(n)
                     subj = "Scratch test %s" % key
                     raw = G.simple(key, subj, email.utils.format_datetime(dt), G._body_text(key))
+                    if key.startswith("nomsgid"):
+                        raw = raw.replace(b"Message-ID: <%s@mailgen.example>\r\n" % key.encode(), b"")
                     msgs.append(G.Msg(key, mailbox, raw, subj, dt.strftime("%Y-%m-%d"), dt, flags))
                 if msgs:
                     G.multiappend(c, mailbox, msgs)
@@ -345,6 +352,60 @@ class TestRename(Base):
         self.assertEqual(r.returncode, 0, out(r))
         after = server("CpOver")
         self.assertEqual([v[1] for v in after.values()], [new])
+        self.assertEqual(set(list(after.values())[0][0]), {r"\Flagged"})
+
+    def test_rm_of_a_message_open_for_writing(self):
+        """rm while a writer has the message open: rm's success means the message is
+        gone from its folder (to the trash, as rm does); the writer's bytes go nowhere,
+        as with a file unlinked while open."""
+        m = FIX["rmopen-0"]
+        d = folder("RmOpen")
+        path = os.path.join(d, mount_files(d)[m.uid])
+        trash_before = server("Trash")
+        with open(path, "r+b", buffering=0) as f:
+            f.write(b"X-Edited: yes\r\n")
+            os.unlink(path)
+            self.assertEqual(server("RmOpen"), {}, "rm said yes, the message stays" + log_tail())
+            try:  # the replacement is dropped with the name, as an unlinked new file is
+                f.write(b"more\r\n")
+            except OSError as e:
+                self.assertEqual(e.errno, errno.ENOENT)
+        self.assertEqual(server("RmOpen"), {}, "the writer's close stored something")
+        moved = [v[1] for u, v in server("Trash").items() if u not in trash_before]
+        self.assertEqual(moved, [m.raw], "the message did not go to the trash as it was")
+
+    def test_open_for_writing_without_a_write_changes_nothing(self):
+        """A message opened for writing and closed unwritten (r+ to read, `>> msg.eml`
+        with nothing to add) is not replaced: no APPEND, same UID, nothing to the trash.
+        Without a Message-ID the check for the same bytes can't find it, so a replacement
+        would be a new copy and the original in the trash."""
+        m = FIX["nomsgid-0"]
+        self.assertNotIn(b"Message-ID", m.raw)
+        d = folder("NoWrite")
+        before = server("NoWrite")
+        trash_before = server("Trash")
+        path = os.path.join(d, mount_files(d)[m.uid])
+        mark = C.RawlogMark(SRV)
+        with open(path, "r+b") as f:
+            self.assertEqual(f.read(), m.raw)
+        with open(path, "ab"):
+            pass
+        self.assertEqual(mark.commands(r"APPEND"), [], "APPEND without a write" + log_tail())
+        self.assertEqual(server("NoWrite"), before)
+        self.assertEqual(server("Trash"), trash_before)
+        self.assertEqual(read_file(path), m.raw)
+
+    def test_shell_append_to_a_message(self):
+        """`printf ... >> msg.eml`: the shell opens the message, dup2()s the descriptor
+        and closes the first one (a flush with nothing written yet) before the command
+        writes: the message is replaced by its bytes and the line, flags kept."""
+        m = FIX["append-0"]
+        d = folder("Append")
+        path = os.path.join(d, mount_files(d)[m.uid])
+        r = sh(["sh", "-c", 'printf "appended line\\r\\n" >> "$1"', "sh", path])
+        self.assertEqual(r.returncode, 0, out(r))
+        after = server("Append")
+        self.assertEqual([v[1] for v in after.values()], [m.raw + b"appended line\r\n"])
         self.assertEqual(set(list(after.values())[0][0]), {r"\Flagged"})
 
 

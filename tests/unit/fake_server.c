@@ -75,6 +75,15 @@ static void *fake_main(void *arg)
                         usleep((useconds_t)s->stall_ms * 1000);
                 if (!s->reply)
                         goto out;
+                if (strcmp(s->reply, "$ACCEPT") == 0) {
+                        /* The connection breaks; the script goes on with the
+                         * client's next connection (a reconnect). */
+                        close(fd);
+                        fd = accept(f->lfd, NULL, NULL);
+                        if (fd < 0)
+                                return NULL;
+                        continue;
+                }
                 if (strcmp(s->reply, "$BIG") == 0) {
                         for (size_t o = 0; o < fake_big_len;) {
                                 ssize_t w = write(fd, fake_big + o, fake_big_len - o);

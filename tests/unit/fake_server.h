@@ -14,7 +14,8 @@
 
 /* One step: wait for a client line containing expect (NULL: don't read),
  * or for exactly raw_len raw bytes; then send reply with "$T" replaced by the
- * tag of the last line read. reply NULL: close the connection. */
+ * tag of the last line read. reply NULL: close the connection; "$ACCEPT":
+ * close it and go on with the script on the client's next connection. */
 struct step {
         const char *expect;
         size_t raw_len;

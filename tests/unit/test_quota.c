@@ -67,6 +67,26 @@ START_TEST(test_tightest_root_and_messages)
 }
 END_TEST
 
+/* A server's STORAGE figure is in KiB: one so big that its bytes don't fit
+ * 64 bits is held at a bound that statfs can still turn into bytes and
+ * blocks (rounded up) without wrapping round to a tiny disk. */
+START_TEST(test_huge_storage)
+{
+        struct imap_quota q;
+        ck_assert_int_eq(ask("* QUOTAROOT INBOX a\r\n"
+                             "* QUOTA a (STORAGE 18014398509481984 18446744073709551615)\r\n"
+                             "$T OK done\r\n",
+                             &q),
+                         0);
+        ck_assert(q.storage);
+        ck_assert_uint_eq(q.storage_limit, IMAP_QUOTA_STORAGE_MAX);
+        ck_assert_uint_eq(q.storage_used, IMAP_QUOTA_STORAGE_MAX);
+        uint64_t bytes = q.storage_limit * 1024;
+        ck_assert_uint_eq(bytes / 1024, q.storage_limit);
+        ck_assert_uint_gt(bytes + 4095, bytes);
+}
+END_TEST
+
 START_TEST(test_no_resources)
 {
         struct imap_quota q;
@@ -102,6 +122,7 @@ int main(void)
         tcase_set_timeout(tc, 20);
         tcase_add_test(tc, test_one_root);
         tcase_add_test(tc, test_tightest_root_and_messages);
+        tcase_add_test(tc, test_huge_storage);
         tcase_add_test(tc, test_no_resources);
         tcase_add_test(tc, test_no_quota_extension);
         tcase_add_test(tc, test_malformed_skipped);

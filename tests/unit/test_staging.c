@@ -3,6 +3,7 @@
  * file of more than 2 GiB (sparse, so it costs no disk), which the kernel
  * can't read with one pread (at most 2 GiB - 4 KiB per call). */
 #include <check.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,80 @@ static void take(struct staging *st, char **data, size_t *len)
         ck_assert_int_eq(staging_take(st, 7, data, len, &flags, &date), 0);
         free(flags);
 }
+
+/* One staged file per id and per name: two opens for writing of the same
+ * message (its inode is the staged id) that race must not both create one,
+ * or the second entry outlives every close and shadows the message. The
+ * check and the insertion happen under one lock; an id in use is EEXIST
+ * whatever the name. */
+struct create_race {
+        struct staging *st;
+        int ok;
+};
+
+static void *create_race_run(void *arg)
+{
+        struct create_race *c = arg;
+        c->ok = staging_create(c->st, 9, 1, "msg.eml") == 0;
+        return NULL;
+}
+
+START_TEST(test_create_once)
+{
+        struct staging *st = new_staging(1 << 20);
+        ck_assert_int_eq(staging_create(st, 7, 1, "other.eml"), -EEXIST);
+        ck_assert_int_eq(staging_create(st, 8, 1, "new.eml"), -EEXIST);
+        for (int round = 0; round < 200; round++) {
+                enum { N = 4 };
+                struct create_race c[N];
+                pthread_t t[N];
+                for (int i = 0; i < N; i++) {
+                        c[i] = (struct create_race){st, 0};
+                        pthread_create(&t[i], NULL, create_race_run, &c[i]);
+                }
+                int made = 0;
+                for (int i = 0; i < N; i++) {
+                        pthread_join(t[i], NULL);
+                        made += c[i].ok;
+                }
+                ck_assert_int_eq(made, 1);
+                uint64_t p;
+                char *nm = NULL;
+                ck_assert_int_eq(staging_remove(st, 9, &p, &nm), 0);
+                free(nm);
+                struct staged_info in;
+                ck_assert(!staging_get(st, 9, &in));
+        }
+        staging_free(st);
+}
+END_TEST
+
+/* A replacement opened without O_TRUNC holds its message unchanged (clean)
+ * until a write, a truncation, an mtime or flags: only then does its close
+ * replace the message. */
+START_TEST(test_clean_until_changed)
+{
+        struct staging *st = new_staging(1 << 20);
+        struct staged_info in;
+        ck_assert(staging_get(st, 7, &in));
+        ck_assert(!in.clean); /* a new file is never "clean" */
+        ck_assert_int_eq(staging_write(st, 7, "Subject: x\r\n", 12, 0), 0);
+        for (int how = 0; how < 4; how++) {
+                ck_assert_int_eq(staging_mark_clean(st, 7), 0);
+                ck_assert(staging_get(st, 7, &in));
+                ck_assert(in.clean);
+                int r = how == 0   ? staging_write(st, 7, "y", 1, 12)
+                        : how == 1 ? staging_truncate(st, 7, 12)
+                        : how == 2 ? staging_set_mtime(st, 7, 1000)
+                                   : staging_set_flags(st, 7, "\\Seen", 5);
+                ck_assert_int_eq(r, 0);
+                ck_assert(staging_get(st, 7, &in));
+                ck_assert_msg(!in.clean, "still clean after change %d", how);
+        }
+        ck_assert_int_eq(staging_mark_clean(st, 99), -ENOENT);
+        staging_free(st);
+}
+END_TEST
 
 /* The same bytes give the same CRLF text in memory and from the temp file. */
 /* Local (scratch) files and replacements: flags shown, renames between
@@ -157,6 +232,8 @@ int main(void)
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_crlf_memory_and_file);
         tcase_add_test(tc, test_local_rename_and_replaces);
+        tcase_add_test(tc, test_create_once);
+        tcase_add_test(tc, test_clean_until_changed);
         tcase_add_test(tc, test_crlf_across_chunks);
         tcase_add_test(tc, test_file_over_2gib);
         suite_add_tcase(s, tc);
