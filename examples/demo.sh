@@ -78,6 +78,13 @@ show "setfattr -n user.imap.flags -v '\\Flagged \$Important' Projects/2024/*.eml
 show "mv Projects/2024/*.eml 'My Folder'/   # UID MOVE; it shows under its own name (new UID)"
 show "ls 'My Folder'"
 show "rmdir Projects/2024 Projects"
+
+step "editors, rsync and the desktop: scratch files stay local, an edit replaces the message"
+moved=$(ls 'My Folder' | head -n 1)
+show "echo 'my notes' > 'My Folder/.notes.swp'; ls -a 'My Folder' | head -n 5   # a scratch name: local to the mount, never sent"
+show "sed -i 's/^Subject: /Subject: [edited] /' 'My Folder/$moved' && grep -h '^Subject' 'My Folder'/*.eml | head -n 3   # one APPEND; the old one goes to Trash"
+show "find . -maxdepth 2 -executable -type f | wc -l   # access() agrees with the modes: no message is executable"
+show "df -h . | tail -n 1   # the account's quota where the server has one"
 cd "$top"
 
 cat <<EOF
