@@ -53,5 +53,9 @@ struct imap_account fake_acct(unsigned port, const char *password, bool plaintex
 /* fake_start() and imap_session_open() with password "pw", plaintext allowed. */
 int open_plain(struct fake *f, const struct step *script, struct imap_account *a,
                struct imap_session **s);
+/* open_plain() that fails the test unless the session opens; returns it. */
+struct imap_session *fake_open(struct fake *f, const struct step *script, struct imap_account *a);
+/* The end of a scripted test: frees the session, then fake_stop(). */
+void fake_finish(struct fake *f, struct imap_session *s);
 
 #endif

@@ -47,8 +47,7 @@ START_TEST(test_move_set_maps_each_message)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         a.on_event = count_events;
         changed_events = 0;
         struct imap_select_info si;
@@ -63,8 +62,7 @@ START_TEST(test_move_set_maps_each_message)
         ck_assert_uint_eq(out[3], 21);
         /* Four gone, four moved: ours, not a change made elsewhere. */
         ck_assert_uint_eq(changed_events, 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -94,8 +92,7 @@ START_TEST(test_quiet_echo_is_ours_foreign_is_news)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         a.on_event = count_events;
         a.own_event = own_5_6;
         changed_events = 0;
@@ -107,8 +104,7 @@ START_TEST(test_quiet_echo_is_ours_foreign_is_news)
         /* (the script reuses "VANISHED 5" as the echo standing for 7's) */
         ck_assert_int_eq(imap_move_uid(s, 7, "Dst", &v, &u), 0);
         ck_assert_uint_eq(changed_events, 1);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -140,8 +136,7 @@ START_TEST(test_move_set_long_copyuid_not_cut)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Src", &si), 0);
         uint32_t uids[N], out[N], nv = 0;
@@ -151,8 +146,7 @@ START_TEST(test_move_set_long_copyuid_not_cut)
         ck_assert_uint_eq(nv, 9);
         for (int i = 0; i < N; i++)
                 ck_assert_uint_eq(out[i], (uint32_t)(5001 + 2 * i));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -170,8 +164,7 @@ START_TEST(test_store_set_answers_each_message)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Src", &si), 0);
         const uint32_t uids[2] = {7, 5};
@@ -181,8 +174,7 @@ START_TEST(test_store_set_answers_each_message)
         ck_assert_str_eq(outs[1], "\\Flagged $Done");
         free(outs[0]);
         free(outs[1]);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 

@@ -13,25 +13,10 @@
 #include "tests/unit/fake_server.h"
 #include "tests/unit/unit_main.h"
 
-static struct imap_session *open_with(struct fake *f, const struct step *script,
-                                      struct imap_account *a)
-{
-        struct imap_session *s = NULL;
-        ck_assert_int_eq(open_plain(f, script, a, &s), 0);
-        return s;
-}
-
 static void select_inbox(struct imap_session *s)
 {
         struct imap_select_info si = {.uidvalidity = 7, .uidnext = 10, .exists = 3};
         imap_session_set_selected(s, "INBOX", &si);
-}
-
-static void finish(struct fake *f, struct imap_session *s)
-{
-        imap_session_free(s);
-        fake_stop(f);
-        ck_assert_msg(!f->failed, "%s", f->why);
 }
 
 START_TEST(test_namespace_prefix)
@@ -46,7 +31,7 @@ START_TEST(test_namespace_prefix)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
+        struct imap_session *s = fake_open(&f, script, &a);
         char *p = NULL, d = 0;
         ck_assert_int_eq(imap_namespace_personal(s, &p, &d), 0);
         ck_assert_str_eq(p, "INBOX.");
@@ -56,7 +41,7 @@ START_TEST(test_namespace_prefix)
         ck_assert_int_eq(imap_namespace_personal(s, &p, &d), 0);
         ck_assert_str_eq(p, "");
         free(p);
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -70,7 +55,7 @@ START_TEST(test_namespace_needs_the_capability)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
+        struct imap_session *s = fake_open(&f, script, &a);
         char *p = NULL, d = 0;
         ck_assert_int_eq(imap_namespace_personal(s, &p, &d), 0);
         ck_assert_str_eq(p, "");
@@ -81,7 +66,7 @@ START_TEST(test_namespace_needs_the_capability)
         imap_cmd_add(&cmd, "NOOP");
         ck_assert_int_eq(imap_session_cmd(s, &cmd, NULL, NULL, &res), 0);
         imap_cmd_free(&cmd);
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -99,10 +84,10 @@ START_TEST(test_guarded_expunge_refused_beside_another_deleted)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
+        struct imap_session *s = fake_open(&f, script, &a);
         select_inbox(s);
         ck_assert_int_eq(imap_expunge_guarded(s, 5), -EPERM);
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -119,10 +104,10 @@ START_TEST(test_guarded_expunge_when_only_ours)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
+        struct imap_session *s = fake_open(&f, script, &a);
         select_inbox(s);
         ck_assert_int_eq(imap_expunge_guarded(s, 5), 0);
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -141,10 +126,10 @@ START_TEST(test_guarded_expunge_checks_without_an_expunge_response)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
+        struct imap_session *s = fake_open(&f, script, &a);
         select_inbox(s);
         ck_assert_int_eq(imap_expunge_guarded(s, 5), 0);
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -158,22 +143,22 @@ START_TEST(test_publish_flags_unselects_only_where_needed)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, mailutils, &a);
+        struct imap_session *s = fake_open(&f, mailutils, &a);
         select_inbox(s);
         ck_assert_int_eq(imap_publish_flags(s), 0);
         ck_assert_ptr_null(imap_session_selected(s));
-        finish(&f, s);
+        fake_finish(&f, s);
 
         static const struct step condstore[] = {
             {NULL, 0, GREETING, 0},
             {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT CONDSTORE] ok\r\n", 0},
             {NULL, 0, NULL, 0},
         };
-        s = open_with(&f, condstore, &a);
+        s = fake_open(&f, condstore, &a);
         select_inbox(s);
         ck_assert_int_eq(imap_publish_flags(s), 0);
         ck_assert_str_eq(imap_session_selected(s), "INBOX");
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
 

@@ -72,8 +72,7 @@ START_TEST(test_authenticate_plain_without_sasl_ir)
         struct imap_session *s = NULL;
         char err[256];
         ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -96,8 +95,7 @@ START_TEST(test_login_quoted_then_capability)
         ck_assert(imap_session_caps(s)->move);
         ck_assert(imap_session_caps(s)->literal_plus);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -117,8 +115,7 @@ START_TEST(test_login_synchronizing_literal)
         struct imap_session *s = NULL;
         char err[256];
         ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_nonnull(strstr(f.log, "{9}\r\na\r\nB OK x\r\n"));
 }
 END_TEST
@@ -157,8 +154,7 @@ START_TEST(test_deadline_breaks_session)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         a.timeout_ms = 300;
         int64_t t0 = imap_now_ms();
         ck_assert_int_eq(imap_noop(s), -EIO);
@@ -167,8 +163,7 @@ START_TEST(test_deadline_breaks_session)
         ck_assert_int_lt(took, 2000);
         ck_assert(imap_session_broken(s));
         ck_assert_int_eq(imap_noop(s), -EIO); /* fails at once from now on */
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -182,12 +177,10 @@ START_TEST(test_bye_breaks_session)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_noop(s), -EIO);
         ck_assert(imap_session_broken(s));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -231,9 +224,8 @@ START_TEST(test_select_and_unsolicited_events)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_select_info si;
@@ -254,8 +246,7 @@ START_TEST(test_select_and_unsolicited_events)
         ck_assert_int_eq(ev.fetch, 1);
         ck_assert_str_eq(ev.mailbox, "Work");
         ck_assert_uint_eq(imap_session_sel_info(s)->exists, 3);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -281,9 +272,8 @@ START_TEST(test_untagged_data_keeps_selection_current)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_select_info si;
@@ -302,8 +292,7 @@ START_TEST(test_untagged_data_keeps_selection_current)
         ck_assert_uint_eq(si.highestmodseq, 61);
         ck_assert_int_eq(imap_noop(s), 0);
         ck_assert_uint_eq(imap_session_sel_info(s)->uidnext, 13);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -326,9 +315,8 @@ START_TEST(test_quiet_reports_what_our_command_does_not_explain)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_select_info si;
@@ -342,8 +330,7 @@ START_TEST(test_quiet_reports_what_our_command_does_not_explain)
         }
         ck_assert_int_eq(ev.exists, 0); /* held back, not reported as such */
         ck_assert_uint_eq(imap_session_sel_info(s)->exists, 3);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -361,11 +348,9 @@ START_TEST(test_expunge_is_store_then_uid_expunge)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -387,11 +372,9 @@ START_TEST(test_expunge_kept_by_server_is_eacces)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -417,14 +400,12 @@ START_TEST(test_expunge_with_another_uid_vanished_is_not_done)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
         /* A VANISHED that names it: gone, no SEARCH needed. */
         ck_assert_int_eq(imap_expunge_uid(s, 6), 0);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -442,11 +423,9 @@ START_TEST(test_expunge_refused_takes_the_flag_back)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -465,12 +444,10 @@ START_TEST(test_expunge_failure_keeps_a_flag_set_before)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_null(strstr(f.log, "-FLAGS"));
 }
 END_TEST
@@ -503,16 +480,14 @@ START_TEST(test_move_copy_fallback_failure_unflags_the_original)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Src", &si), 0);
         uint32_t v = 1, u = 1;
         ck_assert_int_eq(imap_move_uid(s, 5, "Dst", &v, &u), -EACCES);
         ck_assert_uint_eq(u, 0);
         ck_assert_str_eq(imap_session_selected(s), "Src");
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -533,15 +508,13 @@ START_TEST(test_copy_confirming_nothing_never_expunges)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Src", &si), 0);
         uint32_t v = 1, u = 1;
         ck_assert_int_eq(imap_move_uid(s, 48, "Dst", &v, &u), -EAGAIN);
         ck_assert_uint_eq(u, 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -565,9 +538,8 @@ START_TEST(test_status_of_another_mailbox_is_an_event)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_status_info st;
@@ -585,8 +557,7 @@ START_TEST(test_status_of_another_mailbox_is_an_event)
         ck_assert_int_eq(imap_status(s, "Quiet", &st), -EPROTO);
         ck_assert_int_eq(ev.status, 2);
         ck_assert_str_eq(ev.status_of, "Loud");
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -603,13 +574,11 @@ START_TEST(test_no_with_brace_text_keeps_the_session)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_noop(s), -EPROTO);
         ck_assert(!imap_session_broken(s));
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -636,8 +605,7 @@ START_TEST(test_long_permanentflags_kept_whole)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Tags", &si), 0);
         ck_assert_uint_gt(strlen(si.permanentflags), 1300);
@@ -647,8 +615,7 @@ START_TEST(test_long_permanentflags_kept_whole)
         /* Selected again without a round trip: the same flags. */
         ck_assert_int_eq(imap_select(s, "Tags", &si), 0);
         ck_assert_str_eq(si.permanentflags + strlen(si.permanentflags) - 2, "\\*");
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -666,8 +633,7 @@ START_TEST(test_store_result_kept_whole)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         char *out = NULL;
         ck_assert_int_eq(imap_store_flags(s, 5, "\\Seen keyword119", &out), 0);
         ck_assert_uint_gt(strlen(out), 1300);
@@ -679,8 +645,7 @@ START_TEST(test_store_result_kept_whole)
         ck_assert_int_eq(imap_store_flags(s, 6, "\\Seen", &out), 0);
         ck_assert_str_eq(out, "\\Seen");
         free(out);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -735,16 +700,14 @@ static void run_big_search(bool esearch, const char *tail)
         fake_big = big;
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, esearch ? esearch_script : search, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, esearch ? esearch_script : search, &a);
         struct uids u = {0, 1, esearch ? 2 : 1, 0};
         ck_assert_int_eq(imap_search_uids(s, on_uids, &u), 0);
         ck_assert_uint_eq(u.n, n);
         ck_assert_uint_eq(u.bad, 0);
         ck_assert(!imap_session_broken(s));
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         free(big);
 }
 
@@ -780,8 +743,7 @@ START_TEST(test_pipeline_sends_before_reading)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_cmd c1, c2;
         struct imap_cmd *cmds[2] = {&c1, &c2};
         struct imap_result res[2];
@@ -795,8 +757,7 @@ START_TEST(test_pipeline_sends_before_reading)
         ck_assert(imap_session_caps(s)->move);
         imap_cmd_free(&c1);
         imap_cmd_free(&c2);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -809,11 +770,9 @@ START_TEST(test_expunge_refused_without_uidplus)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EPERM);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_null(strstr(f.log, "EXPUNGE"));
 }
 END_TEST
@@ -829,13 +788,11 @@ START_TEST(test_hostile_mailbox_name_is_literal)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "x\r\nA9 DELETE INBOX", &si), -ENOENT);
         ck_assert_ptr_null(imap_session_selected(s));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         /* The hostile bytes went out only inside the literal. */
         ck_assert_ptr_nonnull(strstr(f.log, "{18}\r\nx\r\nA9 DELETE INBOX\r\n"));
 }
@@ -851,12 +808,10 @@ START_TEST(test_oversized_literal_refused)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_noop(s), -EIO);
         ck_assert(imap_session_broken(s));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -885,9 +840,8 @@ START_TEST(test_status_many_matched_by_name)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_status_req v[] = {
@@ -909,8 +863,7 @@ START_TEST(test_status_many_matched_by_name)
         ck_assert_int_eq(ev.status, 1);
         ck_assert_str_eq(ev.status_of, "Other");
         ck_assert(!imap_session_broken(s));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -934,8 +887,7 @@ START_TEST(test_status_many_literal_name_goes_alone)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_status_req v[] = {{"A", {0}, 0}, {"x\r\ny", {0}, 0}, {"B", {0}, 0}};
         struct imap_slowdown slow = {0};
         ck_assert_int_eq(imap_status_many(s, v, 3, &slow), 0);
@@ -945,8 +897,7 @@ START_TEST(test_status_many_literal_name_goes_alone)
         ck_assert_uint_eq(v[1].st.messages, 7);
         ck_assert_int_eq(v[2].err, 0);
         ck_assert_uint_eq(v[2].st.uidvalidity, 4);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -994,7 +945,7 @@ START_TEST(test_status_many_beyond_one_chunk)
         for (size_t i = firstreply + 1; i < 2 + MANY; i++)
                 full[o++] = script[i];
         full[o] = (struct step){NULL, 0, NULL, 0};
-        ck_assert_int_eq(open_plain(&f, full, &a, &s), 0);
+        s = fake_open(&f, full, &a);
         struct imap_status_req v[MANY];
         for (int i = 0; i < MANY; i++)
                 v[i] = (struct imap_status_req){names[i], {0}, 0};
@@ -1006,8 +957,7 @@ START_TEST(test_status_many_beyond_one_chunk)
                 ck_assert_uint_eq(v[i].st.uidnext, (unsigned)i + 1);
         }
         ck_assert(!slow.asked);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         for (size_t i = 0; i < nb; i++)
                 free(bufs[i]);
         free(bufs);
@@ -1066,9 +1016,8 @@ START_TEST(test_list_status_tree_and_statuses_in_one_command)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct lst l = {0};
@@ -1092,8 +1041,7 @@ START_TEST(test_list_status_tree_and_statuses_in_one_command)
         ck_assert_int_eq(imap_list_status(s, lst_list, lst_status, &l, &slow), -EAGAIN);
         ck_assert(slow.asked);
         ck_assert_int_eq(slow.suggested_ms, 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -1106,13 +1054,11 @@ START_TEST(test_list_status_needs_the_capability)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct lst l = {0};
         struct imap_slowdown slow = {0};
         ck_assert_int_eq(imap_list_status(s, lst_list, lst_status, &l, &slow), -ENOTSUP);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_null(strstr(f.log, "LIST"));
 }
 END_TEST
@@ -1160,8 +1106,7 @@ START_TEST(test_plain_preferred_with_sasl_ir)
         struct imap_session *s = NULL;
         char err[256];
         ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_null(strstr(f.log, "LOGIN"));
 }
 END_TEST
@@ -1313,8 +1258,7 @@ START_TEST(test_qresync_only_after_enabled)
         ck_assert(!imap_session_caps(s)->qresync);
         ck_assert(imap_session_caps(s)->condstore);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -1336,8 +1280,7 @@ START_TEST(test_qresync_enabled)
         ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
         ck_assert(imap_session_caps(s)->qresync);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
