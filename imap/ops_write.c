@@ -151,9 +151,10 @@ int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, ch
         return r;
 }
 
+/* What a UID SEARCH answered: uid among the UIDs, and any other UID. */
 struct search_ctx {
         uint32_t uid;
-        bool found;
+        bool ours, others;
 };
 
 static bool ops_search_data(void *vctx, const struct imap_response *r)
@@ -161,9 +162,14 @@ static bool ops_search_data(void *vctx, const struct imap_response *r)
         struct search_ctx *c = vctx;
         if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
                 return false;
-        for (const struct imap_value *v = r->args; v; v = v->next)
-                if (v->type == IMAP_NUMBER && v->num == c->uid)
-                        c->found = true;
+        for (const struct imap_value *v = r->args; v; v = v->next) {
+                if (v->type != IMAP_NUMBER)
+                        continue;
+                if (v->num == c->uid)
+                        c->ours = true;
+                else
+                        c->others = true;
+        }
         return true;
 }
 
@@ -289,9 +295,9 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid)
                 /* OK without an EXPUNGE: a server may keep the message (no
                  * right to remove it, a \Deleted it silently ignored). rm
                  * must not say "done" unless it is gone. */
-                struct search_ctx sc = {uid, false};
+                struct search_ctx sc = {uid, false, false};
                 r = ops_uid_cmd(s, "UID SEARCH", ops_search_data, &sc, "UID SEARCH UID %u", uid);
-                if (r == 0 && sc.found) {
+                if (r == 0 && sc.ours) {
                         log_warn("the server kept message %u after UID EXPUNGE (no right to "
                                  "remove it?)",
                                  uid);
@@ -624,35 +630,14 @@ int imap_store_flags_many(struct imap_session *s, const uint32_t *uids, size_t n
 }
 /* ---- servers with neither UIDPLUS nor MOVE (issue 15) ---- */
 
-struct deleted_ctx {
-        uint32_t uid;
-        bool ours, others;
-};
-
-static bool ops_deleted_data(void *vctx, const struct imap_response *r)
-{
-        struct deleted_ctx *c = vctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
-                return false;
-        for (const struct imap_value *v = r->args; v; v = v->next) {
-                if (v->type != IMAP_NUMBER)
-                        continue;
-                if (v->num == c->uid)
-                        c->ours = true;
-                else
-                        c->others = true;
-        }
-        return true;
-}
-
 int imap_search_deleted(struct imap_session *s, uint32_t uid, bool *ours, bool *others)
 {
-        struct deleted_ctx c = {uid, false, false};
+        struct search_ctx c = {uid, false, false};
         struct imap_cmd cmd;
         struct imap_result res;
         imap_session_cmd_init(s, &cmd);
         imap_cmd_add(&cmd, "UID SEARCH DELETED");
-        int r = imap_session_cmd(s, &cmd, ops_deleted_data, &c, &res);
+        int r = imap_session_cmd(s, &cmd, ops_search_data, &c, &res);
         imap_cmd_free(&cmd);
         if (r == 0)
                 r = imap_result_errno("UID SEARCH DELETED", &res);
