@@ -1,6 +1,7 @@
 #include "imap/ops_write.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,53 +103,25 @@ bool imap_flag_valid(const char *flag, size_t len)
         return true;
 }
 
-struct flags_ctx {
-        uint32_t uid;
-        char *out; /* owned */
-        bool found, oom;
-};
-
-static bool ops_flags_data(void *vctx, const struct imap_response *r)
+/* The UID of an untagged FETCH (0, which no message has: not a FETCH, or one
+ * without a UID) and its FLAGS list (NULL: none). */
+static uint32_t ops_fetch_uid(const struct imap_response *r, const struct imap_value **flags)
 {
-        struct flags_ctx *c = vctx;
+        *flags = NULL;
         if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
-                return false;
+                return 0;
         const struct imap_value *uid = imap_fetch_item(r->args, "UID");
-        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
-        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !flags ||
-            flags->type != IMAP_LIST)
-                return false;
-        /* The last answer counts: the flags after the STORE. */
-        free(c->out);
-        c->out = imap_values_join_alloc(flags->first, "\\Recent");
-        c->oom |= !c->out;
-        c->found = true;
-        return true;
+        if (!uid || uid->type != IMAP_NUMBER || uid->num > UINT32_MAX)
+                return 0;
+        const struct imap_value *f = imap_fetch_item(r->args, "FLAGS");
+        if (f && f->type == IMAP_LIST)
+                *flags = f;
+        return (uint32_t)uid->num;
 }
 
 int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char **out)
 {
-        struct imap_cmd cmd;
-        struct imap_result res;
-        struct flags_ctx c = {uid, NULL, false, false};
-
-        *out = NULL;
-        /* flags were checked flag by flag: they are atoms and safe as they are. */
-        imap_session_cmd_init(s, &cmd);
-        imap_cmd_add(&cmd, "UID STORE %u FLAGS (%s)", uid, flags);
-        int r = imap_session_cmd(s, &cmd, ops_flags_data, &c, &res);
-        imap_cmd_free(&cmd);
-        if (r == 0)
-                r = imap_result_errno("UID STORE", &res);
-        if (r == 0 && !c.found && !(c.out = strdup(flags))) /* a server that stays silent */
-                c.oom = true;
-        if (r == 0 && c.oom)
-                r = -ENOMEM; /* stored, but what the server says it holds is lost */
-        if (r == 0)
-                *out = c.out;
-        else
-                free(c.out);
-        return r;
+        return imap_store_flags_many(s, &uid, 1, flags, out); /* a set of one */
 }
 
 /* What a UID SEARCH answered: uid among the UIDs, and any other UID. */
@@ -225,12 +198,8 @@ struct had_ctx {
 static bool ops_had_deleted_data(void *vctx, const struct imap_response *r)
 {
         struct had_ctx *c = vctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
-                return false;
-        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
-        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
-        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !flags ||
-            flags->type != IMAP_LIST)
+        const struct imap_value *flags;
+        if (ops_fetch_uid(r, &flags) != c->uid || !flags)
                 return false;
         if (!c->seen)
                 for (const struct imap_value *v = flags->first; v; v = v->next)
@@ -570,14 +539,12 @@ struct flags_many_ctx {
 static bool ops_flags_many_data(void *vctx, const struct imap_response *r)
 {
         struct flags_many_ctx *c = vctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
-                return false;
-        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
-        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
-        if (!uid || uid->type != IMAP_NUMBER || !flags || flags->type != IMAP_LIST)
+        const struct imap_value *flags;
+        uint32_t uid = ops_fetch_uid(r, &flags);
+        if (!uid || !flags)
                 return false;
         for (size_t i = 0; i < c->n; i++) {
-                if (c->uids[i] != uid->num)
+                if (c->uids[i] != uid)
                         continue;
                 /* The last answer counts: the flags after the STORE. */
                 free(c->outs[i]);
@@ -654,10 +621,8 @@ struct fetched_ctx {
 static bool ops_fetched_data(void *vctx, const struct imap_response *r)
 {
         struct fetched_ctx *c = vctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
-                return false;
-        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
-        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid)
+        const struct imap_value *flags;
+        if (ops_fetch_uid(r, &flags) != c->uid)
                 return false;
         c->found = true;
         return true;
