@@ -483,6 +483,22 @@ static bool ops_moves_data(void *vctx, const struct imap_response *r)
         return true;
 }
 
+/* uids as an IMAP UID set ("5,7:9"), allocated; NULL when out of memory. */
+static char *ops_uidset_alloc(const uint32_t *uids, size_t n)
+{
+        unsigned *set = malloc((n ? n : 1) * sizeof(*set));
+        if (!set)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                set[i] = uids[i];
+        size_t need = imap_uidset_format(set, n, NULL, 0);
+        char *str = malloc(need + 1);
+        if (str)
+                imap_uidset_format(set, n, str, need + 1);
+        free(set);
+        return str;
+}
+
 int imap_move_uids(struct imap_session *s, const uint32_t *uids, size_t n, const char *target,
                    uint32_t *new_uidvalidity, uint32_t *new_uids)
 {
@@ -490,19 +506,9 @@ int imap_move_uids(struct imap_session *s, const uint32_t *uids, size_t n, const
         memset(new_uids, 0, n * sizeof(*new_uids));
         if (!imap_session_caps(s)->move)
                 return -EPERM;
-        unsigned *set = malloc((n ? n : 1) * sizeof(*set));
-        if (!set)
+        char *str = ops_uidset_alloc(uids, n);
+        if (!str)
                 return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
-                set[i] = uids[i];
-        size_t need = imap_uidset_format(set, n, NULL, 0);
-        char *str = malloc(need + 1);
-        if (!str) {
-                free(set);
-                return -ENOMEM;
-        }
-        imap_uidset_format(set, n, str, need + 1);
-        free(set);
         struct imap_cmd cmd;
         struct imap_result res;
         struct moves_ctx c = {uids, n, 0, new_uids};
@@ -559,16 +565,7 @@ int imap_store_flags_many(struct imap_session *s, const uint32_t *uids, size_t n
                           char **outs)
 {
         memset(outs, 0, n * sizeof(*outs));
-        unsigned *set = malloc((n ? n : 1) * sizeof(*set));
-        if (!set)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
-                set[i] = uids[i];
-        size_t need = imap_uidset_format(set, n, NULL, 0);
-        char *str = malloc(need + 1);
-        if (str)
-                imap_uidset_format(set, n, str, need + 1);
-        free(set);
+        char *str = ops_uidset_alloc(uids, n);
         if (!str)
                 return -ENOMEM;
         struct imap_cmd cmd;
