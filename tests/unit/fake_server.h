@@ -41,6 +41,12 @@ struct fake {
 
 /* No AUTH=PLAIN: these scripts log in with LOGIN (PLAIN has tests of its own). */
 #define GREETING "* OK [CAPABILITY IMAP4rev1] fake ready\r\n"
+/* A script's first two steps: the greeting, and LOGIN answered OK with the
+ * capabilities caps (a string literal, e.g. "IMAP4rev1 UIDPLUS"). */
+/* clang-format off */
+#define FAKE_LOGIN(caps) \
+        {NULL, 0, GREETING, 0}, {"LOGIN", 0, "$T OK [CAPABILITY " caps "] ok\r\n", 0}
+/* clang-format on */
 
 /* Listens on an ephemeral loopback port (f->port) and plays script on the
  * first connection. */

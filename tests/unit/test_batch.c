@@ -32,14 +32,12 @@ static void count_events(void *ctx, const struct imap_event *ev)
                 changed_events++;
 }
 
-#define LOGIN_MOVE "$T OK [CAPABILITY IMAP4rev1 UIDPLUS MOVE] ok\r\n"
 #define SELECT_SRC "* 4 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n"
 
 START_TEST(test_move_set_maps_each_message)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, LOGIN_MOVE, 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS MOVE"),
             {"A2 SELECT \"Src\"", 0, SELECT_SRC, 0},
             {"A3 UID MOVE 5,7:9 \"Dst\"", 0,
              "* OK [COPYUID 11 5,7:9 20:22,30] moved\r\n* VANISHED 5,7:9\r\n$T OK done\r\n", 0},
@@ -81,8 +79,7 @@ START_TEST(test_quiet_echo_is_ours_foreign_is_news)
          * (another client's expunge: news, even though the count of what
          * went could pass for one message of ours). */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, LOGIN_MOVE, 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS MOVE"),
             {"A2 SELECT \"Src\"", 0, SELECT_SRC, 0},
             {"A3 UID MOVE 5 \"Dst\"", 0,
              "* OK [COPYUID 11 5 20] moved\r\n* VANISHED 5\r\n* VANISHED 6\r\n$T OK done\r\n", 0},
@@ -127,8 +124,7 @@ START_TEST(test_move_set_long_copyuid_not_cut)
                  src, dst);
         ck_assert_uint_gt(strlen(src) + strlen(dst), 256);
         const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, LOGIN_MOVE, 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS MOVE"),
             {"A2 SELECT \"Src\"", 0,
              "* 60 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
             {move_line, 0, reply, 0},
@@ -153,8 +149,7 @@ END_TEST
 START_TEST(test_store_set_answers_each_message)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, LOGIN_MOVE, 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS MOVE"),
             {"A2 SELECT \"Src\"", 0, SELECT_SRC, 0},
             {"A3 UID STORE 5,7 FLAGS (\\Flagged $Done)", 0,
              "* 1 FETCH (UID 5 FLAGS (\\Flagged $Done \\Recent))\r\n"

@@ -22,8 +22,7 @@ static void select_inbox(struct imap_session *s)
 START_TEST(test_namespace_prefix)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 NAMESPACE] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 NAMESPACE"),
             {"A2 NAMESPACE\r", 0,
              "* NAMESPACE ((\"INBOX.\" \".\")) ((\"user.\" \".\")) NIL\r\n$T OK\r\n", 0},
             {"A3 NAMESPACE\r", 0, "* NAMESPACE NIL NIL ((\"\" \"/\"))\r\n$T OK\r\n", 0},
@@ -48,8 +47,7 @@ END_TEST
 START_TEST(test_namespace_needs_the_capability)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 NOOP", 0, "$T OK\r\n", 0}, /* nothing was sent before */
             {NULL, 0, NULL, 0},
         };
@@ -73,8 +71,7 @@ END_TEST
 START_TEST(test_guarded_expunge_refused_beside_another_deleted)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT"),
             {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
             {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5 7\r\n$T OK\r\n", 0},
@@ -94,8 +91,7 @@ END_TEST
 START_TEST(test_guarded_expunge_when_only_ours)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT"),
             {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
             {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
@@ -115,8 +111,7 @@ END_TEST
 START_TEST(test_guarded_expunge_checks_without_an_expunge_response)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT"),
             {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
             {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
@@ -136,8 +131,7 @@ END_TEST
 START_TEST(test_publish_flags_unselects_only_where_needed)
 {
         static const struct step mailutils[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT"),
             {"A2 UNSELECT\r", 0, "$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
@@ -150,8 +144,7 @@ START_TEST(test_publish_flags_unselects_only_where_needed)
         fake_finish(&f, s);
 
         static const struct step condstore[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT CONDSTORE] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT CONDSTORE"),
             {NULL, 0, NULL, 0},
         };
         s = fake_open(&f, condstore, &a);

@@ -139,16 +139,10 @@ START_TEST(test_login_refused)
 }
 END_TEST
 
-#define LOGIN_OK                                                                                   \
-        {                                                                                          \
-                "LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0                               \
-        }
-
 START_TEST(test_deadline_breaks_session)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"NOOP", 0, "$T OK too late\r\n", 1500}, /* answers after the deadline */
             {NULL, 0, NULL, 0},
         };
@@ -170,8 +164,7 @@ END_TEST
 START_TEST(test_bye_breaks_session)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"NOOP", 0, "* BYE server shutting down\r\n", 0},
             {NULL, 0, NULL, 0},
         };
@@ -210,8 +203,7 @@ static void on_event(void *ctx, const struct imap_event *ev)
 START_TEST(test_select_and_unsolicited_events)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT \"Work\"", 0,
              "* FLAGS (\\Seen)\r\n* 2 EXISTS\r\n* OK [UIDVALIDITY 77] x\r\n"
              "* OK [UIDNEXT 9] x\r\n$T OK [READ-WRITE] done\r\n",
@@ -257,8 +249,7 @@ START_TEST(test_untagged_data_keeps_selection_current)
          * the command's, the rest are events, and the remembered SELECT
          * follows (UIDNEXT at least one more). */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT \"Work\"", 0,
              "* 3 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 10] x\r\n"
              "* OK [HIGHESTMODSEQ 50] x\r\n$T OK [READ-WRITE] done\r\n",
@@ -301,8 +292,7 @@ START_TEST(test_quiet_reports_what_our_command_does_not_explain)
         /* Around our own command one message may come or go; anything more
          * is another client's change and must be reported. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT \"Work\"", 0,
              "* 4 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 10] x\r\n"
              "$T OK [READ-WRITE] done\r\n",
@@ -338,8 +328,7 @@ START_TEST(test_expunge_is_store_then_uid_expunge)
 {
         /* Never a plain EXPUNGE; the EXPUNGE response confirms it is gone. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS (\\Seen))\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -358,8 +347,7 @@ START_TEST(test_expunge_kept_by_server_is_eacces)
 {
         /* OK but no EXPUNGE, and the message is still there: not "done". */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS ())\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -384,8 +372,7 @@ START_TEST(test_expunge_with_another_uid_vanished_is_not_done)
          * that is not ours, so the message is looked for, found, and keeps
          * no \Deleted of ours. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS ())\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -412,8 +399,7 @@ END_TEST
 START_TEST(test_expunge_refused_takes_the_flag_back)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS (\\Seen $Work))\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -433,8 +419,7 @@ START_TEST(test_expunge_failure_keeps_a_flag_set_before)
 {
         /* Another client had marked it \Deleted: that was not ours to undo. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS (\\Deleted))\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -457,8 +442,7 @@ START_TEST(test_move_copy_fallback_failure_unflags_the_original)
         /* No MOVE: UID COPY, then the original can't be removed. The copy is
          * taken back and the original, the only one left, loses our flag. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 SELECT \"Src\"", 0,
              "* 1 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
             {"A3 UID COPY 5 \"Dst\"", 0, "$T OK [COPYUID 7 5 12] copied\r\n", 0},
@@ -498,8 +482,7 @@ START_TEST(test_copy_confirming_nothing_never_expunges)
          * original must not be flagged or expunged (that lost mail). The
          * script ends after the check: any STORE or EXPUNGE fails it. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 SELECT \"Src\"", 0,
              "* 1 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
             {"A3 UID COPY 48 \"Dst\"", 0, "* 2 EXISTS\r\n$T OK No messages found\r\n", 0},
@@ -524,8 +507,7 @@ START_TEST(test_status_of_another_mailbox_is_an_event)
          * names the folder asked about is the answer; the other must reach
          * the account so that its folder is marked stale. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 NOTIFY] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 NOTIFY"),
             {"STATUS \"Work\" (MESSAGES UIDNEXT UIDVALIDITY)", 0,
              "* STATUS Other (MESSAGES 9 UIDNEXT 10 UIDVALIDITY 1)\r\n"
              "* STATUS \"Work\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 5)\r\n$T OK\r\n",
@@ -566,8 +548,7 @@ START_TEST(test_no_with_brace_text_keeps_the_session)
         /* A status response's text is free text (resp-text): "{5}" at its
          * end is not a literal, and "{x}" is not an error. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"NOOP", 0, "* OK [ALERT] quota at {90%}\r\n$T NO try again {5}\r\n", 0},
             {"NOOP", 0, "$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
@@ -594,8 +575,7 @@ END_TEST
 START_TEST(test_long_permanentflags_kept_whole)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT \"Tags\"", 0,
              "* FLAGS (\\Seen " KEYWORDS ")\r\n* 2 EXISTS\r\n"
              "* OK [PERMANENTFLAGS (\\Seen \\Deleted " KEYWORDS "\\*)] ok\r\n"
@@ -624,8 +604,7 @@ START_TEST(test_store_result_kept_whole)
         /* The flags the server reports after the STORE go to the cache: all
          * of them, however many keywords the message has. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 UID STORE 5 FLAGS (\\Seen keyword119)", 0,
              "* 1 FETCH (UID 5 FLAGS (\\Seen \\Recent " KEYWORDS "))\r\n$T OK\r\n", 0},
             {"A3 UID STORE 6 FLAGS (\\Seen)", 0, "$T OK\r\n", 0},
@@ -684,12 +663,13 @@ static char *big_search(bool esearch, unsigned n, const char *tail, size_t *len)
 static void run_big_search(bool esearch, const char *tail)
 {
         static const struct step search[] = {
-            {NULL, 0, GREETING, 0},         LOGIN_OK,           {"A2 UID SEARCH ALL", 0, "$BIG", 0},
-            {"A3 NOOP", 0, "$T OK\r\n", 0}, {NULL, 0, NULL, 0},
+            FAKE_LOGIN("IMAP4rev1"),
+            {"A2 UID SEARCH ALL", 0, "$BIG", 0},
+            {"A3 NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
         };
         static const struct step esearch_script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 ESEARCH] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 ESEARCH"),
             {"A2 UID SEARCH RETURN (ALL) ALL", 0, "$BIG", 0},
             {"A3 NOOP", 0, "$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
@@ -735,8 +715,7 @@ START_TEST(test_pipeline_sends_before_reading)
         /* Independent commands go out together: the fake reads both lines
          * before it answers either. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 NOOP", 0, "", 0},
             {"A3 CAPABILITY", 0, "A2 OK\r\n* CAPABILITY IMAP4rev1 MOVE\r\nA3 OK\r\n", 0},
             {NULL, 0, NULL, 0},
@@ -764,8 +743,7 @@ END_TEST
 START_TEST(test_expunge_refused_without_uidplus)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {NULL, 0, NULL, 0},
         };
         struct fake f;
@@ -780,8 +758,7 @@ END_TEST
 START_TEST(test_hostile_mailbox_name_is_literal)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT {18}", 0, "+ ok\r\n", 0},
             {NULL, 20, "$T NO [NONEXISTENT] no such mailbox\r\n", 0},
             {NULL, 0, NULL, 0},
@@ -801,8 +778,7 @@ END_TEST
 START_TEST(test_oversized_literal_refused)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"NOOP", 0, "* 1 FETCH (BODY[] {999999999999}\r\n", 0},
             {NULL, 0, NULL, 0},
         };
@@ -823,8 +799,7 @@ START_TEST(test_status_many_matched_by_name)
          * answers come out of order with another mailbox's STATUS among
          * them; one folder is gone, one throttled. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 STATUS \"Work\" (MESSAGES UIDNEXT UIDVALIDITY)", 0, "", 0},
             {"A3 STATUS \"Gone\"", 0, "", 0},
             {"A4 STATUS \"Busy\"", 0, "", 0},
@@ -872,8 +847,7 @@ START_TEST(test_status_many_literal_name_goes_alone)
         /* Without LITERAL+, a name that needs a literal waits for "+": the
          * other commands stay pipelined, that one follows on its own. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 STATUS \"A\"", 0, "", 0},
             {"A3 STATUS \"B\"", 0,
              "* STATUS B (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 4)\r\n"
@@ -912,8 +886,9 @@ START_TEST(test_status_many_beyond_one_chunk)
         char **bufs = calloc(2 * MANY + 2, sizeof(*bufs));
         char names[MANY][16];
         size_t k = 0, nb = 0;
-        script[k++] = (struct step){NULL, 0, GREETING, 0};
-        script[k++] = (struct step)LOGIN_OK;
+        static const struct step login[] = {FAKE_LOGIN("IMAP4rev1")};
+        script[k++] = login[0];
+        script[k++] = login[1];
         for (int i = 0; i < MANY; i++) {
                 snprintf(names[i], sizeof(names[i]), "F%03d", i);
                 char *expect = malloc(64), *reply = malloc(128);
@@ -1048,8 +1023,7 @@ END_TEST
 START_TEST(test_list_status_needs_the_capability)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {NULL, 0, NULL, 0},
         };
         struct fake f;
