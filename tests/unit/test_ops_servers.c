@@ -68,23 +68,37 @@ START_TEST(test_namespace_needs_the_capability)
 }
 END_TEST
 
+/* A server without UIDPLUS: the guarded EXPUNGE's first round trip, the FETCH
+ * of the flags UID 5 had and the STORE of \Deleted. */
+/* clang-format off */
+#define FLAG_5_DELETED \
+        {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0}, \
+        {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0}
+/* clang-format on */
+
+/* imap_expunge_guarded(5) in INBOX against script; the script must be played to its end. */
+static int guarded_expunge_5(const struct step *script)
+{
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = fake_open(&f, script, &a);
+        select_inbox(s);
+        int r = imap_expunge_guarded(s, 5);
+        fake_finish(&f, s);
+        return r;
+}
+
 START_TEST(test_guarded_expunge_refused_beside_another_deleted)
 {
         static const struct step script[] = {
             FAKE_LOGIN("IMAP4rev1 UNSELECT"),
-            {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
-            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            FLAG_5_DELETED,
             {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5 7\r\n$T OK\r\n", 0},
             /* our flag goes back; no EXPUNGE */
             {"A5 UID STORE 5 -FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
-        struct fake f;
-        struct imap_account a;
-        struct imap_session *s = fake_open(&f, script, &a);
-        select_inbox(s);
-        ck_assert_int_eq(imap_expunge_guarded(s, 5), -EPERM);
-        fake_finish(&f, s);
+        ck_assert_int_eq(guarded_expunge_5(script), -EPERM);
 }
 END_TEST
 
@@ -92,18 +106,12 @@ START_TEST(test_guarded_expunge_when_only_ours)
 {
         static const struct step script[] = {
             FAKE_LOGIN("IMAP4rev1 UNSELECT"),
-            {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
-            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            FLAG_5_DELETED,
             {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
             {"A5 EXPUNGE\r", 0, "* 2 EXPUNGE\r\n$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
-        struct fake f;
-        struct imap_account a;
-        struct imap_session *s = fake_open(&f, script, &a);
-        select_inbox(s);
-        ck_assert_int_eq(imap_expunge_guarded(s, 5), 0);
-        fake_finish(&f, s);
+        ck_assert_int_eq(guarded_expunge_5(script), 0);
 }
 END_TEST
 
@@ -112,19 +120,13 @@ START_TEST(test_guarded_expunge_checks_without_an_expunge_response)
 {
         static const struct step script[] = {
             FAKE_LOGIN("IMAP4rev1 UNSELECT"),
-            {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
-            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            FLAG_5_DELETED,
             {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
             {"A5 EXPUNGE\r", 0, "* 2 EXPUNGED\r\n* 2 EXISTS\r\n$T OK\r\n", 0},
             {"A6 UID SEARCH DELETED\r", 0, "* SEARCH\r\n$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
-        struct fake f;
-        struct imap_account a;
-        struct imap_session *s = fake_open(&f, script, &a);
-        select_inbox(s);
-        ck_assert_int_eq(imap_expunge_guarded(s, 5), 0);
-        fake_finish(&f, s);
+        ck_assert_int_eq(guarded_expunge_5(script), 0);
 }
 END_TEST
 
