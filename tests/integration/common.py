@@ -285,3 +285,14 @@ def mount_of(srv, port=None, **opts):
     o = {"cafile": srv.cafile, "password_file": srv.password_file}
     o.update(opts)
     return I.Mount("imaps://%s@127.0.0.1:%d" % (srv.user, port or srv.imaps_port), opts=o)
+
+
+def mount_once(mounts, specs, name):
+    """mounts[name], mounted on first use from specs[name] = (server, mount options), so that
+    a mount that fails (e.g. an option the daemon doesn't take) fails only its tests."""
+    if name not in mounts:
+        srv, opts = specs[name]
+        m = mount_of(srv, **opts)
+        mounts[name] = m
+        m.mount(foreground=True)
+    return mounts[name]

@@ -12,7 +12,6 @@ $IMAPFS_BIN's parent (build/fs/imapfs → build/servers), else $IMAPFS_SRC/build
 """
 
 import glob
-import imaplib
 import os
 import shutil
 import signal
@@ -172,16 +171,7 @@ class Server:
         return ssl.create_default_context(cafile=self.cafile)
 
     def client(self, user=None, password=None, starttls=False):
-        user = user or self.user
-        password = password if password is not None else self.users[user]
-        if starttls:
-            c = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
-            c.starttls(ssl_context=self.ssl_context())
-        else:
-            c = imaplib.IMAP4_SSL("127.0.0.1", self.imaps_port, ssl_context=self.ssl_context(),
-                                  timeout=30)
-        c.login(user, password)
-        return c
+        return D.login(self, user, password, starttls)
 
     def create_mailbox(self, name):
         """name: UTF-8, '/'-separated below the personal namespace."""

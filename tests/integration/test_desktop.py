@@ -85,13 +85,7 @@ def load(srv, folders):
 
 
 def mount(name):
-    if name in MOUNTS:
-        return MOUNTS[name]
-    srv, opts = SPECS[name]
-    m = C.mount_of(srv, **opts)
-    MOUNTS[name] = m
-    m.mount(foreground=True)
-    return m
+    return C.mount_once(MOUNTS, SPECS, name)
 
 
 def setUpModule():

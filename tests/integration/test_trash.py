@@ -77,13 +77,7 @@ MOUNT_SPECS = {}  # name → (server, options), mounted on first use so that a m
 
 
 def mount(name):
-    if name in MOUNTS:
-        return MOUNTS[name]
-    srv, opts = MOUNT_SPECS[name]
-    m = C.mount_of(srv, **opts)
-    MOUNTS[name] = m
-    m.mount(foreground=True)
-    return m
+    return C.mount_once(MOUNTS, MOUNT_SPECS, name)
 
 
 def setUpModule():
