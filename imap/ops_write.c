@@ -1,6 +1,7 @@
 #include "imap/ops_write.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,58 +103,31 @@ bool imap_flag_valid(const char *flag, size_t len)
         return true;
 }
 
-struct flags_ctx {
-        uint32_t uid;
-        char *out; /* owned */
-        bool found, oom;
-};
-
-static bool ops_flags_data(void *vctx, const struct imap_response *r)
+/* The UID of an untagged FETCH (0, which no message has: not a FETCH, or one
+ * without a UID) and its FLAGS list (NULL: none). */
+static uint32_t ops_fetch_uid(const struct imap_response *r, const struct imap_value **flags)
 {
-        struct flags_ctx *c = vctx;
+        *flags = NULL;
         if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
-                return false;
+                return 0;
         const struct imap_value *uid = imap_fetch_item(r->args, "UID");
-        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
-        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !flags ||
-            flags->type != IMAP_LIST)
-                return false;
-        /* The last answer counts: the flags after the STORE. */
-        free(c->out);
-        c->out = imap_values_join_alloc(flags->first, "\\Recent");
-        c->oom |= !c->out;
-        c->found = true;
-        return true;
+        if (!uid || uid->type != IMAP_NUMBER || uid->num > UINT32_MAX)
+                return 0;
+        const struct imap_value *f = imap_fetch_item(r->args, "FLAGS");
+        if (f && f->type == IMAP_LIST)
+                *flags = f;
+        return (uint32_t)uid->num;
 }
 
 int imap_store_flags(struct imap_session *s, uint32_t uid, const char *flags, char **out)
 {
-        struct imap_cmd cmd;
-        struct imap_result res;
-        struct flags_ctx c = {uid, NULL, false, false};
-
-        *out = NULL;
-        /* flags were checked flag by flag: they are atoms and safe as they are. */
-        imap_session_cmd_init(s, &cmd);
-        imap_cmd_add(&cmd, "UID STORE %u FLAGS (%s)", uid, flags);
-        int r = imap_session_cmd(s, &cmd, ops_flags_data, &c, &res);
-        imap_cmd_free(&cmd);
-        if (r == 0)
-                r = imap_result_errno("UID STORE", &res);
-        if (r == 0 && !c.found && !(c.out = strdup(flags))) /* a server that stays silent */
-                c.oom = true;
-        if (r == 0 && c.oom)
-                r = -ENOMEM; /* stored, but what the server says it holds is lost */
-        if (r == 0)
-                *out = c.out;
-        else
-                free(c.out);
-        return r;
+        return imap_store_flags_many(s, &uid, 1, flags, out); /* a set of one */
 }
 
+/* What a UID SEARCH answered: uid among the UIDs, and any other UID. */
 struct search_ctx {
         uint32_t uid;
-        bool found;
+        bool ours, others;
 };
 
 static bool ops_search_data(void *vctx, const struct imap_response *r)
@@ -161,9 +135,14 @@ static bool ops_search_data(void *vctx, const struct imap_response *r)
         struct search_ctx *c = vctx;
         if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
                 return false;
-        for (const struct imap_value *v = r->args; v; v = v->next)
-                if (v->type == IMAP_NUMBER && v->num == c->uid)
-                        c->found = true;
+        for (const struct imap_value *v = r->args; v; v = v->next) {
+                if (v->type != IMAP_NUMBER)
+                        continue;
+                if (v->num == c->uid)
+                        c->ours = true;
+                else
+                        c->others = true;
+        }
         return true;
 }
 
@@ -219,12 +198,8 @@ struct had_ctx {
 static bool ops_had_deleted_data(void *vctx, const struct imap_response *r)
 {
         struct had_ctx *c = vctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
-                return false;
-        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
-        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
-        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid || !flags ||
-            flags->type != IMAP_LIST)
+        const struct imap_value *flags;
+        if (ops_fetch_uid(r, &flags) != c->uid || !flags)
                 return false;
         if (!c->seen)
                 for (const struct imap_value *v = flags->first; v; v = v->next)
@@ -289,9 +264,9 @@ int imap_expunge_uid(struct imap_session *s, uint32_t uid)
                 /* OK without an EXPUNGE: a server may keep the message (no
                  * right to remove it, a \Deleted it silently ignored). rm
                  * must not say "done" unless it is gone. */
-                struct search_ctx sc = {uid, false};
+                struct search_ctx sc = {uid, false, false};
                 r = ops_uid_cmd(s, "UID SEARCH", ops_search_data, &sc, "UID SEARCH UID %u", uid);
-                if (r == 0 && sc.found) {
+                if (r == 0 && sc.ours) {
                         log_warn("the server kept message %u after UID EXPUNGE (no right to "
                                  "remove it?)",
                                  uid);
@@ -508,6 +483,22 @@ static bool ops_moves_data(void *vctx, const struct imap_response *r)
         return true;
 }
 
+/* uids as an IMAP UID set ("5,7:9"), allocated; NULL when out of memory. */
+static char *ops_uidset_alloc(const uint32_t *uids, size_t n)
+{
+        unsigned *set = malloc((n ? n : 1) * sizeof(*set));
+        if (!set)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                set[i] = uids[i];
+        size_t need = imap_uidset_format(set, n, NULL, 0);
+        char *str = malloc(need + 1);
+        if (str)
+                imap_uidset_format(set, n, str, need + 1);
+        free(set);
+        return str;
+}
+
 int imap_move_uids(struct imap_session *s, const uint32_t *uids, size_t n, const char *target,
                    uint32_t *new_uidvalidity, uint32_t *new_uids)
 {
@@ -515,19 +506,9 @@ int imap_move_uids(struct imap_session *s, const uint32_t *uids, size_t n, const
         memset(new_uids, 0, n * sizeof(*new_uids));
         if (!imap_session_caps(s)->move)
                 return -EPERM;
-        unsigned *set = malloc((n ? n : 1) * sizeof(*set));
-        if (!set)
+        char *str = ops_uidset_alloc(uids, n);
+        if (!str)
                 return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
-                set[i] = uids[i];
-        size_t need = imap_uidset_format(set, n, NULL, 0);
-        char *str = malloc(need + 1);
-        if (!str) {
-                free(set);
-                return -ENOMEM;
-        }
-        imap_uidset_format(set, n, str, need + 1);
-        free(set);
         struct imap_cmd cmd;
         struct imap_result res;
         struct moves_ctx c = {uids, n, 0, new_uids};
@@ -564,14 +545,12 @@ struct flags_many_ctx {
 static bool ops_flags_many_data(void *vctx, const struct imap_response *r)
 {
         struct flags_many_ctx *c = vctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
-                return false;
-        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
-        const struct imap_value *flags = imap_fetch_item(r->args, "FLAGS");
-        if (!uid || uid->type != IMAP_NUMBER || !flags || flags->type != IMAP_LIST)
+        const struct imap_value *flags;
+        uint32_t uid = ops_fetch_uid(r, &flags);
+        if (!uid || !flags)
                 return false;
         for (size_t i = 0; i < c->n; i++) {
-                if (c->uids[i] != uid->num)
+                if (c->uids[i] != uid)
                         continue;
                 /* The last answer counts: the flags after the STORE. */
                 free(c->outs[i]);
@@ -586,16 +565,7 @@ int imap_store_flags_many(struct imap_session *s, const uint32_t *uids, size_t n
                           char **outs)
 {
         memset(outs, 0, n * sizeof(*outs));
-        unsigned *set = malloc((n ? n : 1) * sizeof(*set));
-        if (!set)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
-                set[i] = uids[i];
-        size_t need = imap_uidset_format(set, n, NULL, 0);
-        char *str = malloc(need + 1);
-        if (str)
-                imap_uidset_format(set, n, str, need + 1);
-        free(set);
+        char *str = ops_uidset_alloc(uids, n);
         if (!str)
                 return -ENOMEM;
         struct imap_cmd cmd;
@@ -624,35 +594,14 @@ int imap_store_flags_many(struct imap_session *s, const uint32_t *uids, size_t n
 }
 /* ---- servers with neither UIDPLUS nor MOVE (issue 15) ---- */
 
-struct deleted_ctx {
-        uint32_t uid;
-        bool ours, others;
-};
-
-static bool ops_deleted_data(void *vctx, const struct imap_response *r)
-{
-        struct deleted_ctx *c = vctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
-                return false;
-        for (const struct imap_value *v = r->args; v; v = v->next) {
-                if (v->type != IMAP_NUMBER)
-                        continue;
-                if (v->num == c->uid)
-                        c->ours = true;
-                else
-                        c->others = true;
-        }
-        return true;
-}
-
 int imap_search_deleted(struct imap_session *s, uint32_t uid, bool *ours, bool *others)
 {
-        struct deleted_ctx c = {uid, false, false};
+        struct search_ctx c = {uid, false, false};
         struct imap_cmd cmd;
         struct imap_result res;
         imap_session_cmd_init(s, &cmd);
         imap_cmd_add(&cmd, "UID SEARCH DELETED");
-        int r = imap_session_cmd(s, &cmd, ops_deleted_data, &c, &res);
+        int r = imap_session_cmd(s, &cmd, ops_search_data, &c, &res);
         imap_cmd_free(&cmd);
         if (r == 0)
                 r = imap_result_errno("UID SEARCH DELETED", &res);
@@ -669,10 +618,8 @@ struct fetched_ctx {
 static bool ops_fetched_data(void *vctx, const struct imap_response *r)
 {
         struct fetched_ctx *c = vctx;
-        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
-                return false;
-        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
-        if (!uid || uid->type != IMAP_NUMBER || uid->num != c->uid)
+        const struct imap_value *flags;
+        if (ops_fetch_uid(r, &flags) != c->uid)
                 return false;
         c->found = true;
         return true;

@@ -3,6 +3,7 @@
 import atexit
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -232,3 +233,66 @@ class RawlogMark:
             return wait_for(lambda: self.commands(pattern), timeout, 0.02, "rawlog " + pattern)
         except TimeoutError:
             return []
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+def teardown(mounts=(), servers=(), proxy=None, tmp=None, unmount=True, before=None):
+    """The end of a test module's (or class's) fixture. mounts: a sequence or a {name: mount}
+    (None entries are skipped). Runs before() if given, then unmounts every mount when
+    `unmount` (a fixture that failed half-way passes False); whatever happened, then cleans up
+    every mount, stops the proxy, cleans up every server and removes tmp. An unmount that
+    fails (imapfs did not exit cleanly) fails the teardown, after the others had their turn."""
+    named = list(mounts.items()) if isinstance(mounts, dict) else [(None, m) for m in mounts]
+    named = [(n, m) for n, m in named if m is not None]
+    problems = []
+    try:
+        if before is not None:
+            before()
+        if unmount:
+            for name, m in named:
+                try:
+                    m.unmount()
+                except AssertionError as e:
+                    problems.append("%s: %s" % (name, e) if name else str(e))
+    finally:
+        try:
+            for _, m in named:
+                m.cleanup()
+        finally:
+            if proxy is not None:
+                proxy.stop()
+            for s in servers:
+                if s is not None:
+                    s.cleanup()
+            if tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
+    if problems:
+        raise AssertionError("; ".join(problems))
+
+
+def create_and_append(c, mailbox, msgs):
+    """CREATEs mailbox (UTF-8; not INBOX) on imaplib client c and APPENDs msgs (mailgen Msg)."""
+    if mailbox != "INBOX":
+        typ, data = c.create(D.imap_quote(D.mutf7_encode(mailbox)))
+        assert typ == "OK", (mailbox, data)
+    if msgs:
+        G.multiappend(c, mailbox, msgs)
+
+
+def mount_of(srv, port=None, **opts):
+    """An imapfs Mount (not mounted yet) of srv's user on srv's imaps port (or port, e.g. a
+    proxy's), with srv's CA and password file; opts are more mount options."""
+    o = {"cafile": srv.cafile, "password_file": srv.password_file}
+    o.update(opts)
+    return I.Mount("imaps://%s@127.0.0.1:%d" % (srv.user, port or srv.imaps_port), opts=o)
+
+
+def mount_once(mounts, specs, name):
+    """mounts[name], mounted on first use from specs[name] = (server, mount options), so that
+    a mount that fails (e.g. an option the daemon doesn't take) fails only its tests."""
+    if name not in mounts:
+        srv, opts = specs[name]
+        m = mount_of(srv, **opts)
+        mounts[name] = m
+        m.mount(foreground=True)
+    return mounts[name]

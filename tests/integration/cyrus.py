@@ -21,10 +21,7 @@ refused), as on shared hosting.
 
 import imaplib
 import os
-import signal
-import ssl
 import subprocess
-import tempfile
 import shutil
 import time
 
@@ -84,12 +81,13 @@ DAEMON {{
 """
 
 
-class Cyrus:
+class Cyrus(debpkg.Server):
     """c = Cyrus(); c.start(); ... c.cleanup(). Same attributes as dovecot.Dovecot that the
     server-independent tests use: imaps_port, imap_port, cafile, user, password,
     password_file, client(), create_mailbox(), append()."""
 
     name = "cyrus"
+    logname = "cyrus master"
 
     def __init__(self, user=D.DEFAULT_USER, password=D.DEFAULT_PASSWORD, altnamespace=True):
         self.root = debpkg.unpacked("cyrus-3.6", PACKAGES)
@@ -102,34 +100,16 @@ class Cyrus:
         self.saslpasswd = shutil.which("saslpasswd2")
         if not self.saslpasswd:
             raise debpkg.Unavailable("cyrus needs saslpasswd2 (package sasl2-bin)")
-        self.dir = tempfile.mkdtemp(prefix="cy", dir="/tmp")
-        os.chmod(self.dir, 0o755)
+        super().__init__("cy", "imapd.conf", "master.txt", user, password)
         self.altnamespace = altnamespace
-        self.user = user
-        self.password = password
-        self.users = {}
-        self.mail_user, self.mail_uid, self.mail_gid = D.mail_ids()
-        self.cafile = os.path.join(self.dir, "cert.pem")
-        self.keyfile = os.path.join(self.dir, "key.pem")
-        self.conf = os.path.join(self.dir, "imapd.conf")
-        self.logfile = os.path.join(self.dir, "log", "master.txt")
-        self.imaps_port = self.imap_port = None
-        self.proc = None
-        self.pids = set()
         for sub in ("conf", "spool", "run", "log", "conf/proc"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         D.make_cert(self.cafile, self.keyfile)
         self.password_file = self.password_file_for(user)
 
-    def sep(self):
-        return "/"
-
     def prefix(self):
         """Personal namespace prefix of the user (what NAMESPACE says)."""
         return "" if self.altnamespace else "INBOX/"
-
-    def password_file_for(self, user):
-        return os.path.join(self.dir, "pw-" + user)
 
     def _saslpasswd(self, user, password):
         subprocess.run([self.saslpasswd, "-c", "-p", "-f", os.path.join(self.dir, "sasldb2"),
@@ -158,26 +138,12 @@ class Cyrus:
         os.chown(self.keyfile, 0, self.mail_gid)
 
     def start(self, timeout=30):
-        self.imaps_port = D.free_port()
-        self.imap_port = D.free_port()
-        while self.imap_port == self.imaps_port:
-            self.imap_port = D.free_port()
+        self._pick_ports()
         self.write_config()
-        out = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(
-            [os.path.join(self.bindir, "master"), "-C", self.conf,
-             "-M", os.path.join(self.dir, "cyrus.conf"), "-p", os.path.join(self.dir, "run", "master.pid")],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=debpkg.env(self.root),
-            start_new_session=True)
-        out.close()
-        D.LIVE.add(self)
+        self._spawn([os.path.join(self.bindir, "master"), "-C", self.conf,
+                     "-M", os.path.join(self.dir, "cyrus.conf"),
+                     "-p", os.path.join(self.dir, "run", "master.pid")], self.root, timeout)
         try:
-            D.wait_for(lambda: self.proc.poll() is not None or
-                       (D.port_open(self.imaps_port) and D.port_open(self.imap_port)),
-                       timeout, interval=0.05, what="cyrus ports")
-            if self.proc.poll() is not None:
-                raise RuntimeError("cyrus master exited %d: %s" % (
-                    self.proc.returncode, D.Dovecot._tail(self.logfile)))
             self.add_user(self.user, self.password)
         except Exception:
             self.cleanup()
@@ -192,7 +158,7 @@ class Cyrus:
 
     def add_user(self, user, password):
         self._saslpasswd(user, password)
-        self.users[user] = password
+        self.users[user] = password  # the user's own login below needs it
         c = self._admin()
         typ, data = c.create("user/" + user)
         if typ != "OK":
@@ -204,82 +170,7 @@ class Cyrus:
         if typ != "OK":
             raise RuntimeError("CREATE %s (USE (\\Trash)): %r" % (trash, data))
         u.logout()
-        pf = self.password_file_for(user)
-        with open(pf, "w") as f:
-            f.write(password + "\n")
-        os.chmod(pf, 0o600)
-        return pf
-
-    def ssl_context(self):
-        return ssl.create_default_context(cafile=self.cafile)
-
-    def client(self, user=None, password=None, starttls=False):
-        user = user or self.user
-        password = password if password is not None else self.users[user]
-        if starttls:
-            c = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
-            c.starttls(ssl_context=self.ssl_context())
-        else:
-            c = imaplib.IMAP4_SSL("127.0.0.1", self.imaps_port, ssl_context=self.ssl_context(),
-                                  timeout=30)
-        c.login(user, password)
-        return c
-
-    def create_mailbox(self, name):
-        """name: UTF-8, '/'-separated below the personal namespace."""
-        c = self.client()
-        try:
-            typ, data = c.create(D.imap_quote(D.mutf7_encode(self.prefix() + name)))
-            if typ != "OK":
-                raise RuntimeError("CREATE %s: %r" % (name, data))
-        finally:
-            c.logout()
-
-    def server_name(self, name):
-        """The server's name of a folder the mount shows as name (UTF-8)."""
-        return name if name == "INBOX" else self.prefix() + name
-
-    def stop(self, timeout=20):
-        if self.proc is None:
-            return
-        pid = self.proc.pid
-        if self.proc.poll() is None:
-            self.pids = _descendants(pid)
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
-                self.proc.wait(5)
-        # master's children (imapd, idled) it did not take down itself
-        for p in self.pids:
-            if D._alive(p):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.proc = None
-
-    def cleanup(self):
-        D.LIVE.discard(self)
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _descendants(pid):
-    res = set()
-    todo = [pid]
-    while todo:
-        for c in D._children(todo.pop()):
-            if c not in res:
-                res.add(c)
-                todo.append(c)
-    return res
+        return self._write_password_file(user, password)
 
 
 if __name__ == "__main__":

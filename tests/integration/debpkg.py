@@ -13,7 +13,13 @@ $IMAPFS_BIN's parent (build/fs/imapfs → build/servers), else $IMAPFS_SRC/build
 
 import glob
 import os
+import shutil
+import signal
+import ssl
 import subprocess
+import tempfile
+
+import dovecot as D
 
 
 class Unavailable(Exception):
@@ -88,3 +94,134 @@ def missing_libs(root, binaries):
             if "not found" in line:
                 miss.add(line.split()[0])
     return sorted(miss)
+
+
+class Server:
+    """What cyrus.Cyrus and mailutils.Mailutils share: a server from unpacked packages in
+    a directory of its own under /tmp, listening on two free 127.0.0.1 ports (imaps:
+    implicit TLS, imap: STARTTLS), with the attributes of dovecot.Dovecot that the
+    server-independent tests use. A subclass sets `name` and `logname` and gives
+    start() (which calls _spawn) and add_user()."""
+
+    name = logname = None
+
+    def __init__(self, prefix, conf, logfile, user, password):
+        self.dir = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        self.user = user
+        self.password = password
+        self.users = {}
+        self.mail_user, self.mail_uid, self.mail_gid = D.mail_ids()
+        self.cafile = os.path.join(self.dir, "cert.pem")
+        self.keyfile = os.path.join(self.dir, "key.pem")
+        self.conf = os.path.join(self.dir, conf)
+        self.logfile = os.path.join(self.dir, "log", logfile)
+        self.imaps_port = self.imap_port = None
+        self.proc = None
+
+    def sep(self):
+        return "/"
+
+    def prefix(self):
+        """Personal namespace prefix of the user (what NAMESPACE says)."""
+        return ""
+
+    def server_name(self, name):
+        """The server's name of a folder the mount shows as name (UTF-8)."""
+        return name if name == "INBOX" else self.prefix() + name
+
+    def password_file_for(self, user):
+        return os.path.join(self.dir, "pw-" + user)
+
+    def _write_password_file(self, user, password):
+        """Remembers user's password and writes the file imapfs's password_file reads."""
+        self.users[user] = password
+        pf = self.password_file_for(user)
+        with open(pf, "w") as f:
+            f.write(password + "\n")
+        os.chmod(pf, 0o600)
+        return pf
+
+    def _pick_ports(self):
+        self.imaps_port = D.free_port()
+        self.imap_port = D.free_port()
+        while self.imap_port == self.imaps_port:
+            self.imap_port = D.free_port()
+
+    def _spawn(self, argv, root, timeout):
+        """Starts argv in the foreground (libraries from root) and waits for both ports;
+        cleans up and raises if it exits first or the ports don't open in time."""
+        out = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                     env=env(root), start_new_session=True)
+        out.close()
+        D.LIVE.add(self)
+        try:
+            D.wait_for(lambda: self.proc.poll() is not None or
+                       (D.port_open(self.imaps_port) and D.port_open(self.imap_port)),
+                       timeout, interval=0.05, what="%s ports" % self.logname)
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited %d: %s" % (
+                    self.logname, self.proc.returncode, D.Dovecot._tail(self.logfile)))
+        except Exception:
+            self.cleanup()
+            raise
+
+    def ssl_context(self):
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def client(self, user=None, password=None, starttls=False):
+        return D.login(self, user, password, starttls)
+
+    def create_mailbox(self, name):
+        """name: UTF-8, '/'-separated below the personal namespace."""
+        c = self.client()
+        try:
+            typ, data = c.create(D.imap_quote(D.mutf7_encode(self.prefix() + name)))
+            if typ != "OK":
+                raise RuntimeError("CREATE %s: %r" % (name, data))
+        finally:
+            c.logout()
+
+    def stop(self, timeout=20):
+        if self.proc is None:
+            return
+        pid = self.proc.pid
+        if self.proc.poll() is None:
+            # the master's children (one per connection, idled): it does not always take
+            # them down itself
+            kids = _descendants(pid)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(pid, signal.SIGKILL)
+                self.proc.wait(5)
+            for p in kids:
+                if D._alive(p):
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        self.proc = None
+
+    def cleanup(self):
+        D.LIVE.discard(self)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _descendants(pid):
+    res = set()
+    todo = [pid]
+    while todo:
+        for c in D._children(todo.pop()):
+            if c not in res:
+                res.add(c)
+                todo.append(c)
+    return res

@@ -498,19 +498,9 @@ class Dovecot:
 
     def client(self, user=None, password=None, starttls=False, plain=False):
         """A logged-in imaplib client (IMAP4_SSL on the imaps port by default)."""
-        user = user or self.user
-        password = password if password is not None else self.users[user]
         if not self.ssl:
             plain, starttls = True, False
-        if plain or starttls:
-            c = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
-            if starttls:
-                c.starttls(ssl_context=self.ssl_context())
-        else:
-            c = imaplib.IMAP4_SSL("127.0.0.1", self.imaps_port, ssl_context=self.ssl_context(),
-                                  timeout=30)
-        c.login(user, password)
-        return c
+        return login(self, user, password, starttls, plain)
 
     def rawlog_dir(self, user=None):
         return os.path.join(self.dir, "rawlog", user or self.user)
@@ -535,6 +525,23 @@ class Dovecot:
 
 
 # -- modified UTF-7 (RFC 3501 5.1.3), independent of imapfs's implementation -------------
+def login(srv, user=None, password=None, starttls=False, plain=False):
+    """A logged-in imaplib client of srv (Dovecot, Cyrus, Mailutils): user (srv's by default)
+    with password (else the one srv gave it); IMAP4_SSL on the imaps port, or IMAP4 on the
+    imap port when plain or starttls (then with STARTTLS)."""
+    user = user or srv.user
+    password = password if password is not None else srv.users[user]
+    if plain or starttls:
+        c = imaplib.IMAP4("127.0.0.1", srv.imap_port, timeout=30)
+        if starttls:
+            c.starttls(ssl_context=srv.ssl_context())
+    else:
+        c = imaplib.IMAP4_SSL("127.0.0.1", srv.imaps_port, ssl_context=srv.ssl_context(),
+                              timeout=30)
+    c.login(user, password)
+    return c
+
+
 def mutf7_encode(s):
     out = []
     buf = []

@@ -22,13 +22,7 @@ tests settle each folder with one SELECT after loading it (settle()).
 """
 
 import crypt
-import imaplib
 import os
-import shutil
-import signal
-import ssl
-import subprocess
-import tempfile
 
 import debpkg
 import dovecot as D
@@ -50,11 +44,12 @@ server 127.0.0.1:{imaps_port} {{ tls-mode connection; }};
 """
 
 
-class Mailutils:
+class Mailutils(debpkg.Server):
     """m = Mailutils(); m.start(); ... m.cleanup(). Same attributes as dovecot.Dovecot that
     the server-independent tests use (see cyrus.py)."""
 
     name = "mailutils"
+    logname = "imap4d"
 
     def __init__(self, user=D.DEFAULT_USER + "@" + DOMAIN, password=D.DEFAULT_PASSWORD):
         self.root = debpkg.unpacked("mailutils-3.15", PACKAGES)
@@ -63,35 +58,12 @@ class Mailutils:
         if miss:
             raise debpkg.Unavailable("imap4d needs shared libraries %s (examples/install-deps.sh)"
                                      % ", ".join(miss))
-        self.dir = tempfile.mkdtemp(prefix="mu", dir="/tmp")
-        os.chmod(self.dir, 0o755)
-        self.user = user
-        self.password = password
-        self.users = {}
-        self.mail_user, self.mail_uid, self.mail_gid = D.mail_ids()
-        self.cafile = os.path.join(self.dir, "cert.pem")
-        self.keyfile = os.path.join(self.dir, "key.pem")
-        self.conf = os.path.join(self.dir, "imap4d.conf")
-        self.logfile = os.path.join(self.dir, "log", "imap4d.txt")
-        self.imaps_port = self.imap_port = None
-        self.proc = None
+        super().__init__("mu", "imap4d.conf", "imap4d.txt", user, password)
         for sub in ("pw", "home", "log"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         D.make_cert(self.cafile, self.keyfile)
         os.chmod(self.keyfile, 0o600)
         self.password_file = self.password_file_for(user)
-
-    def sep(self):
-        return "/"
-
-    def prefix(self):
-        return ""
-
-    def server_name(self, name):
-        return name
-
-    def password_file_for(self, user):
-        return os.path.join(self.dir, "pw-" + user)
 
     def _write_user(self, user, password):
         local, domain = user.split("@", 1)
@@ -108,65 +80,18 @@ class Mailutils:
 
     def add_user(self, user, password):
         self._write_user(user, password)
-        self.users[user] = password
-        pf = self.password_file_for(user)
-        with open(pf, "w") as f:
-            f.write(password + "\n")
-        os.chmod(pf, 0o600)
-        return pf
+        return self._write_password_file(user, password)
 
     def start(self, timeout=20):
-        self.imaps_port = D.free_port()
-        self.imap_port = D.free_port()
-        while self.imap_port == self.imaps_port:
-            self.imap_port = D.free_port()
+        self._pick_ports()
         with open(self.conf, "w") as f:
             f.write(CONF.format(dir=self.dir, imap_port=self.imap_port,
                                 imaps_port=self.imaps_port))
         if self.user not in self.users:
             self.add_user(self.user, self.password)
-        out = open(self.logfile, "ab")
-        self.proc = subprocess.Popen(
-            [self.bin, "--config-file=" + self.conf, "--daemon", "--foreground"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=debpkg.env(self.root),
-            start_new_session=True)
-        out.close()
-        D.LIVE.add(self)
-        try:
-            D.wait_for(lambda: self.proc.poll() is not None or
-                       (D.port_open(self.imaps_port) and D.port_open(self.imap_port)),
-                       timeout, interval=0.05, what="imap4d ports")
-            if self.proc.poll() is not None:
-                raise RuntimeError("imap4d exited %d: %s" % (
-                    self.proc.returncode, D.Dovecot._tail(self.logfile)))
-        except Exception:
-            self.cleanup()
-            raise
+        self._spawn([self.bin, "--config-file=" + self.conf, "--daemon", "--foreground"],
+                    self.root, timeout)
         return self
-
-    def ssl_context(self):
-        return ssl.create_default_context(cafile=self.cafile)
-
-    def client(self, user=None, password=None, starttls=False):
-        user = user or self.user
-        password = password if password is not None else self.users[user]
-        if starttls:
-            c = imaplib.IMAP4("127.0.0.1", self.imap_port, timeout=30)
-            c.starttls(ssl_context=self.ssl_context())
-        else:
-            c = imaplib.IMAP4_SSL("127.0.0.1", self.imaps_port, ssl_context=self.ssl_context(),
-                                  timeout=30)
-        c.login(user, password)
-        return c
-
-    def create_mailbox(self, name):
-        c = self.client()
-        try:
-            typ, data = c.create(D.imap_quote(D.mutf7_encode(name)))
-            if typ != "OK":
-                raise RuntimeError("CREATE %s: %r" % (name, data))
-        finally:
-            c.logout()
 
     def settle(self, c, mailbox):
         """SELECT mailbox on c once, so that what was appended gets its UID (see above)."""
@@ -174,48 +99,6 @@ class Mailutils:
         if typ != "OK":
             raise RuntimeError("SELECT %s: %r" % (mailbox, data))
         c.close()  # our own fixture session, nothing is \Deleted here
-
-    def stop(self, timeout=20):
-        if self.proc is None:
-            return
-        pid = self.proc.pid
-        if self.proc.poll() is None:
-            # imap4d forks one child per connection; its master does not wait for them
-            kids = _descendants(pid)
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
-                self.proc.wait(5)
-            for p in kids:
-                if D._alive(p):
-                    try:
-                        os.kill(p, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-        self.proc = None
-
-    def cleanup(self):
-        D.LIVE.discard(self)
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _descendants(pid):
-    res = set()
-    todo = [pid]
-    while todo:
-        for c in D._children(todo.pop()):
-            if c not in res:
-                res.add(c)
-                todo.append(c)
-    return res
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Quotas: Dovecot's quota plugin with the count backend (dovecot.py quota=True); u
 
 import errno
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,8 +113,7 @@ def setUpModule():
             D.append(c, "INBOX", message(25000, "fill-%d" % i))
         c.logout()
         PROXY = TripProxy(SRV.imaps_port).start()
-        M = I.Mount("imaps://alice@127.0.0.1:%d" % PROXY.port,
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file, "timeout": TIMEOUT})
+        M = C.mount_of(SRV, PROXY.port, timeout=TIMEOUT)
         M.mount(foreground=True)
         MF = I.Mount("imaps://full@127.0.0.1:%d" % SRV.imaps_port,
                      opts={"cafile": SRV.cafile, "password_file": SRV.password_file_for("full"),
@@ -127,30 +125,13 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    problems = []
-    try:
+    def release():
         if PROXY:
             PROXY.resume()
         if SRV and not SRV.started and not cleanup_only:
             SRV.start()
-        for m in (M, MF):
-            if m is not None and not cleanup_only:
-                try:
-                    m.unmount()
-                except AssertionError as e:
-                    problems.append(str(e))
-    finally:
-        for m in (M, MF):
-            if m is not None:
-                m.cleanup()
-        if PROXY is not None:
-            PROXY.stop()
-        if SRV is not None:
-            SRV.cleanup()
-        if TMP:
-            shutil.rmtree(TMP, ignore_errors=True)
-    if problems:
-        raise AssertionError("; ".join(problems))
+    C.teardown([M, MF], servers=[SRV], proxy=PROXY, tmp=TMP, unmount=not cleanup_only,
+               before=release)
 
 
 _n = [0]

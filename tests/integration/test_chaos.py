@@ -623,8 +623,7 @@ def setUpModule():
         keys = populate(RUN, c)
         c.logout()
         PROXY = FaultProxy(SRV.imaps_port).start()
-        M = I.Mount("imaps://%s@127.0.0.1:%d" % (SRV.user, PROXY.port),
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file, "timeout": TIMEOUT})
+        M = C.mount_of(SRV, PROXY.port, timeout=TIMEOUT)
         M.mount(foreground=True)
         chaos(RUN, keys)
     except Exception:
@@ -779,7 +778,7 @@ def summary(run, workers):
 
 
 def tearDownModule(cleanup_only=False):
-    try:
+    def release():
         if PROXY is not None:
             PROXY.clear()
         if SRV is not None and not SRV.started:
@@ -787,13 +786,7 @@ def tearDownModule(cleanup_only=False):
                 SRV.start()
             except Exception:
                 pass
-    finally:
-        if M is not None:
-            M.cleanup()
-        if PROXY is not None:
-            PROXY.stop()
-        if SRV is not None:
-            SRV.cleanup()
+    C.teardown([M], servers=[SRV], proxy=PROXY, unmount=False, before=release)
 
 
 # -- the checks ---------------------------------------------------------------------------

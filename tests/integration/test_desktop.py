@@ -73,15 +73,11 @@ def load(srv, folders):
     try:
         n = 0
         for mailbox, keys in folders.items():
-            if mailbox != "INBOX":
-                typ, data = c.create(D.imap_quote(D.mutf7_encode(mailbox)))
-                assert typ == "OK", (mailbox, data)
             msgs = []
             for key in keys:
                 n += 1
                 msgs.append(make_msg(key, mailbox, n))
-            if msgs:
-                G.multiappend(c, mailbox, msgs)
+            C.create_and_append(c, mailbox, msgs)
             for m in msgs:
                 FIX[(srv, m.key)] = m
     finally:
@@ -89,15 +85,7 @@ def load(srv, folders):
 
 
 def mount(name):
-    if name in MOUNTS:
-        return MOUNTS[name]
-    srv, opts = SPECS[name]
-    o = {"cafile": srv.cafile, "password_file": srv.password_file}
-    o.update(opts)
-    m = I.Mount("imaps://%s@127.0.0.1:%d" % (srv.user, srv.imaps_port), opts=o)
-    MOUNTS[name] = m
-    m.mount(foreground=True)
-    return m
+    return C.mount_once(MOUNTS, SPECS, name)
 
 
 def setUpModule():
@@ -122,24 +110,7 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    problems = []
-    try:
-        if not cleanup_only:
-            for name, m in MOUNTS.items():
-                try:
-                    m.unmount()
-                except AssertionError as e:
-                    problems.append("%s: %s" % (name, e))
-    finally:
-        for m in MOUNTS.values():
-            m.cleanup()
-        for s in (SRV, PLAIN):
-            if s is not None:
-                s.cleanup()
-        if TMP:
-            shutil.rmtree(TMP, ignore_errors=True)
-    if problems:
-        raise AssertionError("; ".join(problems))
+    C.teardown(MOUNTS, servers=[SRV, PLAIN], tmp=TMP, unmount=not cleanup_only)
 
 
 def log_tail(name):

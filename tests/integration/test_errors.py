@@ -28,7 +28,6 @@ import ctypes
 import errno
 import os
 import re
-import shutil
 import sys
 import tempfile
 import threading
@@ -64,8 +63,7 @@ def setUpModule():
             "plugin {\n  quota_max_mail_size = %d\n}\n"
             "protocol imap {\n  imap_capability = %s APPENDLIMIT=%d\n}\n" % (APPENDLIMIT, CAPS, APPENDLIMIT)))
         SRV.start()
-        M = I.Mount("imaps://alice@127.0.0.1:%d" % SRV.imaps_port,
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file, "poll": 3600})
+        M = C.mount_of(SRV, poll=3600)
         M.mount(debug=True)
     except Exception:
         tearDownModule(cleanup_only=True)
@@ -73,16 +71,7 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    try:
-        if M is not None and not cleanup_only:
-            M.unmount()
-    finally:
-        if M is not None:
-            M.cleanup()
-        if SRV is not None:
-            SRV.cleanup()
-        if TMP:
-            shutil.rmtree(TMP, ignore_errors=True)
+    C.teardown([M], servers=[SRV], tmp=TMP, unmount=not cleanup_only)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -479,15 +468,7 @@ class TestThroughProxy(Base):
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            if cls.m is not None:
-                cls.m.unmount()
-        finally:
-            if cls.m is not None:
-                cls.m.cleanup()
-            if cls.proxy is not None:
-                cls.proxy.stop()
-            cls.srv.cleanup()
+        C.teardown([cls.m], servers=[cls.srv], proxy=cls.proxy)
 
     def test_failing_status_is_polled_with_backoff(self):
         mp = self.m.mp

@@ -49,8 +49,7 @@ def setUpModule():
         BODIES.update(D.fetch_bodies(c))
         c.logout()
         PROXY = Proxy(SRV.imaps_port).start()
-        M = I.Mount("imaps://%s@127.0.0.1:%d" % (SRV.user, PROXY.port),
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file, "timeout": TIMEOUT})
+        M = C.mount_of(SRV, PROXY.port, timeout=TIMEOUT)
         M.mount(foreground=True)
         INBOX.update(mount_files(os.path.join(M.mp, "INBOX")))
         # Every 20th message in name order: imapfs reads ahead when files are
@@ -65,21 +64,14 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    try:
-        if M is not None and not cleanup_only:
-            if PROXY:
-                PROXY.resume()
-                PROXY.set_rate(None)
-            if SRV and not SRV.started:
-                SRV.start()
-            M.unmount()
-    finally:
-        if M is not None:
-            M.cleanup()
-        if PROXY is not None:
-            PROXY.stop()
-        if SRV is not None:
-            SRV.cleanup()
+    def release():
+        if PROXY:
+            PROXY.resume()
+            PROXY.set_rate(None)
+        if SRV and not SRV.started:
+            SRV.start()
+    C.teardown([M], servers=[SRV], proxy=PROXY, unmount=not cleanup_only,
+               before=None if cleanup_only else release)
 
 
 def fresh():

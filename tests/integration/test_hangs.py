@@ -84,20 +84,13 @@ def new_mount(proxy, env=None, **extra):
 
 
 def tearDownModule(cleanup_only=False):
-    try:
-        if M is not None and not cleanup_only:
-            if PROXY:
-                PROXY.resume()
-                PROXY.set_delay(None)
-                PROXY.set_rate(None)
-            M.unmount()
-    finally:
-        if M is not None:
-            M.cleanup()
-        if PROXY is not None:
-            PROXY.stop()
-        if SRV is not None:
-            SRV.cleanup()
+    def release():
+        if PROXY:
+            PROXY.resume()
+            PROXY.set_delay(None)
+            PROXY.set_rate(None)
+    C.teardown([M], servers=[SRV], proxy=PROXY, unmount=not cleanup_only,
+               before=None if cleanup_only else release)
 
 
 def log_tail(m=None):

@@ -60,8 +60,7 @@ def setUpModule():
             assert len(IDS[name]) == n, (name, len(IDS[name]))
         PROXY = Proxy(SRV.imaps_port).start()
         PROXY.set_delay(DELAY)
-        M = I.Mount("imaps://%s@127.0.0.1:%d" % (SRV.user, PROXY.port),
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file})
+        M = C.mount_of(SRV, PROXY.port)
         M.mount(foreground=True, debug=bool(os.environ.get("LINK_DEBUG")))
     except Exception:
         tearDownModule()
@@ -86,18 +85,8 @@ def tearDownModule():
     if M is not None and os.environ.get("LINK_DEBUG"):
         import shutil
         shutil.copy(M.logfile, "/tmp/x/link.log")
-    try:
-        if M is not None and M.proc is not None:
-            if PROXY:
-                PROXY.set_delay(None)
-            M.unmount()
-    finally:
-        if M is not None:
-            M.cleanup()
-        if PROXY is not None:
-            PROXY.stop()
-        if SRV is not None:
-            SRV.cleanup()
+    C.teardown([M], servers=[SRV], proxy=PROXY, unmount=M is not None and M.proc is not None,
+               before=lambda: PROXY and PROXY.set_delay(None))
 
 
 def message_ids(folder):

@@ -12,7 +12,6 @@ findings 8 and 9).
 
 import errno
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -86,26 +85,7 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    problems = []
-    try:
-        for m in (M, MS):
-            if m is not None and not cleanup_only:
-                try:
-                    m.unmount()
-                except AssertionError as e:
-                    problems.append(str(e))
-    finally:
-        for m in (M, MS):
-            if m is not None:
-                m.cleanup()
-        if PROXY is not None:
-            PROXY.stop()
-        if SRV is not None:
-            SRV.cleanup()
-        if TMP:
-            shutil.rmtree(TMP, ignore_errors=True)
-    if problems:
-        raise AssertionError("; ".join(problems))
+    C.teardown([M, MS], servers=[SRV], proxy=PROXY, tmp=TMP, unmount=not cleanup_only)
 
 
 def server_folders():

@@ -8,7 +8,6 @@ import datetime
 import errno
 import os
 import re
-import shutil
 import stat
 import sys
 import tempfile
@@ -68,8 +67,7 @@ def setUpModule():
         G.multiappend(c, "Few", G.bulk_messages(10))
         c.logout()
         PROXY = Proxy(SRV.imaps_port).start()
-        M = I.Mount("imaps://alice@127.0.0.1:%d" % PROXY.port,
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file})
+        M = C.mount_of(SRV, PROXY.port)
         M.mount(foreground=True)
     except Exception:
         tearDownModule(cleanup_only=True)
@@ -77,18 +75,7 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    try:
-        if M is not None and not cleanup_only:
-            M.unmount()
-    finally:
-        if M is not None:
-            M.cleanup()
-        if PROXY is not None:
-            PROXY.stop()
-        if SRV is not None:
-            SRV.cleanup()
-        if TMP:
-            shutil.rmtree(TMP, ignore_errors=True)
+    C.teardown([M], servers=[SRV], proxy=PROXY, tmp=TMP, unmount=not cleanup_only)
 
 
 def server_view_raw(c, raw, bodies=True):
@@ -450,8 +437,7 @@ class TestNoSideEffects(unittest.TestCase):
 
     def test_writes_give_erofs(self):
         # -o ro: every change is EROFS (the default mount is writable).
-        ro = I.Mount("imaps://alice@127.0.0.1:%d" % PROXY.port,
-                     opts={"cafile": SRV.cafile, "password_file": SRV.password_file, "ro": True})
+        ro = C.mount_of(SRV, PROXY.port, ro=True)
         ro.mount(foreground=True)
         try:
             self._check_erofs(ro)
@@ -613,8 +599,7 @@ class TestWire(unittest.TestCase):
         last one, and the bytes are right."""
         rl = SRV.rawlog_dir()
         before = {f: os.path.getsize(os.path.join(rl, f)) for f in os.listdir(rl) if f.endswith(".in")}
-        m = I.Mount("imaps://alice@127.0.0.1:%d" % SRV.imaps_port,
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file})
+        m = C.mount_of(SRV)
         binary = msg("binary")
         try:
             m.mount(foreground=True)
@@ -664,8 +649,7 @@ class TestWire(unittest.TestCase):
 class TestRemount(unittest.TestCase):
     def test_names_stable_across_remount(self):
         before = {p: mount_files(P(p)) for p in VIEW if p != "Bulk"}
-        m = I.Mount("imaps://alice@127.0.0.1:%d" % SRV.imaps_port,
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file})
+        m = C.mount_of(SRV)
         try:
             m.mount(foreground=True)
             for p, files in before.items():

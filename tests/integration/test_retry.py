@@ -13,7 +13,6 @@ A connection that the server closed while it sat idle is still replaced without 
 caller noticing, for writes too: imapfs sees the closed socket before it sends."""
 
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -86,9 +85,7 @@ def setUpModule():
         G.multiappend(c, "Work", G.bulk_messages(3, "Work"))
         c.logout()
         PROXY = HoldDownProxy(SRV.imaps_port).start()
-        M = I.Mount("imaps://alice@127.0.0.1:%d" % PROXY.port,
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file,
-                          "timeout": TIMEOUT})
+        M = C.mount_of(SRV, PROXY.port, timeout=TIMEOUT)
         M.mount(foreground=True, debug=True)
     except Exception:
         tearDownModule(cleanup_only=True)
@@ -96,26 +93,8 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    problems = []
-    try:
-        if PROXY:
-            PROXY.release_down()
-        if M is not None and not cleanup_only:
-            try:
-                M.unmount()
-            except AssertionError as e:
-                problems.append(str(e))
-    finally:
-        if M is not None:
-            M.cleanup()
-        if PROXY is not None:
-            PROXY.stop()
-        if SRV is not None:
-            SRV.cleanup()
-        if TMP:
-            shutil.rmtree(TMP, ignore_errors=True)
-    if problems:
-        raise AssertionError("; ".join(problems))
+    C.teardown([M], servers=[SRV], proxy=PROXY, tmp=TMP, unmount=not cleanup_only,
+               before=lambda: PROXY and PROXY.release_down())
 
 
 def count_msgid(mailbox, msgid):

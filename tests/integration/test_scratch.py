@@ -81,8 +81,6 @@ def setUpModule():
         try:
             n = 0
             for mailbox, items in FOLDERS.items():
-                typ, data = c.create(D.imap_quote(D.mutf7_encode(mailbox)))
-                assert typ == "OK", (mailbox, data)
                 msgs = []
                 for key, flags in items:
                     n += 1
@@ -92,14 +90,12 @@ def setUpModule():
                     if key.startswith("nomsgid"):
                         raw = raw.replace(b"Message-ID: <%s@mailgen.example>\r\n" % key.encode(), b"")
                     msgs.append(G.Msg(key, mailbox, raw, subj, dt.strftime("%Y-%m-%d"), dt, flags))
-                if msgs:
-                    G.multiappend(c, mailbox, msgs)
+                C.create_and_append(c, mailbox, msgs)
                 for m in msgs:
                     FIX[m.key] = m
         finally:
             c.logout()
-        M = I.Mount("imaps://%s@127.0.0.1:%d" % (SRV.user, SRV.imaps_port),
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file})
+        M = C.mount_of(SRV)
         M.mount(foreground=True)
     except Exception:
         tearDownModule(cleanup_only=True)
@@ -107,16 +103,7 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    try:
-        if M is not None and not cleanup_only:
-            M.unmount()
-    finally:
-        if M is not None:
-            M.cleanup()
-        if SRV is not None:
-            SRV.cleanup()
-        if TMP:
-            shutil.rmtree(TMP, ignore_errors=True)
+    C.teardown([M], servers=[SRV], tmp=TMP, unmount=not cleanup_only)
 
 
 def folder(name):

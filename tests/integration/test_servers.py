@@ -94,9 +94,7 @@ class Scenarios:
             for f in ("Empty", "Gone"):
                 c.create(D.imap_quote(sname(cls.srv, f)))
             c.logout()
-            cls.mnt = I.Mount("imaps://%s@127.0.0.1:%d" % (cls.srv.user, cls.srv.imaps_port),
-                              opts={"cafile": cls.srv.cafile,
-                                    "password_file": cls.srv.password_file, "poll": 2})
+            cls.mnt = C.mount_of(cls.srv, poll=2)
             cls.mnt.mount(debug=bool(os.environ.get("IMAPFS_TEST_DEBUG")), foreground=True)
         except Exception:
             cls.tearDownClass()
@@ -104,12 +102,7 @@ class Scenarios:
 
     @classmethod
     def tearDownClass(cls):
-        try:
-            if cls.mnt is not None:
-                cls.mnt.cleanup()
-        finally:
-            if cls.srv is not None:
-                cls.srv.cleanup()
+        C.teardown([cls.mnt], servers=[cls.srv], unmount=False)
 
     # -- helpers ----------------------------------------------------------------------
     def p(self, *parts):
@@ -124,6 +117,15 @@ class Scenarios:
             return set(C.mailbox_names(c))
         finally:
             c.logout()
+
+    def cp_in(self, folder, name, raw):
+        """cp of a file holding raw (named name, in the mount's work directory) into folder;
+        then settle(folder)."""
+        src = os.path.join(self.mnt.workdir, name)
+        with open(src, "wb") as f:
+            f.write(raw)
+        sh(["cp", src, self.p(folder) + "/"], check=True)
+        self.settle(folder)
 
     def settle(self, folder):
         """Mailutils: one SELECT of our own gives what was just appended its UID for good
@@ -181,12 +183,8 @@ class Scenarios:
         """cp returns 0, the server has the message and ls shows it at once (issue 15 #1:
         Mailutils has no UIDPLUS and sends the appending session no * EXISTS)."""
         raw = make_msg("copied-in", 99)
-        src = os.path.join(self.mnt.workdir, "new.eml")
-        with open(src, "wb") as f:
-            f.write(raw)
         before = set(mount_files(self.p("Work")))
-        sh(["cp", src, self.p("Work") + "/"], check=True)
-        self.settle("Work")
+        self.cp_in("Work", "new.eml", raw)
         # the mount lists first: on Mailutils' maildir two sessions scanning a new message
         # at once can give it two UIDs (see mailutils.py)
         files = mount_files(self.p("Work"))
@@ -204,11 +202,7 @@ class Scenarios:
         for i in range(3):
             before = set(mount_files(self.p("INBOX")))
             raw = make_msg("again-%d" % i, 50 + i)
-            src = os.path.join(self.mnt.workdir, "again-%d.eml" % i)
-            with open(src, "wb") as f:
-                f.write(raw)
-            sh(["cp", src, self.p("INBOX") + "/"], check=True)
-            self.settle("INBOX")
+            self.cp_in("INBOX", "again-%d.eml" % i, raw)
             files = mount_files(self.p("INBOX"))
             self.assertEqual(len(set(files) - before), 1,
                              "copy %d not listed: %r%s" % (i, files, self.log()))
@@ -219,11 +213,7 @@ class Scenarios:
         for i in range(3):
             before = set(mount_files(self.p("Work")))
             raw = make_msg("flagmove-%d" % i, 60 + i)
-            src = os.path.join(self.mnt.workdir, "fm-%d.eml" % i)
-            with open(src, "wb") as f:
-                f.write(raw)
-            sh(["cp", src, self.p("Work") + "/"], check=True)
-            self.settle("Work")
+            self.cp_in("Work", "fm-%d.eml" % i, raw)
             files = mount_files(self.p("Work"))
             new = set(files) - before
             self.assertEqual(len(new), 1, files)

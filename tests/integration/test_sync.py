@@ -125,14 +125,7 @@ def tearDownModule(cleanup_only=False):
         for what, t in TIMINGS:
             sys.stdout.write("#   %-62s %.2fs\n" % (what, t))
         sys.stdout.flush()
-    try:
-        if M is not None and not cleanup_only:
-            M.unmount()
-    finally:
-        if M is not None:
-            M.cleanup()
-        if SRV is not None:
-            SRV.cleanup()
+    C.teardown([M], servers=[SRV], unmount=not cleanup_only)
 
 
 # -- the second device -------------------------------------------------------------------------

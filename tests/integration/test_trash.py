@@ -61,14 +61,11 @@ def load(srv, tag, folders):
     try:
         n = 0
         for mailbox, items in folders.items():
-            typ, data = c.create(D.imap_quote(D.mutf7_encode(mailbox)))
-            assert typ == "OK", (mailbox, data)
             msgs = []
             for key, flags in items:
                 n += 1
                 msgs.append(make_msg(key, mailbox, flags, n))
-            if msgs:
-                G.multiappend(c, mailbox, msgs)
+            C.create_and_append(c, mailbox, msgs)
             for m in msgs:
                 FIX[(tag, m.key)] = m
     finally:
@@ -80,15 +77,7 @@ MOUNT_SPECS = {}  # name → (server, options), mounted on first use so that a m
 
 
 def mount(name):
-    if name in MOUNTS:
-        return MOUNTS[name]
-    srv, opts = MOUNT_SPECS[name]
-    o = {"cafile": srv.cafile, "password_file": srv.password_file}
-    o.update(opts)
-    m = I.Mount("imaps://%s@127.0.0.1:%d" % (srv.user, srv.imaps_port), opts=o)
-    MOUNTS[name] = m
-    m.mount(foreground=True)
-    return m
+    return C.mount_once(MOUNTS, MOUNT_SPECS, name)
 
 
 def setUpModule():
@@ -112,22 +101,7 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    problems = []
-    try:
-        if not cleanup_only:
-            for name, m in MOUNTS.items():
-                try:
-                    m.unmount()
-                except AssertionError as e:
-                    problems.append("%s: %s" % (name, e))
-    finally:
-        for m in MOUNTS.values():
-            m.cleanup()
-        for s in (SU, PLAIN):
-            if s is not None:
-                s.cleanup()
-    if problems:
-        raise AssertionError("; ".join(problems))
+    C.teardown(MOUNTS, servers=[SU, PLAIN], unmount=not cleanup_only)
 
 
 def fx(tag, key):

@@ -100,17 +100,13 @@ def setUpModule():
         c = SRV.client()
         n = 0
         for mailbox, items in FOLDERS.items():
-            if mailbox != "INBOX":
-                typ, data = c.create(D.imap_quote(D.mutf7_encode(mailbox)))
-                assert typ == "OK", (mailbox, data)
             msgs = []
             for key, flags in items:
                 n += 1
                 msgs.append(make_msg(key, mailbox, flags, n))
-            if msgs:
-                G.multiappend(c, mailbox, msgs)
-                for m in msgs:
-                    FIX[m.key] = m
+            C.create_and_append(c, mailbox, msgs)
+            for m in msgs:
+                FIX[m.key] = m
         c.create("Many")
         many = [make_msg("many-%03d" % k, "Many", many_flags(k), k) for k in range(MANY_N)]
         G.multiappend(c, "Many", many)
@@ -122,8 +118,7 @@ def setUpModule():
             typ, data = c.create(D.imap_quote(name))
             assert typ == "OK", (name, data)
         c.logout()
-        M = I.Mount("imaps://alice@127.0.0.1:%d" % SRV.imaps_port,
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file})
+        M = C.mount_of(SRV)
         M.mount(foreground=True)
     except Exception:
         tearDownModule(cleanup_only=True)
@@ -131,16 +126,7 @@ def setUpModule():
 
 
 def tearDownModule(cleanup_only=False):
-    try:
-        if M is not None and not cleanup_only:
-            M.unmount()
-    finally:
-        if M is not None:
-            M.cleanup()
-        if SRV is not None:
-            SRV.cleanup()
-        if TMP:
-            shutil.rmtree(TMP, ignore_errors=True)
+    C.teardown([M], servers=[SRV], tmp=TMP, unmount=not cleanup_only)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -896,8 +882,7 @@ class TestMessageFiles(Base):
 
     def test_ro_mount_is_erofs(self):
         before = C.account_state(SRV, skip={"Many", "Archive", "Corpus", "CorpusRef"})
-        m = I.Mount("imaps://alice@127.0.0.1:%d" % SRV.imaps_port,
-                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file, "ro": None})
+        m = C.mount_of(SRV, ro=None)
         try:
             m.mount(foreground=True)
             f = mpath(fx("files-0"), m.mp)

@@ -148,6 +148,7 @@ struct imap_account fake_acct(unsigned port, const char *password, bool plaintex
             .max_literal = 1 << 20,
         };
 }
+
 int open_plain(struct fake *f, const struct step *script, struct imap_account *a,
                struct imap_session **s)
 {
@@ -155,4 +156,17 @@ int open_plain(struct fake *f, const struct step *script, struct imap_account *a
         fake_start(f, script);
         *a = fake_acct(f->port, "pw", true);
         return imap_session_open(a, s, err, sizeof(err));
+}
+
+struct imap_session *fake_open(struct fake *f, const struct step *script, struct imap_account *a)
+{
+        struct imap_session *s = NULL;
+        ck_assert_int_eq(open_plain(f, script, a, &s), 0);
+        return s;
+}
+
+void fake_finish(struct fake *f, struct imap_session *s)
+{
+        imap_session_free(s);
+        fake_stop(f);
 }

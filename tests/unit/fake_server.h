@@ -42,6 +42,12 @@ struct fake {
 
 /* No AUTH=PLAIN: these scripts log in with LOGIN (PLAIN has tests of its own). */
 #define GREETING "* OK [CAPABILITY IMAP4rev1] fake ready\r\n"
+/* A script's first two steps: the greeting, and LOGIN answered OK with the
+ * capabilities caps (a string literal, e.g. "IMAP4rev1 UIDPLUS"). */
+/* clang-format off */
+#define FAKE_LOGIN(caps) \
+        {NULL, 0, GREETING, 0}, {"LOGIN", 0, "$T OK [CAPABILITY " caps "] ok\r\n", 0}
+/* clang-format on */
 
 /* Listens on an ephemeral loopback port (f->port) and plays script on the
  * first connection. */
@@ -54,5 +60,9 @@ struct imap_account fake_acct(unsigned port, const char *password, bool plaintex
 /* fake_start() and imap_session_open() with password "pw", plaintext allowed. */
 int open_plain(struct fake *f, const struct step *script, struct imap_account *a,
                struct imap_session **s);
+/* open_plain() that fails the test unless the session opens; returns it. */
+struct imap_session *fake_open(struct fake *f, const struct step *script, struct imap_account *a);
+/* The end of a scripted test: frees the session, then fake_stop(). */
+void fake_finish(struct fake *f, struct imap_session *s);
 
 #endif

@@ -32,14 +32,12 @@ static void count_events(void *ctx, const struct imap_event *ev)
                 changed_events++;
 }
 
-#define LOGIN_MOVE "$T OK [CAPABILITY IMAP4rev1 UIDPLUS MOVE] ok\r\n"
 #define SELECT_SRC "* 4 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n"
 
 START_TEST(test_move_set_maps_each_message)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, LOGIN_MOVE, 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS MOVE"),
             {"A2 SELECT \"Src\"", 0, SELECT_SRC, 0},
             {"A3 UID MOVE 5,7:9 \"Dst\"", 0,
              "* OK [COPYUID 11 5,7:9 20:22,30] moved\r\n* VANISHED 5,7:9\r\n$T OK done\r\n", 0},
@@ -47,8 +45,7 @@ START_TEST(test_move_set_maps_each_message)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         a.on_event = count_events;
         changed_events = 0;
         struct imap_select_info si;
@@ -63,8 +60,7 @@ START_TEST(test_move_set_maps_each_message)
         ck_assert_uint_eq(out[3], 21);
         /* Four gone, four moved: ours, not a change made elsewhere. */
         ck_assert_uint_eq(changed_events, 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -83,8 +79,7 @@ START_TEST(test_quiet_echo_is_ours_foreign_is_news)
          * (another client's expunge: news, even though the count of what
          * went could pass for one message of ours). */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, LOGIN_MOVE, 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS MOVE"),
             {"A2 SELECT \"Src\"", 0, SELECT_SRC, 0},
             {"A3 UID MOVE 5 \"Dst\"", 0,
              "* OK [COPYUID 11 5 20] moved\r\n* VANISHED 5\r\n* VANISHED 6\r\n$T OK done\r\n", 0},
@@ -94,8 +89,7 @@ START_TEST(test_quiet_echo_is_ours_foreign_is_news)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         a.on_event = count_events;
         a.own_event = own_5_6;
         changed_events = 0;
@@ -107,8 +101,7 @@ START_TEST(test_quiet_echo_is_ours_foreign_is_news)
         /* (the script reuses "VANISHED 5" as the echo standing for 7's) */
         ck_assert_int_eq(imap_move_uid(s, 7, "Dst", &v, &u), 0);
         ck_assert_uint_eq(changed_events, 1);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -131,8 +124,7 @@ START_TEST(test_move_set_long_copyuid_not_cut)
                  src, dst);
         ck_assert_uint_gt(strlen(src) + strlen(dst), 256);
         const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, LOGIN_MOVE, 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS MOVE"),
             {"A2 SELECT \"Src\"", 0,
              "* 60 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
             {move_line, 0, reply, 0},
@@ -140,8 +132,7 @@ START_TEST(test_move_set_long_copyuid_not_cut)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Src", &si), 0);
         uint32_t uids[N], out[N], nv = 0;
@@ -151,16 +142,14 @@ START_TEST(test_move_set_long_copyuid_not_cut)
         ck_assert_uint_eq(nv, 9);
         for (int i = 0; i < N; i++)
                 ck_assert_uint_eq(out[i], (uint32_t)(5001 + 2 * i));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
 START_TEST(test_store_set_answers_each_message)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, LOGIN_MOVE, 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS MOVE"),
             {"A2 SELECT \"Src\"", 0, SELECT_SRC, 0},
             {"A3 UID STORE 5,7 FLAGS (\\Flagged $Done)", 0,
              "* 1 FETCH (UID 5 FLAGS (\\Flagged $Done \\Recent))\r\n"
@@ -170,8 +159,7 @@ START_TEST(test_store_set_answers_each_message)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Src", &si), 0);
         const uint32_t uids[2] = {7, 5};
@@ -181,8 +169,7 @@ START_TEST(test_store_set_answers_each_message)
         ck_assert_str_eq(outs[1], "\\Flagged $Done");
         free(outs[0]);
         free(outs[1]);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 

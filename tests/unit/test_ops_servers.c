@@ -13,32 +13,16 @@
 #include "tests/unit/fake_server.h"
 #include "tests/unit/unit_main.h"
 
-static struct imap_session *open_with(struct fake *f, const struct step *script,
-                                      struct imap_account *a)
-{
-        struct imap_session *s = NULL;
-        ck_assert_int_eq(open_plain(f, script, a, &s), 0);
-        return s;
-}
-
 static void select_inbox(struct imap_session *s)
 {
         struct imap_select_info si = {.uidvalidity = 7, .uidnext = 10, .exists = 3};
         imap_session_set_selected(s, "INBOX", &si);
 }
 
-static void finish(struct fake *f, struct imap_session *s)
-{
-        imap_session_free(s);
-        fake_stop(f);
-        ck_assert_msg(!f->failed, "%s", f->why);
-}
-
 START_TEST(test_namespace_prefix)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 NAMESPACE] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 NAMESPACE"),
             {"A2 NAMESPACE\r", 0,
              "* NAMESPACE ((\"INBOX.\" \".\")) ((\"user.\" \".\")) NIL\r\n$T OK\r\n", 0},
             {"A3 NAMESPACE\r", 0, "* NAMESPACE NIL NIL ((\"\" \"/\"))\r\n$T OK\r\n", 0},
@@ -46,7 +30,7 @@ START_TEST(test_namespace_prefix)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
+        struct imap_session *s = fake_open(&f, script, &a);
         char *p = NULL, d = 0;
         ck_assert_int_eq(imap_namespace_personal(s, &p, &d), 0);
         ck_assert_str_eq(p, "INBOX.");
@@ -56,21 +40,20 @@ START_TEST(test_namespace_prefix)
         ck_assert_int_eq(imap_namespace_personal(s, &p, &d), 0);
         ck_assert_str_eq(p, "");
         free(p);
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
 
 START_TEST(test_namespace_needs_the_capability)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 NOOP", 0, "$T OK\r\n", 0}, /* nothing was sent before */
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
+        struct imap_session *s = fake_open(&f, script, &a);
         char *p = NULL, d = 0;
         ck_assert_int_eq(imap_namespace_personal(s, &p, &d), 0);
         ck_assert_str_eq(p, "");
@@ -81,48 +64,54 @@ START_TEST(test_namespace_needs_the_capability)
         imap_cmd_add(&cmd, "NOOP");
         ck_assert_int_eq(imap_session_cmd(s, &cmd, NULL, NULL, &res), 0);
         imap_cmd_free(&cmd);
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
+
+/* A server without UIDPLUS: the guarded EXPUNGE's first round trip, the FETCH
+ * of the flags UID 5 had and the STORE of \Deleted. */
+/* clang-format off */
+#define FLAG_5_DELETED \
+        {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0}, \
+        {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0}
+/* clang-format on */
+
+/* imap_expunge_guarded(5) in INBOX against script; the script must be played to its end. */
+static int guarded_expunge_5(const struct step *script)
+{
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = fake_open(&f, script, &a);
+        select_inbox(s);
+        int r = imap_expunge_guarded(s, 5);
+        fake_finish(&f, s);
+        return r;
+}
 
 START_TEST(test_guarded_expunge_refused_beside_another_deleted)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT] ok\r\n", 0},
-            {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
-            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT"),
+            FLAG_5_DELETED,
             {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5 7\r\n$T OK\r\n", 0},
             /* our flag goes back; no EXPUNGE */
             {"A5 UID STORE 5 -FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
-        struct fake f;
-        struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
-        select_inbox(s);
-        ck_assert_int_eq(imap_expunge_guarded(s, 5), -EPERM);
-        finish(&f, s);
+        ck_assert_int_eq(guarded_expunge_5(script), -EPERM);
 }
 END_TEST
 
 START_TEST(test_guarded_expunge_when_only_ours)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT] ok\r\n", 0},
-            {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
-            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT"),
+            FLAG_5_DELETED,
             {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
             {"A5 EXPUNGE\r", 0, "* 2 EXPUNGE\r\n$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
-        struct fake f;
-        struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
-        select_inbox(s);
-        ck_assert_int_eq(imap_expunge_guarded(s, 5), 0);
-        finish(&f, s);
+        ck_assert_int_eq(guarded_expunge_5(script), 0);
 }
 END_TEST
 
@@ -130,50 +119,41 @@ END_TEST
 START_TEST(test_guarded_expunge_checks_without_an_expunge_response)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT] ok\r\n", 0},
-            {"A2 UID FETCH 5 (UID FLAGS)\r", 0, "* 2 FETCH (UID 5 FLAGS ())\r\n$T OK\r\n", 0},
-            {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)\r", 0, "$T OK\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT"),
+            FLAG_5_DELETED,
             {"A4 UID SEARCH DELETED\r", 0, "* SEARCH 5\r\n$T OK\r\n", 0},
             {"A5 EXPUNGE\r", 0, "* 2 EXPUNGED\r\n* 2 EXISTS\r\n$T OK\r\n", 0},
             {"A6 UID SEARCH DELETED\r", 0, "* SEARCH\r\n$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
-        struct fake f;
-        struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
-        select_inbox(s);
-        ck_assert_int_eq(imap_expunge_guarded(s, 5), 0);
-        finish(&f, s);
+        ck_assert_int_eq(guarded_expunge_5(script), 0);
 }
 END_TEST
 
 START_TEST(test_publish_flags_unselects_only_where_needed)
 {
         static const struct step mailutils[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT"),
             {"A2 UNSELECT\r", 0, "$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, mailutils, &a);
+        struct imap_session *s = fake_open(&f, mailutils, &a);
         select_inbox(s);
         ck_assert_int_eq(imap_publish_flags(s), 0);
         ck_assert_ptr_null(imap_session_selected(s));
-        finish(&f, s);
+        fake_finish(&f, s);
 
         static const struct step condstore[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UNSELECT CONDSTORE] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UNSELECT CONDSTORE"),
             {NULL, 0, NULL, 0},
         };
-        s = open_with(&f, condstore, &a);
+        s = fake_open(&f, condstore, &a);
         select_inbox(s);
         ck_assert_int_eq(imap_publish_flags(s), 0);
         ck_assert_str_eq(imap_session_selected(s), "INBOX");
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
 

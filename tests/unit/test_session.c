@@ -72,8 +72,7 @@ START_TEST(test_authenticate_plain_without_sasl_ir)
         struct imap_session *s = NULL;
         char err[256];
         ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -96,8 +95,7 @@ START_TEST(test_login_quoted_then_capability)
         ck_assert(imap_session_caps(s)->move);
         ck_assert(imap_session_caps(s)->literal_plus);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -117,8 +115,7 @@ START_TEST(test_login_synchronizing_literal)
         struct imap_session *s = NULL;
         char err[256];
         ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_nonnull(strstr(f.log, "{9}\r\na\r\nB OK x\r\n"));
 }
 END_TEST
@@ -142,23 +139,16 @@ START_TEST(test_login_refused)
 }
 END_TEST
 
-#define LOGIN_OK                                                                                   \
-        {                                                                                          \
-                "LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0                               \
-        }
-
 START_TEST(test_deadline_breaks_session)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"NOOP", 0, "$T OK too late\r\n", 1500}, /* answers after the deadline */
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         a.timeout_ms = 300;
         int64_t t0 = imap_now_ms();
         ck_assert_int_eq(imap_noop(s), -EIO);
@@ -167,27 +157,23 @@ START_TEST(test_deadline_breaks_session)
         ck_assert_int_lt(took, 2000);
         ck_assert(imap_session_broken(s));
         ck_assert_int_eq(imap_noop(s), -EIO); /* fails at once from now on */
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
 START_TEST(test_bye_breaks_session)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"NOOP", 0, "* BYE server shutting down\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_noop(s), -EIO);
         ck_assert(imap_session_broken(s));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -217,8 +203,7 @@ static void on_event(void *ctx, const struct imap_event *ev)
 START_TEST(test_select_and_unsolicited_events)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT \"Work\"", 0,
              "* FLAGS (\\Seen)\r\n* 2 EXISTS\r\n* OK [UIDVALIDITY 77] x\r\n"
              "* OK [UIDNEXT 9] x\r\n$T OK [READ-WRITE] done\r\n",
@@ -231,9 +216,8 @@ START_TEST(test_select_and_unsolicited_events)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_select_info si;
@@ -254,8 +238,7 @@ START_TEST(test_select_and_unsolicited_events)
         ck_assert_int_eq(ev.fetch, 1);
         ck_assert_str_eq(ev.mailbox, "Work");
         ck_assert_uint_eq(imap_session_sel_info(s)->exists, 3);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -266,8 +249,7 @@ START_TEST(test_untagged_data_keeps_selection_current)
          * the command's, the rest are events, and the remembered SELECT
          * follows (UIDNEXT at least one more). */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT \"Work\"", 0,
              "* 3 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 10] x\r\n"
              "* OK [HIGHESTMODSEQ 50] x\r\n$T OK [READ-WRITE] done\r\n",
@@ -281,9 +263,8 @@ START_TEST(test_untagged_data_keeps_selection_current)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_select_info si;
@@ -302,8 +283,7 @@ START_TEST(test_untagged_data_keeps_selection_current)
         ck_assert_uint_eq(si.highestmodseq, 61);
         ck_assert_int_eq(imap_noop(s), 0);
         ck_assert_uint_eq(imap_session_sel_info(s)->uidnext, 13);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -312,8 +292,7 @@ START_TEST(test_quiet_reports_what_our_command_does_not_explain)
         /* Around our own command one message may come or go; anything more
          * is another client's change and must be reported. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT \"Work\"", 0,
              "* 4 EXISTS\r\n* OK [UIDVALIDITY 7] x\r\n* OK [UIDNEXT 10] x\r\n"
              "$T OK [READ-WRITE] done\r\n",
@@ -326,9 +305,8 @@ START_TEST(test_quiet_reports_what_our_command_does_not_explain)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_select_info si;
@@ -342,8 +320,7 @@ START_TEST(test_quiet_reports_what_our_command_does_not_explain)
         }
         ck_assert_int_eq(ev.exists, 0); /* held back, not reported as such */
         ck_assert_uint_eq(imap_session_sel_info(s)->exists, 3);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -351,8 +328,7 @@ START_TEST(test_expunge_is_store_then_uid_expunge)
 {
         /* Never a plain EXPUNGE; the EXPUNGE response confirms it is gone. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS (\\Seen))\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -361,11 +337,9 @@ START_TEST(test_expunge_is_store_then_uid_expunge)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -373,8 +347,7 @@ START_TEST(test_expunge_kept_by_server_is_eacces)
 {
         /* OK but no EXPUNGE, and the message is still there: not "done". */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS ())\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -387,11 +360,9 @@ START_TEST(test_expunge_kept_by_server_is_eacces)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -401,8 +372,7 @@ START_TEST(test_expunge_with_another_uid_vanished_is_not_done)
          * that is not ours, so the message is looked for, found, and keeps
          * no \Deleted of ours. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS ())\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -417,22 +387,19 @@ START_TEST(test_expunge_with_another_uid_vanished_is_not_done)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
         /* A VANISHED that names it: gone, no SEARCH needed. */
         ck_assert_int_eq(imap_expunge_uid(s, 6), 0);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
 START_TEST(test_expunge_refused_takes_the_flag_back)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS (\\Seen $Work))\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -442,11 +409,9 @@ START_TEST(test_expunge_refused_takes_the_flag_back)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -454,8 +419,7 @@ START_TEST(test_expunge_failure_keeps_a_flag_set_before)
 {
         /* Another client had marked it \Deleted: that was not ours to undo. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 UID FETCH 5 (UID FLAGS)", 0, "", 0},
             {"A3 UID STORE 5 +FLAGS.SILENT (\\Deleted)", 0,
              "* 4 FETCH (UID 5 FLAGS (\\Deleted))\r\nA2 OK\r\nA3 OK stored\r\n", 0},
@@ -465,12 +429,10 @@ START_TEST(test_expunge_failure_keeps_a_flag_set_before)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EACCES);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_null(strstr(f.log, "-FLAGS"));
 }
 END_TEST
@@ -480,8 +442,7 @@ START_TEST(test_move_copy_fallback_failure_unflags_the_original)
         /* No MOVE: UID COPY, then the original can't be removed. The copy is
          * taken back and the original, the only one left, loses our flag. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 SELECT \"Src\"", 0,
              "* 1 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
             {"A3 UID COPY 5 \"Dst\"", 0, "$T OK [COPYUID 7 5 12] copied\r\n", 0},
@@ -503,16 +464,14 @@ START_TEST(test_move_copy_fallback_failure_unflags_the_original)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Src", &si), 0);
         uint32_t v = 1, u = 1;
         ck_assert_int_eq(imap_move_uid(s, 5, "Dst", &v, &u), -EACCES);
         ck_assert_uint_eq(u, 0);
         ck_assert_str_eq(imap_session_selected(s), "Src");
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -523,8 +482,7 @@ START_TEST(test_copy_confirming_nothing_never_expunges)
          * original must not be flagged or expunged (that lost mail). The
          * script ends after the check: any STORE or EXPUNGE fails it. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 UIDPLUS] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 UIDPLUS"),
             {"A2 SELECT \"Src\"", 0,
              "* 1 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
             {"A3 UID COPY 48 \"Dst\"", 0, "* 2 EXISTS\r\n$T OK No messages found\r\n", 0},
@@ -533,15 +491,13 @@ START_TEST(test_copy_confirming_nothing_never_expunges)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Src", &si), 0);
         uint32_t v = 1, u = 1;
         ck_assert_int_eq(imap_move_uid(s, 48, "Dst", &v, &u), -EAGAIN);
         ck_assert_uint_eq(u, 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -551,8 +507,7 @@ START_TEST(test_status_of_another_mailbox_is_an_event)
          * names the folder asked about is the answer; the other must reach
          * the account so that its folder is marked stale. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 NOTIFY] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 NOTIFY"),
             {"STATUS \"Work\" (MESSAGES UIDNEXT UIDVALIDITY)", 0,
              "* STATUS Other (MESSAGES 9 UIDNEXT 10 UIDVALIDITY 1)\r\n"
              "* STATUS \"Work\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 5)\r\n$T OK\r\n",
@@ -565,9 +520,8 @@ START_TEST(test_status_of_another_mailbox_is_an_event)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_status_info st;
@@ -585,8 +539,7 @@ START_TEST(test_status_of_another_mailbox_is_an_event)
         ck_assert_int_eq(imap_status(s, "Quiet", &st), -EPROTO);
         ck_assert_int_eq(ev.status, 2);
         ck_assert_str_eq(ev.status_of, "Loud");
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -595,21 +548,18 @@ START_TEST(test_no_with_brace_text_keeps_the_session)
         /* A status response's text is free text (resp-text): "{5}" at its
          * end is not a literal, and "{x}" is not an error. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"NOOP", 0, "* OK [ALERT] quota at {90%}\r\n$T NO try again {5}\r\n", 0},
             {"NOOP", 0, "$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_noop(s), -EPROTO);
         ck_assert(!imap_session_broken(s));
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -625,8 +575,7 @@ END_TEST
 START_TEST(test_long_permanentflags_kept_whole)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT \"Tags\"", 0,
              "* FLAGS (\\Seen " KEYWORDS ")\r\n* 2 EXISTS\r\n"
              "* OK [PERMANENTFLAGS (\\Seen \\Deleted " KEYWORDS "\\*)] ok\r\n"
@@ -636,8 +585,7 @@ START_TEST(test_long_permanentflags_kept_whole)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "Tags", &si), 0);
         ck_assert_uint_gt(strlen(si.permanentflags), 1300);
@@ -647,8 +595,7 @@ START_TEST(test_long_permanentflags_kept_whole)
         /* Selected again without a round trip: the same flags. */
         ck_assert_int_eq(imap_select(s, "Tags", &si), 0);
         ck_assert_str_eq(si.permanentflags + strlen(si.permanentflags) - 2, "\\*");
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -657,8 +604,7 @@ START_TEST(test_store_result_kept_whole)
         /* The flags the server reports after the STORE go to the cache: all
          * of them, however many keywords the message has. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 UID STORE 5 FLAGS (\\Seen keyword119)", 0,
              "* 1 FETCH (UID 5 FLAGS (\\Seen \\Recent " KEYWORDS "))\r\n$T OK\r\n", 0},
             {"A3 UID STORE 6 FLAGS (\\Seen)", 0, "$T OK\r\n", 0},
@@ -666,8 +612,7 @@ START_TEST(test_store_result_kept_whole)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         char *out = NULL;
         ck_assert_int_eq(imap_store_flags(s, 5, "\\Seen keyword119", &out), 0);
         ck_assert_uint_gt(strlen(out), 1300);
@@ -679,8 +624,7 @@ START_TEST(test_store_result_kept_whole)
         ck_assert_int_eq(imap_store_flags(s, 6, "\\Seen", &out), 0);
         ck_assert_str_eq(out, "\\Seen");
         free(out);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -719,12 +663,13 @@ static char *big_search(bool esearch, unsigned n, const char *tail, size_t *len)
 static void run_big_search(bool esearch, const char *tail)
 {
         static const struct step search[] = {
-            {NULL, 0, GREETING, 0},         LOGIN_OK,           {"A2 UID SEARCH ALL", 0, "$BIG", 0},
-            {"A3 NOOP", 0, "$T OK\r\n", 0}, {NULL, 0, NULL, 0},
+            FAKE_LOGIN("IMAP4rev1"),
+            {"A2 UID SEARCH ALL", 0, "$BIG", 0},
+            {"A3 NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
         };
         static const struct step esearch_script[] = {
-            {NULL, 0, GREETING, 0},
-            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1 ESEARCH] ok\r\n", 0},
+            FAKE_LOGIN("IMAP4rev1 ESEARCH"),
             {"A2 UID SEARCH RETURN (ALL) ALL", 0, "$BIG", 0},
             {"A3 NOOP", 0, "$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
@@ -735,16 +680,14 @@ static void run_big_search(bool esearch, const char *tail)
         fake_big = big;
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, esearch ? esearch_script : search, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, esearch ? esearch_script : search, &a);
         struct uids u = {0, 1, esearch ? 2 : 1, 0};
         ck_assert_int_eq(imap_search_uids(s, on_uids, &u), 0);
         ck_assert_uint_eq(u.n, n);
         ck_assert_uint_eq(u.bad, 0);
         ck_assert(!imap_session_broken(s));
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         free(big);
 }
 
@@ -772,16 +715,14 @@ START_TEST(test_pipeline_sends_before_reading)
         /* Independent commands go out together: the fake reads both lines
          * before it answers either. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 NOOP", 0, "", 0},
             {"A3 CAPABILITY", 0, "A2 OK\r\n* CAPABILITY IMAP4rev1 MOVE\r\nA3 OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_cmd c1, c2;
         struct imap_cmd *cmds[2] = {&c1, &c2};
         struct imap_result res[2];
@@ -795,25 +736,21 @@ START_TEST(test_pipeline_sends_before_reading)
         ck_assert(imap_session_caps(s)->move);
         imap_cmd_free(&c1);
         imap_cmd_free(&c2);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
 START_TEST(test_expunge_refused_without_uidplus)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_expunge_uid(s, 5), -EPERM);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_null(strstr(f.log, "EXPUNGE"));
 }
 END_TEST
@@ -821,21 +758,18 @@ END_TEST
 START_TEST(test_hostile_mailbox_name_is_literal)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"SELECT {18}", 0, "+ ok\r\n", 0},
             {NULL, 20, "$T NO [NONEXISTENT] no such mailbox\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_select_info si;
         ck_assert_int_eq(imap_select(s, "x\r\nA9 DELETE INBOX", &si), -ENOENT);
         ck_assert_ptr_null(imap_session_selected(s));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         /* The hostile bytes went out only inside the literal. */
         ck_assert_ptr_nonnull(strstr(f.log, "{18}\r\nx\r\nA9 DELETE INBOX\r\n"));
 }
@@ -844,19 +778,16 @@ END_TEST
 START_TEST(test_oversized_literal_refused)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"NOOP", 0, "* 1 FETCH (BODY[] {999999999999}\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         ck_assert_int_eq(imap_noop(s), -EIO);
         ck_assert(imap_session_broken(s));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -868,8 +799,7 @@ START_TEST(test_status_many_matched_by_name)
          * answers come out of order with another mailbox's STATUS among
          * them; one folder is gone, one throttled. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 STATUS \"Work\" (MESSAGES UIDNEXT UIDVALIDITY)", 0, "", 0},
             {"A3 STATUS \"Gone\"", 0, "", 0},
             {"A4 STATUS \"Busy\"", 0, "", 0},
@@ -885,9 +815,8 @@ START_TEST(test_status_many_matched_by_name)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct imap_status_req v[] = {
@@ -909,8 +838,7 @@ START_TEST(test_status_many_matched_by_name)
         ck_assert_int_eq(ev.status, 1);
         ck_assert_str_eq(ev.status_of, "Other");
         ck_assert(!imap_session_broken(s));
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -919,8 +847,7 @@ START_TEST(test_status_many_literal_name_goes_alone)
         /* Without LITERAL+, a name that needs a literal waits for "+": the
          * other commands stay pipelined, that one follows on its own. */
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {"A2 STATUS \"A\"", 0, "", 0},
             {"A3 STATUS \"B\"", 0,
              "* STATUS B (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 4)\r\n"
@@ -934,8 +861,7 @@ START_TEST(test_status_many_literal_name_goes_alone)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct imap_status_req v[] = {{"A", {0}, 0}, {"x\r\ny", {0}, 0}, {"B", {0}, 0}};
         struct imap_slowdown slow = {0};
         ck_assert_int_eq(imap_status_many(s, v, 3, &slow), 0);
@@ -945,8 +871,7 @@ START_TEST(test_status_many_literal_name_goes_alone)
         ck_assert_uint_eq(v[1].st.messages, 7);
         ck_assert_int_eq(v[2].err, 0);
         ck_assert_uint_eq(v[2].st.uidvalidity, 4);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -961,8 +886,9 @@ START_TEST(test_status_many_beyond_one_chunk)
         char **bufs = calloc(2 * MANY + 2, sizeof(*bufs));
         char names[MANY][16];
         size_t k = 0, nb = 0;
-        script[k++] = (struct step){NULL, 0, GREETING, 0};
-        script[k++] = (struct step)LOGIN_OK;
+        static const struct step login[] = {FAKE_LOGIN("IMAP4rev1")};
+        script[k++] = login[0];
+        script[k++] = login[1];
         for (int i = 0; i < MANY; i++) {
                 snprintf(names[i], sizeof(names[i]), "F%03d", i);
                 char *expect = malloc(64), *reply = malloc(128);
@@ -994,7 +920,7 @@ START_TEST(test_status_many_beyond_one_chunk)
         for (size_t i = firstreply + 1; i < 2 + MANY; i++)
                 full[o++] = script[i];
         full[o] = (struct step){NULL, 0, NULL, 0};
-        ck_assert_int_eq(open_plain(&f, full, &a, &s), 0);
+        s = fake_open(&f, full, &a);
         struct imap_status_req v[MANY];
         for (int i = 0; i < MANY; i++)
                 v[i] = (struct imap_status_req){names[i], {0}, 0};
@@ -1006,8 +932,7 @@ START_TEST(test_status_many_beyond_one_chunk)
                 ck_assert_uint_eq(v[i].st.uidnext, (unsigned)i + 1);
         }
         ck_assert(!slow.asked);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         for (size_t i = 0; i < nb; i++)
                 free(bufs[i]);
         free(bufs);
@@ -1066,9 +991,8 @@ START_TEST(test_list_status_tree_and_statuses_in_one_command)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
+        struct imap_session *s = fake_open(&f, script, &a);
         struct events ev = {0};
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
         a.on_event = on_event;
         a.event_ctx = &ev;
         struct lst l = {0};
@@ -1092,27 +1016,23 @@ START_TEST(test_list_status_tree_and_statuses_in_one_command)
         ck_assert_int_eq(imap_list_status(s, lst_list, lst_status, &l, &slow), -EAGAIN);
         ck_assert(slow.asked);
         ck_assert_int_eq(slow.suggested_ms, 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
 START_TEST(test_list_status_needs_the_capability)
 {
         static const struct step script[] = {
-            {NULL, 0, GREETING, 0},
-            LOGIN_OK,
+            FAKE_LOGIN("IMAP4rev1"),
             {NULL, 0, NULL, 0},
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s;
-        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_session *s = fake_open(&f, script, &a);
         struct lst l = {0};
         struct imap_slowdown slow = {0};
         ck_assert_int_eq(imap_list_status(s, lst_list, lst_status, &l, &slow), -ENOTSUP);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_null(strstr(f.log, "LIST"));
 }
 END_TEST
@@ -1160,8 +1080,7 @@ START_TEST(test_plain_preferred_with_sasl_ir)
         struct imap_session *s = NULL;
         char err[256];
         ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
         ck_assert_ptr_null(strstr(f.log, "LOGIN"));
 }
 END_TEST
@@ -1313,8 +1232,7 @@ START_TEST(test_qresync_only_after_enabled)
         ck_assert(!imap_session_caps(s)->qresync);
         ck_assert(imap_session_caps(s)->condstore);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
@@ -1336,8 +1254,7 @@ START_TEST(test_qresync_enabled)
         ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
         ck_assert(imap_session_caps(s)->qresync);
         ck_assert_int_eq(imap_noop(s), 0);
-        imap_session_free(s);
-        fake_stop(&f);
+        fake_finish(&f, s);
 }
 END_TEST
 
