@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cache/account.h"
+#include "cache/own.h"
 #include "cache/persist.h"
 #include "imap/pool.h"
 #include "tests/unit/fake_server.h"
@@ -76,7 +77,17 @@ static enum cache_listing_state state_of(struct account *a, const char *raw)
 
 /* The read's SELECT of INBOX answers reselect (its EXISTS and UIDNEXT);
  * without UIDNEXT the read sends a NOOP first (account_select_uid). */
+static void read_after_own(const char *reselect, enum cache_listing_state want, bool own);
+
 static void read_after(const char *reselect, enum cache_listing_state want)
+{
+        read_after_own(reselect, want, false);
+}
+
+/* own: a change of ours that adds one message to INBOX is on its way (a
+ * UID MOVE whose answer has not come): the SELECT's extra message is its
+ * echo, no news. */
+static void read_after_own(const char *reselect, enum cache_listing_state want, bool own)
 {
         bool noop = !strstr(reselect, "UIDNEXT");
         const struct step script[] = {
@@ -124,6 +135,11 @@ static void read_after(const char *reselect, enum cache_listing_state want)
         list_folder(&a, "INBOX");
         list_folder(&a, "Label");
         ck_assert_int_eq(state_of(&a, "INBOX"), CACHE_LISTING_VALID);
+        if (own) {
+                cache_lock(a.cache);
+                ck_assert_int_eq(own_expect(a.own, NULL, NULL, 1, "INBOX", NULL), 0);
+                cache_unlock(a.cache);
+        }
 
         cache_lock(a.cache);
         struct cache_msg *msg = cache_msg_by_name(cache_mbox_by_raw(a.cache, "INBOX"), "5.eml");
@@ -175,6 +191,14 @@ START_TEST(test_more_messages_no_uidnext)
 }
 END_TEST
 
+START_TEST(test_own_change_is_no_news)
+{
+        read_after_own("* 2 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 7] n\r\n"
+                       "$T OK [READ-WRITE] done\r\n",
+                       CACHE_LISTING_VALID, true);
+}
+END_TEST
+
 START_TEST(test_same_counts_stay_valid)
 {
         read_after("* 1 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 6] n\r\n"
@@ -192,6 +216,7 @@ int main(void)
         tcase_add_test(tc, test_uidnext_beyond);
         tcase_add_test(tc, test_more_messages_no_uidnext);
         tcase_add_test(tc, test_same_counts_stay_valid);
+        tcase_add_test(tc, test_own_change_is_no_news);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
