@@ -81,6 +81,52 @@ static bool account_own_event(void *ctx, const struct imap_event *ev)
         return own;
 }
 
+/* Asks own.c whether our own changes on the way (or just done) account for
+ * a SELECT's counts, as it does for NOTIFY's STATUS of a folder: a UID MOVE
+ * into the folder whose answer has not been applied yet is no news. */
+static bool account_select_own(struct account *a, const char *mailbox,
+                               const struct imap_select_info *si)
+{
+        char k1[] = "MESSAGES", k2[] = "UIDNEXT", empty[] = "";
+        struct imap_value next_v = {IMAP_NUMBER, empty, 0, si->uidnext, NULL, NULL};
+        struct imap_value next_k = {IMAP_ATOM, k2, sizeof k2 - 1, 0, NULL, &next_v};
+        struct imap_value msgs_v = {IMAP_NUMBER, empty, 0,
+                                    si->exists,  NULL,  si->uidnext ? &next_k : NULL};
+        struct imap_value msgs_k = {IMAP_ATOM, k1, sizeof k1 - 1, 0, NULL, &msgs_v};
+        struct imap_value list = {IMAP_LIST, empty, 0, 0, &msgs_k, NULL};
+        struct imap_value name = {IMAP_STRING, empty, 0, 0, NULL, &list};
+        struct imap_response r = {.kind = IMAP_RESP_UNTAGGED, .args = &name};
+        struct imap_event ev = {.kind = IMAP_EV_STATUS, .mailbox = mailbox, .r = &r};
+        return own_event(a->own, a->cache, &ev);
+}
+
+/* A read's or a write's SELECT says how many messages the folder has and
+ * which UID comes next: more than the listing holds, or a UIDNEXT past the
+ * listing's, means messages came that no event told us of (GNU Mailutils
+ * sends the session that APPENDed no EXISTS; any server may have answered
+ * another client's APPEND since). The listing is then stale, as if we had
+ * heard of the change, and the next lookup re-lists. Fewer messages are no
+ * sign: our own expunges lower the count before the listing is refreshed;
+ * nor are the messages of our own changes still on the way. */
+static void account_select_compare(struct imap_session *s, const char *mailbox,
+                                   const struct imap_select_info *si)
+{
+        struct account *a = imap_session_event_ctx(s);
+        if (!a || !a->cache)
+                return;
+        cache_lock(a->cache);
+        struct cache_mbox *m = cache_mbox_by_raw(a->cache, mailbox);
+        if (m && m->state == CACHE_LISTING_VALID && m->uidvalidity == si->uidvalidity &&
+            ((si->exists > m->exists && si->exists > m->nmsgs) ||
+             (si->uidnext && m->uidnext && si->uidnext > m->uidnext)) &&
+            !(a->own && account_select_own(a, mailbox, si))) {
+                log_dbg("%s: SELECT says %u messages, UIDNEXT %u; the listing %zu, %u: stale",
+                        mailbox, si->exists, si->uidnext, m->nmsgs, m->uidnext);
+                cache_mbox_heard(a->cache, mailbox);
+        }
+        cache_unlock(a->cache);
+}
+
 int account_select(struct imap_session *s, const char *mailbox, uint32_t uidvalidity,
                    struct imap_select_info *si)
 {
@@ -90,6 +136,8 @@ int account_select(struct imap_session *s, const char *mailbox, uint32_t uidvali
         int r = imap_select(s, mailbox, si);
         if (r == 0 && si->uidvalidity != uidvalidity)
                 r = -ESTALE; /* the UID names another message now */
+        if (r == 0)
+                account_select_compare(s, mailbox, si);
         return r;
 }
 

@@ -61,6 +61,13 @@ void persist_close(struct account *a)
 
 /* ---- the tree ---- */
 
+/* The personal namespace prefix ("INBOX." on Courier, Cyrus without
+ * altnamespace) is saved with the tree, as its first entry with this
+ * attribute bit (no IMAP_MBX_* uses it): an offline mount places the folders
+ * below it as the online one did, without the prefix as a level of its own.
+ * No store layout change: the tree's records hold it as they are. */
+#define PERSIST_TREE_NS (1u << 31)
+
 struct tree_load {
         struct account *a;
         size_t n;
@@ -71,6 +78,11 @@ static void persist_tree_entry(void *ctx, const struct store_folder *f)
         struct tree_load *t = ctx;
         if (!f->raw || !*f->raw)
                 return;
+        if (f->attrs & PERSIST_TREE_NS) {
+                if (cache_set_ns_prefix(t->a->cache, f->raw) < 0)
+                        log_warn("out of memory keeping the namespace prefix");
+                return;
+        }
         cache_tree_add(t->a->cache, f->raw, f->delim, f->attrs, account_decode_component, t->a);
         if (!t->a->hier_delim)
                 t->a->hier_delim = f->delim;
@@ -126,8 +138,12 @@ void persist_save_tree(struct account *a)
                 return;
         struct tree_save t = {0};
         cache_lock(a->cache);
-        t.cap = persist_count(cache_root(a->cache));
+        t.cap = persist_count(cache_root(a->cache)) + 1;
         t.v = calloc(t.cap, sizeof(*t.v));
+        const char *ns = cache_ns_prefix(a->cache);
+        char *nsdup = t.v && *ns ? strdup(ns) : NULL;
+        if (nsdup) /* first: the folders load below it */
+                t.v[t.n++] = (struct store_folder){nsdup, 0, PERSIST_TREE_NS};
         if (t.v)
                 persist_tree_collect(cache_root(a->cache), &t);
         cache_unlock(a->cache);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "imap/header.h"
+#include "imap/log.h"
 #include "imap/ops.h"
 
 struct find_ctx {
@@ -103,22 +104,71 @@ int imap_fetch_message_id(struct imap_session *s, uint32_t uid, char **out, uint
         return 0;
 }
 
-int imap_uid_present(struct imap_session *s, uint32_t uid, bool *present)
+struct present_ctx {
+        uint32_t uid;
+        bool found;
+};
+
+/* Every FETCH of the UID alone is this command's answer: the one of uid,
+ * and the last message that GNU Mailutils answers for a UID past the end
+ * (it reads a lone number there like "*"). Compared, not trusted. */
+static bool find_present_data(void *vctx, const struct imap_response *r)
+{
+        struct present_ctx *c = vctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0 || !r->args)
+                return false;
+        const struct imap_value *uid = imap_fetch_item(r->args, "UID");
+        if (!uid || uid->type != IMAP_NUMBER || imap_fetch_item(r->args, "FLAGS"))
+                return false; /* flags that changed are news for the account */
+        if (uid->num == c->uid)
+                c->found = true;
+        return true;
+}
+
+/* One UID FETCH or FETCH with its answers gathered; BAD is *bad, not an error. */
+static int find_present_cmd(struct imap_session *s, const char *what, const char *fmt, uint32_t uid,
+                            struct present_ctx *c, bool *bad)
 {
         struct imap_cmd cmd;
         struct imap_result res;
-        struct find_ctx c = {0, 0};
         imap_session_cmd_init(s, &cmd);
-        imap_cmd_add(&cmd, "UID SEARCH UID %" PRIu32, uid);
-        int r = imap_session_cmd(s, &cmd, find_search_data, &c, &res);
+        imap_cmd_add(&cmd, fmt, uid);
+        int r = imap_session_cmd(s, &cmd, find_present_data, c, &res);
         imap_cmd_free(&cmd);
         if (r < 0)
                 return r;
-        r = imap_result_errno("UID SEARCH", &res);
+        *bad = res.status == IMAP_ST_BAD;
+        if (*bad)
+                return 0;
+        r = imap_result_errno(what, &res);
+        return r == -ENOENT ? -EIO : r;
+}
+
+int imap_uid_present(struct imap_session *s, uint32_t uid, bool *present)
+{
+        /* Not UID SEARCH UID n: GNU Mailutils 3.15 reads its set as sequence
+         * numbers (with UIDs 1 3 4, "UID SEARCH UID 3" answers 4, and 3
+         * would look gone). A UID FETCH of a UID that isn't there fetches
+         * nothing (RFC 3501 §6.4.8). */
+        struct present_ctx c = {uid, false};
+        bool bad = false;
+        int r =
+            find_present_cmd(s, "UID FETCH (UID)", "UID FETCH %" PRIu32 " (UID)", uid, &c, &bad);
+        if (r == 0 && bad) {
+                /* Mailutils answers a UID it doesn't have with BAD "Failed to
+                 * parse message set", the words it has for a malformed set
+                 * too: no proof of anything. The UID of every message, by
+                 * sequence number, is. It costs a line per message, on the
+                 * rare path of an answer that was lost. */
+                log_info("UID FETCH %" PRIu32 " was refused: asking for every UID", uid);
+                c.found = false;
+                r = find_present_cmd(s, "FETCH 1:* (UID)", "FETCH 1:* (UID)", 0, &c, &bad);
+                if (r == 0 && bad)
+                        r = -EIO; /* unknown: the caller must not take it for gone */
+        }
         if (r < 0)
-                return r == -ENOENT ? -EIO : r;
-        /* "UID n" matches the highest UID when n is past it: compare. */
-        *present = c.n > 0 && c.max == uid;
+                return r;
+        *present = c.found;
         return 0;
 }
 

@@ -19,8 +19,10 @@
 int imap_find_appended(struct imap_session *s, const char *mailbox, const char *message_id,
                        uint64_t size, uint32_t uid_floor, uint32_t *uid);
 
-/* UID SEARCH UID uid in the selected mailbox: *present tells whether the
- * message is still there. 0 or -errno. */
+/* Is uid still in the selected mailbox? UID FETCH uid (UID); where the
+ * server refuses that with BAD (GNU Mailutils for a missing UID), the UIDs
+ * of every message decide. 0 with *present, or -errno (-EIO when neither
+ * answer came: unknown is never "gone"). */
 int imap_uid_present(struct imap_session *s, uint32_t uid, bool *present);
 
 /* The Message-ID of a whole message's bytes as a search string (unfolded),

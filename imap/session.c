@@ -1457,6 +1457,11 @@ int imap_session_id(const struct imap_session *s)
         return s->id;
 }
 
+void *imap_session_event_ctx(const struct imap_session *s)
+{
+        return s->acct->event_ctx;
+}
+
 /* True for the untagged responses that say the account changed. */
 static bool session_is_change(const struct imap_response *r)
 {

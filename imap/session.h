@@ -208,5 +208,7 @@ void imap_session_set_selected(struct imap_session *s, const char *mailbox,
                                const struct imap_select_info *info);
 struct imap_select_info *imap_session_sel_info(struct imap_session *s);
 int imap_session_id(const struct imap_session *s);
+/* The event_ctx of the account the session was opened with (its owner). */
+void *imap_session_event_ctx(const struct imap_session *s);
 
 #endif

@@ -389,5 +389,75 @@ class Mailutils(Scenarios, unittest.TestCase):
         return mailutils.Mailutils()
 
 
+class DovecotPrefixOffline(unittest.TestCase):
+    """A personal namespace with a prefix ("INBOX.", as Courier and Cyrus without
+    altnamespace have it; here a Dovecot set up so, cheaper than Cyrus) and an offline
+    mount: started without the server, from the persistent cache, it shows the same tree
+    (folders at the top, the prefix no level of its own) and the same listing."""
+
+    USER = "pfx"
+
+    @classmethod
+    def setUpClass(cls):
+        I.check_bin()
+        cls.srv = D.Dovecot()
+        cls.mounts = []
+        try:
+            cls.srv.start()
+            cls.srv.add_user(cls.USER, "pfxpass", "userdb_namespace/inbox/prefix=INBOX. "
+                             "userdb_namespace/inbox/separator=.")
+            c = cls.srv.client(cls.USER, "pfxpass")
+            try:
+                for f in ("INBOX.Work", "INBOX.Work.Sub"):
+                    c.create(f)
+                D.append(c, "INBOX.Work", make_msg("pfx-1", 3))
+                D.append(c, "INBOX", make_msg("pfx-2", 4))
+                cls.server_names = set(C.mailbox_names(c))
+            finally:
+                c.logout()
+            cls.cache = os.path.join(cls.srv.dir, "imapfs-cache")
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for m in cls.mounts:
+                m.cleanup()
+        finally:
+            cls.srv.cleanup()
+
+    def mount(self):
+        m = I.Mount("imaps://%s@127.0.0.1:%d" % (self.USER, self.srv.imaps_port),
+                    opts={"cafile": self.srv.cafile,
+                          "password_file": self.srv.password_file_for(self.USER),
+                          "cache_dir": self.cache})
+        self.mounts.append(m)
+        m.mount(foreground=True)
+        return m
+
+    def tree(self, m):
+        return sorted(os.path.relpath(os.path.join(d, x), m.mp)
+                      for d, dirs, _ in os.walk(m.mp) for x in dirs)
+
+    def files(self, m):
+        return sorted(mount_files(os.path.join(m.mp, "Work")).values())
+
+    def test_offline_mount_keeps_the_prefix(self):
+        self.assertIn("INBOX.Work.Sub", self.server_names, "the server has no INBOX. prefix")
+        m = self.mount()
+        tree, files = self.tree(m), self.files(m)
+        m.unmount()
+        self.assertEqual(tree, ["INBOX", "Work", "Work/Sub"], "online tree")
+        self.assertEqual(len(files), 1, files)
+        self.srv.stop()
+        m = self.mount()
+        self.assertIn("mounting offline from the cache", m.stderr)
+        self.assertEqual(self.tree(m), tree, "the offline mount shows another tree")
+        self.assertEqual(self.files(m), files, "the offline mount lists another Work")
+        m.unmount()
+
+
 if __name__ == "__main__":
     tap.main()

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imap/ops_find.h"
 #include "imap/ops_namespace.h"
 #include "imap/ops_write.h"
 #include "imap/session.h"
@@ -157,6 +158,110 @@ START_TEST(test_publish_flags_unselects_only_where_needed)
 }
 END_TEST
 
+/* The lost-answer check asks for one UID. GNU Mailutils 3.15 reads "UID
+ * SEARCH UID n" as a sequence number (with UIDs 1 3 4, "UID SEARCH UID 3"
+ * answers 4, and a check of 3 would find it gone), so the check uses UID
+ * FETCH; the scripts answer as Mailutils did when tried. */
+static int uid_present_with(const struct step *script, uint32_t uid, bool *present)
+{
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = open_with(&f, script, &a);
+        select_inbox(s);
+        int r = imap_uid_present(s, uid, present);
+        finish(&f, s);
+        return r;
+}
+
+START_TEST(test_uid_present_fetches)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            {"A2 UID FETCH 3 (UID)\r", 0, "* 2 FETCH (UID 3)\r\n$T OK done\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        bool present = false;
+        ck_assert_int_eq(uid_present_with(script, 3, &present), 0);
+        ck_assert(present);
+}
+END_TEST
+
+/* A UID past the last one: Mailutils answers with the last message. */
+START_TEST(test_uid_present_past_the_end)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            {"A2 UID FETCH 9 (UID)\r", 0, "* 3 FETCH (UID 4)\r\n$T OK done\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        bool present = true;
+        ck_assert_int_eq(uid_present_with(script, 9, &present), 0);
+        ck_assert(!present);
+}
+END_TEST
+
+/* RFC 3501: a UID that isn't there fetches nothing (Dovecot, Cyrus). */
+START_TEST(test_uid_present_nothing_fetched)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            {"A2 UID FETCH 2 (UID)\r", 0, "$T OK done\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        bool present = true;
+        ck_assert_int_eq(uid_present_with(script, 2, &present), 0);
+        ck_assert(!present);
+}
+END_TEST
+
+/* Mailutils answers a missing UID with BAD "Failed to parse message set",
+ * the same words as for a set that is malformed: no proof. The UIDs of
+ * every message (by sequence number, which every server parses) are. */
+START_TEST(test_uid_present_bad_then_every_uid)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            {"A2 UID FETCH 2 (UID)\r", 0, "$T BAD UID FETCH Failed to parse message set\r\n", 0},
+            {"A3 FETCH 1:* (UID)\r", 0,
+             "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 3)\r\n* 3 FETCH (UID 4)\r\n$T OK done\r\n", 0},
+            {"A4 UID FETCH 3 (UID)\r", 0, "$T BAD UID FETCH Failed to parse message set\r\n", 0},
+            {"A5 FETCH 1:* (UID)\r", 0,
+             "* 1 FETCH (UID 1)\r\n* 2 FETCH (UID 3)\r\n* 3 FETCH (UID 4)\r\n$T OK done\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = open_with(&f, script, &a);
+        select_inbox(s);
+        bool present = true;
+        ck_assert_int_eq(imap_uid_present(s, 2, &present), 0);
+        ck_assert(!present);
+        present = false;
+        ck_assert_int_eq(imap_uid_present(s, 3, &present), 0);
+        ck_assert(present);
+        finish(&f, s);
+}
+END_TEST
+
+/* Neither question answered: unknown, never "gone". */
+START_TEST(test_uid_present_unknown_is_eio)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            {"A2 UID FETCH 2 (UID)\r", 0, "$T BAD UID FETCH Failed to parse message set\r\n", 0},
+            {"A3 FETCH 1:* (UID)\r", 0, "$T BAD no\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        bool present = false;
+        ck_assert_int_eq(uid_present_with(script, 2, &present), -EIO);
+}
+END_TEST
+
 int main(void)
 {
         signal(SIGPIPE, SIG_IGN);
@@ -169,6 +274,11 @@ int main(void)
         tcase_add_test(tc, test_guarded_expunge_when_only_ours);
         tcase_add_test(tc, test_guarded_expunge_checks_without_an_expunge_response);
         tcase_add_test(tc, test_publish_flags_unselects_only_where_needed);
+        tcase_add_test(tc, test_uid_present_fetches);
+        tcase_add_test(tc, test_uid_present_past_the_end);
+        tcase_add_test(tc, test_uid_present_nothing_fetched);
+        tcase_add_test(tc, test_uid_present_bad_then_every_uid);
+        tcase_add_test(tc, test_uid_present_unknown_is_eio);
         suite_add_tcase(su, tc);
         return unit_run(su);
 }

@@ -486,7 +486,7 @@ START_TEST(test_copy_confirming_nothing_never_expunges)
             {"A2 SELECT \"Src\"", 0,
              "* 1 EXISTS\r\n* OK [UIDVALIDITY 3] x\r\n$T OK [READ-WRITE] done\r\n", 0},
             {"A3 UID COPY 48 \"Dst\"", 0, "* 2 EXISTS\r\n$T OK No messages found\r\n", 0},
-            {"A4 UID SEARCH UID 48\r", 0, "* SEARCH 48\r\n$T OK\r\n", 0},
+            {"A4 UID FETCH 48 (UID)\r", 0, "* 1 FETCH (UID 48)\r\n$T OK\r\n", 0},
             {NULL, 0, NULL, 0},
         };
         struct fake f;
