@@ -166,10 +166,10 @@ static int uid_present_with(const struct step *script, uint32_t uid, bool *prese
 {
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
+        struct imap_session *s = fake_open(&f, script, &a);
         select_inbox(s);
         int r = imap_uid_present(s, uid, present);
-        finish(&f, s);
+        fake_finish(&f, s);
         return r;
 }
 
@@ -235,7 +235,7 @@ START_TEST(test_uid_present_bad_then_every_uid)
         };
         struct fake f;
         struct imap_account a;
-        struct imap_session *s = open_with(&f, script, &a);
+        struct imap_session *s = fake_open(&f, script, &a);
         select_inbox(s);
         bool present = true;
         ck_assert_int_eq(imap_uid_present(s, 2, &present), 0);
@@ -243,7 +243,7 @@ START_TEST(test_uid_present_bad_then_every_uid)
         present = false;
         ck_assert_int_eq(imap_uid_present(s, 3, &present), 0);
         ck_assert(present);
-        finish(&f, s);
+        fake_finish(&f, s);
 }
 END_TEST
 
