@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cache/account.h"
+#include "cache/own.h"
 #include "cache/persist.h"
 #include "cache/store.h"
 #include "imap/array.h"
@@ -334,6 +335,26 @@ static void listing_save_cids(struct account *a, const struct listing_job *j)
         free(v);
 }
 
+/* A message we are moving or removing at this moment is left to our own
+ * command's answer, which moves its node along (so `mv`'s stat of the name
+ * it just renamed to still finds the inode). A listing that crossed that
+ * command on the wire must not drop it first (lock held). */
+static bool listing_ours_leaving(struct account *a, struct cache_mbox *m, uint32_t uid)
+{
+        return a->own && own_leaving(a->own, m->raw, uid);
+}
+
+static void listing_keep_ours(struct account *a, struct cache_mbox *m)
+{
+        if (!listing_ours_leaving(a, m, 0))
+                return;
+        for (size_t i = 0; i < m->nuidv; i++) {
+                struct cache_msg *msg = m->uidv[i];
+                if (!msg->dead && !msg->mark && listing_ours_leaving(a, m, msg->uid))
+                        msg->mark = 1;
+        }
+}
+
 /* Applies the server's answer (lock held). */
 static void listing_apply(struct account *a, struct cache_mbox *m, struct listing_job *j,
                           unsigned gen)
@@ -349,6 +370,7 @@ static void listing_apply(struct account *a, struct cache_mbox *m, struct listin
                         cache_listing_add(a->cache, m, e->uid, e->size, e->internaldate, e->flags,
                                           e->header, e->header_len);
                 }
+                listing_keep_ours(a, m);
                 cache_listing_end(a->cache, m, now, gen);
                 log_dbg("listing of %s: %zu messages", m->raw, m->nmsgs);
                 return;
@@ -356,7 +378,7 @@ static void listing_apply(struct account *a, struct cache_mbox *m, struct listin
         if (j->kind == LISTING_DELTA) {
                 for (size_t i = 0; i < j->ngone; i++) {
                         struct cache_msg *msg = cache_msg_by_uid(m, j->gone[i]);
-                        if (msg)
+                        if (msg && !listing_ours_leaving(a, m, j->gone[i]))
                                 cache_msg_remove(a->cache, msg);
                 }
                 for (size_t i = 0; i < j->nchanges; i++) {

@@ -142,6 +142,17 @@ static const struct own_pend *own_pending(const struct own_mbox *om, uint32_t ui
         return NULL;
 }
 
+bool own_leaving(struct own *o, const char *mailbox, uint32_t uid)
+{
+        const struct own_mbox *om = own_find(o, mailbox);
+        if (!om)
+                return false;
+        for (size_t i = 0; i < om->n; i++)
+                if (!om->v[i].flags && (!uid || om->v[i].uid == uid))
+                        return true;
+        return false;
+}
+
 static size_t own_gone_count(const struct own_mbox *om)
 {
         size_t k = 0;

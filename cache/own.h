@@ -37,6 +37,10 @@ int own_expect(struct own *o, const char *src, const uint32_t *uids, size_t n, c
 void own_done(struct own *o, const char *src, const uint32_t *uids, size_t n, const char *dst,
               const char *flags);
 
+/* True if a change of ours that removes uid from mailbox is on its way
+ * (lock held); with uid 0, if any is. */
+bool own_leaving(struct own *o, const char *mailbox, uint32_t uid);
+
 /* A change of ours gave uid to a message of dst (COPYUID, APPENDUID). */
 void own_added(struct own *o, const char *dst, uint32_t uid);
 
