@@ -163,8 +163,14 @@ static int ops_rename_staged(struct fs *fs, const struct staged_info *sd, fuse_i
         uint64_t target = other_staged ? 0 : ops_msg_named(fs, newparent, newname);
         if (noreplace && (other_staged || target))
                 return -EEXIST;
-        if (!sd->local || scratch_name(newname))
-                return staging_rename(fs->staging, sd->id, newparent, newname);
+        if (!sd->local || scratch_name(newname)) {
+                int rr = staging_rename(fs->staging, sd->id, newparent, newname);
+                /* A file still being written that goes to a scratch name is
+                 * a scratch file from now on (editors' and rsync's backups). */
+                if (rr == 0 && !sd->local && !sd->replaces && scratch_name(newname))
+                        rr = staging_set_local(fs->staging, sd->id, true);
+                return rr;
+        }
         uint64_t msg_id = 0;
         int r = fs_staged_store(fs, sd->id, newparent, target, true, &msg_id);
         if (r < 0)

@@ -293,6 +293,22 @@ class TestRename(Base):
         self.assertEqual(st.st_size, len(C.crlf(raw)))
         self.assertFalse(os.path.exists(tmp))
 
+    def test_file_being_written_renamed_to_a_scratch_name_stays_local(self):
+        d = folder("Bad")
+        raw = msg_bytes("ren-scratch", "renamed away", "Wed, 06 Mar 2024 09:00:00 +0000")
+        mark = C.RawlogMark(SRV)
+        f = open(os.path.join(d, "draft.eml"), "wb")
+        f.write(raw)
+        f.flush()
+        os.rename(os.path.join(d, "draft.eml"), os.path.join(d, "draft.eml~"))
+        f.close()
+        self.assertEqual(mark.commands(r"APPEND"), [], "a file renamed to a scratch name was APPENDed")
+        self.assertEqual(server("Bad"), {})
+        p = os.path.join(d, "draft.eml~")
+        self.assertEqual(read_file(p), raw)
+        os.unlink(p)
+        self.assertEqual(os.listdir(d), [])
+
     def test_rename_non_message_is_einval(self):
         d = folder("Ren")
         before = server("Ren")
