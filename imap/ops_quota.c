@@ -82,6 +82,10 @@ int imap_quota_get(struct imap_session *s, const char *mailbox, struct imap_quot
         struct imap_cmd cmd;
         struct imap_result res;
         struct quota_ctx c = {0};
+        /* Not asked where not announced: it would only cost a round trip
+         * and a BAD (Dovecot without imap_quota). */
+        if (!imap_session_caps(s)->quota)
+                return -ENOTSUP;
         imap_session_cmd_init(s, &cmd);
         imap_cmd_add(&cmd, "GETQUOTAROOT ");
         imap_cmd_str(&cmd, mailbox);

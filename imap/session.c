@@ -294,6 +294,7 @@ static void session_caps_word(struct imap_caps *c, const char *w)
             {"NAMESPACE", offsetof(struct imap_caps, namespace)},
             {"COMPRESS=DEFLATE", offsetof(struct imap_caps, compress_deflate)},
             {"UIDONLY", offsetof(struct imap_caps, uidonly)},
+            {"QUOTA", offsetof(struct imap_caps, quota)},
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
                 if (strcasecmp(w, table[i].name) == 0)

@@ -91,7 +91,8 @@ struct imap_caps {
             namespace,        /* NAMESPACE (RFC 2342) */
             cid_refused,      /* X-GM-MSGID/EMAILID announced but refused by FETCH */
             compress_deflate, /* COMPRESS=DEFLATE (RFC 4978) */
-            uidonly;          /* UIDONLY (RFC 9586); after login: the server enabled it */
+            uidonly,          /* UIDONLY (RFC 9586); after login: the server enabled it */
+            quota;            /* QUOTA (RFC 2087, RFC 9208): GETQUOTAROOT is understood */
         uint64_t appendlimit; /* APPENDLIMIT=n (RFC 7889); 0 if not announced */
 };
 

@@ -103,6 +103,35 @@ START_TEST(test_no_quota_extension)
 }
 END_TEST
 
+/* Not announced: not asked (no round trip, no BAD in the server's log). */
+START_TEST(test_not_announced_not_asked)
+{
+        const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            {"A2 NOOP\r", 0, "$T OK done\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = NULL;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        struct imap_quota q;
+        ck_assert_int_eq(imap_quota_get(s, "INBOX", &q), -ENOTSUP);
+        /* The next command the server sees is this NOOP, not a GETQUOTAROOT. */
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "NOOP");
+        ck_assert_int_eq(imap_session_cmd(s, &cmd, NULL, NULL, &res), 0);
+        imap_cmd_free(&cmd);
+        ck_assert_int_eq(res.status, IMAP_ST_OK);
+        imap_session_free(s);
+        fake_stop(&f);
+        ck_assert_msg(!f.failed, "%s", f.why);
+}
+END_TEST
+
 START_TEST(test_malformed_skipped)
 {
         struct imap_quota q;
@@ -126,6 +155,7 @@ int main(void)
         tcase_add_test(tc, test_no_resources);
         tcase_add_test(tc, test_no_quota_extension);
         tcase_add_test(tc, test_malformed_skipped);
+        tcase_add_test(tc, test_not_announced_not_asked);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
