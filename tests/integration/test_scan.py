@@ -191,12 +191,10 @@ class TestScan(unittest.TestCase):
         return TestScan.grep_fetches
 
     def bound(self, readers):
-        """grep's count x 1.5, plus the first files of each of several readers at once
-        (they open before any scan can be seen, and race the first batches: rg's 4
-        threads have sent up to 20 on a loaded machine, against 400 without a scan).
-        Since one batch takes the rest of the folder, grep itself sends 3."""
+        """grep's count x 1.5, plus the first file of each of several readers at once
+        (they open before any scan can be seen, and race the first batches)."""
         g = self.grep_baseline()
-        return max(int(g * 1.5), g + 4) + 5 * (readers - 1)
+        return max(int(g * 1.5), g + 4) + 2 * (readers - 1)
 
     def check_scan(self, what, argv, shell=False, expect_hits=False, readers=1):
         with Fresh("Scan") as f:
