@@ -10,6 +10,7 @@
 #include "imap/ops.h"
 
 struct find_ctx {
+        uint32_t floor; /* UIDs below it are older copies, not ours */
         uint32_t max;
         unsigned n;
 };
@@ -20,7 +21,8 @@ static bool find_search_data(void *vctx, const struct imap_response *r)
         if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "SEARCH") != 0)
                 return false;
         for (const struct imap_value *v = r->args; v; v = v->next)
-                if (v->type == IMAP_NUMBER && v->num > 0 && v->num <= UINT32_MAX) {
+                if (v->type == IMAP_NUMBER && v->num >= c->floor && v->num > 0 &&
+                    v->num <= UINT32_MAX) {
                         c->n++;
                         if (v->num > c->max)
                                 c->max = (uint32_t)v->num;
@@ -172,6 +174,32 @@ int imap_uid_present(struct imap_session *s, uint32_t uid, bool *present)
         return 0;
 }
 
+/* One UID SEARCH for our message, by Message-ID or else by exact size; with
+ * ranged, only among "UID floor:*". */
+static int find_search(struct imap_session *s, const char *message_id, uint64_t size, bool ranged,
+                       struct find_ctx *c)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "UID SEARCH");
+        if (ranged)
+                imap_cmd_add(&cmd, " UID %" PRIu32 ":*", c->floor);
+        if (message_id) {
+                imap_cmd_add(&cmd, " HEADER Message-ID ");
+                imap_cmd_str(&cmd, message_id);
+        } else {
+                imap_cmd_add(&cmd, " LARGER %" PRIu64 " SMALLER %" PRIu64, size ? size - 1 : 0,
+                             size + 1);
+        }
+        int r = imap_session_cmd(s, &cmd, find_search_data, c, &res);
+        imap_cmd_free(&cmd);
+        if (r < 0)
+                return r;
+        r = imap_result_errno("UID SEARCH", &res);
+        return r == -ENOENT ? -EIO : r;
+}
+
 int imap_find_appended(struct imap_session *s, const char *mailbox, const char *message_id,
                        uint64_t size, uint32_t uid_floor, uint32_t *uid)
 {
@@ -181,29 +209,20 @@ int imap_find_appended(struct imap_session *s, const char *mailbox, const char *
         int r = imap_select(s, mailbox, &si);
         if (r < 0)
                 return r;
-        struct imap_cmd cmd;
-        struct imap_result res;
-        struct find_ctx c = {0, 0};
-        imap_session_cmd_init(s, &cmd);
-        imap_cmd_add(&cmd, "UID SEARCH");
-        if (uid_floor)
-                imap_cmd_add(&cmd, " UID %" PRIu32 ":*", uid_floor);
-        if (message_id) {
-                imap_cmd_add(&cmd, " HEADER Message-ID ");
-                imap_cmd_str(&cmd, message_id);
-        } else {
-                imap_cmd_add(&cmd, " LARGER %" PRIu64 " SMALLER %" PRIu64, size ? size - 1 : 0,
-                             size + 1);
-        }
-        r = imap_session_cmd(s, &cmd, find_search_data, &c, &res);
-        imap_cmd_free(&cmd);
+        /* "UID n:*" matches the highest UID even when it is below n: the
+         * floor is applied to the answer as well. */
+        struct find_ctx c = {uid_floor, 0, 0};
+        r = find_search(s, message_id, size, uid_floor > 0, &c);
+        if (r == 0 && c.n == 0 && uid_floor > 0)
+                /* GNU Mailutils reads the set of "UID SEARCH UID n:*" as
+                 * sequence numbers, which can leave out our message when a
+                 * gap in the UIDs puts it below sequence n. "Not there"
+                 * would APPEND it a second time, so it is asked once more
+                 * over the whole folder before that answer is believed. */
+                r = find_search(s, message_id, size, false, &c);
         if (r < 0)
                 return r;
-        r = imap_result_errno("UID SEARCH", &res);
-        if (r < 0)
-                return r == -ENOENT ? -EIO : r;
-        /* "UID n:*" matches the highest UID even when it is below n. */
-        if (c.n == 0 || c.max < uid_floor)
+        if (c.n == 0)
                 return -ENOENT;
         *uid = c.max;
         return 0;

@@ -262,6 +262,62 @@ START_TEST(test_uid_present_unknown_is_eio)
 }
 END_TEST
 
+/* Our APPEND got UID 5, then UID 7 arrived (UIDs 1 3 5 7): Mailutils reads
+ * "UID 5:*" as sequence numbers 4:5 and finds only UID 7. Not found there
+ * must not be believed (the caller would APPEND a second time): the whole
+ * folder is asked, and UIDs below the floor (older copies) don't count. */
+START_TEST(test_find_appended_asks_again_over_the_folder)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            {"A2 UID SEARCH UID 5:* HEADER Message-ID \"<m@x>\"\r", 0, "* SEARCH\r\n$T OK\r\n", 0},
+            {"A3 UID SEARCH HEADER Message-ID \"<m@x>\"\r", 0, "* SEARCH 1 5\r\n$T OK\r\n", 0},
+            {"A4 UID SEARCH UID 8:* HEADER Message-ID \"<m@x>\"\r", 0, "* SEARCH 5\r\n$T OK\r\n",
+             0},
+            {"A5 UID SEARCH HEADER Message-ID \"<m@x>\"\r", 0, "* SEARCH 1 5\r\n$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = fake_open(&f, script, &a);
+        select_inbox(s);
+        uint32_t uid = 0;
+        ck_assert_int_eq(imap_find_appended(s, "INBOX", "<m@x>", 100, 5, &uid), 0);
+        ck_assert_uint_eq(uid, 5);
+        /* "UID 8:*" answers the highest UID below 8: neither search has ours */
+        ck_assert_int_eq(imap_find_appended(s, "INBOX", "<m@x>", 100, 8, &uid), -ENOENT);
+        fake_finish(&f, s);
+}
+END_TEST
+
+/* Found at once (Dovecot, Cyrus): one search. */
+START_TEST(test_find_appended_found_at_once)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            {"A2 UID SEARCH UID 5:* LARGER 99 SMALLER 101\r", 0, "* SEARCH 6\r\n$T OK\r\n", 0},
+            {"A3 NOOP", 0, "$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = fake_open(&f, script, &a);
+        select_inbox(s);
+        uint32_t uid = 0;
+        ck_assert_int_eq(imap_find_appended(s, "INBOX", NULL, 100, 5, &uid), 0);
+        ck_assert_uint_eq(uid, 6);
+        struct imap_cmd cmd;
+        struct imap_result res;
+        imap_session_cmd_init(s, &cmd);
+        imap_cmd_add(&cmd, "NOOP");
+        ck_assert_int_eq(imap_session_cmd(s, &cmd, NULL, NULL, &res), 0);
+        imap_cmd_free(&cmd);
+        fake_finish(&f, s);
+}
+END_TEST
+
 int main(void)
 {
         signal(SIGPIPE, SIG_IGN);
@@ -279,6 +335,8 @@ int main(void)
         tcase_add_test(tc, test_uid_present_nothing_fetched);
         tcase_add_test(tc, test_uid_present_bad_then_every_uid);
         tcase_add_test(tc, test_uid_present_unknown_is_eio);
+        tcase_add_test(tc, test_find_appended_asks_again_over_the_folder);
+        tcase_add_test(tc, test_find_appended_found_at_once);
         suite_add_tcase(su, tc);
         return unit_run(su);
 }
