@@ -252,6 +252,33 @@ void account_destroy(struct account *a)
  * have carried out is never sent again (issue 7). A failure that took time
  * (a timeout) is not retried: the deadline promise is worth more. fn must
  * start from scratch each time it is called. */
+int account_away(struct account *a)
+{
+        int64_t until = atomic_load(&a->away_until_ms);
+        if (!until || imap_now_ms() >= until)
+                return 0;
+        int e = atomic_load(&a->away_err);
+        return e < 0 ? e : -EIO;
+}
+
+/* After each try of an operation: a server that let it time out, or a
+ * network that can't reach it, is away for a while; an answer ends that. A
+ * connection that was merely reset is not: the next operation reconnects
+ * at once (and quickly, if the server is there). */
+static void account_away_note(struct account *a, int r, bool reached)
+{
+        static const int away[] = {-ETIMEDOUT, -EHOSTUNREACH, -ENETUNREACH, -ENETDOWN};
+        if (reached) {
+                atomic_store(&a->away_until_ms, 0);
+                return;
+        }
+        for (size_t i = 0; i < sizeof(away) / sizeof(away[0]); i++)
+                if (r == away[i]) {
+                        atomic_store(&a->away_err, r);
+                        atomic_store(&a->away_until_ms, imap_now_ms() + ACCOUNT_AWAY_MS);
+                }
+}
+
 static int account_run_once(struct account *a, const char *mailbox, enum imap_pool_use use,
                             account_op_fn fn, void *ctx, bool *wrote)
 {
@@ -260,14 +287,18 @@ static int account_run_once(struct account *a, const char *mailbox, enum imap_po
                 struct imap_session *s;
                 int64_t t0 = imap_now_ms();
                 int r = imap_pool_get(a->pool, mailbox, use, &s);
-                if (r < 0)
+                if (r < 0) {
+                        account_away_note(a, r, false);
                         return r;
+                }
                 bool reused = imap_session_used(s);
                 unsigned writes = imap_session_writes(s);
                 r = fn(s, ctx);
                 bool broke = imap_session_broken(s);
+                bool silent = broke && imap_session_timed_out(s);
                 *wrote = imap_session_writes(s) != writes;
                 imap_pool_put(a->pool, s);
+                account_away_note(a, silent ? -ETIMEDOUT : r, !broke);
                 if (r == -EIO && broke && reused && !*wrote && attempt == 0 &&
                     imap_now_ms() - t0 < a->imap.timeout_ms / 2) {
                         log_dbg("retrying on a new connection");
@@ -428,6 +459,14 @@ static int account_tree_refresh(struct account *a, int max_age_ms, struct tree_a
                     imap_now_ms() - a->tree_checked_ms < max_age_ms) {
                         cache_unlock(a->cache);
                         return 0;
+                }
+                /* The server is away: the tree we have answers at once (the
+                 * caller shows it, as after a failed LIST); the sync thread's
+                 * polls (max_age 0) keep asking. */
+                int away = max_age_ms > 0 ? account_away(a) : 0;
+                if (away < 0) {
+                        cache_unlock(a->cache);
+                        return away;
                 }
                 if (!a->tree_refreshing)
                         break;
@@ -822,7 +861,7 @@ void account_space(struct account *a, struct account_space *out)
         cache_lock(a->cache);
         int ttl = a->space.quota ? ACCOUNT_SPACE_TTL_MS : ACCOUNT_SPACE_ESTIMATE_TTL_MS;
         bool fresh = a->space_checked_ms && now - a->space_checked_ms < ttl;
-        bool ask = !fresh && !a->space_no_quota;
+        bool ask = !fresh && !a->space_no_quota && account_away(a) == 0;
         if (fresh) {
                 *out = a->space;
                 cache_unlock(a->cache);
@@ -830,7 +869,9 @@ void account_space(struct account *a, struct account_space *out)
         }
         cache_unlock(a->cache);
         struct imap_quota q = {0};
-        int r = ask ? account_run(a, NULL, IMAP_POOL_META, account_quota_fetch, &q) : -ENOTSUP;
+        int r = ask                 ? account_run(a, NULL, IMAP_POOL_META, account_quota_fetch, &q)
+                : a->space_no_quota ? -ENOTSUP
+                                    : -EIO;
         struct account_space sp = {0};
         cache_lock(a->cache);
         if (r == 0 && q.storage && q.storage_limit) {
@@ -848,9 +889,11 @@ void account_space(struct account *a, struct account_space *out)
         }
         if (r == -ENOTSUP)
                 a->space_no_quota = true;
-        /* A failed question (server away) is asked again next time. */
+        /* A failed question (server away) gives the estimate, which stands
+         * for its own few seconds: asked again at every call, each df of a
+         * file manager would wait the operation's timeout. */
         a->space = sp;
-        a->space_checked_ms = r == 0 || r == -ENOTSUP ? now : 0;
+        a->space_checked_ms = now;
         *out = sp;
         cache_unlock(a->cache);
 }

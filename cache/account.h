@@ -70,13 +70,18 @@ struct account {
         unsigned tree_gen; /* bumped by each of our own folder changes (cache lock) */
         /* The last statfs answer (account_space), cache lock. */
         struct account_space {
-                uint64_t total, used; /* bytes */
-                bool quota;           /* from the server's QUOTA STORAGE, else estimated */
+                uint64_t total, used;       /* bytes */
+                bool quota;                 /* from the server's QUOTA STORAGE, else estimated */
                 uint64_t files, files_free; /* QUOTA MESSAGE; 0, 0 if unknown */
         } space;
-        int64_t space_checked_ms; /* when space was asked (0: never) */
-        bool space_no_quota;      /* the server refused GETQUOTAROOT: don't ask again */
+        int64_t space_checked_ms;             /* when space was asked (0: never) */
+        bool space_no_quota;                  /* the server refused GETQUOTAROOT: don't ask again */
         atomic_ullong fetches, fetched_bytes; /* content fetches, for the log at exit */
+        /* The server could not be reached or stopped answering: until then
+         * (ms), revalidating what the cache holds answers from it at once
+         * rather than waiting a timeout again (account_away). */
+        _Atomic int64_t away_until_ms;
+        atomic_int away_err;
 };
 
 /* Per open message: what a read needs without taking the cache lock, plus
@@ -97,6 +102,17 @@ struct account_file {
         atomic_bool read_on; /* a read after the first one */
         atomic_ullong asked; /* the longest read asked for */
 };
+
+/* How long a revalidation is answered from the cache after the server could
+ * not be reached or stopped answering. */
+#define ACCOUNT_AWAY_MS 15000
+
+/* 0, or the error of the failure that shows the server is away (a
+ * connection that could not be made or broke within an operation in the
+ * last ACCOUNT_AWAY_MS). A revalidation of something the cache holds then
+ * answers with it at once; the next success (a poll, a read, a write)
+ * ends it. */
+int account_away(struct account *a);
 
 /* Runs fn on a pooled session; a connection the server closed while idle is
  * replaced and fn run again once (fn must start from scratch each call). */

@@ -428,6 +428,14 @@ static int listing_refresh_once(struct account *a, uint64_t mbox_id, int max_age
                         cache_unlock(a->cache);
                         return 0;
                 }
+                /* The server is away: a listing we have answers at once (its
+                 * callers show it, as after a failed FETCH) instead of each
+                 * opendir waiting a timeout. One never made is still asked. */
+                int away = max_age_ms > 0 && m->state != CACHE_LISTING_NONE ? account_away(a) : 0;
+                if (away < 0) {
+                        cache_unlock(a->cache);
+                        return away;
+                }
                 if (!m->refreshing)
                         break;
                 int w = cache_wait(a->cache, deadline);

@@ -431,5 +431,38 @@ class TestStatfs(unittest.TestCase):
         self.assertLess(used, known + 4096 * 16)
 
 
+    def test_df_with_server_away_answers_at_once(self):
+        """A server that stopped answering costs one call the operation's timeout; the
+        df and ls of the next seconds answer from the cache at once rather than each
+        waiting for the server again (a file manager asks every few seconds)."""
+        from proxy import Proxy
+        p = Proxy(SRV.imaps_port).start()
+        self.addCleanup(p.stop)
+        m = I.Mount("imaps://%s@127.0.0.1:%d" % (SRV.user, p.port),
+                    opts={"cafile": SRV.cafile, "password_file": SRV.password_file,
+                          "timeout": 2})
+        self.addCleanup(m.cleanup)
+        m.mount(foreground=True)
+        self.assertTrue(os.listdir(os.path.join(m.mp, "INBOX")))
+        p.stall()
+        self.addCleanup(p.resume)
+        t0 = time.monotonic()
+        size, _, avail = df(m.mp)  # the first one waits for the server, within bounds
+        self.assertLess(time.monotonic() - t0, 20)
+        self.assertGreater(avail, 0)
+        took = []
+        for k in range(12):
+            t0 = time.monotonic()
+            df(m.mp)
+            os.listdir(os.path.join(m.mp, "INBOX"))
+            took.append(round(time.monotonic() - t0, 2))
+            time.sleep(0.5)
+        print("# df times: %r" % took)
+        # the server counts as away for 15 s after the failure: no call waits for it again
+        self.assertLess(max(took), 1.0, "df and ls with the server away: %r s" % took)
+        p.resume()
+        m.unmount()
+
+
 if __name__ == "__main__":
     tap.main()
