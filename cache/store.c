@@ -278,6 +278,28 @@ struct store {
 
 static void store_broken(struct store *s, int rc);
 
+/* This process's id, for the check that an environment was opened here and not inherited
+ * over a fork: every read asks, and getpid() is a system call. Refreshed in a child. */
+static atomic_int store_pid_now;
+static pthread_once_t store_pid_once = PTHREAD_ONCE_INIT;
+
+static void store_pid_child(void)
+{
+        atomic_store(&store_pid_now, (int)getpid());
+}
+
+static void store_pid_init(void)
+{
+        atomic_store(&store_pid_now, (int)getpid());
+        pthread_atfork(NULL, NULL, store_pid_child);
+}
+
+static pid_t store_getpid(void)
+{
+        pthread_once(&store_pid_once, store_pid_init);
+        return (pid_t)atomic_load(&store_pid_now);
+}
+
 /* LMDB checks a page's type with assert() and aborts the process when it finds a page that is
  * not what the tree says (damage its open can't see: a page of garbage in the middle of the
  * file). Its assert callback jumps back out to the store function that called it, armed here
@@ -1016,7 +1038,7 @@ static int apply_one(struct store *s, struct wstate *w, struct op *o)
 static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
 {
         struct wstate w = {0};
-        if (!s->env || s->pid != getpid() || atomic_load(&s->broken))
+        if (!s->env || s->pid != store_getpid() || atomic_load(&s->broken))
                 return;
         int rc = mdb_txn_begin(s->env, NULL, 0, &w.txn);
         if (rc == MDB_MAP_RESIZED) {
@@ -1452,7 +1474,7 @@ static int env_open(struct store *s, char *err, size_t errlen)
                 set_err(err, errlen, "cannot open the cache in %s: %s", s->dir, mdb_strerror(rc));
                 return mdb_damage(rc) ? 1 : mdb_errno(rc);
         }
-        s->pid = getpid();
+        s->pid = store_getpid();
         return 0;
 }
 
@@ -1536,7 +1558,7 @@ int store_start(struct store *s)
 {
         if (!s)
                 return 0;
-        if (s->pid != getpid()) {
+        if (s->pid != store_getpid()) {
                 for (size_t i = 0; i < sizeof(inherited) / sizeof(*inherited); i++)
                         if (!inherited[i]) {
                                 inherited[i] = s->env;
@@ -1599,7 +1621,7 @@ void store_close(struct store *s)
                 pthread_join(s->thread, NULL);
         ops_free(s->head);
         ops_free(s->touches);
-        if (s->env && s->pid == getpid())
+        if (s->env && s->pid == store_getpid())
                 mdb_env_close(s->env);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
@@ -1628,7 +1650,7 @@ static void store_broken(struct store *s, int rc)
 
 static int read_begin(struct store *s, MDB_txn **txn)
 {
-        if (!s || !s->env || s->pid != getpid() || atomic_load(&s->broken))
+        if (!s || !s->env || s->pid != store_getpid() || atomic_load(&s->broken))
                 return -ENOENT;
         int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
         if (rc == MDB_MAP_RESIZED) {
