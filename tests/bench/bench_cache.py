@@ -31,8 +31,12 @@ the counting proxy (tests/integration/proxy.py) between imapfs and Dovecot, and 
   0. (first) cold reads in the DEFAULT configuration (an empty -o cache_dir, cache on) vs the
      same with -o cache=no vs raw imaplib (the issue's targets): `cat` of the 1,000 messages of
      GrepBox (listed untimed first) vs one UID FETCH 1:* BODY.PEEK[]; `ls -l` of one
-     10,000-message folder vs SELECT + UID FETCH 1:* of the listing items. Each on a fresh
-     mount; imaplib on the same proxy.
+     10,000-message folder vs SELECT + UID FETCH 1:* of the listing items, both timed (imapfs's
+     `ls -l` pays its SELECT too). Each on a fresh mount; imaplib logged in beforehand, on the
+     same proxy.
+
+--parts ls,cold,grep runs only some of the parts (without ls, only the first folder of
+small messages is loaded).
 
 The mail is loaded with MULTIAPPEND + LITERAL+ over 2-4 plain-text connections at once. Exits
 non-zero only if something broke (a mount, a tool, a listing or grep result that differs),
