@@ -28,6 +28,12 @@
  * listing, which the server then brings up to date as it would any stale one. */
 #define SETTLE_MS 2000
 #define BATCH_MS 5
+/* A read's LRU stamp waits this long for a commit that writes something else, or for more
+ * stamps: stamps alone are not worth a commit (and its fdatasync) while a scan is reading,
+ * and a stamp lost in a crash only makes eviction a little less exact. */
+#define TOUCH_MS 2000
+/* ... or until this many are waiting. */
+#define TOUCH_BATCH 4096u
 
 /* ---- byte order ---- */
 
@@ -254,7 +260,11 @@ struct store {
         pthread_cond_t cv;   /* the writer waits for work */
         pthread_cond_t done; /* flushers wait for commits */
         struct op *head, *tail;
-        struct op *committing; /* the batch being committed: still visible to readers */
+        struct op *committing;             /* the batch being committed: still visible to readers */
+        struct op *touches, *touches_tail; /* LRU stamps (OP_TOUCH): readers never look */
+        size_t ntouches;
+        struct timespec touch_due; /* when the oldest waiting stamp goes out (CLOCK_REALTIME) */
+        uint64_t commits;
         size_t queued_bytes;
         uint64_t dropped;
         uint64_t records_written;
@@ -267,6 +277,28 @@ struct store {
 };
 
 static void store_broken(struct store *s, int rc);
+
+/* This process's id, for the check that an environment was opened here and not inherited
+ * over a fork: every read asks, and getpid() is a system call. Refreshed in a child. */
+static atomic_int store_pid_now;
+static pthread_once_t store_pid_once = PTHREAD_ONCE_INIT;
+
+static void store_pid_child(void)
+{
+        atomic_store(&store_pid_now, (int)getpid());
+}
+
+static void store_pid_init(void)
+{
+        atomic_store(&store_pid_now, (int)getpid());
+        pthread_atfork(NULL, NULL, store_pid_child);
+}
+
+static pid_t store_getpid(void)
+{
+        pthread_once(&store_pid_once, store_pid_init);
+        return (pid_t)atomic_load(&store_pid_now);
+}
 
 /* LMDB checks a page's type with assert() and aborts the process when it finds a page that is
  * not what the tree says (damage its open can't see: a page of garbage in the middle of the
@@ -1006,7 +1038,7 @@ static int apply_one(struct store *s, struct wstate *w, struct op *o)
 static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
 {
         struct wstate w = {0};
-        if (!s->env || s->pid != getpid() || atomic_load(&s->broken))
+        if (!s->env || s->pid != store_getpid() || atomic_load(&s->broken))
                 return;
         int rc = mdb_txn_begin(s->env, NULL, 0, &w.txn);
         if (rc == MDB_MAP_RESIZED) {
@@ -1063,6 +1095,7 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
         }
         pthread_mutex_lock(&s->mu);
         s->records_written += w.records;
+        s->commits++;
         pthread_mutex_unlock(&s->mu);
 }
 
@@ -1073,48 +1106,84 @@ static size_t op_cost(const struct op *o)
         return o->kind == OP_BLOCK ? o->len : o->kind == OP_TOUCH ? sizeof(*o) + 64 : 0;
 }
 
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+        return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static struct timespec ts_after_ms(long ms)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_sec += ms / 1000;
+        t.tv_nsec += (ms % 1000) * 1000000L;
+        if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+        }
+        return t;
+}
+
+/* Whether the waiting LRU stamps go out now (lock held). */
+static bool touches_due(struct store *s)
+{
+        if (!s->touches)
+                return false;
+        if (s->stop || s->flushing || s->ntouches >= TOUCH_BATCH)
+                return true;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        return !ts_before(&now, &s->touch_due);
+}
+
 static void *store_writer(void *arg)
 {
         struct store *s = arg;
         pthread_mutex_lock(&s->mu);
         for (;;) {
-                while (!s->head && !s->stop) {
+                while (!s->head && !s->stop && !touches_due(s)) {
                         /* Idle: wake at least once a second to look again, so that no
                          * missed signal can keep the writer asleep (the house rule:
-                         * every wait has a deadline). */
-                        struct timespec idle;
-                        clock_gettime(CLOCK_REALTIME, &idle);
-                        idle.tv_sec += 1;
+                         * every wait has a deadline), or when the stamps are due. */
+                        struct timespec idle = ts_after_ms(1000);
+                        if (s->touches && ts_before(&s->touch_due, &idle))
+                                idle = s->touch_due;
                         pthread_cond_timedwait(&s->cv, &s->mu, &idle);
                 }
-                if (!s->head)
+                if (!s->head && !s->touches)
                         break;
                 /* Let a batch gather for a few milliseconds: every commit syncs the data
-                 * pages, and one sync for many blocks is what keeps the writer ahead. */
-                struct timespec dl;
-                clock_gettime(CLOCK_REALTIME, &dl);
-                dl.tv_nsec += BATCH_MS * 1000000L;
-                if (dl.tv_nsec >= 1000000000L) {
-                        dl.tv_sec++;
-                        dl.tv_nsec -= 1000000000L;
-                }
-                while (!s->stop && !s->flushing && s->queued_bytes < s->batch_bytes &&
+                 * pages, and one sync for many blocks is what keeps the writer ahead.
+                 * submit() wakes the writer only when the batch is full or someone
+                 * flushes, not for every block. */
+                struct timespec dl = ts_after_ms(BATCH_MS);
+                while (s->head && !s->stop && !s->flushing && s->queued_bytes < s->batch_bytes &&
                        pthread_cond_timedwait(&s->cv, &s->mu, &dl) == 0)
                         ;
                 /* Take what is queued, up to batch_bytes of it: pages a batch frees are
                  * reused only by a later one, so the size of a batch is what the file may
-                 * grow beyond the bound. */
-                struct op *last = s->head;
-                size_t taken = op_cost(last);
-                while (last->next && taken + op_cost(last->next) <= s->batch_bytes) {
-                        last = last->next;
-                        taken += op_cost(last);
+                 * grow beyond the bound. The waiting stamps ride along (they are small). */
+                struct op *first = s->head, *last = s->head;
+                if (first) {
+                        size_t taken = op_cost(last);
+                        while (last->next && taken + op_cost(last->next) <= s->batch_bytes) {
+                                last = last->next;
+                                taken += op_cost(last);
+                        }
+                        s->head = last->next;
+                        last->next = NULL;
+                        if (!s->head)
+                                s->tail = NULL;
                 }
-                s->committing = s->head;
-                s->head = last->next;
-                last->next = NULL;
-                if (!s->head)
-                        s->tail = NULL;
+                if (s->touches) {
+                        if (last)
+                                last->next = s->touches;
+                        else
+                                first = s->touches;
+                        s->touches = s->touches_tail = NULL;
+                        s->ntouches = 0;
+                }
+                s->committing = first;
                 pthread_mutex_unlock(&s->mu);
                 apply_batch(s, s->committing, false);
                 pthread_mutex_lock(&s->mu);
@@ -1151,7 +1220,23 @@ static int submit(struct store *s, struct op *o)
                         return -EAGAIN;
                 }
                 s->queued_bytes += cost;
-        } else if (o->kind == OP_LISTING) {
+        }
+        if (o->kind == OP_TOUCH) {
+                /* Not in the queue readers scan, and no wake-up until they are due. */
+                o->next = NULL;
+                if (!s->touches)
+                        s->touch_due = ts_after_ms(TOUCH_MS);
+                if (s->touches_tail)
+                        s->touches_tail->next = o;
+                else
+                        s->touches = o;
+                s->touches_tail = o;
+                if (++s->ntouches >= TOUCH_BATCH)
+                        pthread_cond_signal(&s->cv);
+                pthread_mutex_unlock(&s->mu);
+                return 0;
+        }
+        if (o->kind == OP_LISTING) {
                 /* A newer listing of the same mailbox replaces a queued one, unless a drop of
                  * the mailbox sits between them. */
                 struct op *same = NULL;
@@ -1171,12 +1256,16 @@ static int submit(struct store *s, struct op *o)
                 }
         }
         o->next = NULL;
+        /* The writer waits for a first op, or gathers a batch until BATCH_MS, a full
+         * batch or a flush: a wake-up per block would only put it back to sleep. */
+        bool wake = !s->head || o->kind != OP_BLOCK || s->queued_bytes >= s->batch_bytes;
         if (s->tail)
                 s->tail->next = o;
         else
                 s->head = o;
         s->tail = o;
-        pthread_cond_signal(&s->cv);
+        if (wake)
+                pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
         return 0;
 }
@@ -1385,7 +1474,7 @@ static int env_open(struct store *s, char *err, size_t errlen)
                 set_err(err, errlen, "cannot open the cache in %s: %s", s->dir, mdb_strerror(rc));
                 return mdb_damage(rc) ? 1 : mdb_errno(rc);
         }
-        s->pid = getpid();
+        s->pid = store_getpid();
         return 0;
 }
 
@@ -1469,7 +1558,7 @@ int store_start(struct store *s)
 {
         if (!s)
                 return 0;
-        if (s->pid != getpid()) {
+        if (s->pid != store_getpid()) {
                 for (size_t i = 0; i < sizeof(inherited) / sizeof(*inherited); i++)
                         if (!inherited[i]) {
                                 inherited[i] = s->env;
@@ -1511,7 +1600,7 @@ int store_flush(struct store *s, int timeout_ms)
         pthread_mutex_lock(&s->mu);
         s->flushing++;
         pthread_cond_signal(&s->cv);
-        while (s->running && (s->head || s->committing) && rc == 0)
+        while (s->running && (s->head || s->committing || s->touches) && rc == 0)
                 rc = pthread_cond_timedwait(&s->done, &s->mu, &dl);
         s->flushing--;
         pthread_mutex_unlock(&s->mu);
@@ -1531,7 +1620,8 @@ void store_close(struct store *s)
         if (running)
                 pthread_join(s->thread, NULL);
         ops_free(s->head);
-        if (s->env && s->pid == getpid())
+        ops_free(s->touches);
+        if (s->env && s->pid == store_getpid())
                 mdb_env_close(s->env);
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);
@@ -1560,7 +1650,7 @@ static void store_broken(struct store *s, int rc)
 
 static int read_begin(struct store *s, MDB_txn **txn)
 {
-        if (!s || !s->env || s->pid != getpid() || atomic_load(&s->broken))
+        if (!s || !s->env || s->pid != store_getpid() || atomic_load(&s->broken))
                 return -ENOENT;
         int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
         if (rc == MDB_MAP_RESIZED) {
@@ -1893,6 +1983,14 @@ uint64_t store_records_written(struct store *s)
 {
         pthread_mutex_lock(&s->mu);
         uint64_t n = s->records_written;
+        pthread_mutex_unlock(&s->mu);
+        return n;
+}
+
+uint64_t store_commits(struct store *s)
+{
+        pthread_mutex_lock(&s->mu);
+        uint64_t n = s->commits;
         pthread_mutex_unlock(&s->mu);
         return n;
 }

@@ -178,6 +178,8 @@ bool store_block_has(struct store *s, const struct store_part *p, uint64_t index
 uint64_t store_bytes(struct store *s);
 size_t store_block_count(struct store *s);
 uint64_t store_dropped(struct store *s);
+/* Write transactions committed (reads alone commit only their LRU stamps, a few at a time). */
+uint64_t store_commits(struct store *s);
 /* Listing records written or deleted by committed saves (a save writes only what changed). */
 uint64_t store_records_written(struct store *s);
 

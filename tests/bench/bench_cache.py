@@ -31,8 +31,12 @@ the counting proxy (tests/integration/proxy.py) between imapfs and Dovecot, and 
   0. (first) cold reads in the DEFAULT configuration (an empty -o cache_dir, cache on) vs the
      same with -o cache=no vs raw imaplib (the issue's targets): `cat` of the 1,000 messages of
      GrepBox (listed untimed first) vs one UID FETCH 1:* BODY.PEEK[]; `ls -l` of one
-     10,000-message folder vs SELECT + UID FETCH 1:* of the listing items. Each on a fresh
-     mount; imaplib on the same proxy.
+     10,000-message folder vs SELECT + UID FETCH 1:* of the listing items, both timed (imapfs's
+     `ls -l` pays its SELECT too). Each on a fresh mount; imaplib logged in beforehand, on the
+     same proxy.
+
+--parts ls,cold,grep runs only some of the parts (without ls, only the first folder of
+small messages is loaded).
 
 The mail is loaded with MULTIAPPEND + LITERAL+ over 2-4 plain-text connections at once. Exits
 non-zero only if something broke (a mount, a tool, a listing or grep result that differs),
@@ -113,10 +117,10 @@ def status_messages(c, box):
     return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
 
 
-def load_folders(d, per_folder, nconn):
-    """Creates the N_FOLDERS folders and fills each with per_folder small messages, nconn
-    plain-text connections at once (MULTIAPPEND + LITERAL+, 1,000 messages per command)."""
-    boxes = [BOX_FMT % i for i in range(N_FOLDERS)]
+def load_folders(d, per_folder, nconn, nfolders=N_FOLDERS):
+    """Creates nfolders of the N_FOLDERS folders and fills each with per_folder small messages,
+    nconn plain-text connections at once (MULTIAPPEND + LITERAL+, 1,000 messages per command)."""
+    boxes = [BOX_FMT % i for i in range(nfolders)]
     pools = B.Pools(random.Random("imapfs-bench-cache-pools"))
     errors = []
     nbytes = [0]
@@ -157,7 +161,7 @@ def load_folders(d, per_folder, nconn):
         raise Broken("loaded %r, wanted %d each" % (bad, per_folder))
     secs = time.monotonic() - t
     log("loaded %d x %s messages (%.0f MB) on %d connections in %.1fs" % (
-        N_FOLDERS, format(per_folder, ","), nbytes[0] / 1e6, nconn, secs))
+        nfolders, format(per_folder, ","), nbytes[0] / 1e6, nconn, secs))
     return secs, nbytes[0]
 
 
@@ -476,19 +480,25 @@ def part_ls(Bn, per_folder, reps, cold_reps, cache_dir):
 LIST_ITEMS = B.LIST_ITEMS
 
 
-def raw_fetch(Bn, op, box, items, want):
-    """imaplib on the proxy: SELECT (untimed), then one timed UID FETCH 1:* items."""
+def raw_fetch(Bn, op, box, items, want, timed_select=False):
+    """imaplib on the proxy, logged in: SELECT, then one UID FETCH 1:* items. Timed: the FETCH
+    alone, or SELECT + FETCH when timed_select (imapfs's ls -l of a folder it has not opened
+    yet pays its SELECT too: the same work on one logged-in connection)."""
     import imaplib
     run = Run(op)
     c = imaplib.IMAP4_SSL("127.0.0.1", Bn.proxy.port, ssl_context=Bn.d.ssl_context(), timeout=120)
     try:
         c.login(Bn.d.user, Bn.d.password)
-        typ, data = c.select(box, readonly=True)
-        if typ != "OK":
-            raise Broken("SELECT %s: %r" % (box, data))
         time.sleep(0.02)
         Bn.proxy.reset()
         t = time.perf_counter()
+        typ, data = c.select(box, readonly=True)
+        if typ != "OK":
+            raise Broken("SELECT %s: %r" % (box, data))
+        if not timed_select:
+            time.sleep(0.02)
+            Bn.proxy.reset()
+            t = time.perf_counter()
         typ, data = c.uid("FETCH", "1:*", items)
         run.tool_secs = time.perf_counter() - t
         time.sleep(0.05)
@@ -545,7 +555,7 @@ def part_cold(Bn, reps, per_folder, workdir):
                 shutil.rmtree(cdir, ignore_errors=True)
                 if who == 0:
                     r1 = raw_fetch(Bn, "cat-raw", BOX_GREP, "(UID BODY.PEEK[])", N_GREP)
-                    r2 = raw_fetch(Bn, "ls1-raw", box, LIST_ITEMS, per_folder)
+                    r2 = raw_fetch(Bn, "ls1-raw", box, LIST_ITEMS, per_folder, timed_select=True)
                 elif who == 1:
                     r1 = fs_cat(Bn, "cat-nocache", {"cache": "no"})
                     r2 = Bn.timed_mount_and("ls1-nocache", {"cache": "no"}, ["ls", "-l", box], include_mount=False)
@@ -896,7 +906,8 @@ def report(Bn, args, per_folder, load_secs, load_bytes, grep_bytes, grep_res, mb
     if len(cold_rows) > 1:
         widths = [max(len(r[i]) for r in cold_rows) for i in range(len(cold_rows[0]))]
         line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-        print("cold reads, medians (imapfs: the tool alone, after the mount; imaplib: the UID FETCH alone):")
+        print("cold reads, medians (imapfs: the tool alone, after the mount; imaplib, logged in: the UID FETCH "
+              "alone for cat (imapfs selected the folder for its untimed listing), SELECT + UID FETCH for ls -l):")
         print(line)
         for i, r in enumerate(cold_rows):
             print("| " + " | ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths)))
@@ -986,6 +997,9 @@ def main():
     ap.add_argument("--cold-reps", type=int, help="timed cold ls -lR runs of each kind (default 2, --quick 1)")
     ap.add_argument("--no-maildir", action="store_true", help="skip mbsync and the Maildir rows")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold default vs cache=no vs imaplib rows")
+    ap.add_argument("--parts", default="ls,cold,grep",
+                    help="comma-separated parts to run: ls (1: ls -lR), cold (0), grep (2); default all. "
+                         "Without ls only the first folder is loaded")
     ap.add_argument("--one-folder", metavar="N[,N...]",
                     help="also load N messages into one folder (then up to each further N) and report the "
                          "daemon's memory after ls -l of it")
@@ -1037,28 +1051,31 @@ def main():
             Bn = Bench(d, proxy, workdir)
             report_one_folder(part_one_folder(Bn, sizes, workdir))
             return 1 if Bn.failures else 0
-        load_secs, load_bytes = load_folders(d, per_folder, args.connections)
+        parts = set(args.parts.split(","))
+        load_secs, load_bytes = load_folders(d, per_folder, args.connections,
+                                             N_FOLDERS if "ls" in parts else 1)
         clear_rawlog(d)
         proxy = P.Proxy(d.imaps_port).start()
         Bn = Bench(d, proxy, workdir)
         ls_cache = os.path.join(workdir, "cache-ls")
         grep_cache = os.path.join(workdir, "cache-grep")
 
-        part_ls(Bn, per_folder, reps, cold_reps, ls_cache)
+        if "ls" in parts:
+            part_ls(Bn, per_folder, reps, cold_reps, ls_cache)
 
         grep_bytes = load_grep_folder(d)
         log("loaded %s messages (%.1f MB) into %s" % (format(N_GREP, ","), grep_bytes / 1e6, BOX_GREP))
-        if not args.no_cold:
+        if not args.no_cold and "cold" in parts:
             part_cold(Bn, args.cold_rounds, per_folder, workdir)
         maildir = mbsync_secs = None
-        if mbsync:
+        if mbsync and "grep" in parts:
             try:
                 maildir, mbsync_secs = make_maildir(d, mbsync, workdir)
                 log("mbsync made the Maildir in %.1fs" % mbsync_secs)
             except Broken as e:
                 Bn.failures.append(str(e))
                 log("FAILED: %s" % e)
-        grep_res = part_grep(Bn, reps, grep_cache, maildir, can_drop)
+        grep_res = part_grep(Bn, reps, grep_cache, maildir, can_drop) if "grep" in parts else None
         one = part_one_folder(Bn, sizes, workdir) if sizes else None
 
         time.sleep(0.2)

@@ -1,0 +1,174 @@
+/* The store's LRU stamps on reads: reading stored blocks does not make the writer commit (and
+ * fdatasync) while a scan reads; the stamps go out together a moment later, with the next
+ * write, or at a flush, and still order eviction. */
+#include <check.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache/store.h"
+#include "tests/unit/unit_main.h"
+
+static char base[64];
+static char cdir[128];
+
+static void quiet(const char *msg)
+{
+        (void)msg;
+}
+
+static void setup(void)
+{
+        strcpy(base, "/tmp/imapfs-touch-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(base));
+        snprintf(cdir, sizeof(cdir), "%s/names", base);
+        store_set_logger(quiet);
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+        (void)st;
+        (void)flag;
+        (void)f;
+        return remove(p);
+}
+
+static void teardown(void)
+{
+        nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int64_t now_ms(void)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static struct store_part part(uint32_t uid)
+{
+        return (struct store_part){"INBOX", 7, uid, "", STORE_FORM_RAW};
+}
+
+/* n stored blocks of 4 KiB, committed; the writer running. */
+static struct store *stored(uint32_t n, uint64_t max)
+{
+        struct store *s = NULL;
+        char err[256] = "";
+        ck_assert_int_eq(store_open(cdir, max, &s, err, sizeof(err)), 0);
+        static unsigned char b[4096];
+        for (uint32_t uid = 1; uid <= n; uid++) {
+                struct store_part p = part(uid);
+                memset(b, (int)uid, sizeof(b));
+                ck_assert_int_eq(store_block_put(s, &p, 0, b, sizeof(b)), 0);
+        }
+        ck_assert_int_eq(store_start(s), 0);
+        ck_assert_int_eq(store_flush(s, 10000), 0);
+        return s;
+}
+
+static void read_all(struct store *s, uint32_t from, uint32_t to)
+{
+        static unsigned char b[4096];
+        for (uint32_t uid = from; uid <= to; uid++) {
+                struct store_part p = part(uid);
+                ck_assert_int_eq(store_block_get(s, &p, 0, b, sizeof(b)), 4096);
+                ck_assert_uint_eq(b[0], (unsigned char)uid);
+                ck_assert_uint_eq(b[4095], (unsigned char)uid);
+        }
+}
+
+/* Before: every read's stamp was a queued write, committed BATCH_MS later. */
+START_TEST(test_reads_commit_nothing_at_once)
+{
+        struct store *s = stored(300, 64 << 20);
+        uint64_t c0 = store_commits(s);
+        read_all(s, 1, 300);
+        /* A commit would come within a few milliseconds: none in 300. */
+        int64_t until = now_ms() + 300;
+        while (now_ms() < until && store_commits(s) == c0)
+                usleep(5000);
+        ck_assert_uint_eq(store_commits(s), c0);
+        /* A flush writes all 300 stamps in one transaction. */
+        ck_assert_int_eq(store_flush(s, 10000), 0);
+        ck_assert_uint_eq(store_commits(s), c0 + 1);
+        store_close(s);
+}
+END_TEST
+
+/* Without a flush, the stamps go out by themselves within a few seconds. */
+START_TEST(test_stamps_go_out_alone)
+{
+        struct store *s = stored(50, 64 << 20);
+        uint64_t c0 = store_commits(s);
+        read_all(s, 1, 50);
+        int64_t until = now_ms() + 10000;
+        while (now_ms() < until && store_commits(s) == c0)
+                usleep(10000);
+        ck_assert_uint_eq(store_commits(s), c0 + 1);
+        store_close(s);
+}
+END_TEST
+
+/* A write while stamps wait takes them along: one commit for both. */
+START_TEST(test_stamps_ride_with_a_write)
+{
+        struct store *s = stored(50, 64 << 20);
+        uint64_t c0 = store_commits(s);
+        read_all(s, 1, 50);
+        static unsigned char b[4096];
+        struct store_part p = part(51);
+        memset(b, 51, sizeof(b));
+        ck_assert_int_eq(store_block_put(s, &p, 0, b, sizeof(b)), 0);
+        int64_t until = now_ms() + 10000;
+        while (now_ms() < until && store_commits(s) == c0)
+                usleep(2000);
+        ck_assert_uint_eq(store_commits(s), c0 + 1);
+        ck_assert_int_eq(store_flush(s, 10000), 0);
+        ck_assert_uint_eq(store_commits(s), c0 + 1);
+        read_all(s, 51, 51);
+        store_close(s);
+}
+END_TEST
+
+/* The deferred stamps still order eviction: blocks read just before the store fills stay;
+ * the stamps are written when the store closes, too. */
+START_TEST(test_stamps_order_eviction)
+{
+        const uint64_t max = 1 << 20; /* room for about 127 blocks of 4 KiB (two pages each) */
+        struct store *s = stored(100, max);
+        read_all(s, 1, 10);
+        store_close(s); /* the writer commits what waits before it ends */
+        struct store *t = NULL;
+        char err[256];
+        ck_assert_int_eq(store_open(cdir, max, &t, err, sizeof(err)), 0);
+        static unsigned char b[4096];
+        for (uint32_t uid = 101; uid <= 200; uid++) {
+                struct store_part p = part(uid);
+                memset(b, (int)uid, sizeof(b));
+                ck_assert_int_eq(store_block_put(t, &p, 0, b, sizeof(b)), 0);
+        }
+        ck_assert_uint_le(store_bytes(t), max);
+        read_all(t, 1, 10); /* read last before the others: kept */
+        struct store_part gone = part(11);
+        ck_assert_int_lt(store_block_get(t, &gone, 0, b, sizeof(b)), 0);
+        store_close(t);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *su = suite_create("store_touch");
+        TCase *tc = tcase_create("store_touch");
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_reads_commit_nothing_at_once);
+        tcase_add_test(tc, test_stamps_go_out_alone);
+        tcase_add_test(tc, test_stamps_ride_with_a_write);
+        tcase_add_test(tc, test_stamps_order_eviction);
+        suite_add_tcase(su, tc);
+        return unit_run(su);
+}
