@@ -24,8 +24,12 @@ void imap_pool_adopt(struct imap_pool *p, struct imap_session *s);
 enum imap_pool_use { IMAP_POOL_META, IMAP_POOL_BULK };
 
 /* Gets a session for exclusive use, preferring one with mailbox (may be NULL)
- * selected; connects one if needed. Waits at most the account's timeout for a
- * free slot. Returns 0 or a negative errno (-EIO, -ETIMEDOUT, -EACCES...). */
+ * selected; connects one if needed. When every session is busy and a slot is
+ * free, it first waits up to 1.5 round trips (as measured on the busy
+ * sessions, at most 1 s) for one to come back, since a new connection costs
+ * several; it connects when none did. Waits at most the account's timeout
+ * for a free slot. Returns 0 or a negative errno (-EIO, -ETIMEDOUT,
+ * -EACCES...). */
 int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use use,
                   struct imap_session **out);
 
