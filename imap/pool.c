@@ -37,6 +37,7 @@ struct imap_pool {
         pthread_mutex_t mu;
         pthread_cond_t cv;
         size_t n;
+        size_t use_n; /* slots operations may use: n, less one live sync took */
         struct pool_slot *slots;
         int64_t retry_after;
         int last_err;
@@ -59,6 +60,7 @@ struct imap_pool *imap_pool_new(const struct imap_account *acct, size_t size)
         }
         p->acct = acct;
         p->n = size ? size : 1;
+        p->use_n = p->n;
         pthread_mutex_init(&p->mu, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
@@ -102,7 +104,7 @@ static bool pool_selected_is(const struct pool_slot *sl, const char *mailbox)
 static int pool_pick(struct imap_pool *p, const char *mailbox)
 {
         int live = -1, empty = -1;
-        for (size_t i = 0; i < p->n; i++) {
+        for (size_t i = 0; i < p->use_n; i++) {
                 struct pool_slot *sl = &p->slots[i];
                 if (sl->busy)
                         continue;
@@ -171,7 +173,7 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
                   struct imap_session **out)
 {
         int64_t deadline = imap_now_ms() + p->acct->timeout_ms;
-        size_t bulk_max = p->n > 1 ? p->n - 1 : 1;
+        size_t bulk_max = p->use_n > 1 ? p->use_n - 1 : 1;
         int idx = -1;
 
         pthread_mutex_lock(&p->mu);
@@ -262,6 +264,30 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
         return 0;
 }
 
+bool imap_pool_reserve_one(struct imap_pool *p)
+{
+        pthread_mutex_lock(&p->mu);
+        bool ok = p->use_n > 1;
+        if (ok) {
+                struct pool_slot *sl = &p->slots[--p->use_n];
+                if (!sl->busy) {
+                        imap_session_free(sl->s);
+                        sl->s = NULL;
+                }
+        }
+        pthread_mutex_unlock(&p->mu);
+        return ok;
+}
+
+void imap_pool_unreserve_one(struct imap_pool *p)
+{
+        pthread_mutex_lock(&p->mu);
+        if (p->use_n < p->n)
+                p->use_n++;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+}
+
 uint64_t imap_pool_appendlimit(struct imap_pool *p)
 {
         pthread_mutex_lock(&p->mu);
@@ -307,7 +333,11 @@ void imap_pool_put(struct imap_pool *p, struct imap_session *s)
                         imap_session_set_selected(s, NULL, NULL);
                 p->slots[i].forget = false;
                 p->slots[i].last_used = imap_now_ms();
-                if (imap_session_broken(s)) {
+                if (i >= p->use_n) {
+                        /* Its slot went to live sync meanwhile. */
+                        imap_session_free(s);
+                        p->slots[i].s = NULL;
+                } else if (imap_session_broken(s)) {
                         if (imap_session_timed_out(s)) {
                                 p->retry_after = imap_now_ms() + POOL_RETRY_MS;
                                 p->last_err = -EIO;

@@ -66,6 +66,13 @@ uint64_t imap_pool_appendlimit(struct imap_pool *p);
 /* True while the last attempt to connect failed: the server is away. */
 bool imap_pool_down(struct imap_pool *p);
 
+/* Live sync's connection counts against the pool's size (big providers
+ * count every connection of an account): it takes one of the slots for its
+ * own session. False if the pool has only one slot, which then stays the
+ * operations' (live sync must share it). unreserve gives the slot back. */
+bool imap_pool_reserve_one(struct imap_pool *p);
+void imap_pool_unreserve_one(struct imap_pool *p);
+
 /* Returns a session; a broken one is closed here. */
 void imap_pool_put(struct imap_pool *p, struct imap_session *s);
 
