@@ -904,8 +904,13 @@ int sync_start(struct sync *sy)
         pthread_sigmask(SIG_BLOCK, &all, &old);
         int r = pthread_create(&sy->thread, NULL, sync_main, sy);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (r != 0)
+        if (r != 0) {
+                /* No live sync: its slot goes back to the operations. */
+                if (sy->own_slot)
+                        imap_pool_unreserve_one(sy->a->pool);
+                sy->own_slot = false;
                 return -EAGAIN;
+        }
         sy->started = true;
         return 0;
 }

@@ -4,6 +4,7 @@
  * still connects when none comes back in time. Against a scripted server
  * whose login answer takes 40 ms (the measured round trip). */
 #include <check.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -118,6 +119,41 @@ START_TEST(test_connects_when_none_comes_back_in_time)
 }
 END_TEST
 
+START_TEST(test_reserved_slot_is_not_connected)
+{
+        /* connections=2 with live sync: its connection takes one slot, so
+         * with the one left busy a caller waits (here out its 300 ms
+         * deadline) instead of opening a second connection; a pool of one
+         * keeps its slot. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK in\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s1 = NULL;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s1), 0);
+        a.timeout_ms = 300;
+        struct imap_pool *one = imap_pool_new(&a, 1);
+        ck_assert(!imap_pool_reserve_one(one));
+        imap_pool_free(one);
+        struct imap_pool *p = imap_pool_new(&a, 2);
+        imap_pool_adopt(p, s1);
+        ck_assert(imap_pool_reserve_one(p));
+        struct imap_session *s = NULL, *s2 = NULL;
+        ck_assert_int_eq(imap_pool_get(p, NULL, IMAP_POOL_META, &s), 0);
+        ck_assert_ptr_eq(s, s1);
+        ck_assert_int_eq(imap_pool_get(p, NULL, IMAP_POOL_META, &s2), -ETIMEDOUT);
+        imap_pool_put(p, s);
+        /* Given back (live sync ended): the slot is the operations' again. */
+        imap_pool_unreserve_one(p);
+        ck_assert(imap_pool_reserve_one(p));
+        imap_pool_free(p);
+        fake_stop(&f);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("pool_wait");
@@ -125,6 +161,7 @@ int main(void)
         tcase_set_timeout(tc, 30);
         tcase_add_test(tc, test_busy_session_is_waited_for_not_a_new_connection);
         tcase_add_test(tc, test_connects_when_none_comes_back_in_time);
+        tcase_add_test(tc, test_reserved_slot_is_not_connected);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
