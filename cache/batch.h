@@ -6,8 +6,13 @@
  * the same key is still on the wire, it waits for it (at most a deadline),
  * collecting the requests that arrive meanwhile; then it takes them all and
  * runs them at once (run gets every request's argument and sets each one's
- * answer in it). Followers sleep until their request was run. A serial
- * caller never waits: with nothing in flight the leader goes at once. */
+ * answer in it). Followers sleep until their request was run. Before it
+ * goes, a leader also waits for the callers of the batch answered last to
+ * come back with their next request (at most an eighth of that batch's
+ * round trip): callers working through lists (xargs -P) then go as one
+ * batch per round trip instead of two halves taking turns. A serial caller
+ * never waits: it is its own comeback, and with nothing in flight the leader
+ * goes at once. */
 #ifndef IMAPFS_CACHE_BATCH_H
 #define IMAPFS_CACHE_BATCH_H
 

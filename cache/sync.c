@@ -32,6 +32,9 @@
 #define BACKOFF_MAX_MS 60000
 /* How long a DELETE or RENAME waits for the watcher to leave that folder. */
 #define LEAVE_MAX_MS 2000
+/* Sharing the pool's only connection (connections=1): how often the
+ * folder in use is checked (NOOP or STATUS between operations). */
+#define SHARED_WATCH_MS 5000
 /* A server that asks us to slow down: the next round waits twice the poll
  * interval, doubling while it keeps asking, up to THROTTLE_MAX_FACTOR
  * intervals (or longer if the server suggests a longer wait). */
@@ -57,6 +60,8 @@ struct sync {
         unsigned throttled;          /* rounds in a row the server asked us to slow down */
         unsigned failed_rounds;      /* rounds in a row whose connection broke */
         int64_t not_before;          /* no poll round before this (thread) */
+        bool own_slot;               /* s took one of the pool's slots */
+        int8_t list_status;          /* the server has LIST-STATUS (-1: not known yet) */
 };
 
 /* When a folder was last used (opened with sync_watch, or listed by someone
@@ -130,6 +135,11 @@ struct sync *sync_new(struct account *a, int poll_ms)
         pthread_cond_init(&sy->moved, &ca);
         pthread_condattr_destroy(&ca);
         imap_pool_on_leave(a->pool, sync_leave, sy);
+        /* Our connection is one of the `connections` (big providers count
+         * every connection of an account): it takes one of the pool's slots.
+         * With connections=1 there is none to take: we share the pool's. */
+        sy->own_slot = imap_pool_reserve_one(a->pool);
+        sy->list_status = -1;
         return sy;
 }
 
@@ -537,6 +547,42 @@ static int sync_pace(struct sync *sy, int r, const struct imap_slowdown *slow, b
         return sy->poll_ms;
 }
 
+/* The session for the thread's own commands (STATUS): its own, or with
+ * connections=1 the pool's, borrowed between operations (never held across
+ * a call into the account, which takes a pool session itself). NULL with
+ * *err set if there is none. */
+static struct imap_session *sync_borrow(struct sync *sy, int *err)
+{
+        struct imap_session *s = NULL;
+        if (sy->own_slot) {
+                *err = sy->s ? 0 : -EIO;
+                return sy->s;
+        }
+        *err = imap_pool_get(sy->a->pool, NULL, IMAP_POOL_META, &s);
+        if (*err == 0 && sy->list_status < 0)
+                sy->list_status = imap_session_caps(s)->list_status;
+        return *err == 0 ? s : NULL;
+}
+
+static void sync_give_back(struct sync *sy, struct imap_session *s)
+{
+        if (s && !sy->own_slot)
+                imap_pool_put(sy->a->pool, s);
+}
+
+/* Whether the server has LIST-STATUS, from our connection or, sharing the
+ * pool's, from the first one borrowed. */
+static bool sync_list_status(struct sync *sy)
+{
+        if (sy->own_slot)
+                return sy->s && imap_session_caps(sy->s)->list_status;
+        if (sy->list_status < 0) {
+                int err;
+                sync_give_back(sy, sync_borrow(sy, &err));
+        }
+        return sy->list_status > 0;
+}
+
 /* One round of polling without NOTIFY, in about two round trips however
  * many folders there are: where the server has LIST-STATUS, the tree and
  * every folder's STATUS in one command; otherwise LIST, then the STATUS of
@@ -550,7 +596,7 @@ static int sync_poll_round(struct sync *sy, const char *watched)
         struct imap_slowdown slow = {0};
         bool with_status = false;
         int r;
-        if (imap_session_caps(sy->s)->list_status) {
+        if (sync_list_status(sy)) {
                 struct sync_round rd = {sy, watched, now};
                 r = account_refresh_tree_status(a, sync_on_status, &rd, &with_status, &slow);
                 if (r < 0 || with_status)
@@ -571,8 +617,12 @@ static int sync_poll_round(struct sync *sy, const char *watched)
                 r = -ENOMEM;
         for (size_t i = 0; req && i < due; i++)
                 req[i].mailbox = v[i].raw;
-        if (req && !sync_stopping(sy))
-                r = imap_status_many(sy->s, req, due, &slow);
+        if (req && !sync_stopping(sy)) {
+                struct imap_session *s = sync_borrow(sy, &r);
+                if (s)
+                        r = imap_status_many(s, req, due, &slow);
+                sync_give_back(sy, s);
+        }
         bool throttled = r == 0 && sync_throttled(r, &slow, due);
         for (size_t i = 0; r == 0 && i < due && !sync_stopping(sy); i++) {
                 const char *raw = req[i].mailbox;
@@ -650,10 +700,83 @@ static char *sync_target(struct sync *sy)
         return t;
 }
 
+/* Sharing the pool's only connection: the folder in use is checked (NOOP
+ * where the session has it selected, whose answer brings its news, else
+ * STATUS compared with its listing) every SHARED_WATCH_MS, and a poll round
+ * (every listed folder, the watched one included) runs every poll interval,
+ * each taking the connection between operations for a round trip or two.
+ * No IDLE and no NOTIFY: they would hold the one connection. */
+static void sync_check_shared(struct sync *sy, const char *target)
+{
+        struct account *a = sy->a;
+        struct imap_session *s = NULL;
+        if (imap_pool_get(a->pool, target, IMAP_POOL_META, &s) < 0)
+                return;
+        const char *sel = imap_session_selected(s);
+        int r;
+        bool news = false;
+        struct imap_status_info st;
+        bool by_status = !sel || strcmp(sel, target) != 0;
+        if (!by_status) {
+                unsigned ev = imap_session_events(s);
+                r = imap_noop(s);
+                news = r == 0 && imap_session_events(s) != ev;
+        } else {
+                r = imap_status(s, target, &st);
+        }
+        imap_pool_put(a->pool, s);
+        sync_asked(sy, target, r);
+        if (r == -ENOENT)
+                sync_watch(sy, "INBOX"); /* the watched folder went away */
+        else if (r == 0 && by_status)
+                sync_compare(sy, target, &st);
+        else if (news && sync_is_stale(a, target))
+                sync_refresh(sy, target);
+}
+
+static void sync_run_shared(struct sync *sy)
+{
+        int64_t watch_ms = sy->poll_ms < SHARED_WATCH_MS ? sy->poll_ms : SHARED_WATCH_MS;
+        int64_t next_poll = imap_now_ms() + sy->poll_ms;
+        int64_t next_watch = imap_now_ms() + watch_ms;
+        log_dbg("sync: connections=1: sharing it, checking the folder in use every %lld ms",
+                (long long)watch_ms);
+        while (!sync_stopping(sy)) {
+                int64_t now = imap_now_ms();
+                int64_t until = next_poll < next_watch ? next_poll : next_watch;
+                if (sy->not_before > until)
+                        until = sy->not_before;
+                if (until > now) {
+                        sync_sleep(sy, (int)(until - now));
+                        continue; /* woken: the folder to watch may have changed */
+                }
+                char *target = sync_target(sy);
+                if (!target) {
+                        sync_sleep(sy, 1000);
+                        continue;
+                }
+                if (now >= next_poll) {
+                        /* The watched folder too: it is not IDLEd. */
+                        next_poll = imap_now_ms() + sync_poll_round(sy, NULL);
+                        next_watch = imap_now_ms() + watch_ms;
+                } else if (imap_retry_due(&sy->bad, target)) {
+                        sync_check_shared(sy, target);
+                        next_watch = imap_now_ms() + watch_ms;
+                } else {
+                        next_watch = imap_now_ms() + watch_ms;
+                }
+                free(target);
+        }
+}
+
 static void *sync_main(void *arg)
 {
         struct sync *sy = arg;
         struct account *a = sy->a;
+        if (!sy->own_slot) {
+                sync_run_shared(sy);
+                goto out;
+        }
         int backoff = BACKOFF_MIN_MS;
         int64_t next_poll = imap_now_ms() + sy->poll_ms;
 
@@ -760,6 +883,7 @@ static void *sync_main(void *arg)
                         sync_sleep(sy, r == -EIO ? backoff : sync_asked(sy, target, r));
                 free(target);
         }
+out:
         imap_session_free(sy->s);
         sy->s = NULL;
         pthread_mutex_lock(&sy->mu);
@@ -780,8 +904,13 @@ int sync_start(struct sync *sy)
         pthread_sigmask(SIG_BLOCK, &all, &old);
         int r = pthread_create(&sy->thread, NULL, sync_main, sy);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (r != 0)
+        if (r != 0) {
+                /* No live sync: its slot goes back to the operations. */
+                if (sy->own_slot)
+                        imap_pool_unreserve_one(sy->a->pool);
+                sy->own_slot = false;
                 return -EAGAIN;
+        }
         sy->started = true;
         return 0;
 }
@@ -819,6 +948,8 @@ void sync_free(struct sync *sy)
         if (sy->started)
                 pthread_join(sy->thread, NULL);
         imap_pool_on_leave(sy->a->pool, NULL, NULL);
+        if (sy->own_slot)
+                imap_pool_unreserve_one(sy->a->pool);
         close(sy->wake_fd);
         pthread_mutex_destroy(&sy->mu);
         pthread_cond_destroy(&sy->cv);

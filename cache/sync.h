@@ -1,8 +1,11 @@
 /* Live sync: what other devices change shows up here within seconds.
  *
- * A thread with its own IMAP connection (outside the pool, since IDLE holds
- * a connection) watches the folder used most recently (INBOX until another
- * is opened) with IDLE. With NOTIFY the same connection hears of every other
+ * A thread with its own IMAP connection (IDLE holds a connection; it takes
+ * one of the pool's slots, so that the mount stays within `connections`)
+ * watches the folder used most recently (INBOX until another is opened)
+ * with IDLE. With connections=1 there is no slot to take: the thread then
+ * borrows the pool's one connection between operations, checking the
+ * watched folder every 5 s (NOOP or STATUS) and polling as below. With NOTIFY the same connection hears of every other
  * folder, and a slow safety poll asks STATUS of each listed folder every
  * poll interval. Without NOTIFY a poll round costs about two round trips
  * however many folders there are: LIST-STATUS (the tree and every STATUS in

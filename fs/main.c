@@ -42,6 +42,17 @@
  * after the session: a live server answers within this. */
 #define EXIT_THREADS_MS 1000
 
+/* libfuse 3.12 and later run at most 10 worker threads unless told
+ * otherwise, so that no more than 10 requests reach imapfs at once: 16
+ * processes of xargs -P 16 setfattr then had 10 STOREs to coalesce, not 16.
+ * The call that takes a thread cap is declared only for FUSE_USE_VERSION
+ * 312, which this file's siblings don't use; its ABI is stable. */
+#define MAX_WORKER_THREADS 32
+#if FUSE_MAJOR_VERSION > 3 || (FUSE_MAJOR_VERSION == 3 && FUSE_MINOR_VERSION >= 12)
+#define HAVE_LOOP_CFG 1
+int fuse_session_loop_mt_312(struct fuse_session *se, struct fuse_loop_config *config);
+#endif
+
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
         (void)userdata;
@@ -416,8 +427,21 @@ int main(int argc, char *argv[])
         if (fo.singlethread) {
                 ret = fuse_session_loop(fs.se);
         } else {
+#ifdef HAVE_LOOP_CFG
+                struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+                if (cfg) {
+                        fuse_loop_cfg_set_clone_fd(cfg, 0);
+                        fuse_loop_cfg_set_idle_threads(cfg, 16);
+                        fuse_loop_cfg_set_max_threads(cfg, MAX_WORKER_THREADS);
+                        ret = fuse_session_loop_mt_312(fs.se, cfg);
+                        fuse_loop_cfg_destroy(cfg);
+                } else {
+                        ret = fuse_session_loop(fs.se);
+                }
+#else
                 struct fuse_loop_config cfg = {.clone_fd = 0, .max_idle_threads = 16};
                 ret = fuse_session_loop_mt(fs.se, &cfg);
+#endif
         }
         ret = ret == 0 ? 0 : 1;
         watchdog_cleaning(&wd);

@@ -16,6 +16,12 @@
  * server is away or silent (the kernel retries a failed read at once, and
  * that retry must not double the time the user waits). */
 #define POOL_RETRY_MS 500
+/* A caller that finds every session busy waits this many round trips for
+ * one to come back before it connects another (see pool_spare_wait), and
+ * never longer than POOL_SPARE_WAIT_MAX_MS. */
+#define POOL_SPARE_WAIT_NUM 3
+#define POOL_SPARE_WAIT_DEN 2
+#define POOL_SPARE_WAIT_MAX_MS 1000
 
 struct pool_slot {
         struct imap_session *s;
@@ -31,6 +37,7 @@ struct imap_pool {
         pthread_mutex_t mu;
         pthread_cond_t cv;
         size_t n;
+        size_t use_n; /* slots operations may use: n, less one live sync took */
         struct pool_slot *slots;
         int64_t retry_after;
         int last_err;
@@ -53,6 +60,7 @@ struct imap_pool *imap_pool_new(const struct imap_account *acct, size_t size)
         }
         p->acct = acct;
         p->n = size ? size : 1;
+        p->use_n = p->n;
         pthread_mutex_init(&p->mu, NULL);
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
@@ -96,7 +104,7 @@ static bool pool_selected_is(const struct pool_slot *sl, const char *mailbox)
 static int pool_pick(struct imap_pool *p, const char *mailbox)
 {
         int live = -1, empty = -1;
-        for (size_t i = 0; i < p->n; i++) {
+        for (size_t i = 0; i < p->use_n; i++) {
                 struct pool_slot *sl = &p->slots[i];
                 if (sl->busy)
                         continue;
@@ -130,11 +138,42 @@ static void pool_deadline_ts(int64_t deadline_ms, struct timespec *ts)
         ts->tv_nsec = (deadline_ms % 1000) * 1000000;
 }
 
+/* How long a caller that would have to connect waits for a busy session
+ * instead (lock held): a new connection costs several round trips (TCP,
+ * TLS, login, SELECT: ~80 ms at 20 ms RTT) while a busy session is often
+ * done within one or two (a LIST, a small FETCH). 1.5 times the quickest
+ * round trip measured on a busy session; 0 (connect at once) if none is
+ * busy or none has been measured. Bulk work counts too: on a fast link a
+ * read-ahead batch is back within a round trip or two (waiting only for
+ * sessions busy with listings opened as many connections at the start of a
+ * grep -r as before, at the same speed). */
+static int64_t pool_spare_wait(const struct imap_pool *p)
+{
+        int64_t rtt = -1;
+        for (size_t i = 0; i < p->n; i++) {
+                const struct pool_slot *sl = &p->slots[i];
+                if (!sl->busy || !sl->s || imap_session_broken(sl->s))
+                        continue;
+                int64_t r = imap_session_rtt_ms(sl->s);
+                if (r >= 0 && (rtt < 0 || r < rtt))
+                        rtt = r;
+        }
+        if (rtt < 0)
+                return 0;
+        int64_t w = rtt * POOL_SPARE_WAIT_NUM / POOL_SPARE_WAIT_DEN;
+        return w < 1 ? 1 : w > POOL_SPARE_WAIT_MAX_MS ? POOL_SPARE_WAIT_MAX_MS : w;
+}
+
+static bool pool_slot_live(const struct pool_slot *sl)
+{
+        return sl->s && !imap_session_broken(sl->s);
+}
+
 int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use use,
                   struct imap_session **out)
 {
         int64_t deadline = imap_now_ms() + p->acct->timeout_ms;
-        size_t bulk_max = p->n > 1 ? p->n - 1 : 1;
+        size_t bulk_max = p->use_n > 1 ? p->use_n - 1 : 1;
         int idx = -1;
 
         pthread_mutex_lock(&p->mu);
@@ -143,11 +182,26 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
                 pthread_mutex_unlock(&p->mu);
                 return e;
         }
-        while ((use == IMAP_POOL_BULK && p->bulk_busy >= bulk_max) ||
-               (idx = pool_pick(p, mailbox)) < 0) {
+        int64_t spare_until = -1; /* waiting for a busy session rather than connecting */
+        for (;;) {
+                bool can_connect = false;
+                if (use != IMAP_POOL_BULK || p->bulk_busy < bulk_max) {
+                        idx = pool_pick(p, mailbox);
+                        if (idx >= 0 && pool_slot_live(&p->slots[idx]))
+                                break;
+                        can_connect = idx >= 0;
+                }
+                if (can_connect && spare_until < 0) {
+                        spare_until = imap_now_ms() + pool_spare_wait(p);
+                        if (spare_until > deadline)
+                                spare_until = deadline;
+                }
+                if (can_connect && imap_now_ms() >= spare_until)
+                        break; /* none came back in time: connect */
                 struct timespec ts;
-                pool_deadline_ts(deadline, &ts);
-                if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT) {
+                pool_deadline_ts(can_connect ? spare_until : deadline, &ts);
+                if (pthread_cond_timedwait(&p->cv, &p->mu, &ts) == ETIMEDOUT && !can_connect &&
+                    imap_now_ms() >= deadline) {
                         pthread_mutex_unlock(&p->mu);
                         log_warn("no IMAP connection became free within the timeout");
                         return -ETIMEDOUT;
@@ -210,6 +264,30 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
         return 0;
 }
 
+bool imap_pool_reserve_one(struct imap_pool *p)
+{
+        pthread_mutex_lock(&p->mu);
+        bool ok = p->use_n > 1;
+        if (ok) {
+                struct pool_slot *sl = &p->slots[--p->use_n];
+                if (!sl->busy) {
+                        imap_session_free(sl->s);
+                        sl->s = NULL;
+                }
+        }
+        pthread_mutex_unlock(&p->mu);
+        return ok;
+}
+
+void imap_pool_unreserve_one(struct imap_pool *p)
+{
+        pthread_mutex_lock(&p->mu);
+        if (p->use_n < p->n)
+                p->use_n++;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+}
+
 uint64_t imap_pool_appendlimit(struct imap_pool *p)
 {
         pthread_mutex_lock(&p->mu);
@@ -255,7 +333,11 @@ void imap_pool_put(struct imap_pool *p, struct imap_session *s)
                         imap_session_set_selected(s, NULL, NULL);
                 p->slots[i].forget = false;
                 p->slots[i].last_used = imap_now_ms();
-                if (imap_session_broken(s)) {
+                if (i >= p->use_n) {
+                        /* Its slot went to live sync meanwhile. */
+                        imap_session_free(s);
+                        p->slots[i].s = NULL;
+                } else if (imap_session_broken(s)) {
                         if (imap_session_timed_out(s)) {
                                 p->retry_after = imap_now_ms() + POOL_RETRY_MS;
                                 p->last_err = -EIO;

@@ -24,8 +24,12 @@ void imap_pool_adopt(struct imap_pool *p, struct imap_session *s);
 enum imap_pool_use { IMAP_POOL_META, IMAP_POOL_BULK };
 
 /* Gets a session for exclusive use, preferring one with mailbox (may be NULL)
- * selected; connects one if needed. Waits at most the account's timeout for a
- * free slot. Returns 0 or a negative errno (-EIO, -ETIMEDOUT, -EACCES...). */
+ * selected; connects one if needed. When every session is busy and a slot is
+ * free, it first waits up to 1.5 round trips (as measured on the busy
+ * sessions, at most 1 s) for one to come back, since a new connection costs
+ * several; it connects when none did. Waits at most the account's timeout
+ * for a free slot. Returns 0 or a negative errno (-EIO, -ETIMEDOUT,
+ * -EACCES...). */
 int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use use,
                   struct imap_session **out);
 
@@ -61,6 +65,13 @@ uint64_t imap_pool_appendlimit(struct imap_pool *p);
 
 /* True while the last attempt to connect failed: the server is away. */
 bool imap_pool_down(struct imap_pool *p);
+
+/* Live sync's connection counts against the pool's size (big providers
+ * count every connection of an account): it takes one of the slots for its
+ * own session. False if the pool has only one slot, which then stays the
+ * operations' (live sync must share it). unreserve gives the slot back. */
+bool imap_pool_reserve_one(struct imap_pool *p);
+void imap_pool_unreserve_one(struct imap_pool *p);
 
 /* Returns a session; a broken one is closed here. */
 void imap_pool_put(struct imap_pool *p, struct imap_session *s);

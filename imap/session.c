@@ -50,6 +50,9 @@ struct imap_session {
         } quiet;
         char *long_args; /* the last result's code arguments when args could not hold them */
         int64_t last_activity;
+        /* The quickest command's round trip so far (-1: none yet); read by
+         * the pool while another thread uses the session. */
+        _Atomic int64_t rtt_ms;
         char who[16]; /* "s3", for log lines */
         /* UIDONLY (RFC 9586) enabled: "* 7 UIDFETCH (FLAGS ...)" names UID 7.
          * Each such response is handed on as "* 7 FETCH (UID 7 FLAGS ...)",
@@ -726,7 +729,20 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
         if (done)
                 return 0;
         char *tags[1] = {tag};
-        return session_collect(s, tags, 1, fn, ctx, res, deadline);
+        int64_t t0 = imap_now_ms();
+        r = session_collect(s, tags, 1, fn, ctx, res, deadline);
+        /* Any command takes at least a round trip: the quickest one so far
+         * is the best estimate of it (the pool weighs a wait against a new
+         * connection with it). */
+        int64_t took = imap_now_ms() - t0, best = atomic_load(&s->rtt_ms);
+        if (r == 0 && (best < 0 || took < best))
+                atomic_store(&s->rtt_ms, took);
+        return r;
+}
+
+int64_t imap_session_rtt_ms(const struct imap_session *s)
+{
+        return atomic_load(&s->rtt_ms);
 }
 
 /* How commands are pipelined: at most this many per write and at most this
@@ -1300,6 +1316,7 @@ int imap_session_open(const struct imap_account *a, struct imap_session **out, c
         if (!s)
                 return -ENOMEM;
         s->acct = a;
+        atomic_init(&s->rtt_ms, -1);
         s->sel.permanentflags = "";
         s->id = atomic_fetch_add(&session_ids, 1) + 1;
         snprintf(s->who, sizeof(s->who), "s%d", s->id);

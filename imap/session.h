@@ -177,6 +177,9 @@ unsigned imap_session_events(const struct imap_session *s);
 bool imap_session_timed_out(const struct imap_session *s);
 /* When the server last answered anything on this session (monotonic ms). */
 int64_t imap_session_last_activity(const struct imap_session *s);
+/* The round trip of the quickest command on this session so far (the login
+ * gives a first one), in ms; -1 before any. */
+int64_t imap_session_rtt_ms(const struct imap_session *s);
 const struct imap_caps *imap_session_caps(const struct imap_session *s);
 /* The server answered BAD to a FETCH naming X-GM-MSGID or EMAILID although it
  * announced X-GM-EXT-1 or OBJECTID (a proxy or a server that lists what it

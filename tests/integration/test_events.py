@@ -7,8 +7,8 @@ although the connection keeps the folder selected and its SELECT is answered fro
 
 Two servers: Dovecot with CONDSTORE and QRESYNC (expunges come as VANISHED), and Dovecot
 with neither (EXPUNGE by sequence number). Both hide NOTIFY and IDLE (`imap_capability`),
-and each mount uses one pooled connection (`-o connections=1`), so the connection that
-listed the folder is the one that reads and writes in it.
+and each mount uses one pooled connection (`-o connections=2`: live sync's and one more),
+so the connection that listed the folder is the one that reads and writes in it.
 
 Each test: `ls` the folder; another client (imaplib) changes it; the mount acts in the
 folder (a `cat` of a third message, or a `cp` into it); then `ls` is polled until it shows
@@ -149,7 +149,7 @@ class Base(unittest.TestCase):
         self.m = I.Mount("imaps://%s@127.0.0.1:%d" % (self.user, srv.imaps_port),
                          opts={"cafile": srv.cafile,
                                "password_file": srv.password_file_for(self.user),
-                               "poll": 3600, "connections": 1, "cache": "no"})
+                               "poll": 3600, "connections": 2, "cache": "no"})
         try:
             self.m.mount(debug=bool(os.environ.get("EVENTS_DEBUG")), foreground=True)
         except Exception:

@@ -14,6 +14,12 @@ round-trip time, default configuration (persistent cache and live sync on).
    and unlinks one at a time, so they can't be coalesced into one command: see README,
    "Bulk changes".)
 
+3. At most `connections` connections, live sync's included: under a parallel read load
+   (`cat` in two folders and `ls -lR` at once) a mount with `-o connections=2` never has
+   more than 2 connections open at the proxy, and one with `-o connections=1` never more
+   than 1, while live sync still delivers another client's flag change to a file held
+   open (read with fgetxattr: no lookup, no revalidation can bring it; `-o poll=3600`).
+
 The tests assert command counts, not wall times; the times are printed (TAP comments)."""
 
 import datetime
@@ -32,11 +38,12 @@ from proxy import Proxy  # noqa: E402
 
 SERIAL_N = 60
 PAR_N = 300
+READ_N = 150
 DELAY = 0.01  # per direction: 20 ms added round-trip time
 
 # folder → number of messages loaded before the mount
 FOLDERS = {"Src": SERIAL_N, "Dst": 0, "RmSrc": SERIAL_N, "PSrc": PAR_N, "PDst": 0,
-           "PRm": PAR_N, "PFlags": PAR_N, "Trash": 0}
+           "PRm": PAR_N, "PFlags": PAR_N, "Trash": 0, "ReadA": READ_N, "ReadB": READ_N}
 
 SRV = None
 PROXY = None
@@ -277,6 +284,74 @@ class Link(unittest.TestCase):
         for n in listing("PFlags")[:10]:
             r = sh(["getfattr", "--only-values", "-n", "user.imap.flags", os.path.join(d, n)])
             self.assertEqual(set(r.stdout.decode().split()), {"\\Flagged", "$Done"}, n)
+
+
+class Budget(unittest.TestCase):
+    """Issue 11: at most `connections` sessions, live sync's included."""
+
+    def budget(self, n):
+        import threading
+        proxy = Proxy(SRV.imaps_port).start()
+        self.addCleanup(proxy.stop)
+        proxy.set_delay(DELAY)
+        m = C.mount_of(SRV, proxy.port, connections=str(n), cache="no", poll="3600")
+        self.addCleanup(m.cleanup)
+        m.mount(foreground=True)
+        peak = [0]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], proxy.open_connections())
+                time.sleep(0.002)
+        t = threading.Thread(target=sample)
+        t.start()
+        try:
+            t0 = time.monotonic()
+            procs = [subprocess.Popen(["sh", "-c", 'cat "$1"/* >/dev/null', "sh",
+                                       os.path.join(m.mp, f)]) for f in ("ReadA", "ReadB")]
+            procs.append(subprocess.Popen(["ls", "-lR", m.mp], stdout=subprocess.DEVNULL))
+            for p in procs:
+                self.assertEqual(p.wait(120), 0)
+            dt = time.monotonic() - t0
+            # Live sync still works: another client flags a message of the folder in use
+            # (ReadB, opened last); the mount shows it on a file held open.
+            names = sorted(os.listdir(os.path.join(m.mp, "ReadB")))
+            flag = "$Budget%d" % n  # a keyword of this test's own
+            fd = os.open(os.path.join(m.mp, "ReadB", names[0]), os.O_RDONLY)
+            self.assertNotIn(flag, os.getxattr(fd, "user.imap.flags").decode())
+            c = SRV.client()
+            try:
+                typ, data = c.select("ReadB")
+                self.assertEqual(typ, "OK", data)
+                uid = os.getxattr(fd, "user.imap.uid").decode()
+                typ, data = c.uid("STORE", uid, "+FLAGS", "(%s)" % flag)
+                self.assertEqual(typ, "OK", data)
+            finally:
+                c.logout()
+            t1 = time.monotonic()
+            try:
+                wait_for(lambda: flag in os.getxattr(fd, "user.imap.flags").decode(), 15,
+                         0.1, "the flag change to reach the mount by live sync")
+            finally:
+                os.close(fd)
+            heard = time.monotonic() - t1
+        finally:
+            stop.set()
+            t.join()
+        print("# connections=%d: parallel reads %.2f s, at most %d connections open at once, "
+              "another client's flag change seen after %.1f s" % (n, dt, peak[0], heard))
+        self.assertGreaterEqual(peak[0], 1)
+        self.assertLessEqual(peak[0], n, log_tail())
+        m.unmount()
+
+    def test_connections_2(self):
+        """connections=2: reads, listings and live sync on at most 2 connections"""
+        self.budget(2)
+
+    def test_connections_1(self):
+        """connections=1: live sync shares the one connection"""
+        self.budget(1)
 
 
 if __name__ == "__main__":
