@@ -288,7 +288,10 @@ static int account_run_once(struct account *a, const char *mailbox, enum imap_po
                 int64_t t0 = imap_now_ms();
                 int r = imap_pool_get(a->pool, mailbox, use, &s);
                 if (r < 0) {
-                        account_away_note(a, r, false);
+                        /* A connection that could not be made comes back as
+                         * -EIO: its own cause says whether the server is away. */
+                        int why = r == -EIO ? imap_pool_down_err(a->pool) : 0;
+                        account_away_note(a, why < 0 ? why : r, false);
                         return r;
                 }
                 bool reused = imap_session_used(s);

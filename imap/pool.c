@@ -42,6 +42,7 @@ struct imap_pool {
         int64_t retry_after;
         int last_err;
         bool was_down;
+        int down_err; /* why the last connect failed (imap_pool_down_err) */
         size_t bulk_busy;
         imap_pool_leave_fn leave_fn;
         void *leave_ctx;
@@ -239,6 +240,7 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
                 if (!p->was_down)
                         log_warn("cannot reach the server: %s", err);
                 p->was_down = true;
+                p->down_err = r;
                 /* A refused connection fails fast by itself; only a server
                  * that lets us wait out the deadline earns the pause. */
                 if (r == -ETIMEDOUT)
@@ -302,6 +304,14 @@ bool imap_pool_down(struct imap_pool *p)
         bool down = p->was_down;
         pthread_mutex_unlock(&p->mu);
         return down;
+}
+
+int imap_pool_down_err(struct imap_pool *p)
+{
+        pthread_mutex_lock(&p->mu);
+        int e = p->was_down ? p->down_err : 0;
+        pthread_mutex_unlock(&p->mu);
+        return e;
 }
 
 void imap_pool_forget_mailbox(struct imap_pool *p, const char *mailbox)

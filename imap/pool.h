@@ -65,6 +65,9 @@ uint64_t imap_pool_appendlimit(struct imap_pool *p);
 
 /* True while the last attempt to connect failed: the server is away. */
 bool imap_pool_down(struct imap_pool *p);
+/* While down: why the last attempt to connect failed (-ETIMEDOUT,
+ * -EHOSTUNREACH, -ECONNREFUSED...), which callers get as -EIO; else 0. */
+int imap_pool_down_err(struct imap_pool *p);
 
 /* Live sync's connection counts against the pool's size (big providers
  * count every connection of an account): it takes one of the slots for its

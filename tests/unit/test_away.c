@@ -1,0 +1,124 @@
+/* The server "away" memory (account_away): after a failure that shows the
+ * server can't be reached, revalidating what the cache holds answers from it
+ * at once for a while instead of waiting a timeout again. A connection that
+ * can't be made in time is such a failure, like a command that timed out:
+ * once the pool's sessions broke, every operation connects first, and
+ * without it a stalled server would cost each ls a timeout again as soon as
+ * the first away period ended. Against a scripted server: INBOX is listed,
+ * the connection breaks, and the next connection gets no greeting. */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cache/account.h"
+#include "cache/persist.h"
+#include "imap/conn.h"
+#include "tests/unit/fake_server.h"
+#include "tests/unit/unit_main.h"
+
+#define LISTING                                                                                    \
+        "* 1 FETCH (UID 5 RFC822.SIZE 27 INTERNALDATE "                                            \
+        "\"01-Jan-2024 10:00:00 +0000\" FLAGS (\\Seen) "                                           \
+        "BODY[HEADER.FIELDS (DATE SUBJECT)] {15}\r\nSubject: hi\r\n\r\n)\r\n"                      \
+        "$T OK done\r\n"
+
+static char *name_message(void *ctx, uint32_t uid, const char *date, const char *subject,
+                          time_t internaldate)
+{
+        (void)ctx;
+        (void)date;
+        (void)subject;
+        (void)internaldate;
+        char buf[32];
+        snprintf(buf, sizeof buf, "%u.eml", uid);
+        return strdup(buf);
+}
+
+static char *name_dir(void *ctx, const char *comp)
+{
+        (void)ctx;
+        return strdup(comp);
+}
+
+static int name_server(void *ctx, const char *name, char delim, char **out)
+{
+        (void)ctx;
+        (void)delim;
+        *out = strdup(name);
+        return *out ? 0 : -ENOMEM;
+}
+
+START_TEST(test_connect_timeout_counts_as_away)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK [CAPABILITY IMAP4rev1] ok\r\n", 0},
+            {"LIST", 0, "* LIST (\\HasNoChildren) \"/\" INBOX\r\n$T OK done\r\n", 0},
+            {"SELECT \"INBOX\"", 0,
+             "* 1 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 6] n\r\n$T OK [READ-WRITE] "
+             "done\r\n",
+             0},
+            {"UID FETCH 1:*", 0, LISTING, 0},
+            /* The connection breaks; the next one gets its greeting only
+             * after the client's 2 s deadline. */
+            {NULL, 0, "$ACCEPT", 0},
+            {NULL, 0, GREETING, 2500},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        char dir[] = "/tmp/test_awayXXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        fake_start(&f, script);
+        struct account a = {0};
+        a.imap = fake_acct(f.port, "pw", true);
+        a.opts.connections = 1;
+        a.opts.mem_cache = 1 << 20;
+        a.opts.revalidate_ms = 60000;
+        a.naming = (struct account_naming){NULL, name_message, NULL, name_dir, name_server};
+        ck_assert_int_eq(account_init(&a), 0);
+        char err[256] = "";
+        ck_assert_msg(persist_open(&a, dir, 64 << 20, err, sizeof err) == 0, "%s", err);
+        bool net;
+        ck_assert_msg(account_connect(&a, err, sizeof err, &net) == 0, "%s", err);
+        cache_lock(a.cache);
+        uint64_t id = cache_mbox_by_raw(a.cache, "INBOX")->node.id;
+        cache_unlock(a.cache);
+        ck_assert_int_eq(account_refresh_listing(&a, id, 0), 0);
+        ck_assert_int_eq(account_away(&a), 0);
+
+        /* The session is gone; the new connection times out. */
+        usleep(100 * 1000);
+        ck_assert_int_lt(account_refresh_listing(&a, id, 0), 0);
+        ck_assert_msg(account_away(&a) < 0, "a connection that timed out: server not away");
+
+        /* Past the pool's own pause after a timeout (500 ms): an ls's
+         * revalidation answers from the cache at once, not after another
+         * connection's timeout. */
+        usleep(700 * 1000);
+        int64_t t0 = imap_now_ms();
+        ck_assert_int_lt(account_refresh_listing(&a, id, 1), 0);
+        int64_t took = imap_now_ms() - t0;
+        ck_assert_msg(took < 500, "revalidation with the server away took %lld ms",
+                      (long long)took);
+
+        account_destroy(&a);
+        persist_close(&a);
+        fake_stop(&f);
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+int main(void)
+{
+        Suite *s = suite_create("away");
+        TCase *tc = tcase_create("away");
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, test_connect_timeout_counts_as_away);
+        suite_add_tcase(s, tc);
+        return unit_run(s);
+}
