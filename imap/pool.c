@@ -153,7 +153,9 @@ static int64_t pool_spare_wait(const struct imap_pool *p)
         int64_t rtt = -1;
         for (size_t i = 0; i < p->n; i++) {
                 const struct pool_slot *sl = &p->slots[i];
-                if (!sl->busy || !sl->s || imap_session_broken(sl->s))
+                /* Only its atomic round trip: the thread using a busy
+                 * session may be marking it broken right now. */
+                if (!sl->busy || !sl->s)
                         continue;
                 int64_t r = imap_session_rtt_ms(sl->s);
                 if (r >= 0 && (rtt < 0 || r < rtt))
@@ -174,10 +176,10 @@ int imap_pool_get(struct imap_pool *p, const char *mailbox, enum imap_pool_use u
                   struct imap_session **out)
 {
         int64_t deadline = imap_now_ms() + p->acct->timeout_ms;
-        size_t bulk_max = p->use_n > 1 ? p->use_n - 1 : 1;
         int idx = -1;
 
         pthread_mutex_lock(&p->mu);
+        size_t bulk_max = p->use_n > 1 ? p->use_n - 1 : 1; /* use_n: live sync's, lock held */
         if (imap_now_ms() < p->retry_after) {
                 int e = p->last_err;
                 pthread_mutex_unlock(&p->mu);

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@ struct holder {
         int hold_ms;
         struct imap_session *s;
         int r;
+        atomic_bool got; /* s is set (read by the test's thread) */
 };
 
 /* Another caller: takes a session, holds it for hold_ms (a command on the
@@ -28,6 +30,7 @@ static void *holder_main(void *arg)
 {
         struct holder *h = arg;
         h->r = imap_pool_get(h->p, NULL, IMAP_POOL_META, &h->s);
+        atomic_store(&h->got, true);
         if (h->r == 0) {
                 usleep((useconds_t)h->hold_ms * 1000);
                 imap_pool_put(h->p, h->s);
@@ -40,8 +43,9 @@ static void hold(pthread_t *th, struct holder *h)
 {
         ck_assert_int_eq(pthread_create(th, NULL, holder_main, h), 0);
         /* Until it has the session: then the pool has no free one. */
-        for (int i = 0; i < 200 && !h->s; i++)
+        for (int i = 0; i < 200 && !atomic_load(&h->got); i++)
                 usleep(1000);
+        ck_assert(atomic_load(&h->got));
         ck_assert_ptr_nonnull(h->s);
 }
 
@@ -64,7 +68,7 @@ START_TEST(test_busy_session_is_waited_for_not_a_new_connection)
         imap_pool_adopt(p, s1);
 
         pthread_t th;
-        struct holder h = {p, 20, NULL, -1};
+        struct holder h = {p, 20, NULL, -1, false};
         hold(&th, &h);
         int64_t t0 = imap_now_ms();
         struct imap_session *s = NULL;
@@ -102,7 +106,7 @@ START_TEST(test_connects_when_none_comes_back_in_time)
         imap_pool_adopt(p, s1);
 
         pthread_t th;
-        struct holder h = {p, 400, NULL, -1};
+        struct holder h = {p, 400, NULL, -1, false};
         hold(&th, &h);
         int64_t t0 = imap_now_ms();
         struct imap_session *s = NULL;
@@ -154,6 +158,63 @@ START_TEST(test_reserved_slot_is_not_connected)
 }
 END_TEST
 
+struct breaker {
+        struct imap_pool *p;
+        atomic_bool got;
+        int r;
+};
+
+/* Another caller whose command breaks the connection while it holds it. */
+static void *breaker_main(void *arg)
+{
+        struct breaker *b = arg;
+        struct imap_session *s = NULL;
+        b->r = imap_pool_get(b->p, NULL, IMAP_POOL_META, &s);
+        atomic_store(&b->got, true);
+        if (b->r == 0) {
+                b->r = imap_noop(s);
+                imap_pool_put(b->p, s);
+        }
+        return NULL;
+}
+
+START_TEST(test_session_breaks_while_waited_for)
+{
+        /* The pool reads nothing of a busy session but its atomic round
+         * trip: the thread using it may be marking it broken meanwhile (a
+         * data race ThreadSanitizer reports: build with -Db_sanitize=thread).
+         * The waiting caller then connects. */
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK in\r\n", 40},
+            {"NOOP", 0, "$ACCEPT", 30},
+            {NULL, 0, GREETING, 0},
+            {"LOGIN", 0, "$T OK in\r\n", 0},
+            {"NOOP", 0, "$T OK fine\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s1 = NULL;
+        ck_assert_int_eq(open_plain(&f, script, &a, &s1), 0);
+        struct imap_pool *p = imap_pool_new(&a, 2);
+        imap_pool_adopt(p, s1);
+        pthread_t th;
+        struct breaker b = {p, false, 1};
+        ck_assert_int_eq(pthread_create(&th, NULL, breaker_main, &b), 0);
+        while (!atomic_load(&b.got))
+                usleep(1000);
+        struct imap_session *s = NULL;
+        ck_assert_int_eq(imap_pool_get(p, NULL, IMAP_POOL_META, &s), 0);
+        ck_assert_int_eq(imap_noop(s), 0);
+        imap_pool_put(p, s);
+        pthread_join(th, NULL);
+        ck_assert_int_eq(b.r, -EIO);
+        imap_pool_free(p);
+        fake_stop(&f);
+}
+END_TEST
+
 int main(void)
 {
         Suite *s = suite_create("pool_wait");
@@ -162,6 +223,7 @@ int main(void)
         tcase_add_test(tc, test_busy_session_is_waited_for_not_a_new_connection);
         tcase_add_test(tc, test_connects_when_none_comes_back_in_time);
         tcase_add_test(tc, test_reserved_slot_is_not_connected);
+        tcase_add_test(tc, test_session_breaks_while_waited_for);
         suite_add_tcase(s, tc);
         return unit_run(s);
 }
