@@ -274,7 +274,10 @@ static void account_away_note(struct account *a, int r, bool reached)
         }
         for (size_t i = 0; i < sizeof(away) / sizeof(away[0]); i++)
                 if (r == away[i]) {
-                        atomic_store(&a->away_err, r);
+                        /* What the failed call itself answered: a connection
+                         * that could not be made is -EIO to callers (some
+                         * show the cache on -EIO or -ETIMEDOUT only). */
+                        atomic_store(&a->away_err, r == -ETIMEDOUT ? r : -EIO);
                         atomic_store(&a->away_until_ms, imap_now_ms() + ACCOUNT_AWAY_MS);
                 }
 }
