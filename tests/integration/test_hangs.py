@@ -277,6 +277,22 @@ class Hangs(unittest.TestCase):
         self.assertLess(t_exit, UNMOUNT_BOUND, "the daemon exited %.1f s after unmount" % t_exit
                         + log_tail(m))
 
+    def test_3b1_unmount_while_shared_poll_stalled(self):
+        """connections=1: live sync shares the pool's one connection (no IDLE), checking the
+        folder in use every few seconds and polling every second; the server stalls while
+        it does. Unmount and exit stay within the bound."""
+        p, m = self._stalled_mount(poll=1, connections=1)
+        for d in ("Quiet", "Scan", "INBOX"):
+            os.listdir(os.path.join(m.mp, d))
+        time.sleep(1.5)
+        p.stall()
+        time.sleep(1.5)  # a poll round is now waiting on the server, on the pool's connection
+        t_fm, t_exit = self._unmount_timed(m)
+        self.assertLess(t_fm, UNMOUNT_BOUND, "fusermount3 -u took %.1f s" % t_fm)
+        self.assertIsNotNone(t_exit, "the daemon did not exit within 60 s" + log_tail(m))
+        self.assertLess(t_exit, UNMOUNT_BOUND, "the daemon exited %.1f s after unmount" % t_exit
+                        + log_tail(m))
+
     def test_3c_unmount_while_worker_blocked(self):
         """A read and a listing wait on a stalled server; lazy unmount, then the daemon
         must exit within the bound."""
