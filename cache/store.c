@@ -263,6 +263,7 @@ struct store {
         struct op *committing;             /* the batch being committed: still visible to readers */
         struct op *touches, *touches_tail; /* LRU stamps (OP_TOUCH): readers never look */
         size_t ntouches;
+        uint64_t touch_takes;      /* lists of stamps the writer took (store_flush) */
         struct timespec touch_due; /* when the oldest waiting stamp goes out (CLOCK_REALTIME) */
         uint64_t commits;
         size_t queued_bytes;
@@ -1182,6 +1183,7 @@ static void *store_writer(void *arg)
                                 first = s->touches;
                         s->touches = s->touches_tail = NULL;
                         s->ntouches = 0;
+                        s->touch_takes++;
                 }
                 s->committing = first;
                 pthread_mutex_unlock(&s->mu);
@@ -1600,7 +1602,12 @@ int store_flush(struct store *s, int timeout_ms)
         pthread_mutex_lock(&s->mu);
         s->flushing++;
         pthread_cond_signal(&s->cv);
-        while (s->running && (s->head || s->committing || s->touches) && rc == 0)
+        /* The stamps waiting now, not those that reads add meanwhile: with a
+         * scan going on there would always be more, a commit after commit. */
+        bool stamps = s->touches != NULL;
+        uint64_t takes = s->touch_takes;
+        while (s->running && (s->head || s->committing || (stamps && s->touch_takes == takes)) &&
+               rc == 0)
                 rc = pthread_cond_timedwait(&s->done, &s->mu, &dl);
         s->flushing--;
         pthread_mutex_unlock(&s->mu);
