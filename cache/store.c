@@ -263,7 +263,8 @@ struct store {
         struct op *committing;             /* the batch being committed: still visible to readers */
         struct op *touches, *touches_tail; /* LRU stamps (OP_TOUCH): readers never look */
         size_t ntouches;
-        uint64_t touch_takes;      /* lists of stamps the writer took (store_flush) */
+        uint64_t touch_takes;      /* lists of stamps the writer took */
+        uint64_t touch_flush;      /* a flusher waits until touch_takes reaches this */
         struct timespec touch_due; /* when the oldest waiting stamp goes out (CLOCK_REALTIME) */
         uint64_t commits;
         size_t queued_bytes;
@@ -1130,7 +1131,7 @@ static bool touches_due(struct store *s)
 {
         if (!s->touches)
                 return false;
-        if (s->stop || s->flushing || s->ntouches >= TOUCH_BATCH)
+        if (s->stop || s->touch_takes < s->touch_flush || s->ntouches >= TOUCH_BATCH)
                 return true;
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
@@ -1606,6 +1607,8 @@ int store_flush(struct store *s, int timeout_ms)
          * scan going on there would always be more, a commit after commit. */
         bool stamps = s->touches != NULL;
         uint64_t takes = s->touch_takes;
+        if (stamps && s->touch_flush <= takes)
+                s->touch_flush = takes + 1;
         while (s->running && (s->head || s->committing || (stamps && s->touch_takes == takes)) &&
                rc == 0)
                 rc = pthread_cond_timedwait(&s->done, &s->mu, &dl);

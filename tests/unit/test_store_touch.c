@@ -171,7 +171,7 @@ struct reader {
 static void *reader_main(void *arg)
 {
         struct reader *r = arg;
-        static unsigned char b[4096];
+        unsigned char b[4096]; /* each reader its own */
         for (uint32_t uid = 1; !atomic_load(&r->stop); uid = uid % 100 + 1) {
                 struct store_part p = part(uid);
                 store_block_get(r->s, &p, 0, b, sizeof(b));
