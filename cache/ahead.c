@@ -19,16 +19,28 @@
  * ways and out of order. An open belongs to a scan when it lands within NEAR
  * positions of the range the scan has opened, or inside what it has planned.
  * Read-ahead goes in a direction once SCAN_MIN opens have extended the range
- * that way. Batches grow 16, 64, then BATCH_MAX messages (at most
- * BATCH_BYTES), and the next batch is queued when less than half a batch is
- * left ahead of the reader. Starting at 16 rather than smaller matters: each
- * batch costs a round trip before its first byte, and the reader waits for
- * the first ones. STREAMS scans are followed at once, over all folders. */
+ * that way. While the probes (below) have not shown what the readers read,
+ * a batch is FIRST_BATCH messages; after that one batch takes the rest of
+ * the folder that way, up to SCAN_BATCH messages and the byte budget
+ * (SCAN_BYTES, at most half of mem_cache), and the next batch is queued
+ * when less than half of the last one is left ahead of the reader. Each
+ * batch costs a round trip before its first byte and one worker runs them
+ * one after the other, so a ramp of growing batches cost a round trip per
+ * step (issue 13); the server streams one big batch as fast as small ones,
+ * and the reader gets each message as it arrives. Header scans take
+ * BATCH_MAX starts at once. STREAMS scans are followed at once, over all
+ * folders. */
 #define SCAN_MIN 2u
 #define NEAR 16u
 #define STREAMS 8u
 #define BATCH_MAX 256u
 #define BATCH_BYTES (8u << 20)
+#define SCAN_BATCH 4096u
+/* Not more: a batch claims its messages when it starts, and a reader who
+ * opens one of them far ahead of the scan waits for the batch to get there
+ * (on a slow link, seconds per 8 MiB); past the running batch it fetches
+ * its file alone (test_hangs: read not behind queued read-ahead). */
+#define SCAN_BYTES BATCH_BYTES
 #define QUEUE_MAX 4u
 /* Fetching threads. One: a second one measured slower (two server processes
  * competing for the same two cores), but the design allows more. */
@@ -95,11 +107,13 @@ struct ahead_stream {
         size_t lo, hi;    /* the sorted positions opened: the range's ends */
         size_t down_next; /* [down_next, up_next) is opened or planned */
         size_t up_next;
-        unsigned up, down; /* opens that moved hi up, lo down */
-        unsigned opens;    /* after the first */
-        unsigned heads;    /* files read only at their start, in a row */
-        uint64_t reach;    /* how far those were read, at most */
-        bool voted;        /* a probe has told what the readers read */
+        unsigned up, down;         /* opens that moved hi up, lo down */
+        size_t up_last, down_last; /* messages in the last batch each way... */
+        bool up_cut, down_cut;     /* ...if the byte budget cut it short */
+        unsigned opens;            /* after the first */
+        unsigned heads;            /* files read only at their start, in a row */
+        uint64_t reach;            /* how far those were read, at most */
+        bool voted;                /* a probe has told what the readers read */
 };
 
 struct ahead {
@@ -580,12 +594,14 @@ static struct ahead_stream *ahead_stream_start(struct ahead *h, uint64_t mbox_id
         return st;
 }
 
-/* Batches grow with the scan: 16, 64, then BATCH_MAX messages. */
 #define FIRST_BATCH 16u
-static size_t ahead_want(unsigned votes)
+
+/* The bytes one batch of a scan of whole messages may bring: they wait in
+ * mem_cache for their reader, so at most half of it. */
+static uint64_t ahead_budget(const struct ahead *h)
 {
-        unsigned shift = votes - SCAN_MIN;
-        return shift >= 2 ? BATCH_MAX : (size_t)FIRST_BATCH << (2 * shift);
+        uint64_t half = h->a->opts.mem_cache / 2;
+        return half > 0 && half < SCAN_BYTES ? half : SCAN_BYTES;
 }
 
 /* Plans the leading blocks of message m nobody has yet into j (from the
@@ -647,21 +663,37 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
 {
         /* Starts of messages are small: a header scan takes the biggest
          * batches at once. */
-        size_t want = st->heads > 0 ? BATCH_MAX : ahead_want(dir > 0 ? st->up : st->down);
+        size_t want = st->heads > 0 ? BATCH_MAX : SCAN_BATCH;
+        uint64_t budget = st->heads > 0 ? BATCH_BYTES : ahead_budget(h);
         /* Still probing: no more than a first batch of blocks until the
          * readers have shown how much of each file they read. */
         if (st->heads == 0 && !st->voted && st->opens <= PROBES && want > FIRST_BATCH)
                 want = FIRST_BATCH;
         size_t n = mb->nmsgs;
+        /* Half a batch left ahead is enough: half of the last one if the
+         * byte budget cut it (big messages), else half of want (a probing
+         * batch is followed by a whole one at once). */
+        bool cut = dir > 0 ? st->up_cut : st->down_cut;
+        size_t last = dir > 0 ? st->up_last : st->down_last;
+        size_t enough = (cut && last < want ? last : want) / 2;
+        /* The first batch each way starts with the file whose open
+         * established the scan (its reader has not read yet): that reader
+         * then waits for the batch's first answer on the worker's
+         * connection, instead of fetching its file alone while the worker
+         * holds that connection, on one it must first open and select
+         * (several round trips, issue 13). */
+        bool first = dir > 0 ? st->up_last == 0 : st->down_last == 0;
         if (dir > 0) {
-                if (st->up_next < st->hi + 1)
-                        st->up_next = st->hi + 1;
-                if (st->up_next - (st->hi + 1) >= want / 2 || st->up_next >= n)
+                if (st->up_next < st->hi + !first)
+                        st->up_next = st->hi + !first;
+                if ((st->up_next > st->hi && st->up_next - (st->hi + 1) >= enough) ||
+                    st->up_next >= n)
                         return; /* enough is on its way */
         } else {
-                if (st->down_next > st->lo)
-                        st->down_next = st->lo;
-                if (st->lo - st->down_next >= want / 2 || st->down_next == 0)
+                if (st->down_next > st->lo + first)
+                        st->down_next = st->lo + first;
+                if ((st->down_next <= st->lo && st->lo - st->down_next >= enough) ||
+                    st->down_next == 0)
                         return;
         }
 
@@ -688,14 +720,18 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
         size_t planned = 0;
         if (dir > 0) {
                 size_t i = st->up_next;
-                for (; i < n && planned < want && bytes < BATCH_BYTES; i++, planned++)
+                for (; i < n && planned < want && bytes < budget; i++, planned++)
                         bytes += ahead_plan_one(h, mb, sorted[i], j, jd);
                 st->up_next = i;
+                st->up_last = planned;
+                st->up_cut = bytes >= budget;
         } else {
                 size_t i = st->down_next;
-                for (; i > 0 && planned < want && bytes < BATCH_BYTES; i--, planned++)
+                for (; i > 0 && planned < want && bytes < budget; i--, planned++)
                         bytes += ahead_plan_one(h, mb, sorted[i - 1], j, jd);
                 st->down_next = i;
+                st->down_last = planned;
+                st->down_cut = bytes >= budget;
         }
         if (jd && jd->n && !ahead_enqueue(h, jd)) {
                 ahead_job_release(h, jd);

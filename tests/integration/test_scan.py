@@ -223,6 +223,22 @@ class TestScan(unittest.TestCase):
         self.check_scan("descending cat loop",
                         'ls -r | while IFS= read -r f; do cat "$f"; done > /dev/null', shell=True)
 
+    def test_cat_whole_folder_few_round_trips(self):
+        """`cat *` and grep -rl of a whole folder (issue 13): once the scan shows, the rest of
+        the folder comes in one batch, not in a ramp of growing ones, each a round trip: the
+        two files opened before the scan can be seen, then one FETCH for all the others."""
+        for what, argv in (("cat *", "cat -- * > /dev/null"),
+                           ("grep -rl", "grep -rl %s . > /dev/null; test $? -le 1" % TOKEN)):
+            with Fresh("Scan") as f:
+                r, t = run(argv, cwd=f.dir, shell=True)
+                self.assertEqual(r.returncode, 0, r.stderr[:500])
+                fetches = body_fetches(f.mark)
+            sys.stdout.write("# %s over %d messages at 20 ms: %d content FETCHes, %.2fs\n" % (
+                what, SCAN_N, len(fetches), t))
+            self.assertGreater(len(fetches), 0, "no content FETCH in the rawlog")
+            self.assertLessEqual(len(fetches), 3, "%s sent %d content FETCHes: %s" % (
+                what, len(fetches), [l[:100] for l in fetches]))
+
     def test_cat_ascending(self):
         self.check_scan("ascending cat loop",
                         'for f in *; do cat "$f"; done > /dev/null', shell=True)
