@@ -84,7 +84,7 @@ struct ahead_job {
         bool from_disk;  /* the blocks are in the persistent cache: load, don't fetch */
         bool claimed;    /* nblocks are claims held by this job (else only planned) */
         size_t prefix;   /* > 0: brings the first prefix bytes of each (nblocks unused) */
-        uint64_t *sizes; /* prefix: the messages' sizes */
+        uint64_t *sizes; /* the messages' sizes: what each answer must hold */
         uint64_t stream; /* the scan that planned it */
 };
 
@@ -248,6 +248,7 @@ static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
                 if (nb == 0)
                         continue;
                 j->uids[k] = j->uids[i];
+                j->sizes[k] = j->sizes[i];
                 j->nblocks[k++] = (uint8_t)nb;
         }
         j->n = k;
@@ -278,12 +279,30 @@ struct ahead_run {
         uint32_t *copy;
 };
 
+/* The size of message uid of job j (0 if the job has no such message). */
+static uint64_t ahead_size_of(const struct ahead_job *j, uint32_t uid)
+{
+        for (size_t i = 0; i < j->n; i++)
+                if (j->uids[i] == uid)
+                        return j->sizes[i];
+        return 0;
+}
+
+/* A message's leading blocks arrived. They are kept only if they are as
+ * long as asked (or the whole message): Dovecot answers a message another
+ * session expunged with NIL (no bytes) and a tagged OK, and fewer bytes
+ * stored would end its reader's read early, with success (test_chaos).
+ * What is not stored is abandoned with the job; the reader fetches it. */
 static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
 {
         struct ahead_run *run = ctx;
         atomic_fetch_add(&run->h->a->fetched_bytes, len);
+        uint64_t size = ahead_size_of(run->j, uid);
+        uint64_t want = size < (uint64_t)HEAD_BLOCKS * BLOCK_SIZE ? size : HEAD_BLOCKS * BLOCK_SIZE;
+        if (len != want || len == 0)
+                return;
         /* Only blocks this job claimed are stored: blocks_put ignores others. */
-        for (uint64_t b = 0; b * BLOCK_SIZE < len || (b == 0 && len == 0); b++) {
+        for (uint64_t b = 0; b * BLOCK_SIZE < len; b++) {
                 struct block_key k = ahead_key(run->j, uid, b);
                 size_t off = (size_t)(b * BLOCK_SIZE);
                 size_t n = len - off < BLOCK_SIZE ? len - off : BLOCK_SIZE;
@@ -302,10 +321,7 @@ static void ahead_put_prefix(void *ctx, uint32_t uid, const char *data, size_t l
         struct ahead_run *run = ctx;
         struct ahead *h = run->h;
         atomic_fetch_add(&h->a->fetched_bytes, len);
-        uint64_t size = 0;
-        for (size_t i = 0; i < run->j->n; i++)
-                if (run->j->uids[i] == uid)
-                        size = run->j->sizes[i];
+        uint64_t size = ahead_size_of(run->j, uid);
         bool ok = len > 0 && len == (size < run->j->prefix ? size : run->j->prefix);
         struct block_key key = ahead_key(run->j, uid, 0);
         pthread_mutex_lock(&h->mu);
@@ -352,8 +368,13 @@ static void ahead_load(struct ahead *h, struct ahead_job *j)
                 for (unsigned b = 0; b < j->nblocks[i]; b++) {
                         ssize_t n = persist_block_get(h->a, j->mailbox, j->uidvalidity, j->uids[i],
                                                       b, buf, BLOCK_SIZE);
-                        if (n < 0)
-                                break; /* the rest stays claimed and is abandoned */
+                        uint64_t off = (uint64_t)b * BLOCK_SIZE;
+                        uint64_t blen = j->sizes[i] > off ? j->sizes[i] - off : 0;
+                        /* Only a block as long as the size says (see
+                         * account_block_from_disk); the rest stays claimed
+                         * and is abandoned. */
+                        if (n < 0 || (uint64_t)n != (blen < BLOCK_SIZE ? blen : BLOCK_SIZE))
+                                break;
                         struct block_key k = ahead_key(j, j->uids[i], b);
                         blocks_put(h->a->blocks, &k, buf, (size_t)n);
                 }
@@ -541,6 +562,7 @@ static struct ahead_job *ahead_job_like(const struct ahead_job *j, size_t want)
         struct ahead_job *jd = calloc(1, sizeof(*jd));
         if (!jd || !(jd->uids = malloc(want * sizeof(*jd->uids))) ||
             !(jd->nblocks = malloc(want * sizeof(*jd->nblocks))) ||
+            !(jd->sizes = malloc(want * sizeof(*jd->sizes))) ||
             !(jd->mailbox = strdup(j->mailbox))) {
                 if (jd)
                         ahead_job_free(jd);
@@ -629,6 +651,7 @@ static uint64_t ahead_plan_msg(struct ahead *h, struct cache_mbox *mb, const str
                         nd++;
                 if (nd) {
                         jd->uids[jd->n] = m->uid;
+                        jd->sizes[jd->n] = m->size;
                         jd->nblocks[jd->n++] = (uint8_t)nd;
                 }
                 return 0;
@@ -636,6 +659,7 @@ static uint64_t ahead_plan_msg(struct ahead *h, struct cache_mbox *mb, const str
         if (nb == 0)
                 return 0; /* empty, cached already, or being fetched */
         j->uids[j->n] = m->uid;
+        j->sizes[j->n] = m->size;
         j->nblocks[j->n++] = (uint8_t)nb;
         return head;
 }
@@ -699,7 +723,8 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
 
         struct ahead_job *j = calloc(1, sizeof(*j));
         if (!j || !(j->uids = malloc(want * sizeof(*j->uids))) ||
-            !(j->nblocks = malloc(want * sizeof(*j->nblocks))) || !(j->mailbox = strdup(mb->raw))) {
+            !(j->nblocks = malloc(want * sizeof(*j->nblocks))) ||
+            !(j->sizes = malloc(want * sizeof(*j->sizes))) || !(j->mailbox = strdup(mb->raw))) {
                 if (j)
                         ahead_job_free(j);
                 return;
@@ -711,10 +736,6 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
          * job then (the first blocks on disk are more than the reader wants). */
         if (st->heads > 0)
                 j->prefix = (size_t)((st->reach + PREFIX_ROUND - 1) / PREFIX_ROUND * PREFIX_ROUND);
-        if (j->prefix && !(j->sizes = malloc(want * sizeof(*j->sizes)))) {
-                ahead_job_free(j);
-                return;
-        }
         struct ahead_job *jd = j->prefix ? NULL : ahead_job_like(j, want);
         uint64_t bytes = 0;
         size_t planned = 0;
