@@ -829,6 +829,14 @@ bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream)
                 st->up_next = mb->nmsgs;
         if (st->down_next > mb->nmsgs)
                 st->down_next = mb->nmsgs;
+        /* The second open of a scan, of the very next name after the first
+         * (or before it), starts read-ahead at once: `cat *`, grep -r, a
+         * head loop open the files in listing order, and waiting for a
+         * third open cost a round trip (the second file fetched alone). A
+         * probe's batch is small (FIRST_BATCH), so two neighbours opened
+         * by chance cost little. */
+        bool next_up = st->opens == 1 && idx == st->hi + 1;
+        bool next_down = st->opens == 1 && idx + 1 == st->lo;
         if (idx > st->hi) {
                 st->hi = idx;
                 st->up++;
@@ -836,9 +844,9 @@ bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream)
                 st->lo = idx;
                 st->down++;
         }
-        if (st->up >= SCAN_MIN)
+        if (st->up >= SCAN_MIN || next_up)
                 ahead_plan(h, mb, sorted, st, +1);
-        if (st->down >= SCAN_MIN)
+        if (st->down >= SCAN_MIN || next_down)
                 ahead_plan(h, mb, sorted, st, -1);
         /* The probes, and every file of a header scan, bypass the page
          * cache: their reads show how far the reader reads, and only what

@@ -5,7 +5,7 @@ doing the same work in the fewest commands on one logged-in connection through t
 link.
 
     /usr/bin/python3 tests/bench/bench_link.py [--quick] [--reps N] [--rtt MS,MS] [--mbit N]
-                                               [--only ROW,ROW] [--bin PATH] [--keep]
+                                               [--only ROW,ROW] [--nc] [--bin PATH] [--keep]
 
 One invocation starts a throwaway Dovecot (tests/integration/dovecot.py: rawlog on, the
 imap_zlib plugin so that COMPRESS=DEFLATE is offered, a \\Trash folder), loads deterministic
@@ -33,7 +33,8 @@ counts). Bytes are counted at the proxy (both directions). Commands and round tr
 come from Dovecot's rawlog, for the uncompressed runs only: after COMPRESS the rawlog holds
 compressed bytes, and compression changes no command. --mbit N also limits each connection
 to N Mbit/s each way (without it the link is as fast as loopback, where compression can only
-cost CPU time). It reports; it never fails for a
+cost CPU time). --nc runs imapfs with -o compress=no only (half the time; the read rows of
+issue 11 are measured that way). It reports; it never fails for a
 slow figure (the exit status is non-zero only if something broke: a mount, a tool, a check).
 Stdlib only.
 """
@@ -575,6 +576,7 @@ def main():
                     "each way (default: no limit)")
     ap.add_argument("--bin", help="imapfs binary (default $IMAPFS_BIN or build/fs/imapfs)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--nc", action="store_true", help="imapfs with -o compress=no only")
     ap.add_argument("--only", help="comma-separated rows to run (ls,cat,head,grep,rg,mv,rm,cp,mv-p16,rm-p16)")
     args = ap.parse_args()
     q = 1 if args.quick else 0
@@ -637,7 +639,7 @@ def main():
                              ("base", (lambda: base(rep)) if base else None)]
                     k0 = (rep + i) % 3  # who goes first rotates
                     for who, fn in order[k0:] + order[:k0]:
-                        if fn is None:
+                        if fn is None or (args.nc and who == "fs"):
                             continue
                         k = len(b.runs)
                         try:

@@ -292,18 +292,19 @@ END_TEST
 
 /* A read-ahead batch whose answer has NIL for one message (expunged) and
  * too few bytes for another stores neither: their readers fetch them
- * alone, and get EIO and the message's bytes. Opening 5, 6 and 7 in name
- * order makes a scan; its first batch starts with 7. */
+ * alone, and get EIO and the message's bytes. Opening 5, then 6 (the next
+ * name) makes a scan; its first batch starts with 6, whose reader gets its
+ * bytes from the batch. */
 START_TEST(test_batch_nil_and_short)
 {
         const struct step script[] = {
             START("4", ITEM("1", "5", BODY_LEN) ITEM("2", "6", BODY_LEN) ITEM("3", "7", BODY_LEN)
                            ITEM("4", "8", BODY_LEN)),
             {"UID FETCH 5 (UID BODY.PEEK[]<0.27>)", 0, WHOLE("1", "5") "$T OK done\r\n", 0},
-            {"UID FETCH 6 (UID BODY.PEEK[]<0.27>)", 0, WHOLE("2", "6") "$T OK done\r\n", 0},
-            {"UID FETCH 7:8 (UID BODY.PEEK[]<0.262144>)", 0,
-             "* 3 FETCH (UID 7 BODY[]<0> NIL)\r\n* 4 FETCH (UID 8 BODY[]<0> {10}\r\n"
-             "Subject: h)\r\n" EXPUNGEISSUED,
+            {"UID FETCH 6:8 (UID BODY.PEEK[]<0.262144>)", 0,
+             WHOLE("2",
+                   "6") "* 3 FETCH (UID 7 BODY[]<0> NIL)\r\n* 4 FETCH (UID 8 BODY[]<0> {10}\r\n"
+                        "Subject: h)\r\n" EXPUNGEISSUED,
              0},
             {"UID FETCH 7 (UID BODY.PEEK[]<0.27>)", 0,
              "* 3 FETCH (UID 7 BODY[]<0> NIL)\r\n" EXPUNGEISSUED, 0},
@@ -315,9 +316,10 @@ START_TEST(test_batch_nil_and_short)
         size_t got;
         ck_assert_int_eq(read_uid(5, 0, 100, out, &got), 0);
         ck_assert_uint_eq(got, 27);
-        ck_assert_int_eq(read_uid(6, 0, 100, out, &got), 0);
-        ck_assert_uint_eq(got, 27);
-        int r = read_uid(7, 0, 100, out, &got);
+        int r = read_uid(6, 0, 100, out, &got);
+        ck_assert_msg(r == 0 && got == 27, "read of 6 (whole in the batch): %d, %zu bytes (%s)", r,
+                      got, f.why);
+        r = read_uid(7, 0, 100, out, &got);
         ck_assert_msg(r == -EIO, "read of 7 (NIL in the batch): %d, %zu bytes (%s; sent: %s)", r,
                       got, f.why, f.log);
         r = read_uid(8, 0, 100, out, &got);
