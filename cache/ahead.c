@@ -616,7 +616,12 @@ static struct ahead_stream *ahead_stream_start(struct ahead *h, uint64_t mbox_id
         return st;
 }
 
-#define FIRST_BATCH 16u
+/* A probing batch: enough messages that the readers are still busy with
+ * them when the next batch's first answer comes (64 small messages take
+ * `cat` about a 20 ms round trip; 16 left it waiting most of one), but few
+ * bytes, as the scan may turn out to read only the start of each. */
+#define FIRST_BATCH 64u
+#define PROBE_BYTES (1u << 20)
 
 /* The bytes one batch of a scan of whole messages may bring: they wait in
  * mem_cache for their reader, so at most half of it. */
@@ -691,8 +696,11 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
         uint64_t budget = st->heads > 0 ? BATCH_BYTES : ahead_budget(h);
         /* Still probing: no more than a first batch of blocks until the
          * readers have shown how much of each file they read. */
-        if (st->heads == 0 && !st->voted && st->opens <= PROBES && want > FIRST_BATCH)
+        bool probing = st->heads == 0 && !st->voted && st->opens <= PROBES && want > FIRST_BATCH;
+        if (probing) {
                 want = FIRST_BATCH;
+                budget = budget < PROBE_BYTES ? budget : PROBE_BYTES;
+        }
         size_t n = mb->nmsgs;
         /* Half a batch left ahead is enough: half of the last one if the
          * byte budget cut it (big messages), else half of want (a probing
@@ -745,14 +753,14 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
                         bytes += ahead_plan_one(h, mb, sorted[i], j, jd);
                 st->up_next = i;
                 st->up_last = planned;
-                st->up_cut = bytes >= budget;
+                st->up_cut = !probing && bytes >= budget; /* a probe's cut is its own */
         } else {
                 size_t i = st->down_next;
                 for (; i > 0 && planned < want && bytes < budget; i--, planned++)
                         bytes += ahead_plan_one(h, mb, sorted[i - 1], j, jd);
                 st->down_next = i;
                 st->down_last = planned;
-                st->down_cut = bytes >= budget;
+                st->down_cut = !probing && bytes >= budget;
         }
         if (jd && jd->n && !ahead_enqueue(h, jd)) {
                 ahead_job_release(h, jd);
