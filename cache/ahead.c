@@ -19,7 +19,8 @@
  * ways and out of order. An open belongs to a scan when it lands within NEAR
  * positions of the range the scan has opened, or inside what it has planned.
  * Read-ahead goes in a direction once SCAN_MIN opens have extended the range
- * that way. While the probes (below) have not shown what the readers read,
+ * that way, or at once when the scan's second open is of the next name (or
+ * the one before) after its first. While the probes (below) have not shown what the readers read,
  * a batch is FIRST_BATCH messages; after that one batch takes the rest of
  * the folder that way, up to SCAN_BATCH messages and the byte budget
  * (SCAN_BYTES, at most half of mem_cache), and the next batch is queued
@@ -27,13 +28,15 @@
  * batch costs a round trip before its first byte and one worker runs them
  * one after the other, so a ramp of growing batches cost a round trip per
  * step (issue 13); the server streams one big batch as fast as small ones,
- * and the reader gets each message as it arrives. Header scans take
- * BATCH_MAX starts at once. STREAMS scans are followed at once, over all
+ * and the reader gets each message as it arrives. A header scan's batch
+ * likewise takes the starts of the rest of the folder (up to SCAN_BATCH
+ * messages and BATCH_BYTES of starts), as soon as one file shows it: one
+ * command for a `head` loop or a file manager reading the first 8 KiB of
+ * every file. STREAMS scans are followed at once, over all
  * folders. */
 #define SCAN_MIN 2u
 #define NEAR 16u
 #define STREAMS 8u
-#define BATCH_MAX 256u
 #define BATCH_BYTES (8u << 20)
 #define SCAN_BATCH 4096u
 /* Not more: a batch claims its messages when it starts, and a reader who
@@ -690,9 +693,7 @@ static uint64_t ahead_plan_one(struct ahead *h, struct cache_mbox *mb, const str
 static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg **sorted,
                        struct ahead_stream *st, int dir)
 {
-        /* Starts of messages are small: a header scan takes the biggest
-         * batches at once. */
-        size_t want = st->heads > 0 ? BATCH_MAX : SCAN_BATCH;
+        size_t want = SCAN_BATCH;
         uint64_t budget = st->heads > 0 ? BATCH_BYTES : ahead_budget(h);
         /* Still probing: no more than a first batch of blocks until the
          * readers have shown how much of each file they read. */
