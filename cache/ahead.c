@@ -746,6 +746,22 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
         if (st->heads > 0)
                 j->prefix = (size_t)((st->reach + PREFIX_ROUND - 1) / PREFIX_ROUND * PREFIX_ROUND);
         struct ahead_job *jd = j->prefix ? NULL : ahead_job_like(j, want);
+        /* No small tail: a batch the budget would cut less than a quarter
+         * before the end takes the end too. Each batch costs a round trip
+         * (one worker, one command at a time), and a short last batch cost
+         * cat of 1,000 messages (10 MB) one more at the end. */
+        if (!probing) {
+                uint64_t all = 0, cap = budget + budget / 4;
+                uint64_t each = j->prefix ? j->prefix : (uint64_t)HEAD_BLOCKS * BLOCK_SIZE;
+                size_t k = 0;
+                for (size_t i = dir > 0 ? st->up_next : st->down_next;
+                     k < want && all <= cap && (dir > 0 ? i < n : i > 0); k++) {
+                        const struct cache_msg *m = sorted[dir > 0 ? i++ : --i];
+                        all += m->size < each ? m->size : each;
+                }
+                if (all <= cap && all > budget)
+                        budget = all + 1;
+        }
         uint64_t bytes = 0;
         size_t planned = 0;
         if (dir > 0) {

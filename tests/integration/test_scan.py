@@ -33,6 +33,7 @@ SRV = None
 PROXY = None
 TMP = None
 SCAN_N = 400
+TAIL_N = 700     # about 9.7 MB: more than one 8 MiB batch, less than 1.25 of one
 HEAD_N = 300
 TOKEN = "zebra-quartz-token"
 RTT = 0.020
@@ -41,6 +42,7 @@ HITS = set()     # keys of the Scan messages that hold TOKEN
 HEAD_RAW = {}    # key -> bytes of the Heads messages
 HEAD_BUF = 8192  # what GNU head reads at once (BUFSIZ)
 BIG_SIZE = 0
+TAIL_BYTES = [0]
 
 
 def scan_message(k, rng, token, small=6000):
@@ -96,6 +98,13 @@ def setUpModule():
                 msgs.append(G.Msg(key, folder, raw, "scan message %d" % k, "2024-01-01", G._idate(k)))
             G.multiappend(c, folder, msgs, chunk=100)
             HEADERS[folder] = total
+        c.create("Tail")
+        msgs = []
+        for i in range(TAIL_N):
+            key, raw, _ = scan_message(i, rng, False)
+            msgs.append(G.Msg(key, "Tail", raw, "tail %d" % i, "2024-01-01", G._idate(i)))
+        G.multiappend(c, "Tail", msgs, chunk=100)
+        TAIL_BYTES[0] = sum(len(m.raw) for m in msgs)
         c.create("Big")
         big = G.big_message()
         BIG_SIZE = len(big)
@@ -245,6 +254,18 @@ class TestScan(unittest.TestCase):
             singles = [l for l in fetches if re.match(r"^\S+ UID FETCH \d+ \(", l)]
             self.assertLessEqual(len(singles), 1, "%s fetched %d files alone: %s" % (
                 what, len(singles), [l[:100] for l in singles]))
+
+    def test_cat_no_small_last_batch(self):
+        """`cat *` of a folder a bit bigger than one batch's 8 MiB: the batch takes the rest
+        too rather than leave a small last batch, a round trip of its own at the end."""
+        with Fresh("Tail") as f:
+            r, t = run("cat -- * > /dev/null", cwd=f.dir, shell=True)
+            self.assertEqual(r.returncode, 0, r.stderr[:500])
+            fetches = body_fetches(f.mark)
+        sys.stdout.write("# cat * over %d messages (%d bytes) at 20 ms: %d content FETCHes, %.2fs\n"
+                         % (TAIL_N, TAIL_BYTES[0], len(fetches), t))
+        self.assertLessEqual(len(fetches), 3, "cat * sent %d content FETCHes: %s" % (
+            len(fetches), [l[:100] for l in fetches]))
 
     def test_cat_ascending(self):
         self.check_scan("ascending cat loop",
