@@ -685,8 +685,21 @@ static int account_range_fetch(struct imap_session *s, void *ctx)
         return r;
 }
 
+/* How many bytes block idx of a message of size bytes holds: BLOCK_SIZE,
+ * less for the last one. A block of any other length is wrong. */
+static size_t account_block_len(uint64_t size, uint64_t idx)
+{
+        uint64_t off = idx * BLOCK_SIZE;
+        if (off >= size)
+                return 0;
+        return size - off < BLOCK_SIZE ? (size_t)(size - off) : BLOCK_SIZE;
+}
+
 /* A claimed block found in the persistent cache goes to memory (and the
- * claim is fulfilled). */
+ * claim is fulfilled). Only a block of the length the message's size says:
+ * an older version stored what the server sent for a message expunged
+ * meanwhile (NIL, taken for no bytes), and such a block would end every
+ * read of the message there. */
 static bool account_block_from_disk(struct account *a, struct account_file *f, uint64_t idx)
 {
         if (!a->disk)
@@ -695,11 +708,17 @@ static bool account_block_from_disk(struct account *a, struct account_file *f, u
         ssize_t n =
             buf ? persist_block_get(a, f->mailbox, f->uidvalidity, f->uid, idx, buf, BLOCK_SIZE)
                 : -ENOMEM;
+        bool ok = n >= 0 && (size_t)n == account_block_len(f->size, idx);
         struct block_key k = account_key(f, idx);
-        if (n >= 0)
+        if (ok)
                 blocks_put(a->blocks, &k, buf, (size_t)n);
+        else if (n >= 0)
+                log_dbg("block %llu of message %u in %s on disk has %zd bytes, not %zu: fetched "
+                        "again",
+                        (unsigned long long)idx, f->uid, f->mailbox, n,
+                        account_block_len(f->size, idx));
         free(buf);
-        return n >= 0;
+        return ok;
 }
 
 /* Fetches blocks [first, first+count) (all claimed by us) in one UID FETCH. */
@@ -719,11 +738,28 @@ static int account_fetch_blocks(struct account *a, struct account_file *f, uint6
                 atomic_fetch_add(&a->fetches, 1);
                 atomic_fetch_add(&a->fetched_bytes, got);
         }
+        /* Fewer bytes than the size says: nothing is stored, and the read
+         * fails rather than end early with success (a short read is the end
+         * of the file to the kernel and to every reader). Dovecot answers a
+         * message that another session expunged, before this one has been
+         * told, with NIL and a tagged OK [EXPUNGEISSUED]: no bytes at all
+         * means that, the message is gone. Else the server contradicts the
+         * size it listed. */
+        if (r == 0 && got != len) {
+                if (got == 0) {
+                        r = -ENOENT;
+                } else {
+                        log_warn("message %u in %s: the server sent %zu bytes at %llu, its size "
+                                 "says %zu",
+                                 f->uid, f->mailbox, got, (unsigned long long)off, len);
+                        r = -EIO;
+                }
+        }
         for (unsigned i = 0; i < count; i++) {
                 struct block_key k = account_key(f, first + i);
                 uint64_t boff = (uint64_t)i * BLOCK_SIZE;
-                if (r == 0 && (boff < got || (boff == 0 && got == 0))) {
-                        size_t blen = got - boff < BLOCK_SIZE ? got - boff : BLOCK_SIZE;
+                if (r == 0) {
+                        size_t blen = account_block_len(f->size, first + i);
                         blocks_put(a->blocks, &k, buf + boff, blen);
                         persist_block_put(a, f->mailbox, f->uidvalidity, f->uid, first + i,
                                           buf + boff, blen);
@@ -776,16 +812,28 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
         atomic_store(&f->ra_blocks, ra);
 
         uint64_t pos = off + pre;
-        int waits = 0;
+        int waits = 0, shorts = 0;
         while (pos < end) {
                 uint64_t idx = pos / BLOCK_SIZE;
                 struct block_key k = account_key(f, idx);
                 size_t n = 0;
+                /* What this block must give: to the read's end or the block's. */
+                uint64_t bend = (idx + 1) * BLOCK_SIZE < end ? (idx + 1) * BLOCK_SIZE : end;
                 switch (
                     blocks_get(a->blocks, &k, pos % BLOCK_SIZE, end - pos, buf + (pos - off), &n)) {
                 case BLOCKS_HIT:
-                        if (n == 0)
-                                goto done; /* the server had fewer bytes than it said */
+                        if (n < bend - pos) {
+                                /* A block shorter than the size says (never
+                                 * stored so now, but a short read would be
+                                 * data lost without a word): fetched again
+                                 * alone, once; else the read fails. */
+                                log_warn("message %u in %s: block %llu is short, fetched again",
+                                         f->uid, f->mailbox, (unsigned long long)idx);
+                                blocks_forget(a->blocks, &k);
+                                if (++shorts > 1)
+                                        return -EIO;
+                                continue;
+                        }
                         pos += n;
                         waits = 0;
                         continue;
@@ -818,7 +866,6 @@ int account_file_read(struct account *a, struct account_file *f, uint64_t off, s
                 if (r < 0)
                         return r == -ENOMEM ? -ENOMEM : (r == -ENOENT || r == -ESTALE) ? -EIO : r;
         }
-done:
         *got = pos - off;
         atomic_store(&f->next_off, pos);
         account_file_reached(f, pos);

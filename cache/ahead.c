@@ -19,16 +19,31 @@
  * ways and out of order. An open belongs to a scan when it lands within NEAR
  * positions of the range the scan has opened, or inside what it has planned.
  * Read-ahead goes in a direction once SCAN_MIN opens have extended the range
- * that way. Batches grow 16, 64, then BATCH_MAX messages (at most
- * BATCH_BYTES), and the next batch is queued when less than half a batch is
- * left ahead of the reader. Starting at 16 rather than smaller matters: each
- * batch costs a round trip before its first byte, and the reader waits for
- * the first ones. STREAMS scans are followed at once, over all folders. */
+ * that way, or at once when the scan's second open is of the next name (or
+ * the one before) after its first. While the probes (below) have not shown what the readers read,
+ * a batch is FIRST_BATCH messages; after that one batch takes the rest of
+ * the folder that way, up to SCAN_BATCH messages and the byte budget
+ * (SCAN_BYTES, at most half of mem_cache), and the next batch is queued
+ * when less than half of the last one is left ahead of the reader. Each
+ * batch costs a round trip before its first byte and one worker runs them
+ * one after the other, so a ramp of growing batches cost a round trip per
+ * step (issue 13); the server streams one big batch as fast as small ones,
+ * and the reader gets each message as it arrives. A header scan's batch
+ * likewise takes the starts of the rest of the folder (up to SCAN_BATCH
+ * messages and BATCH_BYTES of starts), as soon as one file shows it: one
+ * command for a `head` loop or a file manager reading the first 8 KiB of
+ * every file. STREAMS scans are followed at once, over all
+ * folders. */
 #define SCAN_MIN 2u
 #define NEAR 16u
 #define STREAMS 8u
-#define BATCH_MAX 256u
 #define BATCH_BYTES (8u << 20)
+#define SCAN_BATCH 4096u
+/* Not more: a batch claims its messages when it starts, and a reader who
+ * opens one of them far ahead of the scan waits for the batch to get there
+ * (on a slow link, seconds per 8 MiB); past the running batch it fetches
+ * its file alone (test_hangs: read not behind queued read-ahead). */
+#define SCAN_BYTES BATCH_BYTES
 #define QUEUE_MAX 4u
 /* Fetching threads. One: a second one measured slower (two server processes
  * competing for the same two cores), but the design allows more. */
@@ -72,7 +87,7 @@ struct ahead_job {
         bool from_disk;  /* the blocks are in the persistent cache: load, don't fetch */
         bool claimed;    /* nblocks are claims held by this job (else only planned) */
         size_t prefix;   /* > 0: brings the first prefix bytes of each (nblocks unused) */
-        uint64_t *sizes; /* prefix: the messages' sizes */
+        uint64_t *sizes; /* the messages' sizes: what each answer must hold */
         uint64_t stream; /* the scan that planned it */
 };
 
@@ -95,11 +110,13 @@ struct ahead_stream {
         size_t lo, hi;    /* the sorted positions opened: the range's ends */
         size_t down_next; /* [down_next, up_next) is opened or planned */
         size_t up_next;
-        unsigned up, down; /* opens that moved hi up, lo down */
-        unsigned opens;    /* after the first */
-        unsigned heads;    /* files read only at their start, in a row */
-        uint64_t reach;    /* how far those were read, at most */
-        bool voted;        /* a probe has told what the readers read */
+        unsigned up, down;         /* opens that moved hi up, lo down */
+        size_t up_last, down_last; /* messages in the last batch each way... */
+        bool up_cut, down_cut;     /* ...if the byte budget cut it short */
+        unsigned opens;            /* after the first */
+        unsigned heads;            /* files read only at their start, in a row */
+        uint64_t reach;            /* how far those were read, at most */
+        bool voted;                /* a probe has told what the readers read */
 };
 
 struct ahead {
@@ -234,6 +251,7 @@ static void ahead_job_claim(struct ahead *h, struct ahead_job *j)
                 if (nb == 0)
                         continue;
                 j->uids[k] = j->uids[i];
+                j->sizes[k] = j->sizes[i];
                 j->nblocks[k++] = (uint8_t)nb;
         }
         j->n = k;
@@ -264,12 +282,30 @@ struct ahead_run {
         uint32_t *copy;
 };
 
+/* The size of message uid of job j (0 if the job has no such message). */
+static uint64_t ahead_size_of(const struct ahead_job *j, uint32_t uid)
+{
+        for (size_t i = 0; i < j->n; i++)
+                if (j->uids[i] == uid)
+                        return j->sizes[i];
+        return 0;
+}
+
+/* A message's leading blocks arrived. They are kept only if they are as
+ * long as asked (or the whole message): Dovecot answers a message another
+ * session expunged with NIL (no bytes) and a tagged OK, and fewer bytes
+ * stored would end its reader's read early, with success (test_chaos).
+ * What is not stored is abandoned with the job; the reader fetches it. */
 static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
 {
         struct ahead_run *run = ctx;
         atomic_fetch_add(&run->h->a->fetched_bytes, len);
+        uint64_t size = ahead_size_of(run->j, uid);
+        uint64_t want = size < (uint64_t)HEAD_BLOCKS * BLOCK_SIZE ? size : HEAD_BLOCKS * BLOCK_SIZE;
+        if (len != want || len == 0)
+                return;
         /* Only blocks this job claimed are stored: blocks_put ignores others. */
-        for (uint64_t b = 0; b * BLOCK_SIZE < len || (b == 0 && len == 0); b++) {
+        for (uint64_t b = 0; b * BLOCK_SIZE < len; b++) {
                 struct block_key k = ahead_key(run->j, uid, b);
                 size_t off = (size_t)(b * BLOCK_SIZE);
                 size_t n = len - off < BLOCK_SIZE ? len - off : BLOCK_SIZE;
@@ -288,10 +324,7 @@ static void ahead_put_prefix(void *ctx, uint32_t uid, const char *data, size_t l
         struct ahead_run *run = ctx;
         struct ahead *h = run->h;
         atomic_fetch_add(&h->a->fetched_bytes, len);
-        uint64_t size = 0;
-        for (size_t i = 0; i < run->j->n; i++)
-                if (run->j->uids[i] == uid)
-                        size = run->j->sizes[i];
+        uint64_t size = ahead_size_of(run->j, uid);
         bool ok = len > 0 && len == (size < run->j->prefix ? size : run->j->prefix);
         struct block_key key = ahead_key(run->j, uid, 0);
         pthread_mutex_lock(&h->mu);
@@ -338,8 +371,13 @@ static void ahead_load(struct ahead *h, struct ahead_job *j)
                 for (unsigned b = 0; b < j->nblocks[i]; b++) {
                         ssize_t n = persist_block_get(h->a, j->mailbox, j->uidvalidity, j->uids[i],
                                                       b, buf, BLOCK_SIZE);
-                        if (n < 0)
-                                break; /* the rest stays claimed and is abandoned */
+                        uint64_t off = (uint64_t)b * BLOCK_SIZE;
+                        uint64_t blen = j->sizes[i] > off ? j->sizes[i] - off : 0;
+                        /* Only a block as long as the size says (see
+                         * account_block_from_disk); the rest stays claimed
+                         * and is abandoned. */
+                        if (n < 0 || (uint64_t)n != (blen < BLOCK_SIZE ? blen : BLOCK_SIZE))
+                                break;
                         struct block_key k = ahead_key(j, j->uids[i], b);
                         blocks_put(h->a->blocks, &k, buf, (size_t)n);
                 }
@@ -527,6 +565,7 @@ static struct ahead_job *ahead_job_like(const struct ahead_job *j, size_t want)
         struct ahead_job *jd = calloc(1, sizeof(*jd));
         if (!jd || !(jd->uids = malloc(want * sizeof(*jd->uids))) ||
             !(jd->nblocks = malloc(want * sizeof(*jd->nblocks))) ||
+            !(jd->sizes = malloc(want * sizeof(*jd->sizes))) ||
             !(jd->mailbox = strdup(j->mailbox))) {
                 if (jd)
                         ahead_job_free(jd);
@@ -580,12 +619,19 @@ static struct ahead_stream *ahead_stream_start(struct ahead *h, uint64_t mbox_id
         return st;
 }
 
-/* Batches grow with the scan: 16, 64, then BATCH_MAX messages. */
-#define FIRST_BATCH 16u
-static size_t ahead_want(unsigned votes)
+/* A probing batch: enough messages that the readers are still busy with
+ * them when the next batch's first answer comes (64 small messages take
+ * `cat` about a 20 ms round trip; 16 left it waiting most of one), but few
+ * bytes, as the scan may turn out to read only the start of each. */
+#define FIRST_BATCH 64u
+#define PROBE_BYTES (1u << 20)
+
+/* The bytes one batch of a scan of whole messages may bring: they wait in
+ * mem_cache for their reader, so at most half of it. */
+static uint64_t ahead_budget(const struct ahead *h)
 {
-        unsigned shift = votes - SCAN_MIN;
-        return shift >= 2 ? BATCH_MAX : (size_t)FIRST_BATCH << (2 * shift);
+        uint64_t half = h->a->opts.mem_cache / 2;
+        return half > 0 && half < SCAN_BYTES ? half : SCAN_BYTES;
 }
 
 /* Plans the leading blocks of message m nobody has yet into j (from the
@@ -613,6 +659,7 @@ static uint64_t ahead_plan_msg(struct ahead *h, struct cache_mbox *mb, const str
                         nd++;
                 if (nd) {
                         jd->uids[jd->n] = m->uid;
+                        jd->sizes[jd->n] = m->size;
                         jd->nblocks[jd->n++] = (uint8_t)nd;
                 }
                 return 0;
@@ -620,6 +667,7 @@ static uint64_t ahead_plan_msg(struct ahead *h, struct cache_mbox *mb, const str
         if (nb == 0)
                 return 0; /* empty, cached already, or being fetched */
         j->uids[j->n] = m->uid;
+        j->sizes[j->n] = m->size;
         j->nblocks[j->n++] = (uint8_t)nb;
         return head;
 }
@@ -645,29 +693,47 @@ static uint64_t ahead_plan_one(struct ahead *h, struct cache_mbox *mb, const str
 static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg **sorted,
                        struct ahead_stream *st, int dir)
 {
-        /* Starts of messages are small: a header scan takes the biggest
-         * batches at once. */
-        size_t want = st->heads > 0 ? BATCH_MAX : ahead_want(dir > 0 ? st->up : st->down);
+        size_t want = SCAN_BATCH;
+        uint64_t budget = st->heads > 0 ? BATCH_BYTES : ahead_budget(h);
         /* Still probing: no more than a first batch of blocks until the
          * readers have shown how much of each file they read. */
-        if (st->heads == 0 && !st->voted && st->opens <= PROBES && want > FIRST_BATCH)
+        bool probing = st->heads == 0 && !st->voted && st->opens <= PROBES && want > FIRST_BATCH;
+        if (probing) {
                 want = FIRST_BATCH;
+                budget = budget < PROBE_BYTES ? budget : PROBE_BYTES;
+        }
         size_t n = mb->nmsgs;
+        /* Half a batch left ahead is enough: half of the last one if the
+         * byte budget cut it (big messages), else half of want (a probing
+         * batch is followed by a whole one at once). */
+        bool cut = dir > 0 ? st->up_cut : st->down_cut;
+        size_t last = dir > 0 ? st->up_last : st->down_last;
+        size_t enough = (cut && last < want ? last : want) / 2;
+        /* The first batch each way starts with the file whose open
+         * established the scan (its reader has not read yet): that reader
+         * then waits for the batch's first answer on the worker's
+         * connection, instead of fetching its file alone while the worker
+         * holds that connection, on one it must first open and select
+         * (several round trips, issue 13). */
+        bool first = dir > 0 ? st->up_last == 0 : st->down_last == 0;
         if (dir > 0) {
-                if (st->up_next < st->hi + 1)
-                        st->up_next = st->hi + 1;
-                if (st->up_next - (st->hi + 1) >= want / 2 || st->up_next >= n)
+                if (st->up_next < st->hi + !first)
+                        st->up_next = st->hi + !first;
+                if ((st->up_next > st->hi && st->up_next - (st->hi + 1) >= enough) ||
+                    st->up_next >= n)
                         return; /* enough is on its way */
         } else {
-                if (st->down_next > st->lo)
-                        st->down_next = st->lo;
-                if (st->lo - st->down_next >= want / 2 || st->down_next == 0)
+                if (st->down_next > st->lo + first)
+                        st->down_next = st->lo + first;
+                if ((st->down_next <= st->lo && st->lo - st->down_next >= enough) ||
+                    st->down_next == 0)
                         return;
         }
 
         struct ahead_job *j = calloc(1, sizeof(*j));
         if (!j || !(j->uids = malloc(want * sizeof(*j->uids))) ||
-            !(j->nblocks = malloc(want * sizeof(*j->nblocks))) || !(j->mailbox = strdup(mb->raw))) {
+            !(j->nblocks = malloc(want * sizeof(*j->nblocks))) ||
+            !(j->sizes = malloc(want * sizeof(*j->sizes))) || !(j->mailbox = strdup(mb->raw))) {
                 if (j)
                         ahead_job_free(j);
                 return;
@@ -679,23 +745,39 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
          * job then (the first blocks on disk are more than the reader wants). */
         if (st->heads > 0)
                 j->prefix = (size_t)((st->reach + PREFIX_ROUND - 1) / PREFIX_ROUND * PREFIX_ROUND);
-        if (j->prefix && !(j->sizes = malloc(want * sizeof(*j->sizes)))) {
-                ahead_job_free(j);
-                return;
-        }
         struct ahead_job *jd = j->prefix ? NULL : ahead_job_like(j, want);
+        /* No small tail: a batch the budget would cut less than a quarter
+         * before the end takes the end too. Each batch costs a round trip
+         * (one worker, one command at a time), and a short last batch cost
+         * cat of 1,000 messages (10 MB) one more at the end. */
+        if (!probing) {
+                uint64_t all = 0, cap = budget + budget / 4;
+                uint64_t each = j->prefix ? j->prefix : (uint64_t)HEAD_BLOCKS * BLOCK_SIZE;
+                size_t k = 0;
+                for (size_t i = dir > 0 ? st->up_next : st->down_next;
+                     k < want && all <= cap && (dir > 0 ? i < n : i > 0); k++) {
+                        const struct cache_msg *m = sorted[dir > 0 ? i++ : --i];
+                        all += m->size < each ? m->size : each;
+                }
+                if (all <= cap && all > budget)
+                        budget = all + 1;
+        }
         uint64_t bytes = 0;
         size_t planned = 0;
         if (dir > 0) {
                 size_t i = st->up_next;
-                for (; i < n && planned < want && bytes < BATCH_BYTES; i++, planned++)
+                for (; i < n && planned < want && bytes < budget; i++, planned++)
                         bytes += ahead_plan_one(h, mb, sorted[i], j, jd);
                 st->up_next = i;
+                st->up_last = planned;
+                st->up_cut = !probing && bytes >= budget; /* a probe's cut is its own */
         } else {
                 size_t i = st->down_next;
-                for (; i > 0 && planned < want && bytes < BATCH_BYTES; i--, planned++)
+                for (; i > 0 && planned < want && bytes < budget; i--, planned++)
                         bytes += ahead_plan_one(h, mb, sorted[i - 1], j, jd);
                 st->down_next = i;
+                st->down_last = planned;
+                st->down_cut = !probing && bytes >= budget;
         }
         if (jd && jd->n && !ahead_enqueue(h, jd)) {
                 ahead_job_release(h, jd);
@@ -772,6 +854,14 @@ bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream)
                 st->up_next = mb->nmsgs;
         if (st->down_next > mb->nmsgs)
                 st->down_next = mb->nmsgs;
+        /* The second open of a scan, of the very next name after the first
+         * (or before it), starts read-ahead at once: `cat *`, grep -r, a
+         * head loop open the files in listing order, and waiting for a
+         * third open cost a round trip (the second file fetched alone). A
+         * probe's batch is small (FIRST_BATCH), so two neighbours opened
+         * by chance cost little. */
+        bool next_up = st->opens == 1 && idx == st->hi + 1;
+        bool next_down = st->opens == 1 && idx + 1 == st->lo;
         if (idx > st->hi) {
                 st->hi = idx;
                 st->up++;
@@ -779,9 +869,9 @@ bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream)
                 st->lo = idx;
                 st->down++;
         }
-        if (st->up >= SCAN_MIN)
+        if (st->up >= SCAN_MIN || next_up)
                 ahead_plan(h, mb, sorted, st, +1);
-        if (st->down >= SCAN_MIN)
+        if (st->down >= SCAN_MIN || next_down)
                 ahead_plan(h, mb, sorted, st, -1);
         /* The probes, and every file of a header scan, bypass the page
          * cache: their reads show how far the reader reads, and only what

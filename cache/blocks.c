@@ -174,6 +174,15 @@ void blocks_abandon(struct blocks *b, const struct block_key *k)
         pthread_mutex_unlock(&b->mu);
 }
 
+void blocks_forget(struct blocks *b, const struct block_key *k)
+{
+        pthread_mutex_lock(&b->mu);
+        struct block *bl = blocks_find(b, k);
+        if (bl && !bl->pending)
+                blocks_drop(b, bl);
+        pthread_mutex_unlock(&b->mu);
+}
+
 void blocks_wait(struct blocks *b, const struct block_key *k, int timeout_ms)
 {
         struct timespec ts;

@@ -52,6 +52,11 @@ void blocks_put(struct blocks *b, const struct block_key *k, const void *data, s
 /* Gives up a claim (the fetch failed); waiters retry and one of them claims. */
 void blocks_abandon(struct blocks *b, const struct block_key *k);
 
+/* Drops a stored block that turned out wrong (shorter than the message's
+ * size says it must be), so that the next reader claims and fetches it
+ * again. Nothing for a block being fetched. */
+void blocks_forget(struct blocks *b, const struct block_key *k);
+
 /* Waits until the block stops being fetched, at most timeout_ms; at once
  * after blocks_shutdown(). The caller asks again (blocks_get). */
 void blocks_wait(struct blocks *b, const struct block_key *k, int timeout_ms);

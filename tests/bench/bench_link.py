@@ -5,7 +5,7 @@ doing the same work in the fewest commands on one logged-in connection through t
 link.
 
     /usr/bin/python3 tests/bench/bench_link.py [--quick] [--reps N] [--rtt MS,MS] [--mbit N]
-                                               [--only ROW,ROW] [--bin PATH] [--keep]
+                                               [--only ROW,ROW] [--nc] [--bin PATH] [--keep]
 
 One invocation starts a throwaway Dovecot (tests/integration/dovecot.py: rawlog on, the
 imap_zlib plugin so that COMPRESS=DEFLATE is offered, a \\Trash folder), loads deterministic
@@ -33,7 +33,10 @@ counts). Bytes are counted at the proxy (both directions). Commands and round tr
 come from Dovecot's rawlog, for the uncompressed runs only: after COMPRESS the rawlog holds
 compressed bytes, and compression changes no command. --mbit N also limits each connection
 to N Mbit/s each way (without it the link is as fast as loopback, where compression can only
-cost CPU time). It reports; it never fails for a
+cost CPU time). --nc runs imapfs with -o compress=no only (half the time; the read rows of
+issue 11 are measured that way). The read rows (cat, head, grep, rg) also run the same
+command on a local copy of the messages (column "local": what the tools themselves cost,
+e.g. starting 300 head processes, which no file system can go below). It reports; it never fails for a
 slow figure (the exit status is non-zero only if something broke: a mount, a tool, a check).
 Stdlib only.
 """
@@ -271,6 +274,15 @@ class Rows:
             B.fetch_ok(typ, data, "UID FETCH")
         return self._base("ls", rep, lambda c: None, run)
 
+    # -- the same read commands on local files (the tools' own cost) ----------------------
+    def local(self, case, box, argv_of):
+        d = os.path.join(self.b.workdir, "local", box)
+        names = sorted(os.listdir(d))
+
+        def run(rep):
+            return self.b.timed(case, "local", rep, lambda: self.b.tool(argv_of(names), cwd=d))
+        return run
+
     # -- cat ----------------------------------------------------------------------------
     def fs_cat(self, rep, compress):
         def prep(m):
@@ -463,6 +475,13 @@ def load(b, n, workdir):
     finally:
         c.logout()
     grep_hits = sum(1 for m in msgs["Grep"] if TOKEN in m.raw)
+    # The read rows' floor: the same tools on local files of the same bytes.
+    for box in ("Read", "Grep"):
+        d = os.path.join(workdir, "local", box)
+        os.makedirs(d)
+        for k, m in enumerate(msgs[box]):
+            with open(os.path.join(d, "%05d.eml" % k), "wb") as f:
+                f.write(m.raw)
     log("loaded %d messages (%.1f MB) in %.1fs" % (sum(len(v) for v in msgs.values()),
                                                    sum(len(m.raw) for v in msgs.values() for m in v) / 1e6,
                                                    time.monotonic() - t))
@@ -504,7 +523,7 @@ def report(b, args, n, rtts, reps, head_bytes):
         ("rm-p16", "xargs -n 20 -P 16 rm of %s" % format(n["BulkRm"], ","), n["BulkRm"]),
     ]
     base_of = {"rg": "grep"}
-    head = ("operation", "RTT", "imapfs", "imapfs nc", "raw", "ratio", "ratio nc", "down", "down nc",
+    head = ("operation", "RTT", "imapfs", "imapfs nc", "raw", "local", "ratio", "ratio nc", "down", "down nc",
             "raw down", "cmds/file", "RTs/file", "raw cmds", "raw RTs", "check")
     table = [head]
 
@@ -517,6 +536,7 @@ def report(b, args, n, rtts, reps, head_bytes):
             if not (fs or nc):
                 continue
             t_fs, t_nc, t_b = (med(r.secs for r in x) for x in (fs, nc, bs))
+            t_l = med(r.secs for r in runs(case, "local", rtt))
             d_fs, d_nc, d_b = (med(r.down for r in x) for x in (fs, nc, bs))
             cm = med(len(r.cmds) for r in nc if r.cmds is not None)
             rt = med(r.rts for r in nc if r.rts is not None)
@@ -524,7 +544,7 @@ def report(b, args, n, rtts, reps, head_bytes):
             brt = med(r.rts for r in bs if r.rts is not None)
             allr = fs + nc + bs
             bad = sum(1 for r in allr if r.problems)
-            table.append((label, "%d ms" % rtt, fmt_t(t_fs), fmt_t(t_nc), fmt_t(t_b),
+            table.append((label, "%d ms" % rtt, fmt_t(t_fs), fmt_t(t_nc), fmt_t(t_b), fmt_t(t_l),
                           "%.1f×" % (t_fs / t_b) if t_fs and t_b else "-",
                           "%.1f×" % (t_nc / t_b) if t_nc and t_b else "-",
                           fmt_b(d_fs), fmt_b(d_nc), fmt_b(d_b),
@@ -575,6 +595,7 @@ def main():
                     "each way (default: no limit)")
     ap.add_argument("--bin", help="imapfs binary (default $IMAPFS_BIN or build/fs/imapfs)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--nc", action="store_true", help="imapfs with -o compress=no only")
     ap.add_argument("--only", help="comma-separated rows to run (ls,cat,head,grep,rg,mv,rm,cp,mv-p16,rm-p16)")
     args = ap.parse_args()
     q = 1 if args.quick else 0
@@ -604,14 +625,19 @@ def main():
         cp_dir, head_bytes, grep_hits = load(b, n, workdir)
         R = Rows(b, n, None, cp_dir, head_bytes, grep_hits)
         have_rg = subprocess.run(["sh", "-c", "command -v rg"], stdout=subprocess.DEVNULL).returncode == 0
+        head_sh = 'for f in "$@"; do head -n 20 -- "$f"; done'
         steps = [
             ("ls", R.fs_ls, R.base_ls),
-            ("cat", R.fs_cat, R.base_fetch_all("cat", "Read")),
-            ("head", R.fs_head, R.base_head),
-            ("grep", lambda rep, cz: R.fs_grep(rep, cz, "grep"), R.base_fetch_all("grep", "Grep")),
+            ("cat", R.fs_cat, R.base_fetch_all("cat", "Read"),
+             R.local("cat", "Read", lambda names: ["cat", "--"] + names)),
+            ("head", R.fs_head, R.base_head,
+             R.local("head", "Read", lambda names: ["sh", "-c", head_sh, "sh"] + names[:n["head"]])),
+            ("grep", lambda rep, cz: R.fs_grep(rep, cz, "grep"), R.base_fetch_all("grep", "Grep"),
+             R.local("grep", "Grep", lambda names: ["grep", "-rl", TOKEN.decode(), "."])),
         ]
         if have_rg:
-            steps.append(("rg", lambda rep, cz: R.fs_grep(rep, cz, "rg"), None))
+            steps.append(("rg", lambda rep, cz: R.fs_grep(rep, cz, "rg"), None,
+                          R.local("rg", "Grep", lambda names: ["rg", "-l", TOKEN.decode(), "."])))
         else:
             log("rg not installed: no rg row")
         steps += [
@@ -632,12 +658,15 @@ def main():
             proxy.set_delay(rtt / 2000.0)
             for rep in range(reps):
                 log("%d ms RTT, round %d of %d" % (rtt, rep + 1, reps))
-                for i, (name, fs, base) in enumerate(steps):
+                for i, step in enumerate(steps):
+                    name, fs, base = step[:3]
+                    loc = step[3] if len(step) > 3 else None
                     order = [("fs", lambda: fs(rep, True)), ("fs-nc", lambda: fs(rep, False)),
-                             ("base", (lambda: base(rep)) if base else None)]
-                    k0 = (rep + i) % 3  # who goes first rotates
+                             ("base", (lambda: base(rep)) if base else None),
+                             ("local", (lambda: loc(rep)) if loc else None)]
+                    k0 = (rep + i) % len(order)  # who goes first rotates
                     for who, fn in order[k0:] + order[:k0]:
-                        if fn is None:
+                        if fn is None or (args.nc and who == "fs"):
                             continue
                         k = len(b.runs)
                         try:
@@ -654,7 +683,7 @@ def main():
         # body lines that start with "+" (base64) for them. imapfs sends no synchronizing
         # literal to a server with LITERAL+; imaplib's APPEND waits for one each.
         sessions = {k: (cm, done, []) for k, (cm, done, _) in BW.rawlog_sessions(d).items()}
-        BW.attribute([r for r in b.runs if r.who != "fs"], sessions)
+        BW.attribute([r for r in b.runs if r.who not in ("fs", "local")], sessions)
         for r in b.runs:
             if r.who == "base" and r.cmds:
                 r.rts += sum(1 for c in r.cmds if c[3].upper().startswith("APPEND"))

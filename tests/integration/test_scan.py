@@ -4,7 +4,9 @@
 
 - rg -l (reverse name order, several threads) finds what grep -rl finds, with about as
   few content FETCH commands (Dovecot rawlog) as grep's ascending scan;
-- a descending cat loop and an 8-process `xargs -P8 cat` likewise;
+- a descending cat loop and an 8-process `xargs -P8 cat` likewise; `cat *` and grep -rl fetch
+  only the first file alone, and a folder a bit bigger than one 8 MiB batch costs no small
+  last batch;
 - a `head -n 20` loop moves not much more than what head reads of each file (its first
   8 KiB: proxy byte count; compared with the headers' bytes too, as a figure), and the files
   it read stay whole; tar of a folder on a fresh mount archives every file whole;
@@ -33,6 +35,7 @@ SRV = None
 PROXY = None
 TMP = None
 SCAN_N = 400
+TAIL_N = 700     # about 9.7 MB: more than one 8 MiB batch, less than 1.25 of one
 HEAD_N = 300
 TOKEN = "zebra-quartz-token"
 RTT = 0.020
@@ -41,6 +44,7 @@ HITS = set()     # keys of the Scan messages that hold TOKEN
 HEAD_RAW = {}    # key -> bytes of the Heads messages
 HEAD_BUF = 8192  # what GNU head reads at once (BUFSIZ)
 BIG_SIZE = 0
+TAIL_BYTES = [0]
 
 
 def scan_message(k, rng, token, small=6000):
@@ -96,6 +100,13 @@ def setUpModule():
                 msgs.append(G.Msg(key, folder, raw, "scan message %d" % k, "2024-01-01", G._idate(k)))
             G.multiappend(c, folder, msgs, chunk=100)
             HEADERS[folder] = total
+        c.create("Tail")
+        msgs = []
+        for i in range(TAIL_N):
+            key, raw, _ = scan_message(i, rng, False)
+            msgs.append(G.Msg(key, "Tail", raw, "tail %d" % i, "2024-01-01", G._idate(i)))
+        G.multiappend(c, "Tail", msgs, chunk=100)
+        TAIL_BYTES[0] = sum(len(m.raw) for m in msgs)
         c.create("Big")
         big = G.big_message()
         BIG_SIZE = len(big)
@@ -222,6 +233,41 @@ class TestScan(unittest.TestCase):
     def test_cat_descending(self):
         self.check_scan("descending cat loop",
                         'ls -r | while IFS= read -r f; do cat "$f"; done > /dev/null', shell=True)
+
+    def test_cat_whole_folder_few_round_trips(self):
+        """`cat *` and grep -rl of a whole folder (issue 13): once the scan shows, the rest of
+        the folder comes in one batch, not in a ramp of growing ones, each a round trip: the
+        first file alone, a first batch from the second (the next name) while the probe shows
+        what the readers read, then one FETCH for all the others."""
+        for what, argv in (("cat *", "cat -- * > /dev/null"),
+                           ("grep -rl", "grep -rl %s . > /dev/null; test $? -le 1" % TOKEN)):
+            with Fresh("Scan") as f:
+                r, t = run(argv, cwd=f.dir, shell=True)
+                self.assertEqual(r.returncode, 0, r.stderr[:500])
+                fetches = body_fetches(f.mark)
+            sys.stdout.write("# %s over %d messages at 20 ms: %d content FETCHes, %.2fs\n" % (
+                what, SCAN_N, len(fetches), t))
+            self.assertGreater(len(fetches), 0, "no content FETCH in the rawlog")
+            self.assertLessEqual(len(fetches), 3, "%s sent %d content FETCHes: %s" % (
+                what, len(fetches), [l[:100] for l in fetches]))
+            # Read-ahead starts at the second open (the next name): only the first file is
+            # fetched alone (issue 11: each file fetched alone before the scan shows is a
+            # round trip).
+            singles = [l for l in fetches if re.match(r"^\S+ UID FETCH \d+ \(", l)]
+            self.assertLessEqual(len(singles), 1, "%s fetched %d files alone: %s" % (
+                what, len(singles), [l[:100] for l in singles]))
+
+    def test_cat_no_small_last_batch(self):
+        """`cat *` of a folder a bit bigger than one batch's 8 MiB: the batch takes the rest
+        too rather than leave a small last batch, a round trip of its own at the end."""
+        with Fresh("Tail") as f:
+            r, t = run("cat -- * > /dev/null", cwd=f.dir, shell=True)
+            self.assertEqual(r.returncode, 0, r.stderr[:500])
+            fetches = body_fetches(f.mark)
+        sys.stdout.write("# cat * over %d messages (%d bytes) at 20 ms: %d content FETCHes, %.2fs\n"
+                         % (TAIL_N, TAIL_BYTES[0], len(fetches), t))
+        self.assertLessEqual(len(fetches), 3, "cat * sent %d content FETCHes: %s" % (
+            len(fetches), [l[:100] for l in fetches]))
 
     def test_cat_ascending(self):
         self.check_scan("ascending cat loop",
