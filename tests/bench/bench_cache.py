@@ -10,7 +10,8 @@ the counting proxy (tests/integration/proxy.py) between imapfs and Dovecot, and 
   1. mount + `ls -lR` of 10 folders x 10,000 small messages (1-3 KB; --quick: 10 x 1,000)
        cold: -o cache=no, and an empty -o cache_dir (that run fills the cache)
        warm: a remount with the cache_dir the cold run filled
-     time, bytes on the wire, IMAP commands. Target: warm >= 10x faster than cold.
+     time, bytes on the wire, IMAP commands. Target (issue 13): warm within 1.5x of `ls -lR`
+     over a local tree with the same names (the floor: no remount can beat ls itself).
      The ls -lR output of every run is compared with the first one.
   2. `grep -r` over 1,000 messages (bench.py's generator, 2-20 KB, ~1 % of 150-250 KB):
        a first grep on a mount with an empty cache_dir fills the content cache; then, for each
@@ -73,7 +74,7 @@ BOX_FMT = "Cache%02d"
 BOX_GREP = "GrepBox"
 N_GREP = 1000
 GREP_PATTERN = "invoice please"   # two words of bench.py's text: a few dozen matching lines
-WARM_TARGET = 10.0                # warm remount + ls -lR at least this many times faster
+WARM_TARGET = 1.5                 # warm remount + ls -lR at most this many times the local ls -lR
 GREP_TARGET = 1.2                 # cached grep at most this many times the Maildir grep
 TOOL_TIMEOUT = 300
 MOUNT_TIMEOUT = 120
@@ -847,9 +848,12 @@ def report(Bn, args, per_folder, load_secs, load_bytes, grep_bytes, grep_res, mb
         ncmd = med(len(r.cmds) for r in runs if r.cmds is not None)
         ratio = tgt = ""
         if kind == "warm" and cold_best and t:
-            q = cold_best[0] / t
-            ratio = "%.1f× faster" % q
-            tgt = "%s ≥%.0f×" % ("PASS" if q >= WARM_TARGET else "MISS", WARM_TARGET)
+            ratio = "%.1f× faster" % (cold_best[0] / t)
+            loc = m_of("ls-local", "secs")
+            if loc:
+                q = t / loc
+                ratio += ", %.2f× local" % q
+                tgt = "%s ≤%.1f× local" % ("PASS" if q <= WARM_TARGET else "MISS", WARM_TARGET)
         elif kind in ("grep", "grep-pc"):
             base = m_of("grep-maildir" if kind == "grep" else "grep-maildir-pc", "secs")
             if base and t is not None:
