@@ -60,6 +60,7 @@ struct section_ctx {
         imap_bytes_fn fn;
         void *ctx;
         bool found;
+        bool nil; /* the answer was NIL, not a string */
 };
 
 /* True if the answer's item name is ours with the origin we asked for:
@@ -101,6 +102,7 @@ static bool ops_section_data(void *vctx, const struct imap_response *r)
                 } else if (body->type == IMAP_NIL) {
                         c->fn(c->ctx, "", 0);
                         c->found = true;
+                        c->nil = true;
                 }
         }
         return !ops_parts_news(r);
@@ -129,5 +131,12 @@ int imap_fetch_section(struct imap_session *s, uint32_t uid, const char *what, b
                 return r;
         if (!c.found)
                 return res.status == IMAP_ST_OK ? -ENOENT : imap_result_errno("UID FETCH", &res);
+        /* Dovecot answers a message another session expunged (and this one
+         * wasn't told yet) with NIL and OK [EXPUNGEISSUED]: gone, not an
+         * empty part, which a reader would take for the end of the file. */
+        if (c.nil && strcmp(res.code, "EXPUNGEISSUED") == 0)
+                return -ENOENT;
+        if (res.status != IMAP_ST_OK)
+                return imap_result_errno("UID FETCH", &res);
         return 0;
 }

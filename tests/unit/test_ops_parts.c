@@ -109,6 +109,34 @@ START_TEST(test_section_refused_is_an_error)
 }
 END_TEST
 
+/* Another session expunged the message: Dovecot's NIL with OK [EXPUNGEISSUED]
+ * is "gone", not an empty part (a read would end there with success). */
+START_TEST(test_section_expunged_is_gone)
+{
+        static const struct step script[] = {
+            {NULL, 0, GREETING, 0},
+            LOGIN_OK,
+            {"UID FETCH 7 (UID BODY.PEEK[2]<0.100>)", 0,
+             "* 3 FETCH (UID 7 BODY[2]<0> NIL)\r\n$T OK [EXPUNGEISSUED] Some messages were also "
+             "expunged\r\n",
+             0},
+            {"UID FETCH 7 (UID BODY.PEEK[3])", 0, "* 3 FETCH (UID 7 BODY[3] \"\")\r\n$T OK\r\n", 0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s;
+        struct got g = {0};
+        ck_assert_int_eq(open_plain(&f, script, &a, &s), 0);
+        ck_assert_int_eq(imap_fetch_section(s, 7, "2", false, 0, 100, on_bytes, &g), -ENOENT);
+        /* an empty part that is there stays an empty part */
+        ck_assert_int_eq(imap_fetch_section(s, 7, "3", false, 0, 0, on_bytes, &g), 0);
+        ck_assert_uint_eq(g.len, 0);
+        imap_session_free(s);
+        fake_stop(&f);
+}
+END_TEST
+
 struct items {
         unsigned uids[8];
         int n;
@@ -162,6 +190,7 @@ int main(void)
         tcase_add_test(tc, test_section_range_binary_literal8);
         tcase_add_test(tc, test_section_wrong_origin_or_section_is_no_data);
         tcase_add_test(tc, test_section_refused_is_an_error);
+        tcase_add_test(tc, test_section_expunged_is_gone);
         tcase_add_test(tc, test_items_per_message);
         suite_add_tcase(s, tc);
         return unit_run(s);
