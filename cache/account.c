@@ -325,9 +325,7 @@ int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, 
  * answer. */
 #define VERIFY_PAUSE_MS 250
 
-/* The server could not be reached or did not answer: asking again later
- * may work. */
-static bool account_transient(int r)
+bool account_transient(int r)
 {
         static const int transient[] = {-EIO,          -ETIMEDOUT,   -ECONNREFUSED, -ECONNRESET,
                                         -EHOSTUNREACH, -ENETUNREACH, -EROFS};

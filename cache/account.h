@@ -127,6 +127,9 @@ int account_run(struct account *a, const char *mailbox, enum imap_pool_use use, 
  * A change is never sent twice. verify may be NULL (the call fails). */
 int account_run_write(struct account *a, const char *mailbox, enum imap_pool_use use,
                       account_op_fn fn, account_op_fn verify, void *ctx);
+/* r (a negative errno) says the server could not be reached or did not
+ * answer: asking again later may work. */
+bool account_transient(int r);
 /* SELECTs mailbox on s (no round trip if it is selected already) and checks
  * that its UIDVALIDITY is still uidvalidity: -ESTALE if not (our UIDs name
  * other messages now). si (may be NULL) gets what SELECT said. */

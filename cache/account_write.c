@@ -5,11 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "cache/batch.h"
 #include "cache/own.h"
 #include "cache/expunge_guard.h"
 #include "cache/persist.h"
+#include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/header.h"
 #include "imap/ops.h"
@@ -451,6 +453,47 @@ static int write_run_verified(struct account *a, const char *mailbox, account_op
         return r == -EIO && imap_pool_down(a->pool) ? -EROFS : r;
 }
 
+/* How long, in timeouts from its start, a move whose copy the server
+ * confirmed goes on trying to remove the original, and the pause between
+ * two tries. */
+#define WRITE_FINISH_TIMEOUTS 3
+#define WRITE_FINISH_PAUSE_MS 250
+
+/* One move or removal on its own, with its check after a lost answer. A
+ * move without MOVE whose COPY was confirmed (COPYUID, or the copy found)
+ * but whose original could not be removed yet, because the server went
+ * away (a restart refuses connections for a few seconds, longer than the
+ * one timeout of account_run_write's check): only the removal is left, and
+ * write_move_verify's STORE \Deleted + UID EXPUNGE of that UID is safe
+ * however often it runs. Giving up would leave both copies, and the user,
+ * told mv failed, moves the original again: a second copy. So it is tried
+ * again until WRITE_FINISH_TIMEOUTS timeouts since the start (the call then
+ * stays under the hang limits of the tests: 3 timeouts + 5 s; one last try
+ * may take a timeout more), or an answer that is not transient. */
+static int write_move_one(struct account *a, struct move_job *j)
+{
+        int64_t until = imap_now_ms() + WRITE_FINISH_TIMEOUTS * (int64_t)a->imap.timeout_ms;
+        int r = write_run_verified(a, j->ref.mailbox, write_move, write_move_verify, j);
+        if (r == 0 || !j->target || !j->new_uid || !account_transient(r))
+                return r;
+        log_warn("message %u of %s was copied to %s, but the original is still there: trying to "
+                 "remove it until the server is back",
+                 j->ref.uid, j->ref.mailbox, j->target);
+        while (imap_now_ms() < until) {
+                struct timespec pause = {0, WRITE_FINISH_PAUSE_MS * 1000000L};
+                nanosleep(&pause, NULL);
+                int v = account_run(a, j->ref.mailbox, IMAP_POOL_META, write_move_verify, j);
+                if (v == 0) {
+                        log_info("the server is back: message %u moved", j->ref.uid);
+                        return 0;
+                }
+                if (!account_transient(v))
+                        break;
+        }
+        log_warn("message %u is both in %s and in %s", j->ref.uid, j->ref.mailbox, j->target);
+        return r;
+}
+
 /* ---- moves in batches ---- */
 
 /* Concurrent moves of one folder's messages to the same target, as one
@@ -561,8 +604,7 @@ static void write_move_batch(void *ctx, void **args, size_t n)
         free(mj.uids);
         free(mj.new_uids);
         for (size_t i = 0; i < n; i++)
-                mj.v[i]->r = write_run_verified(a, mj.v[i]->ref.mailbox, write_move,
-                                                write_move_verify, mj.v[i]);
+                mj.v[i]->r = write_move_one(a, mj.v[i]);
 }
 
 /* Runs one move or removal: to a folder, together with the others of the
@@ -570,7 +612,7 @@ static void write_move_batch(void *ctx, void **args, size_t n)
 static int write_move_run(struct account *a, struct move_job *j)
 {
         if (!j->target)
-                return write_run_verified(a, j->ref.mailbox, write_move, write_move_verify, j);
+                return write_move_one(a, j);
         size_t len = strlen(j->ref.mailbox) + strlen(j->target) + 32;
         char *key = malloc(len);
         if (!key)
