@@ -467,12 +467,10 @@ static int write_run_verified(struct account *a, const char *mailbox, account_op
  * write_move_verify's STORE \Deleted + UID EXPUNGE of that UID is safe
  * however often it runs. Giving up would leave both copies, and the user,
  * told mv failed, moves the original again: a second copy. So it is tried
- * again until WRITE_FINISH_TIMEOUTS timeouts since the start (the call then
- * stays under the hang limits of the tests: 3 timeouts + 5 s; one last try
- * may take a timeout more), or an answer that is not transient. */
-static int write_move_one(struct account *a, struct move_job *j)
+ * again until `until` (write_finish_until), or an answer that is not
+ * transient. */
+static int write_move_one(struct account *a, struct move_job *j, int64_t until)
 {
-        int64_t until = imap_now_ms() + WRITE_FINISH_TIMEOUTS * (int64_t)a->imap.timeout_ms;
         int r = write_run_verified(a, j->ref.mailbox, write_move, write_move_verify, j);
         if (r == 0 || !j->target || !j->new_uid || !account_transient(r))
                 return r;
@@ -492,6 +490,15 @@ static int write_move_one(struct account *a, struct move_job *j)
         }
         log_warn("message %u is both in %s and in %s", j->ref.uid, j->ref.mailbox, j->target);
         return r;
+}
+
+/* The end of the tries of write_move_one: WRITE_FINISH_TIMEOUTS timeouts
+ * from the start of the moves run together, so that the call stays under
+ * the hang limit of the tests (3 timeouts + 5 s; one last try may take a
+ * timeout more) however many of them are left half-done. */
+static int64_t write_finish_until(const struct account *a)
+{
+        return imap_now_ms() + WRITE_FINISH_TIMEOUTS * (int64_t)a->imap.timeout_ms;
 }
 
 /* ---- moves in batches ---- */
@@ -577,6 +584,7 @@ static int write_moves_verify(struct imap_session *s, void *ctx)
 static void write_move_batch(void *ctx, void **args, size_t n)
 {
         struct account *a = ctx;
+        int64_t until = write_finish_until(a);
         struct moves_job mj = {(struct move_job **)args, n, NULL, NULL, false, false};
         if (n > 1) {
                 mj.uids = malloc(n * sizeof(*mj.uids));
@@ -604,7 +612,7 @@ static void write_move_batch(void *ctx, void **args, size_t n)
         free(mj.uids);
         free(mj.new_uids);
         for (size_t i = 0; i < n; i++)
-                mj.v[i]->r = write_move_one(a, mj.v[i]);
+                mj.v[i]->r = write_move_one(a, mj.v[i], until);
 }
 
 /* Runs one move or removal: to a folder, together with the others of the
@@ -612,7 +620,7 @@ static void write_move_batch(void *ctx, void **args, size_t n)
 static int write_move_run(struct account *a, struct move_job *j)
 {
         if (!j->target)
-                return write_move_one(a, j);
+                return write_move_one(a, j, write_finish_until(a));
         size_t len = strlen(j->ref.mailbox) + strlen(j->target) + 32;
         char *key = malloc(len);
         if (!key)
