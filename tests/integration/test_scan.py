@@ -202,10 +202,11 @@ class TestScan(unittest.TestCase):
         return TestScan.grep_fetches
 
     def bound(self, readers):
-        """grep's count x 1.5, plus the first file of each of several readers at once
-        (they open before any scan can be seen, and race the first batches)."""
+        """grep's count x 1.5, plus a few first files for each extra reader at once
+        (they open before any scan can be seen, and race the first batches: xargs -P8 -n4
+        starts 100 cat processes, 8 at a time). A storm would be one FETCH per file."""
         g = self.grep_baseline()
-        return max(int(g * 1.5), g + 4) + 2 * (readers - 1)
+        return max(int(g * 1.5), g + 4) + 4 * (readers - 1)
 
     def check_scan(self, what, argv, shell=False, expect_hits=False, readers=1):
         with Fresh("Scan") as f:
