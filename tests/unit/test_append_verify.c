@@ -21,36 +21,11 @@
 #include "cache/account.h"
 #include "cache/account_write.h"
 #include "imap/pool.h"
+#include "tests/unit/fake_naming.h"
 #include "tests/unit/fake_server.h"
 #include "tests/unit/unit_main.h"
 
 #define NEW "Message-ID: <m@x>\r\nSubject: hi\r\n\r\nedited\r\n"
-
-static char *name_message(void *ctx, uint32_t uid, const char *date, const char *subject,
-                          time_t internaldate)
-{
-        (void)ctx;
-        (void)date;
-        (void)subject;
-        (void)internaldate;
-        char buf[32];
-        snprintf(buf, sizeof buf, "%u.eml", uid);
-        return strdup(buf);
-}
-
-static char *name_dir(void *ctx, const char *comp)
-{
-        (void)ctx;
-        return strdup(comp);
-}
-
-static int name_server(void *ctx, const char *name, char delim, char **out)
-{
-        (void)ctx;
-        (void)delim;
-        *out = strdup(name);
-        return *out ? 0 : -ENOMEM;
-}
 
 static struct fake f;
 
@@ -93,7 +68,7 @@ static void lost_append(bool dedup)
         a.opts.connections = 1;
         a.opts.mem_cache = 1 << 20;
         a.opts.revalidate_ms = 1000;
-        a.naming = (struct account_naming){NULL, name_message, NULL, name_dir, name_server};
+        a.naming = fake_naming(false);
         ck_assert_int_eq(account_init(&a), 0);
         char err[256] = "";
         bool net;

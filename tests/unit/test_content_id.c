@@ -15,37 +15,12 @@
 #include "cache/account.h"
 #include "cache/persist.h"
 #include "imap/pool.h"
+#include "tests/unit/fake_naming.h"
 #include "tests/unit/fake_server.h"
 #include "tests/unit/unit_main.h"
 
 #define BODY "Subject: hi\r\n\r\nsame bytes\r\n"
 #define BODY_LEN "27"
-
-static char *name_message(void *ctx, uint32_t uid, const char *date, const char *subject,
-                          time_t internaldate)
-{
-        (void)ctx;
-        (void)date;
-        (void)subject;
-        (void)internaldate;
-        char buf[32];
-        snprintf(buf, sizeof buf, "%u.eml", uid);
-        return strdup(buf);
-}
-
-static char *name_dir(void *ctx, const char *comp)
-{
-        (void)ctx;
-        return strdup(comp);
-}
-
-static int name_server(void *ctx, const char *name, char delim, char **out)
-{
-        (void)ctx;
-        (void)delim;
-        *out = strdup(name);
-        return *out ? 0 : -ENOMEM;
-}
 
 static const char *listing(const char *cid_item)
 {
@@ -123,7 +98,7 @@ static void one_download(const char *caps, const char *want_item, const char *ci
         a.opts.connections = 1;
         a.opts.mem_cache = 1 << 20;
         a.opts.revalidate_ms = 1000;
-        a.naming = (struct account_naming){NULL, name_message, NULL, name_dir, name_server};
+        a.naming = fake_naming(false);
         ck_assert_int_eq(account_init(&a), 0);
         char err[256] = "";
         ck_assert_msg(persist_open(&a, dir, 64 << 20, err, sizeof err) == 0, "%s", err);

@@ -17,6 +17,7 @@
 #include "cache/own.h"
 #include "cache/persist.h"
 #include "imap/pool.h"
+#include "tests/unit/fake_naming.h"
 #include "tests/unit/fake_server.h"
 #include "tests/unit/unit_main.h"
 
@@ -27,32 +28,6 @@
         "\"01-Jan-2024 10:00:00 +0000\" FLAGS (\\Seen) "                                           \
         "BODY[HEADER.FIELDS (DATE SUBJECT)] {15}\r\nSubject: hi\r\n\r\n)\r\n"                      \
         "$T OK done\r\n"
-
-static char *name_message(void *ctx, uint32_t uid, const char *date, const char *subject,
-                          time_t internaldate)
-{
-        (void)ctx;
-        (void)date;
-        (void)subject;
-        (void)internaldate;
-        char buf[32];
-        snprintf(buf, sizeof buf, "%u.eml", uid);
-        return strdup(buf);
-}
-
-static char *name_dir(void *ctx, const char *comp)
-{
-        (void)ctx;
-        return strdup(comp);
-}
-
-static int name_server(void *ctx, const char *name, char delim, char **out)
-{
-        (void)ctx;
-        (void)delim;
-        *out = strdup(name);
-        return *out ? 0 : -ENOMEM;
-}
 
 static struct fake f;
 
@@ -102,7 +77,7 @@ static void refresh_while(bool moving)
         a.opts.connections = 1;
         a.opts.mem_cache = 1 << 20;
         a.opts.revalidate_ms = 60000;
-        a.naming = (struct account_naming){NULL, name_message, NULL, name_dir, name_server};
+        a.naming = fake_naming(false);
         ck_assert_int_eq(account_init(&a), 0);
         char err[256] = "";
         ck_assert_msg(persist_open(&a, dir, 64 << 20, err, sizeof err) == 0, "%s", err);

@@ -22,44 +22,9 @@
 #include "cache/account.h"
 #include "cache/account_write.h"
 #include "imap/pool.h"
+#include "tests/unit/fake_naming.h"
 #include "tests/unit/fake_server.h"
 #include "tests/unit/unit_main.h"
-
-static char *name_message(void *ctx, uint32_t uid, const char *date, const char *subject,
-                          time_t internaldate)
-{
-        (void)ctx;
-        (void)date;
-        (void)subject;
-        (void)internaldate;
-        char buf[32];
-        snprintf(buf, sizeof buf, "%u.eml", uid);
-        return strdup(buf);
-}
-
-static char *name_reuid(void *ctx, const char *name, uint32_t old_uid, uint32_t new_uid)
-{
-        (void)ctx;
-        (void)name;
-        (void)old_uid;
-        char buf[32];
-        snprintf(buf, sizeof buf, "%u.eml", new_uid);
-        return strdup(buf);
-}
-
-static char *name_dir(void *ctx, const char *comp)
-{
-        (void)ctx;
-        return strdup(comp);
-}
-
-static int name_server(void *ctx, const char *name, char delim, char **out)
-{
-        (void)ctx;
-        (void)delim;
-        *out = strdup(name);
-        return *out ? 0 : -ENOMEM;
-}
 
 static struct fake f;
 
@@ -113,7 +78,7 @@ START_TEST(test_confirmed_copy_is_finished_after_a_restart)
         a.opts.connections = 1;
         a.opts.mem_cache = 1 << 20;
         a.opts.revalidate_ms = 1000;
-        a.naming = (struct account_naming){NULL, name_message, name_reuid, name_dir, name_server};
+        a.naming = fake_naming(true);
         ck_assert_int_eq(account_init(&a), 0);
         char err[256] = "";
         bool net;

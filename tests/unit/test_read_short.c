@@ -22,6 +22,7 @@
 #include "cache/blocks.h"
 #include "cache/persist.h"
 #include "imap/pool.h"
+#include "tests/unit/fake_naming.h"
 #include "tests/unit/fake_server.h"
 #include "tests/unit/unit_main.h"
 
@@ -33,32 +34,6 @@
         "BODY[HEADER.FIELDS (DATE SUBJECT)] {15}\r\nSubject: hi\r\n\r\n)\r\n"
 #define EXPUNGEISSUED "$T OK [EXPUNGEISSUED] Some messages were also expunged.\r\n"
 #define WHOLE(seq, uid) "* " seq " FETCH (UID " uid " BODY[]<0> {" BODY_LEN "}\r\n" BODY ")\r\n"
-
-static char *name_message(void *ctx, uint32_t uid, const char *date, const char *subject,
-                          time_t internaldate)
-{
-        (void)ctx;
-        (void)date;
-        (void)subject;
-        (void)internaldate;
-        char buf[32];
-        snprintf(buf, sizeof buf, "%u.eml", uid);
-        return strdup(buf);
-}
-
-static char *name_dir(void *ctx, const char *comp)
-{
-        (void)ctx;
-        return strdup(comp);
-}
-
-static int name_server(void *ctx, const char *name, char delim, char **out)
-{
-        (void)ctx;
-        (void)delim;
-        *out = strdup(name);
-        return *out ? 0 : -ENOMEM;
-}
 
 static struct fake f;
 static struct account a;
@@ -87,7 +62,7 @@ static void setup(const struct step *script, bool disk)
         a.opts.connections = 1;
         a.opts.mem_cache = 4 << 20;
         a.opts.revalidate_ms = 60000;
-        a.naming = (struct account_naming){NULL, name_message, NULL, name_dir, name_server};
+        a.naming = fake_naming(false);
         ck_assert_int_eq(account_init(&a), 0);
         char err[256] = "";
         dir[0] = '\0';
