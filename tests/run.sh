@@ -65,6 +65,7 @@ grep -E '^ *[0-9]+/[0-9]+ ' "$builddir/test-output.txt" || tail -40 "$builddir/t
 /usr/bin/python3 - "$builddir/meson-logs/testlog.json" "$builddir/summary.txt" <<'PY'
 import json, re, sys
 passed = failed = skipped = 0
+fails = []
 for line in open(sys.argv[1]):
     t = json.loads(line)
     oks = nots = skips = 0
@@ -82,7 +83,16 @@ for line in open(sys.argv[1]):
     if t.get("result") not in ("OK", "EXPECTEDFAIL", "SKIP") and nots == 0:
         nots += 1
         print(f"{t['name']}: {t.get('result')}", file=sys.stderr)
+        fails.append(f"{t['name']}: {t.get('result')} before reporting every subtest")
+    # Name every failed subtest, with the lines after it, at the end of the output: CI
+    # shows only the tail of a run, and a failure in the first pass would be cut off.
+    lines = (t.get("stdout") or "").splitlines()
+    for i, l in enumerate(lines):
+        if l.startswith("not ok"):
+            fails.append(f"{t['name']}: {l}")
+            fails.extend("    " + x for x in lines[i + 1:i + 8] if x.startswith("#"))
     passed += oks; failed += nots; skipped += skips
+open(sys.argv[2] + ".failures", "w").write("".join(x + "\n" for x in fails))
 open(sys.argv[2], "w").write(f"{passed} {failed} {skipped}\n")
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 PY
