@@ -351,7 +351,16 @@ static void sync_collect(struct cache_mbox *m, struct sync_names *out)
 static int sync_poll_each(struct sync *sy, const char *watched)
 {
         struct account *a = sy->a;
-        int r = account_refresh_tree(a, 0);
+        /* A tree checked within the revalidation window is what a lookup
+         * would show too. On a fresh mount, the mount's own LIST is a few
+         * round trips old when live sync first connects: listing it again
+         * would cost the first reader of a folder a round trip on the
+         * pool's connection (issue 11). Later polls find it old. */
+        cache_lock(a->cache);
+        bool fresh =
+            a->tree_checked_ms && imap_now_ms() - a->tree_checked_ms < a->opts.revalidate_ms;
+        cache_unlock(a->cache);
+        int r = fresh ? 0 : account_refresh_tree(a, 0);
         if (r < 0)
                 return r;
         struct sync_names names = {0};
