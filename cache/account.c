@@ -217,6 +217,7 @@ int account_init(struct account *a)
         a->imap.on_event = account_on_event;
         a->imap.own_event = account_own_event;
         a->imap.event_ctx = a;
+        a->imap.slow_link = &a->slow_link;
         a->pool = imap_pool_new(&a->imap, a->opts.connections);
         a->cache = cache_new(account_name, a);
         a->blocks = blocks_new(a->opts.mem_cache);

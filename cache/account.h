@@ -80,6 +80,7 @@ struct account {
         /* The server could not be reached or stopped answering: until then
          * (ms), revalidating what the cache holds answers from it at once
          * rather than waiting a timeout again (account_away). */
+        atomic_bool slow_link; /* compress=auto: a session measured a slow link */
         _Atomic int64_t away_until_ms;
         atomic_int away_err;
 };

@@ -275,7 +275,7 @@ static int main_setup_account(struct fs *fs, const struct opts *o)
         a->imap.allow_plaintext = o->allow_plaintext;
         a->imap.timeout_ms = (int)o->timeout * 1000;
         a->imap.max_literal = MAX_LITERAL;
-        a->imap.no_compress = o->compress_off;
+        a->imap.compress = (enum imap_compress)o->compress;
         a->opts.names_uid = o->names && strcmp(o->names, "uid") == 0;
         a->opts.connections = o->connections;
         a->opts.read_only = o->read_only;

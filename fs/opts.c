@@ -38,8 +38,9 @@ static const struct fuse_opt opts_table[] = {
     OPT("cache_size=%s", cache_size, 0),
     OPT("cache=no", cache_off, 1),
     OPT("cache=yes", cache_off, 0),
-    OPT("compress=no", compress_off, 1),
-    OPT("compress=yes", compress_off, 0),
+    OPT("compress=no", compress, IMAP_COMPRESS_NO),
+    OPT("compress=yes", compress, IMAP_COMPRESS_YES),
+    OPT("compress=auto", compress, IMAP_COMPRESS_AUTO),
     OPT("allow_plaintext", allow_plaintext, 1),
     FUSE_OPT_KEY("-h", KEY_HELP),
     FUSE_OPT_KEY("--help", KEY_HELP),
@@ -167,8 +168,9 @@ void opts_usage(const char *prog)
                "    -o cache=no              no persistent cache (default: on)\n"
                "    -o cache_dir=PATH        where it is (default $XDG_CACHE_HOME/imapfs/...)\n"
                "    -o cache_size=SIZE       message content kept on disk (default 1G)\n"
-               "    -o compress=no           don't compress the connection (default:\n"
-               "                             COMPRESS=DEFLATE where the server offers it)\n"
+               "    -o compress=auto|yes|no  COMPRESS=DEFLATE where the server offers it:\n"
+               "                             auto (default) once the link shows itself\n"
+               "                             slower than 64 Mbit/s, yes always, no never\n"
                "    -o exclude=PATTERN[:PATTERN...]  hide these folders (a glob on the\n"
                "                             name, '/' between levels; Gmail:\n"
                "                             exclude=[Gmail]/All Mail:[Gmail]/Important)\n"

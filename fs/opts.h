@@ -22,7 +22,7 @@ struct opts {
         char *cache_dir;
         char *cache_size;
         int cache_off;
-        int compress_off; /* -o compress=no */
+        int compress;     /* -o compress=auto|yes|no: enum imap_compress */
         unsigned timeout;
         unsigned connections;
         unsigned poll;

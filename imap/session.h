@@ -7,6 +7,7 @@
 #ifndef IMAPFS_IMAP_SESSION_H
 #define IMAPFS_IMAP_SESSION_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -71,7 +72,13 @@ struct imap_account {
         SSL_CTX *tls;
         int timeout_ms;       /* deadline of one server operation */
         uint64_t max_literal; /* largest literal accepted from the server */
-        bool no_compress;     /* don't ask for COMPRESS=DEFLATE (-o compress=no) */
+        /* COMPRESS=DEFLATE where the server offers it: always (-o compress=yes),
+         * never (-o compress=no), or (auto, the default) once the link has
+         * shown itself slower than the server compresses (see session.c). */
+        enum imap_compress { IMAP_COMPRESS_AUTO, IMAP_COMPRESS_NO, IMAP_COMPRESS_YES } compress;
+        /* compress=auto: set by the first session that measured a slow link;
+         * every session of the account then compresses. NULL: never set. */
+        atomic_bool *slow_link;
         imap_event_fn on_event;
         /* Optional, asked first (same ctx, same thread rules): true if the
          * event is the echo of a change of ours, seen on another connection

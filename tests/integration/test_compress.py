@@ -1,13 +1,18 @@
 #!/usr/bin/python3
 """COMPRESS=DEFLATE (RFC 4978, issue 11): against a Dovecot with its imap_zlib plugin.
 
-- test_compressed: the default mount sends `COMPRESS DEFLATE` right after login on every
+- test_compressed: `-o compress=yes` sends `COMPRESS DEFLATE` right after login on every
   session (Dovecot's rawlog, which records what its imap process read: the command in clear,
   then only compressed bytes), logs that it is on, and reading (every message against
   imaplib's BODY[]), copying in and moving work; the bytes that went through a counting proxy
   are far fewer than the message bytes read.
 - test_compress_no: `-o compress=no` never sends COMPRESS; the same reads then move at least
   the message bytes.
+- test_auto_fast_link: the default (compress=auto) over loopback never sends COMPRESS: there
+  the server's deflate would be the bottleneck, not the link.
+- test_auto_slow_link: the default through a proxy limited to 2 MB/s (16 Mbit/s) sends
+  COMPRESS once a big answer showed the link slow, on the session that saw it and on the
+  others, after commands in clear; the log says so, and every message still reads right.
 The two figures are printed as TAP comments (bytes on the wire for `ls -l` + `cat` of N
 messages, with and without).
 - test_at_most_connections: with `-o connections=2`, reads, listings and live sync at once
@@ -124,7 +129,7 @@ class TestCompress(unittest.TestCase):
 
     def test_compressed(self):
         before = set(rawlog_files())
-        m = self.mount({})
+        m = self.mount({"compress": "yes"})
         down, up, read = self.read_all(m)
         # Writes through the compressed stream: cp in, mv out.
         src = os.path.join(m.workdir, "new.eml")
@@ -166,6 +171,57 @@ class TestCompress(unittest.TestCase):
         diag("compress=no: ls -l + cat of %d messages (%d bytes read): %d bytes down, %d up"
              % (N, read, down, up))
         self.assertGreater(down, read)
+
+    def test_auto_fast_link(self):
+        before = set(rawlog_files())
+        m = self.mount({})
+        down, up, read = self.read_all(m)
+        m.unmount()
+        sessions = {f: d for f, d in rawlog_files().items() if f not in before}
+        self.assertTrue(sessions)
+        # The read-ahead's answers were big enough to measure the link.
+        seen = re.findall(r"link brought (\d+) kB in (\d+) ms", m.read_log())
+        self.assertTrue(seen, "no answer was big enough to measure the link")
+        diag("compress=auto over loopback: answers of %s" % ", ".join(
+            "%s kB in %s ms" % x for x in seen))
+        # A machine loaded enough to bring an answer slower than 8 MB/s even over
+        # loopback has measured a slow link, and compressing is then right: only
+        # the other case is checked (no COMPRESS sent without a slow answer).
+        if any(int(kb) * 1000 < 8 * 1024 * int(ms) for kb, ms in seen):
+            diag("a slow answer over loopback (a loaded machine): switching allowed")
+            return
+        for f, data in sessions.items():
+            self.assertNotIn(b"COMPRESS", data, f)
+        self.assertGreater(down, read)
+
+    def test_auto_slow_link(self):
+        before = set(rawlog_files())
+        PROXY.set_rate(2 * 1000 * 1000)
+        self.addCleanup(PROXY.set_rate, 0)
+        m = self.mount({})
+        self.read_all(m)
+        # Another folder after the switch: its reads go compressed.
+        PROXY.reset()
+        side = os.path.join(m.mp, "Side")
+        read = sum(len(C.read_file(os.path.join(side, n)))
+                   for n in C.mount_files(side).values())
+        up, down = PROXY.counts()
+        m.unmount()
+        log = m.read_log()
+        self.assertIn("compressing (COMPRESS=DEFLATE", log)
+        sessions = {f: d for f, d in rawlog_files().items() if f not in before}
+        switched = [f for f, d in sessions.items() if b"COMPRESS DEFLATE\r\n" in d]
+        self.assertTrue(switched, "no session turned compression on")
+        # At least one session ran commands in clear before the switch (the one
+        # that measured the link), and none read a command in clear after it.
+        self.assertTrue(any(b"UID FETCH" in sessions[f].split(b"COMPRESS DEFLATE\r\n")[0]
+                            for f in switched))
+        for f in switched:
+            after = sessions[f].split(b"COMPRESS DEFLATE\r\n", 1)[1]
+            self.assertNotIn(b"UID FETCH", after, f)
+        diag("compress=auto at 2 MB/s: the Side folder (%d bytes read) took %d bytes down"
+             % (read, down))
+        self.assertLess(down, read * 0.6, "Side's reads were not compressed")
 
 
 class TestConnections(unittest.TestCase):

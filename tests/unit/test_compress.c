@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -216,6 +217,7 @@ struct zfake {
         const struct zstep *script;
         const char *big; /* sent compressed in place of a reply of "$BIG" */
         size_t big_len;
+        int pace_ms; /* > 0: "$BIG" goes 64 KiB at a time, this long apart (a slow link) */
         bool on;
         z_stream in, out;
         unsigned char raw[4096];
@@ -321,8 +323,15 @@ static void *zf_main(void *arg)
                 if (!s->reply)
                         goto out;
                 if (strcmp(s->reply, "$BIG") == 0) {
-                        if (zf_write(f, fd, f->big, f->big_len) < 0)
-                                goto out;
+                        size_t step = f->pace_ms > 0 ? 64u * 1024 : f->big_len;
+                        for (size_t o = 0; o < f->big_len; o += step) {
+                                size_t k = f->big_len - o < step ? f->big_len - o : step;
+                                if (zf_write(f, fd, f->big + o, k) < 0)
+                                        goto out;
+                                if (f->pace_ms > 0 && o + k < f->big_len)
+                                        nanosleep(&(struct timespec){0, f->pace_ms * 1000000L},
+                                                  NULL);
+                        }
                         continue;
                 }
                 char out[4096];
@@ -400,6 +409,7 @@ static struct imap_account zf_acct(unsigned port)
             .password = (char *)"pw",
             .timeout_ms = 2000,
             .max_literal = 1 << 24,
+            .compress = IMAP_COMPRESS_YES,
         };
 }
 
@@ -494,7 +504,7 @@ START_TEST(test_session_compress_off_and_refused)
         struct zfake f;
         zf_start(&f, off);
         struct imap_account a = zf_acct(f.port);
-        a.no_compress = true;
+        a.compress = IMAP_COMPRESS_NO;
         struct imap_session *s = NULL;
         char err[256];
         ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
@@ -588,6 +598,99 @@ START_TEST(test_session_big_literal_compressed)
 }
 END_TEST
 
+/* compress=auto: a big answer at under 64 Mbit/s (the fake paces 640 KiB
+ * as 64 KiB every 15 ms: about 4 MB/s) turns compression on, for this
+ * session before its next command and for a session opened afterwards at
+ * login; the same answer at full speed (loopback) leaves it off. */
+static void auto_run(int pace_ms, bool want_compress)
+{
+        size_t n = 640u * 1024;
+        unsigned char *body = test_text(n);
+        char *big = malloc(n + 128);
+        int h = snprintf(big, 64, "* 1 FETCH (UID 7 BODY[] {%zu}\r\n", n);
+        memcpy(big + h, body, n);
+        size_t bl = (size_t)h + n;
+        bl += (size_t)sprintf(big + bl, ")\r\nA2 OK done\r\n");
+        static const struct zstep slow[] = {
+            {.reply = ZGREETING},
+            {.expect = "LOGIN \"alice\" \"pw\"", .reply = ZLOGIN_OK},
+            {.expect = "UID FETCH 7", .reply = "$BIG"},
+            {.expect = "COMPRESS DEFLATE\r", .reply = "$T OK DEFLATE active\r\n", .deflate = true},
+            {.expect = "NOOP\r", .reply = "* 3 EXISTS\r\n$T OK done\r\n"},
+            {0},
+        };
+        static const struct zstep fast[] = {
+            {.reply = ZGREETING},
+            {.expect = "LOGIN \"alice\" \"pw\"", .reply = ZLOGIN_OK},
+            {.expect = "UID FETCH 7", .reply = "$BIG"},
+            {.expect = "NOOP\r", .reply = "* 3 EXISTS\r\n$T OK done\r\n"},
+            {0},
+        };
+        struct zfake f;
+        zf_start(&f, want_compress ? slow : fast);
+        f.big = big;
+        f.big_len = bl;
+        f.pace_ms = pace_ms;
+        atomic_bool slow_link = false;
+        struct imap_account a = zf_acct(f.port);
+        a.compress = IMAP_COMPRESS_AUTO;
+        a.slow_link = &slow_link;
+        struct imap_session *s = NULL;
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        struct imap_cmd c;
+        struct imap_result res;
+        struct big_ctx bc = {0};
+        imap_session_cmd_init(s, &c);
+        imap_cmd_add(&c, "UID FETCH 7 (UID BODY.PEEK[])");
+        ck_assert_int_eq(imap_session_cmd(s, &c, big_body, &bc, &res), 0);
+        imap_cmd_free(&c);
+        ck_assert_uint_eq(bc.len, n);
+        ck_assert_mem_eq(bc.data, body, n);
+        ck_assert(atomic_load(&slow_link) == want_compress);
+        unsigned ex = 0;
+        ck_assert_int_eq(noop(s, &ex), 0);
+        ck_assert_uint_eq(ex, 3);
+        imap_session_free(s);
+        zf_stop(&f);
+        /* The script itself checks the order: COMPRESS right after the slow
+         * answer, none after the fast one (NOOP expected there). */
+        ck_assert(want_compress == (strstr(f.log, "COMPRESS") != NULL));
+        free(bc.data);
+        free(big);
+        free(body);
+        if (!want_compress)
+                return;
+
+        /* Another session of the account, opened after: compresses at login. */
+        static const struct zstep next[] = {
+            {.reply = ZGREETING},
+            {.expect = "LOGIN \"alice\" \"pw\"", .reply = ZLOGIN_OK},
+            {.expect = "COMPRESS DEFLATE\r", .reply = "$T OK DEFLATE active\r\n", .deflate = true},
+            {.expect = "NOOP\r", .reply = "* 4 EXISTS\r\n$T OK done\r\n"},
+            {0},
+        };
+        zf_start(&f, next);
+        a.port = f.port;
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        ck_assert_int_eq(noop(s, &ex), 0);
+        ck_assert_uint_eq(ex, 4);
+        imap_session_free(s);
+        zf_stop(&f);
+}
+
+START_TEST(test_session_auto_slow_link)
+{
+        auto_run(15, true);
+}
+END_TEST
+
+START_TEST(test_session_auto_fast_link)
+{
+        auto_run(0, false);
+}
+END_TEST
+
 START_TEST(test_session_idle_compressed)
 {
         /* IDLE waits with poll() on the socket; a change arrives compressed. */
@@ -662,6 +765,8 @@ static Suite *compress_suite(void)
         tcase_add_test(tc, test_session_compress_off_and_refused);
         tcase_add_test(tc, test_session_big_literal_compressed);
         tcase_add_test(tc, test_session_idle_compressed);
+        tcase_add_test(tc, test_session_auto_slow_link);
+        tcase_add_test(tc, test_session_auto_fast_link);
         tcase_add_test(tc, test_session_corrupt_stream_breaks);
         suite_add_tcase(s, tc);
         return s;
