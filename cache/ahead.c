@@ -276,10 +276,23 @@ static void ahead_job_release(struct ahead *h, struct ahead_job *j)
                 }
 }
 
+/* One command of the worker, and the jobs chained behind it: a job queued
+ * for the same folder while the answer to the one before is still arriving
+ * goes out at once on the same connection (imap_session_cmd_chain), instead
+ * of a round trip after that answer's end. That is the common case: the
+ * probing batch's first files show what the readers read while the rest of
+ * it streams in, and the batch for the rest of the folder is planned then
+ * (issue 11: a round trip per batch at 20 ms). */
 struct ahead_run {
         struct ahead *h;
-        struct ahead_job *j;
+        struct ahead_job *j; /* the job the worker took */
         uint32_t *copy;
+        struct imap_session *s;
+        struct ahead_job *more[IMAP_CHAIN_MAX - 1]; /* taken from the queue, in order */
+        size_t nmore;
+        size_t resent;       /* of more[], sent on this attempt (account_run may retry) */
+        struct imap_cmd cmd; /* the last chained command, until the next is asked */
+        bool cmd_live;
 };
 
 /* The size of message uid of job j (0 if the job has no such message). */
@@ -291,42 +304,57 @@ static uint64_t ahead_size_of(const struct ahead_job *j, uint32_t uid)
         return 0;
 }
 
+/* The job of the run that brings uid (its messages are disjoint: each job
+ * claimed its own). */
+static struct ahead_job *ahead_run_job(struct ahead_run *run, uint32_t uid)
+{
+        if (ahead_size_of(run->j, uid))
+                return run->j;
+        for (size_t i = 0; i < run->nmore; i++)
+                if (ahead_size_of(run->more[i], uid))
+                        return run->more[i];
+        return NULL;
+}
+
+static size_t ahead_fetch_len(const struct ahead_job *j)
+{
+        return j->prefix ? j->prefix : (size_t)HEAD_BLOCKS * BLOCK_SIZE;
+}
+
 /* A message's leading blocks arrived. They are kept only if they are as
  * long as asked (or the whole message): Dovecot answers a message another
  * session expunged with NIL (no bytes) and a tagged OK, and fewer bytes
  * stored would end its reader's read early, with success (test_chaos).
  * What is not stored is abandoned with the job; the reader fetches it. */
-static void ahead_put(void *ctx, uint32_t uid, const char *data, size_t len)
+static void ahead_put(struct ahead_run *run, struct ahead_job *j, uint32_t uid, const char *data,
+                      size_t len)
 {
-        struct ahead_run *run = ctx;
-        atomic_fetch_add(&run->h->a->fetched_bytes, len);
-        uint64_t size = ahead_size_of(run->j, uid);
+        uint64_t size = ahead_size_of(j, uid);
         uint64_t want = size < (uint64_t)HEAD_BLOCKS * BLOCK_SIZE ? size : HEAD_BLOCKS * BLOCK_SIZE;
         if (len != want || len == 0)
                 return;
         /* Only blocks this job claimed are stored: blocks_put ignores others. */
         for (uint64_t b = 0; b * BLOCK_SIZE < len; b++) {
-                struct block_key k = ahead_key(run->j, uid, b);
+                struct block_key k = ahead_key(j, uid, b);
                 size_t off = (size_t)(b * BLOCK_SIZE);
                 size_t n = len - off < BLOCK_SIZE ? len - off : BLOCK_SIZE;
                 blocks_put(run->h->a->blocks, &k, data + off, n);
                 /* Only whole blocks (or a message's last) are worth keeping. */
                 if (n == BLOCK_SIZE || off + n == len)
-                        persist_block_put(run->h->a, run->j->mailbox, run->j->uidvalidity, uid, b,
-                                          data + off, n);
+                        persist_block_put(run->h->a, j->mailbox, j->uidvalidity, uid, b, data + off,
+                                          n);
         }
 }
 
 /* The start of a message arrived. It is kept only if it is as long as asked
  * (or the whole message): anything else would look like a shorter message. */
-static void ahead_put_prefix(void *ctx, uint32_t uid, const char *data, size_t len)
+static void ahead_put_prefix(struct ahead_run *run, struct ahead_job *j, uint32_t uid,
+                             const char *data, size_t len)
 {
-        struct ahead_run *run = ctx;
         struct ahead *h = run->h;
-        atomic_fetch_add(&h->a->fetched_bytes, len);
-        uint64_t size = ahead_size_of(run->j, uid);
-        bool ok = len > 0 && len == (size < run->j->prefix ? size : run->j->prefix);
-        struct block_key key = ahead_key(run->j, uid, 0);
+        uint64_t size = ahead_size_of(j, uid);
+        bool ok = len > 0 && len == (size < j->prefix ? size : j->prefix);
+        struct block_key key = ahead_key(j, uid, 0);
         pthread_mutex_lock(&h->mu);
         struct ahead_head *e = ahead_head_find(h, &key);
         if (e && e->pending) {
@@ -345,19 +373,84 @@ static void ahead_put_prefix(void *ctx, uint32_t uid, const char *data, size_t l
         pthread_mutex_unlock(&h->mu);
 }
 
+/* A message of the run arrived: to the job that asked for it. */
+static void ahead_put_any(void *ctx, uint32_t uid, const char *data, size_t len)
+{
+        struct ahead_run *run = ctx;
+        atomic_fetch_add(&run->h->a->fetched_bytes, len);
+        struct ahead_job *j = ahead_run_job(run, uid);
+        if (!j)
+                return; /* not asked for: never stored */
+        if (j->prefix)
+                ahead_put_prefix(run, j, uid, data, len);
+        else
+                ahead_put(run, j, uid, data, len);
+}
+
+/* The command for the next job to chain behind the run's (see struct
+ * ahead_run): the ones taken on an earlier attempt first, then the queue's
+ * head if it is a fetch in the same folder. Stops at a job that loads from
+ * disk, so that the queue keeps its order. */
+static struct imap_cmd *ahead_next(void *ctx)
+{
+        struct ahead_run *run = ctx;
+        struct ahead *h = run->h;
+        if (run->cmd_live) {
+                imap_cmd_free(&run->cmd);
+                run->cmd_live = false;
+        }
+        struct ahead_job *j = NULL;
+        if (run->resent < run->nmore) {
+                j = run->more[run->resent++];
+        } else if (run->nmore < sizeof(run->more) / sizeof(run->more[0])) {
+                pthread_mutex_lock(&h->mu);
+                struct ahead_job *q = h->head;
+                if (q && !h->stop && !q->from_disk && q->mbox_id == run->j->mbox_id &&
+                    q->uidvalidity == run->j->uidvalidity) {
+                        h->head = q->next;
+                        if (!h->head)
+                                h->tail = NULL;
+                        if (!q->claimed)
+                                ahead_job_claim(h, q);
+                        run->more[run->nmore++] = q;
+                        run->resent = run->nmore;
+                        j = q;
+                }
+                pthread_mutex_unlock(&h->mu);
+        }
+        if (!j || j->n == 0)
+                return NULL; /* nothing, or everything came meanwhile */
+        uint32_t *copy = malloc(j->n * sizeof(*copy));
+        if (!copy)
+                return NULL;
+        memcpy(copy, j->uids, j->n * sizeof(*copy));
+        int r = imap_fetch_heads_cmd(run->s, copy, j->n, ahead_fetch_len(j), &run->cmd);
+        free(copy);
+        if (r < 0) {
+                imap_cmd_free(&run->cmd);
+                return NULL; /* its claims are given back with the run */
+        }
+        run->cmd_live = true;
+        return &run->cmd;
+}
+
 static int ahead_fetch(struct imap_session *s, void *ctx)
 {
         struct ahead_run *run = ctx;
         int r = account_select(s, run->j->mailbox, run->j->uidvalidity, NULL);
         if (r < 0)
                 return r;
+        run->s = s;
+        run->resent = 0;
         /* imap_fetch_heads sorts its argument in place. */
         memcpy(run->copy, run->j->uids, run->j->n * sizeof(*run->copy));
-        if (run->j->prefix)
-                return imap_fetch_heads(s, run->copy, run->j->n, run->j->prefix, ahead_put_prefix,
-                                        run);
-        return imap_fetch_heads(s, run->copy, run->j->n, (size_t)HEAD_BLOCKS * BLOCK_SIZE,
-                                ahead_put, run);
+        r = imap_fetch_heads_chain(s, run->copy, run->j->n, ahead_fetch_len(run->j), ahead_put_any,
+                                   run, ahead_next, run);
+        if (run->cmd_live) {
+                imap_cmd_free(&run->cmd);
+                run->cmd_live = false;
+        }
+        return r;
 }
 
 /* A job of blocks the persistent cache has: read them into memory, so the
@@ -420,17 +513,28 @@ static void *ahead_main(void *arg)
                 } else if (j->from_disk) {
                         ahead_load(h, j);
                 } else {
-                        struct ahead_run run = {h, j, malloc(j->n * sizeof(uint32_t))};
+                        struct ahead_run run = {
+                            .h = h, .j = j, .copy = malloc(j->n * sizeof(uint32_t))};
                         int r = -ENOMEM;
                         if (run.copy)
                                 r = account_run(h->a, j->mailbox, IMAP_POOL_BULK, ahead_fetch,
                                                 &run);
                         if (r == 0)
-                                atomic_fetch_add(&h->a->fetches, 1);
+                                atomic_fetch_add(&h->a->fetches, 1 + run.nmore);
                         else
                                 log_dbg("read-ahead of %zu messages in %s failed: %d", j->n,
                                         j->mailbox, r);
+                        if (run.nmore)
+                                log_dbg("read-ahead: %zu batches sent behind one in %s", run.nmore,
+                                        j->mailbox);
                         free(run.copy);
+                        pthread_mutex_lock(&h->mu);
+                        for (size_t i = 0; i < run.nmore; i++) {
+                                ahead_job_release(h, run.more[i]);
+                                ahead_job_free(run.more[i]);
+                                h->queued--;
+                        }
+                        pthread_mutex_unlock(&h->mu);
                 }
                 pthread_mutex_lock(&h->mu);
                 ahead_job_release(h, j);

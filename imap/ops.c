@@ -501,24 +501,38 @@ static bool ops_heads_data(void *vctx, const struct imap_response *r)
         return !ops_carries_news(r);
 }
 
-int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t len, imap_body_fn fn,
-                     void *ctx)
+int imap_fetch_heads_cmd(struct imap_session *s, uint32_t *uids, size_t n, size_t len,
+                         struct imap_cmd *cmd)
 {
-        struct imap_cmd cmd;
-        struct imap_result res;
-        struct heads_ctx c = {fn, ctx};
-
         size_t need = imap_uidset_format(uids, n, NULL, 0);
         char *set = malloc(need + 1);
         if (!set)
                 return -ENOMEM;
         imap_uidset_format(uids, n, set, need + 1);
-        imap_session_cmd_init(s, &cmd);
-        imap_cmd_add(&cmd, "UID FETCH %s (UID BODY.PEEK[]<0.%zu>)", set, len);
+        imap_session_cmd_init(s, cmd);
+        imap_cmd_add(cmd, "UID FETCH %s (UID BODY.PEEK[]<0.%zu>)", set, len);
         free(set);
-        int r = imap_session_cmd(s, &cmd, ops_heads_data, &c, &res);
+        return cmd->oom ? -ENOMEM : 0;
+}
+
+int imap_fetch_heads_chain(struct imap_session *s, uint32_t *uids, size_t n, size_t len,
+                           imap_body_fn fn, void *ctx, imap_next_fn next, void *next_ctx)
+{
+        struct imap_cmd cmd;
+        struct imap_result res;
+        struct heads_ctx c = {fn, ctx};
+        int r = imap_fetch_heads_cmd(s, uids, n, len, &cmd);
+        if (r == 0)
+                r = next ? imap_session_cmd_chain(s, &cmd, ops_heads_data, &c, next, next_ctx, &res)
+                         : imap_session_cmd(s, &cmd, ops_heads_data, &c, &res);
         imap_cmd_free(&cmd);
         return r < 0 ? r : imap_result_errno("UID FETCH (heads)", &res);
+}
+
+int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t len, imap_body_fn fn,
+                     void *ctx)
+{
+        return imap_fetch_heads_chain(s, uids, n, len, fn, ctx, NULL, NULL);
 }
 
 struct status_ctx {

@@ -87,6 +87,15 @@ int imap_fetch_range(struct imap_session *s, uint32_t uid, uint64_t off, size_t 
 typedef void (*imap_body_fn)(void *ctx, uint32_t uid, const char *data, size_t len);
 int imap_fetch_heads(struct imap_session *s, uint32_t *uids, size_t n, size_t len, imap_body_fn fn,
                      void *ctx);
+/* The same command, built into cmd (the caller frees it): for chaining. */
+int imap_fetch_heads_cmd(struct imap_session *s, uint32_t *uids, size_t n, size_t len,
+                         struct imap_cmd *cmd);
+/* imap_fetch_heads, and while its answer arrives next may give more commands
+ * to send behind it (imap_session_cmd_chain), whose FETCH answers go to fn
+ * too. The result is the first command's, or the first other one's that was
+ * not OK. */
+int imap_fetch_heads_chain(struct imap_session *s, uint32_t *uids, size_t n, size_t len,
+                           imap_body_fn fn, void *ctx, imap_next_fn next, void *next_ctx);
 
 /* STATUS mailbox (MESSAGES UIDNEXT UIDVALIDITY [HIGHESTMODSEQ]): a cheap
  * "did anything change" for a mailbox that is not selected. highestmodseq

@@ -16,6 +16,9 @@
 #include "imap/rcode.h"
 
 #define SESSION_READ_CHUNK (64u * 1024)
+/* compress=auto: see session_measure. */
+#define AUTO_MIN_BYTES (512u * 1024)
+#define AUTO_SLOW_BYTES_PER_S (8u * 1024 * 1024)
 
 struct imap_session {
         int id;
@@ -65,6 +68,12 @@ struct imap_session {
         bool compressing;   /* COMPRESS=DEFLATE is on */
         bool compress_sent; /* COMPRESS was asked for (once: a refusal stands) */
         uint64_t rbytes;    /* bytes received since login (after inflating) */
+        /* compress=auto: the answer being read is measured once it has
+         * brought AUTO_MIN_BYTES (session_measure), while it still arrives,
+         * so that what comes after it can go compressed. */
+        bool m_on;
+        int64_t m_t0;
+        uint64_t m_b0;
         struct imap_value uidonly_name, uidonly_uid;
         char uidonly_buf[16];
 };
@@ -74,6 +83,7 @@ static atomic_int session_ids;
 static bool session_wants_compress(const struct imap_session *s);
 static int session_compress(struct imap_session *s);
 static void session_measure(struct imap_session *s, uint64_t bytes, int64_t took_ms);
+static void session_measure_start(struct imap_session *s);
 
 static void session_break(struct imap_session *s, const char *why)
 {
@@ -269,6 +279,10 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                 }
                 s->rlen += (size_t)got;
                 s->rbytes += (uint64_t)got;
+                if (s->m_on && s->rbytes - s->m_b0 >= AUTO_MIN_BYTES) {
+                        s->m_on = false;
+                        session_measure(s, s->rbytes - s->m_b0, imap_now_ms() - s->m_t0);
+                }
         }
 }
 
@@ -743,17 +757,121 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
                 return 0;
         char *tags[1] = {tag};
         int64_t t0 = imap_now_ms();
-        uint64_t b0 = s->rbytes;
+        session_measure_start(s);
         r = session_collect(s, tags, 1, fn, ctx, res, deadline);
+        s->m_on = false;
         /* Any command takes at least a round trip: the quickest one so far
          * is the best estimate of it (the pool weighs a wait against a new
          * connection with it). */
         int64_t took = imap_now_ms() - t0, best = atomic_load(&s->rtt_ms);
         if (r == 0 && (best < 0 || took < best))
                 atomic_store(&s->rtt_ms, took);
-        if (r == 0)
-                session_measure(s, s->rbytes - b0, took);
         return r;
+}
+
+/* Sends a command that needs no continuation under a fresh tag (written to
+ * tag, 16 bytes). */
+static int session_send_tagged(struct imap_session *s, struct imap_cmd *cmd, char *tag,
+                               int64_t deadline)
+{
+        s->ncmds++;
+        if (session_cmd_writes(cmd))
+                s->writes++;
+        imap_cmd_add(cmd, "\r\n");
+        if (cmd->oom)
+                return -ENOMEM;
+        snprintf(tag, 16, "A%u", ++s->tagseq);
+        size_t taglen = strlen(tag);
+        char *line = malloc(taglen + 1 + cmd->len);
+        if (!line)
+                return -ENOMEM;
+        memcpy(line, tag, taglen);
+        line[taglen] = ' ';
+        memcpy(line + taglen + 1, cmd->buf, cmd->len);
+        int r = session_send(s, line, taglen + 1 + cmd->len, cmd->redact, deadline);
+        free(line);
+        return r;
+}
+
+int imap_session_cmd_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
+                           imap_next_fn next, void *next_ctx, struct imap_result *res)
+{
+        if (cmd->nsplits || !next)
+                return imap_session_cmd(s, cmd, fn, ctx, res);
+        int64_t deadline = imap_now_ms() + s->acct->timeout_ms;
+        s->deadline_ext = 0;
+        s->deadline_cap = imap_now_ms() + 10 * (int64_t)s->acct->timeout_ms;
+        memset(res, 0, sizeof(*res));
+        if (session_check_alive(s) < 0)
+                return -EIO;
+        if (cmd->oom)
+                return -ENOMEM;
+        if (s->opened && session_wants_compress(s) && session_compress(s) < 0)
+                return -EIO;
+        char tags[IMAP_CHAIN_MAX][16];
+        bool open[IMAP_CHAIN_MAX] = {false};
+        session_measure_start(s);
+        int r = session_send_tagged(s, cmd, tags[0], deadline);
+        if (r < 0)
+                return r;
+        open[0] = true;
+        size_t n = 1, left = 1;
+        while (left > 0) {
+                struct imap_response *resp;
+                if (session_read_response(s, deadline, &resp) < 0)
+                        return -EIO;
+                if (resp->kind == IMAP_RESP_TAGGED) {
+                        session_note_caps(s, resp);
+                        for (size_t i = 0; i < n; i++) {
+                                if (!open[i] || strcmp(resp->tag, tags[i]) != 0)
+                                        continue;
+                                struct imap_result one;
+                                session_fill_result(s, i == 0 ? res : &one, resp);
+                                if (i > 0 && one.status != IMAP_ST_OK && res->status == IMAP_ST_OK)
+                                        *res = one;
+                                if ((i == 0 ? res : &one)->status == IMAP_ST_BAD)
+                                        log_warn("%s: server rejected a command: %s", s->who,
+                                                 (i == 0 ? res : &one)->text);
+                                open[i] = false;
+                                left--;
+                                break;
+                        }
+                } else if (resp->kind == IMAP_RESP_UNTAGGED) {
+                        session_untagged(s, resp, fn, ctx);
+                        if (resp->status == IMAP_ST_BYE) {
+                                imap_response_free(resp);
+                                session_break(s, "server said BYE");
+                                return -EIO;
+                        }
+                }
+                imap_response_free(resp);
+                /* Only while an answer is still coming: after the last
+                 * tagged one the caller goes on as usual. */
+                /* A link just found slow: what follows goes compressed,
+                 * after this chain (COMPRESS waits for no command on its
+                 * way), rather than in clear behind it. */
+                struct imap_cmd *more = left > 0 && n < IMAP_CHAIN_MAX && !session_wants_compress(s)
+                                            ? next(next_ctx)
+                                            : NULL;
+                if (more) {
+                        if (more->nsplits) {
+                                log_warn("%s: a chained command needs a literal", s->who);
+                                continue; /* the caller's bug: dropped, not sent */
+                        }
+                        int64_t dl = imap_now_ms() + s->acct->timeout_ms;
+                        if (session_send_tagged(s, more, tags[n], dl) < 0) {
+                                /* The answers on their way can't be read
+                                 * apart from what follows: the session ends. */
+                                session_break(s, "a chained command could not be sent");
+                                return -EIO;
+                        }
+                        open[n++] = true;
+                        left++;
+                        deadline = dl;
+                }
+        }
+        s->m_on = false;
+        return 0;
 }
 
 int64_t imap_session_rtt_ms(const struct imap_session *s)
@@ -1347,12 +1465,19 @@ static bool session_wants_compress(const struct imap_session *s)
  * third of the bytes cross it. On a LAN or over loopback the link is faster
  * and the server's deflate is the bottleneck instead (cat of 1,000 messages:
  * 0.68 s instead of 0.24 s). The link shows its speed in a big answer: at
- * least AUTO_MIN_BYTES after its first round trip, slower than
- * AUTO_SLOW_BYTES_PER_S (64 Mbit/s, well under what the server compresses),
- * marks the link slow for good; the session compresses at once, the
- * others at their next command (one round trip each). */
-#define AUTO_MIN_BYTES (512u * 1024)
-#define AUTO_SLOW_BYTES_PER_S (8u * 1024 * 1024)
+ * answer measured as soon as its first AUTO_MIN_BYTES are in (after the
+ * first round trip), slower than AUTO_SLOW_BYTES_PER_S (64 Mbit/s, well
+ * under what the server compresses), marks the link slow for good; every
+ * session compresses before its next command (one round trip each), and no
+ * more commands are chained behind the one in progress. */
+
+static void session_measure_start(struct imap_session *s)
+{
+        s->m_on = s->acct->compress == IMAP_COMPRESS_AUTO && s->acct->slow_link &&
+                  s->caps.compress_deflate && !s->compress_sent;
+        s->m_t0 = imap_now_ms();
+        s->m_b0 = s->rbytes;
+}
 
 static void session_measure(struct imap_session *s, uint64_t bytes, int64_t took_ms)
 {

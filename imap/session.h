@@ -136,6 +136,22 @@ void imap_session_free(struct imap_session *s);
 int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
                      struct imap_result *res);
 
+/* Asked while the answers of imap_session_cmd_chain come in: another command
+ * to send now, behind the ones on their way, or NULL. The command stays the
+ * caller's; it must not need a synchronizing literal. */
+typedef struct imap_cmd *(*imap_next_fn)(void *ctx);
+
+/* imap_session_cmd, and after each untagged response next is asked for
+ * another command, which goes out at once (at most IMAP_CHAIN_MAX in all):
+ * a caller whose next command becomes known while the answer to the one
+ * before is still arriving saves the round trip of waiting for its end.
+ * The answers of all of them go to fn. res is the first command's result,
+ * or the first other one that was not OK. Returns -EIO when the session
+ * broke. */
+#define IMAP_CHAIN_MAX 8
+int imap_session_cmd_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
+                           imap_next_fn next, void *next_ctx, struct imap_result *res);
+
 /* Sends the commands without waiting for answers and reads all their
  * answers: about one round trip for the lot, however many (RFC 3501 §5.5).
  * They go out in chunks (see PIPE_CHUNK_* in session.c), the next chunk

@@ -212,10 +212,11 @@ class TestCompress(unittest.TestCase):
         sessions = {f: d for f, d in rawlog_files().items() if f not in before}
         switched = [f for f, d in sessions.items() if b"COMPRESS DEFLATE\r\n" in d]
         self.assertTrue(switched, "no session turned compression on")
-        # At least one session ran commands in clear before the switch (the one
-        # that measured the link), and none read a command in clear after it.
-        self.assertTrue(any(b"UID FETCH" in sessions[f].split(b"COMPRESS DEFLATE\r\n")[0]
-                            for f in switched))
+        # The session that measured the link read in clear first (it switches at
+        # its next command, if it gets one), and no session read a command in
+        # clear after its switch.
+        self.assertTrue(any(b"UID FETCH" in d.split(b"COMPRESS DEFLATE\r\n")[0]
+                            for d in sessions.values()), "nothing was read in clear first")
         for f in switched:
             after = sessions[f].split(b"COMPRESS DEFLATE\r\n", 1)[1]
             self.assertNotIn(b"UID FETCH", after, f)

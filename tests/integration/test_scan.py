@@ -141,13 +141,14 @@ class Fresh:
     """A fresh mount (its own empty cache) through the delay proxy, listed once, so that
     what is measured afterwards is the reading alone."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, debug=False):
         self.m = I.Mount("imaps://%s@127.0.0.1:%d" % (SRV.user, PROXY.port),
                          opts={"cafile": SRV.cafile, "password_file": SRV.password_file})
         self.folder = folder
+        self.debug = debug
 
     def __enter__(self):
-        self.m.mount(foreground=True)
+        self.m.mount(foreground=True, debug=self.debug)
         self.dir = os.path.join(self.m.mp, self.folder)
         self.names = sorted(os.listdir(self.dir))
         time.sleep(0)  # nothing to wait for: ls has returned the listing
@@ -262,6 +263,22 @@ class TestScan(unittest.TestCase):
             singles = [l for l in fetches if re.match(r"^\S+ UID FETCH \d+ \(", l)]
             self.assertLessEqual(len(singles), 1, "%s fetched %d files alone: %s" % (
                 what, len(singles), [l[:100] for l in singles]))
+
+    def test_batch_sent_behind_probe(self):
+        """The batch for the rest of the folder leaves while the probing batch's answer is
+        still arriving, on the same connection (issue 11: a round trip per batch). Dovecot
+        reads a command only after it has written the answer before it, so its rawlog can't
+        show this; the daemon's debug log says how many batches went behind another."""
+        with Fresh("Scan", debug=True) as f:
+            r, t = run("cat -- * > /dev/null", cwd=f.dir, shell=True)
+            self.assertEqual(r.returncode, 0, r.stderr[:500])
+            fetches = body_fetches(f.mark)
+            log = f.m.read_log()
+        behind = [int(n) for n in re.findall(r"read-ahead: (\d+) batches sent behind one", log)]
+        sys.stdout.write("# cat * at 20 ms: %d content FETCHes, %s sent behind another\n" % (
+            len(fetches), sum(behind)))
+        self.assertLessEqual(len(fetches), 3)
+        self.assertGreaterEqual(sum(behind), 1, "the rest's batch waited for the probe's answer")
 
     def test_cat_no_small_last_batch(self):
         """`cat *` of a folder a bit bigger than one batch's 8 MiB: the batch takes the rest

@@ -1279,6 +1279,60 @@ START_TEST(test_oauth_hangup_after_refusal_keeps_the_reason)
 }
 END_TEST
 
+/* imap_fetch_heads_chain: a command given by next while the first answer is
+ * arriving goes out at once. The script answers the first FETCH only in part
+ * and waits for the second command before it finishes: a client that waited
+ * for the first tagged OK would time out. */
+struct chain_ctx {
+        struct imap_session *s;
+        struct imap_cmd cmd;
+        int asked;
+        char got[64];
+};
+
+static void chain_body(void *ctx, uint32_t uid, const char *data, size_t len)
+{
+        struct chain_ctx *c = ctx;
+        size_t o = strlen(c->got);
+        snprintf(c->got + o, sizeof(c->got) - o, "%u:%.*s ", uid, (int)len, data);
+}
+
+static struct imap_cmd *chain_next(void *ctx)
+{
+        struct chain_ctx *c = ctx;
+        if (c->asked++ > 0)
+                return NULL;
+        uint32_t uid = 3;
+        ck_assert_int_eq(imap_fetch_heads_cmd(c->s, &uid, 1, 100, &c->cmd), 0);
+        return &c->cmd;
+}
+
+START_TEST(test_fetch_heads_chain)
+{
+        static const struct step script[] = {
+            FAKE_LOGIN("IMAP4rev1"),
+            {"UID FETCH 1:2 (UID BODY.PEEK[]<0.100>)", 0,
+             "* 1 FETCH (UID 1 BODY[]<0> {3}\r\nabc)\r\n", 0},
+            {"UID FETCH 3 (UID BODY.PEEK[]<0.100>)", 0,
+             "* 2 FETCH (UID 2 BODY[]<0> {3}\r\ndef)\r\nA2 OK done\r\n"
+             "* 3 FETCH (UID 3 BODY[]<0> {3}\r\nghi)\r\n$T OK done\r\n",
+             0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = fake_open(&f, script, &a);
+        struct chain_ctx c = {.s = s};
+        uint32_t uids[] = {2, 1};
+        ck_assert_int_eq(imap_fetch_heads_chain(s, uids, 2, 100, chain_body, &c, chain_next, &c),
+                         0);
+        imap_cmd_free(&c.cmd);
+        ck_assert_str_eq(c.got, "1:abc 2:def 3:ghi ");
+        ck_assert(!imap_session_broken(s));
+        fake_finish(&f, s);
+}
+END_TEST
+
 int main(void)
 {
         signal(SIGPIPE, SIG_IGN); /* the fake server may write to a closed client */
@@ -1291,6 +1345,7 @@ int main(void)
         tcase_add_test(tc, test_login_quoted_then_capability);
         tcase_add_test(tc, test_login_synchronizing_literal);
         tcase_add_test(tc, test_login_refused);
+        tcase_add_test(tc, test_fetch_heads_chain);
         tcase_add_test(tc, test_deadline_breaks_session);
         tcase_add_test(tc, test_bye_breaks_session);
         tcase_add_test(tc, test_select_and_unsolicited_events);
