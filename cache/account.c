@@ -913,7 +913,8 @@ void account_space(struct account *a, struct account_space *out)
         cache_lock(a->cache);
         int ttl = a->space.quota ? ACCOUNT_SPACE_TTL_MS : ACCOUNT_SPACE_ESTIMATE_TTL_MS;
         bool fresh = a->space_checked_ms && now - a->space_checked_ms < ttl;
-        bool ask = !fresh && !a->space_no_quota && account_away(a) == 0;
+        bool no_quota = a->space_no_quota; /* read under the lock: another df may set it */
+        bool ask = !fresh && !no_quota && account_away(a) == 0;
         if (fresh) {
                 *out = a->space;
                 cache_unlock(a->cache);
@@ -921,9 +922,9 @@ void account_space(struct account *a, struct account_space *out)
         }
         cache_unlock(a->cache);
         struct imap_quota q = {0};
-        int r = ask                 ? account_run(a, NULL, IMAP_POOL_META, account_quota_fetch, &q)
-                : a->space_no_quota ? -ENOTSUP
-                                    : -EIO;
+        int r = ask        ? account_run(a, NULL, IMAP_POOL_META, account_quota_fetch, &q)
+                : no_quota ? -ENOTSUP
+                           : -EIO;
         struct account_space sp = {0};
         cache_lock(a->cache);
         if (r == 0 && q.storage && q.storage_limit) {
