@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "cache/store.h"
@@ -51,13 +52,36 @@ char *account_decode_component(void *ctx, const char *comp)
 /* Every change the server reports on any connection, that no command of
  * ours explains, lands here (imap/session.c decides what is news) and goes
  * to the mailbox's one server state in the cache. */
+/* A NOTIFY LIST (RFC 5465 §5.4) that changes nothing in the tree: a mailbox
+ * it has, under that name, neither \NonExistent (deleted) nor with extended
+ * data (OLDNAME: renamed). Dovecot sends one for a mailbox a session of ours
+ * stops selecting (live sync moving from INBOX to the folder in use); taken
+ * as news, it made the next lookup list the tree again, on the pool's
+ * connection in the middle of a scan (test_scan). With the cache lock held. */
+static bool account_list_unchanged(struct account *a, const struct imap_response *r)
+{
+        const struct imap_value *attrs = r ? r->args : NULL;
+        if (!attrs || attrs->type != IMAP_LIST || !attrs->next)
+                return false;
+        const struct imap_value *name = attrs->next->next;
+        if (!name || (name->type != IMAP_STRING && name->type != IMAP_ATOM) || name->next ||
+            memchr(name->s, '\0', name->len))
+                return false;
+        for (const struct imap_value *v = attrs->first; v; v = v->next)
+                if (v->type == IMAP_ATOM && strcasecmp(v->s, "\\NonExistent") == 0)
+                        return false;
+        return cache_mbox_by_raw(a->cache, name->s) != NULL;
+}
+
 static void account_on_event(void *ctx, const struct imap_event *ev)
 {
         struct account *a = ctx;
         cache_lock(a->cache);
         switch (ev->kind) {
         case IMAP_EV_LIST:
-                a->tree_checked_ms = 0; /* a mailbox came or went: the next lookup re-lists */
+                /* A mailbox came or went: the next lookup re-lists. */
+                if (!account_list_unchanged(a, ev->r))
+                        a->tree_checked_ms = 0;
                 break;
         case IMAP_EV_STATUS:
         case IMAP_EV_EXISTS:
@@ -905,6 +929,15 @@ static uint64_t account_known_bytes(struct account *a)
                 }
         }
         return sum;
+}
+
+void account_dir_opened(struct account *a, uint64_t mbox_id)
+{
+        cache_lock(a->cache);
+        struct cache_node *n = cache_node_get(a->cache, mbox_id);
+        if (n && n->kind == CACHE_MBOX)
+                ((struct cache_mbox *)n)->opened_ms = imap_now_ms();
+        cache_unlock(a->cache);
 }
 
 void account_space(struct account *a, struct account_space *out)
