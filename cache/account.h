@@ -195,6 +195,10 @@ char *account_decode_component(void *ctx, const char *comp);
  * once fetched). Returns 0, -ENOENT (mailbox gone), -ENOTDIR, -EIO. */
 int account_refresh_listing(struct account *a, uint64_t mbox_id, int max_age_ms);
 
+/* A reader opened mailbox id as a directory (opendir): the first or last
+ * message opened right after starts a scan at once (cache/ahead.c). */
+void account_dir_opened(struct account *a, uint64_t mbox_id);
+
 /* What df shows (statfs), asked at most once a minute: the QUOTA STORAGE
  * limit and usage of INBOX's quota root where the server has QUOTA; else
  * used = the sizes of every message in the listings known, total = used +

@@ -10,6 +10,7 @@
 
 #include "cache/account.h"
 #include "cache/persist.h"
+#include "imap/conn.h"
 #include "imap/log.h"
 #include "imap/ops.h"
 
@@ -728,6 +729,9 @@ static struct ahead_stream *ahead_stream_start(struct ahead *h, uint64_t mbox_id
  * `cat` about a 20 ms round trip; 16 left it waiting most of one), but few
  * bytes, as the scan may turn out to read only the start of each. */
 #define FIRST_BATCH 64u
+/* How soon after an opendir of the folder its first or last name opened
+ * starts a scan (ahead_on_open). */
+#define SCAN_AFTER_LIST_MS 2000
 #define PROBE_BYTES (1u << 20)
 
 /* The bytes one batch of a scan of whole messages may bring: they wait in
@@ -943,9 +947,24 @@ bool ahead_on_open(struct ahead *h, struct cache_msg *msg, uint64_t *stream)
         size_t idx = msg->sorted_idx;
         struct ahead_stream *st = ahead_stream_find(h, mb->node.id, idx);
         if (!st) {
-                /* A single open is an ordinary read, through the page cache. */
-                *stream = ahead_stream_start(h, mb->node.id, idx)->id;
-                return false;
+                st = ahead_stream_start(h, mb->node.id, idx);
+                *stream = st->id;
+                /* The first (or last) name opened right after its folder was
+                 * listed: `cat *`, grep -r, find -exec start there. Read-ahead
+                 * starts now, with a probing batch that brings this file too,
+                 * instead of at the next open: the first file fetched alone
+                 * cost a round trip (issue 11). A lone `cat` of that one file
+                 * costs a probe's batch (FIRST_BATCH messages, PROBE_BYTES). */
+                int dir = idx == 0 ? +1 : idx + 1 == mb->nmsgs ? -1 : 0;
+                if (dir == 0 || mb->nmsgs < 2 || !mb->opened_ms ||
+                    imap_now_ms() - mb->opened_ms > SCAN_AFTER_LIST_MS)
+                        return false; /* a single open is an ordinary read */
+                if (dir > 0)
+                        st->up_next = idx;
+                else
+                        st->down_next = idx + 1;
+                ahead_plan(h, mb, sorted, st, dir);
+                return true; /* a probe: its reads show what the reader reads */
         }
         *stream = st->id;
         st->used = ++h->tick;

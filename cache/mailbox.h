@@ -88,6 +88,7 @@ struct cache_mbox {
         enum cache_listing_state state;
         bool observed;      /* report changes to the observer (not during a first listing) */
         int64_t checked_ms; /* when the listing was last confirmed with the server */
+        int64_t opened_ms;  /* when a reader last opened it as a directory (opendir) */
         unsigned stale_gen; /* bumped by every change notice; a refresh that saw
                                a bump while it ran leaves the listing stale */
         bool refreshing;    /* a thread is fetching the listing: others wait */

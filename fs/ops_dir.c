@@ -398,6 +398,8 @@ static void ops_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
                 return;
         int r = ino == CACHE_ROOT_ID ? account_refresh_tree(a, a->opts.revalidate_ms)
                                      : account_refresh_listing(a, ino, a->opts.revalidate_ms);
+        if (r == 0 && ino != CACHE_ROOT_ID)
+                account_dir_opened(a, ino);
         if (r == -ENOENT || r == -ENOTDIR) {
                 fuse_reply_err(req, -r);
                 return;
