@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "imap/auth.h"
 #include "imap/conn.h"
@@ -69,11 +70,13 @@ struct imap_session {
         bool compress_sent; /* COMPRESS was asked for (once: a refusal stands) */
         uint64_t rbytes;    /* bytes received since login (after inflating) */
         /* compress=auto: the answer being read is measured once it has
-         * brought AUTO_MIN_BYTES (session_measure), while it still arrives,
-         * so that what comes after it can go compressed. */
-        bool m_on;
-        int64_t m_t0;
+         * brought AUTO_MIN_BYTES after its first bytes (session_measure),
+         * while it still arrives, so that what comes after it can go
+         * compressed. m_wait_us: time spent waiting for the link since the
+         * first bytes (not the time our callbacks took). */
+        bool m_on, m_started;
         uint64_t m_b0;
+        int64_t m_wait_us;
         struct imap_value uidonly_name, uidonly_uid;
         char uidonly_buf[16];
 };
@@ -82,8 +85,9 @@ static atomic_int session_ids;
 
 static bool session_wants_compress(const struct imap_session *s);
 static int session_compress(struct imap_session *s);
-static void session_measure(struct imap_session *s, uint64_t bytes, int64_t took_ms);
 static void session_measure_start(struct imap_session *s);
+static void session_measure_read(struct imap_session *s, int64_t waited_us);
+static int64_t session_now_us(void);
 
 static void session_break(struct imap_session *s, const char *why)
 {
@@ -265,6 +269,7 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                 if (session_reserve(s, want) < 0)
                         return -EIO;
                 int64_t dl = deadline > s->deadline_ext ? deadline : s->deadline_ext;
+                int64_t w0 = s->m_on ? session_now_us() : 0;
                 ssize_t got = imap_conn_read(s->conn, s->rbuf + s->rlen, s->rcap - s->rlen, dl);
                 if (got > 0 && s->deadline_cap) {
                         int64_t ext = imap_now_ms() + s->acct->timeout_ms;
@@ -279,10 +284,8 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                 }
                 s->rlen += (size_t)got;
                 s->rbytes += (uint64_t)got;
-                if (s->m_on && s->rbytes - s->m_b0 >= AUTO_MIN_BYTES) {
-                        s->m_on = false;
-                        session_measure(s, s->rbytes - s->m_b0, imap_now_ms() - s->m_t0);
-                }
+                if (s->m_on)
+                        session_measure_read(s, session_now_us() - w0);
         }
 }
 
@@ -793,8 +796,23 @@ static int session_send_tagged(struct imap_session *s, struct imap_cmd *cmd, cha
         return r;
 }
 
+static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
+                         imap_next_fn next, void *next_ctx, struct imap_result *res);
+
 int imap_session_cmd_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
                            imap_next_fn next, void *next_ctx, struct imap_result *res)
+{
+        if (cmd->nsplits || !next)
+                return imap_session_cmd(s, cmd, fn, ctx, res);
+        int r = session_chain(s, cmd, fn, ctx, next, next_ctx, res);
+        /* On every way out: a measurement left on would count the reads of
+         * whatever comes next (an IDLE) from this answer's start. */
+        s->m_on = false;
+        return r;
+}
+
+static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
+                         imap_next_fn next, void *next_ctx, struct imap_result *res)
 {
         if (cmd->nsplits || !next)
                 return imap_session_cmd(s, cmd, fn, ctx, res);
@@ -870,7 +888,6 @@ int imap_session_cmd_chain(struct imap_session *s, struct imap_cmd *cmd, imap_da
                         deadline = dl;
                 }
         }
-        s->m_on = false;
         return 0;
 }
 
@@ -1464,39 +1481,59 @@ static bool session_wants_compress(const struct imap_session *s)
  * mail per core) then runs while the link would have waited anyway, and a
  * third of the bytes cross it. On a LAN or over loopback the link is faster
  * and the server's deflate is the bottleneck instead (cat of 1,000 messages:
- * 0.68 s instead of 0.24 s). The link shows its speed in a big answer: at
- * answer measured as soon as its first AUTO_MIN_BYTES are in (after the
- * first round trip), slower than AUTO_SLOW_BYTES_PER_S (64 Mbit/s, well
- * under what the server compresses), marks the link slow for good; every
+ * 0.68 s instead of 0.24 s). The link shows its speed in a big answer: an
+ * answer that, after its first bytes, brought AUTO_MIN_BYTES more while we
+ * waited for them longer than AUTO_SLOW_BYTES_PER_S allows (64 Mbit/s, well
+ * under what the server compresses; see session_measure_read) marks the
+ * link slow for good, as soon as those bytes are in; every
  * session compresses before its next command (one round trip each), and no
  * more commands are chained behind the one in progress. */
+
+static int64_t session_now_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void session_measure_start(struct imap_session *s)
 {
         s->m_on = s->acct->compress == IMAP_COMPRESS_AUTO && s->acct->slow_link &&
                   s->caps.compress_deflate && !s->compress_sent;
-        s->m_t0 = imap_now_ms();
-        s->m_b0 = s->rbytes;
+        s->m_started = false;
+        s->m_wait_us = 0;
 }
 
-static void session_measure(struct imap_session *s, uint64_t bytes, int64_t took_ms)
+/* A read of the answer being measured, after waiting waited_us for it. The
+ * first one ends the round trip and the server's start (its wait is not the
+ * link's speed; nor is an unknown or stale rtt needed to take it off); from
+ * there on only the time spent waiting counts: a client that takes its time
+ * over what arrived (sanitizers, a loaded machine, a callback writing to
+ * disk) finds the bytes there when it reads, and is no slow link. */
+static void session_measure_read(struct imap_session *s, int64_t waited_us)
 {
-        if (s->acct->compress != IMAP_COMPRESS_AUTO || !s->acct->slow_link ||
-            !s->caps.compress_deflate || s->compressing || bytes < AUTO_MIN_BYTES)
+        if (!s->m_started) {
+                s->m_started = true;
+                s->m_b0 = s->rbytes;
                 return;
-        int64_t rtt = atomic_load(&s->rtt_ms);
-        int64_t transfer = took_ms - (rtt > 0 ? rtt : 0);
-        if (transfer < 1)
-                transfer = 1;
-        uint64_t rate = bytes * 1000 / (uint64_t)transfer;
+        }
+        s->m_wait_us += waited_us;
+        uint64_t bytes = s->rbytes - s->m_b0;
+        if (bytes < AUTO_MIN_BYTES)
+                return;
+        s->m_on = false;
+        if (s->compressing || s->compress_sent)
+                return;
+        int64_t ms = s->m_wait_us / 1000 > 0 ? s->m_wait_us / 1000 : 1;
+        uint64_t rate = bytes * 1000 / (uint64_t)ms;
         log_dbg("%s: the link brought %llu kB in %lld ms", s->who,
-                (unsigned long long)(bytes / 1024), (long long)transfer);
+                (unsigned long long)(bytes / 1024), (long long)ms);
         if (rate >= AUTO_SLOW_BYTES_PER_S)
                 return;
         if (!atomic_exchange(s->acct->slow_link, true))
                 log_info("%s: the link brought %llu kB in %lld ms (%llu kB/s): compressing "
                          "(COMPRESS=DEFLATE; -o compress=no turns it off)",
-                         s->who, (unsigned long long)(bytes / 1024), (long long)transfer,
+                         s->who, (unsigned long long)(bytes / 1024), (long long)ms,
                          (unsigned long long)(rate / 1024));
 }
 
