@@ -828,6 +828,7 @@ static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data
                 return -EIO;
         char tags[IMAP_CHAIN_MAX][16];
         bool open[IMAP_CHAIN_MAX] = {false};
+        struct imap_result other, *bad_other = NULL; /* the first other one not OK */
         session_measure_start(s);
         int r = session_send_tagged(s, cmd, tags[0], deadline);
         if (r < 0)
@@ -843,13 +844,15 @@ static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data
                         for (size_t i = 0; i < n; i++) {
                                 if (!open[i] || strcmp(resp->tag, tags[i]) != 0)
                                         continue;
-                                struct imap_result one;
-                                session_fill_result(s, i == 0 ? res : &one, resp);
-                                if (i > 0 && one.status != IMAP_ST_OK && res->status == IMAP_ST_OK)
-                                        *res = one;
-                                if ((i == 0 ? res : &one)->status == IMAP_ST_BAD)
+                                struct imap_result one, *to = i == 0 ? res : &one;
+                                session_fill_result(s, to, resp);
+                                /* Kept apart: the first command's answer
+                                 * may come after it (RFC 3501 5.5). */
+                                if (i > 0 && one.status != IMAP_ST_OK && !bad_other)
+                                        *(bad_other = &other) = one;
+                                if (to->status == IMAP_ST_BAD)
                                         log_warn("%s: server rejected a command: %s", s->who,
-                                                 (i == 0 ? res : &one)->text);
+                                                 to->text);
                                 open[i] = false;
                                 left--;
                                 break;
@@ -888,6 +891,8 @@ static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data
                         deadline = dl;
                 }
         }
+        if (bad_other && res->status == IMAP_ST_OK)
+                *res = *bad_other;
         return 0;
 }
 

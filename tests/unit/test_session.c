@@ -1333,6 +1333,35 @@ START_TEST(test_fetch_heads_chain)
 }
 END_TEST
 
+/* A chained command refused before the first one's answer ends (a server
+ * may answer FETCHes out of order, RFC 3501 5.5): the refusal is the
+ * result, not the first command's OK that comes after it. */
+START_TEST(test_fetch_heads_chain_refusal_first)
+{
+        static const struct step script[] = {
+            FAKE_LOGIN("IMAP4rev1"),
+            {"UID FETCH 1:2 (UID BODY.PEEK[]<0.100>)", 0,
+             "* 1 FETCH (UID 1 BODY[]<0> {3}\r\nabc)\r\n", 0},
+            {"UID FETCH 3 (UID BODY.PEEK[]<0.100>)", 0,
+             "$T NO [SERVERBUG] lost\r\n* 2 FETCH (UID 2 BODY[]<0> {3}\r\ndef)\r\n"
+             "A2 OK done\r\n",
+             0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = fake_open(&f, script, &a);
+        struct chain_ctx c = {.s = s};
+        uint32_t uids[] = {1, 2};
+        int r = imap_fetch_heads_chain(s, uids, 2, 100, chain_body, &c, chain_next, &c);
+        imap_cmd_free(&c.cmd);
+        ck_assert_int_lt(r, 0);
+        ck_assert_str_eq(c.got, "1:abc 2:def ");
+        ck_assert(!imap_session_broken(s));
+        fake_finish(&f, s);
+}
+END_TEST
+
 int main(void)
 {
         signal(SIGPIPE, SIG_IGN); /* the fake server may write to a closed client */
@@ -1346,6 +1375,7 @@ int main(void)
         tcase_add_test(tc, test_login_synchronizing_literal);
         tcase_add_test(tc, test_login_refused);
         tcase_add_test(tc, test_fetch_heads_chain);
+        tcase_add_test(tc, test_fetch_heads_chain_refusal_first);
         tcase_add_test(tc, test_deadline_breaks_session);
         tcase_add_test(tc, test_bye_breaks_session);
         tcase_add_test(tc, test_select_and_unsolicited_events);
