@@ -811,11 +811,35 @@ int imap_session_cmd_chain(struct imap_session *s, struct imap_cmd *cmd, imap_da
         return r;
 }
 
+/* Chained commands the server has not read yet wait in its receive buffer
+ * and then in our send buffer: Dovecot reads the next command only after
+ * it has written the whole answer before it. Once both buffers are full,
+ * writing one more blocks, we stop reading, the server blocks writing its
+ * answer, and both wait for the deadline. Kept under what any socket's
+ * buffers hold, as pipelining does (PIPE_CHUNK_BYTES): a command is
+ * chained only while the commands behind the one being answered have fewer
+ * bytes than this, or when there are none. */
+#define CHAIN_UNREAD_BYTES 8192u
+
+/* The bytes of the open commands behind the oldest open one (the one whose
+ * answer arrives, which the server has read). */
+static size_t session_chain_unread(const bool *open, const size_t *lens, size_t n)
+{
+        size_t sum = 0;
+        bool oldest = true;
+        for (size_t i = 0; i < n; i++) {
+                if (!open[i])
+                        continue;
+                if (!oldest)
+                        sum += lens[i];
+                oldest = false;
+        }
+        return sum;
+}
+
 static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
                          imap_next_fn next, void *next_ctx, struct imap_result *res)
 {
-        if (cmd->nsplits || !next)
-                return imap_session_cmd(s, cmd, fn, ctx, res);
         int64_t deadline = imap_now_ms() + s->acct->timeout_ms;
         s->deadline_ext = 0;
         s->deadline_cap = imap_now_ms() + 10 * (int64_t)s->acct->timeout_ms;
@@ -829,13 +853,35 @@ static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data
         char tags[IMAP_CHAIN_MAX][16];
         bool open[IMAP_CHAIN_MAX] = {false};
         struct imap_result other, *bad_other = NULL; /* the first other one not OK */
+        size_t lens[IMAP_CHAIN_MAX] = {0};
+        struct imap_cmd *held = NULL; /* given by next, not sent yet */
         session_measure_start(s);
         int r = session_send_tagged(s, cmd, tags[0], deadline);
         if (r < 0)
                 return r;
         open[0] = true;
         size_t n = 1, left = 1;
-        while (left > 0) {
+        for (;;) {
+                /* A command goes out once the server has few unread bytes
+                 * of ours (see CHAIN_UNREAD_BYTES), at the latest when the
+                 * one before has been answered. */
+                size_t unread = session_chain_unread(open, lens, n);
+                if (held && (unread == 0 || unread + held->len <= CHAIN_UNREAD_BYTES)) {
+                        int64_t dl = imap_now_ms() + s->acct->timeout_ms;
+                        if (session_send_tagged(s, held, tags[n], dl) < 0) {
+                                /* The answers on their way can't be read
+                                 * apart from what follows: the session ends. */
+                                session_break(s, "a chained command could not be sent");
+                                return -EIO;
+                        }
+                        lens[n] = held->len;
+                        open[n++] = true;
+                        left++;
+                        deadline = dl;
+                        held = NULL;
+                }
+                if (left == 0)
+                        break;
                 struct imap_response *resp;
                 if (session_read_response(s, deadline, &resp) < 0)
                         return -EIO;
@@ -867,28 +913,16 @@ static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data
                 }
                 imap_response_free(resp);
                 /* Only while an answer is still coming: after the last
-                 * tagged one the caller goes on as usual. */
-                /* A link just found slow: what follows goes compressed,
-                 * after this chain (COMPRESS waits for no command on its
-                 * way), rather than in clear behind it. */
-                struct imap_cmd *more = left > 0 && n < IMAP_CHAIN_MAX && !session_wants_compress(s)
-                                            ? next(next_ctx)
-                                            : NULL;
-                if (more) {
-                        if (more->nsplits) {
+                 * tagged one the caller goes on as usual. A link just found
+                 * slow: what follows goes compressed, after this chain
+                 * (COMPRESS waits for no command on its way), rather than in
+                 * clear behind it. */
+                if (!held && left > 0 && n < IMAP_CHAIN_MAX && !session_wants_compress(s)) {
+                        held = next(next_ctx);
+                        if (held && held->nsplits) {
                                 log_warn("%s: a chained command needs a literal", s->who);
-                                continue; /* the caller's bug: dropped, not sent */
+                                held = NULL; /* the caller's bug: dropped, not sent */
                         }
-                        int64_t dl = imap_now_ms() + s->acct->timeout_ms;
-                        if (session_send_tagged(s, more, tags[n], dl) < 0) {
-                                /* The answers on their way can't be read
-                                 * apart from what follows: the session ends. */
-                                session_break(s, "a chained command could not be sent");
-                                return -EIO;
-                        }
-                        open[n++] = true;
-                        left++;
-                        deadline = dl;
                 }
         }
         if (bad_other && res->status == IMAP_ST_OK)
