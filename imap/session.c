@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "imap/auth.h"
 #include "imap/conn.h"
@@ -69,11 +70,13 @@ struct imap_session {
         bool compress_sent; /* COMPRESS was asked for (once: a refusal stands) */
         uint64_t rbytes;    /* bytes received since login (after inflating) */
         /* compress=auto: the answer being read is measured once it has
-         * brought AUTO_MIN_BYTES (session_measure), while it still arrives,
-         * so that what comes after it can go compressed. */
-        bool m_on;
-        int64_t m_t0;
+         * brought AUTO_MIN_BYTES after its first bytes (session_measure),
+         * while it still arrives, so that what comes after it can go
+         * compressed. m_wait_us: time spent waiting for the link since the
+         * first bytes (not the time our callbacks took). */
+        bool m_on, m_started;
         uint64_t m_b0;
+        int64_t m_wait_us;
         struct imap_value uidonly_name, uidonly_uid;
         char uidonly_buf[16];
 };
@@ -82,8 +85,9 @@ static atomic_int session_ids;
 
 static bool session_wants_compress(const struct imap_session *s);
 static int session_compress(struct imap_session *s);
-static void session_measure(struct imap_session *s, uint64_t bytes, int64_t took_ms);
 static void session_measure_start(struct imap_session *s);
+static void session_measure_read(struct imap_session *s, int64_t waited_us);
+static int64_t session_now_us(void);
 
 static void session_break(struct imap_session *s, const char *why)
 {
@@ -265,6 +269,7 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                 if (session_reserve(s, want) < 0)
                         return -EIO;
                 int64_t dl = deadline > s->deadline_ext ? deadline : s->deadline_ext;
+                int64_t w0 = s->m_on ? session_now_us() : 0;
                 ssize_t got = imap_conn_read(s->conn, s->rbuf + s->rlen, s->rcap - s->rlen, dl);
                 if (got > 0 && s->deadline_cap) {
                         int64_t ext = imap_now_ms() + s->acct->timeout_ms;
@@ -279,10 +284,8 @@ static int session_read_response(struct imap_session *s, int64_t deadline,
                 }
                 s->rlen += (size_t)got;
                 s->rbytes += (uint64_t)got;
-                if (s->m_on && s->rbytes - s->m_b0 >= AUTO_MIN_BYTES) {
-                        s->m_on = false;
-                        session_measure(s, s->rbytes - s->m_b0, imap_now_ms() - s->m_t0);
-                }
+                if (s->m_on)
+                        session_measure_read(s, session_now_us() - w0);
         }
 }
 
@@ -793,11 +796,50 @@ static int session_send_tagged(struct imap_session *s, struct imap_cmd *cmd, cha
         return r;
 }
 
+static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
+                         imap_next_fn next, void *next_ctx, struct imap_result *res);
+
 int imap_session_cmd_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
                            imap_next_fn next, void *next_ctx, struct imap_result *res)
 {
         if (cmd->nsplits || !next)
                 return imap_session_cmd(s, cmd, fn, ctx, res);
+        int r = session_chain(s, cmd, fn, ctx, next, next_ctx, res);
+        /* On every way out: a measurement left on would count the reads of
+         * whatever comes next (an IDLE) from this answer's start. */
+        s->m_on = false;
+        return r;
+}
+
+/* Chained commands the server has not read yet wait in its receive buffer
+ * and then in our send buffer: Dovecot reads the next command only after
+ * it has written the whole answer before it. Once both buffers are full,
+ * writing one more blocks, we stop reading, the server blocks writing its
+ * answer, and both wait for the deadline. Kept under what any socket's
+ * buffers hold, as pipelining does (PIPE_CHUNK_BYTES): a command is
+ * chained only while the commands behind the one being answered have fewer
+ * bytes than this, or when there are none. */
+#define CHAIN_UNREAD_BYTES 8192u
+
+/* The bytes of the open commands behind the oldest open one (the one whose
+ * answer arrives, which the server has read). */
+static size_t session_chain_unread(const bool *open, const size_t *lens, size_t n)
+{
+        size_t sum = 0;
+        bool oldest = true;
+        for (size_t i = 0; i < n; i++) {
+                if (!open[i])
+                        continue;
+                if (!oldest)
+                        sum += lens[i];
+                oldest = false;
+        }
+        return sum;
+}
+
+static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn fn, void *ctx,
+                         imap_next_fn next, void *next_ctx, struct imap_result *res)
+{
         int64_t deadline = imap_now_ms() + s->acct->timeout_ms;
         s->deadline_ext = 0;
         s->deadline_cap = imap_now_ms() + 10 * (int64_t)s->acct->timeout_ms;
@@ -810,13 +852,36 @@ int imap_session_cmd_chain(struct imap_session *s, struct imap_cmd *cmd, imap_da
                 return -EIO;
         char tags[IMAP_CHAIN_MAX][16];
         bool open[IMAP_CHAIN_MAX] = {false};
+        struct imap_result other, *bad_other = NULL; /* the first other one not OK */
+        size_t lens[IMAP_CHAIN_MAX] = {0};
+        struct imap_cmd *held = NULL; /* given by next, not sent yet */
         session_measure_start(s);
         int r = session_send_tagged(s, cmd, tags[0], deadline);
         if (r < 0)
                 return r;
         open[0] = true;
         size_t n = 1, left = 1;
-        while (left > 0) {
+        for (;;) {
+                /* A command goes out once the server has few unread bytes
+                 * of ours (see CHAIN_UNREAD_BYTES), at the latest when the
+                 * one before has been answered. */
+                size_t unread = session_chain_unread(open, lens, n);
+                if (held && (unread == 0 || unread + held->len <= CHAIN_UNREAD_BYTES)) {
+                        int64_t dl = imap_now_ms() + s->acct->timeout_ms;
+                        if (session_send_tagged(s, held, tags[n], dl) < 0) {
+                                /* The answers on their way can't be read
+                                 * apart from what follows: the session ends. */
+                                session_break(s, "a chained command could not be sent");
+                                return -EIO;
+                        }
+                        lens[n] = held->len;
+                        open[n++] = true;
+                        left++;
+                        deadline = dl;
+                        held = NULL;
+                }
+                if (left == 0)
+                        break;
                 struct imap_response *resp;
                 if (session_read_response(s, deadline, &resp) < 0)
                         return -EIO;
@@ -825,13 +890,15 @@ int imap_session_cmd_chain(struct imap_session *s, struct imap_cmd *cmd, imap_da
                         for (size_t i = 0; i < n; i++) {
                                 if (!open[i] || strcmp(resp->tag, tags[i]) != 0)
                                         continue;
-                                struct imap_result one;
-                                session_fill_result(s, i == 0 ? res : &one, resp);
-                                if (i > 0 && one.status != IMAP_ST_OK && res->status == IMAP_ST_OK)
-                                        *res = one;
-                                if ((i == 0 ? res : &one)->status == IMAP_ST_BAD)
+                                struct imap_result one, *to = i == 0 ? res : &one;
+                                session_fill_result(s, to, resp);
+                                /* Kept apart: the first command's answer
+                                 * may come after it (RFC 3501 5.5). */
+                                if (i > 0 && one.status != IMAP_ST_OK && !bad_other)
+                                        *(bad_other = &other) = one;
+                                if (to->status == IMAP_ST_BAD)
                                         log_warn("%s: server rejected a command: %s", s->who,
-                                                 (i == 0 ? res : &one)->text);
+                                                 to->text);
                                 open[i] = false;
                                 left--;
                                 break;
@@ -846,31 +913,20 @@ int imap_session_cmd_chain(struct imap_session *s, struct imap_cmd *cmd, imap_da
                 }
                 imap_response_free(resp);
                 /* Only while an answer is still coming: after the last
-                 * tagged one the caller goes on as usual. */
-                /* A link just found slow: what follows goes compressed,
-                 * after this chain (COMPRESS waits for no command on its
-                 * way), rather than in clear behind it. */
-                struct imap_cmd *more = left > 0 && n < IMAP_CHAIN_MAX && !session_wants_compress(s)
-                                            ? next(next_ctx)
-                                            : NULL;
-                if (more) {
-                        if (more->nsplits) {
+                 * tagged one the caller goes on as usual. A link just found
+                 * slow: what follows goes compressed, after this chain
+                 * (COMPRESS waits for no command on its way), rather than in
+                 * clear behind it. */
+                if (!held && left > 0 && n < IMAP_CHAIN_MAX && !session_wants_compress(s)) {
+                        held = next(next_ctx);
+                        if (held && held->nsplits) {
                                 log_warn("%s: a chained command needs a literal", s->who);
-                                continue; /* the caller's bug: dropped, not sent */
+                                held = NULL; /* the caller's bug: dropped, not sent */
                         }
-                        int64_t dl = imap_now_ms() + s->acct->timeout_ms;
-                        if (session_send_tagged(s, more, tags[n], dl) < 0) {
-                                /* The answers on their way can't be read
-                                 * apart from what follows: the session ends. */
-                                session_break(s, "a chained command could not be sent");
-                                return -EIO;
-                        }
-                        open[n++] = true;
-                        left++;
-                        deadline = dl;
                 }
         }
-        s->m_on = false;
+        if (bad_other && res->status == IMAP_ST_OK)
+                *res = *bad_other;
         return 0;
 }
 
@@ -1464,39 +1520,59 @@ static bool session_wants_compress(const struct imap_session *s)
  * mail per core) then runs while the link would have waited anyway, and a
  * third of the bytes cross it. On a LAN or over loopback the link is faster
  * and the server's deflate is the bottleneck instead (cat of 1,000 messages:
- * 0.68 s instead of 0.24 s). The link shows its speed in a big answer: at
- * answer measured as soon as its first AUTO_MIN_BYTES are in (after the
- * first round trip), slower than AUTO_SLOW_BYTES_PER_S (64 Mbit/s, well
- * under what the server compresses), marks the link slow for good; every
+ * 0.68 s instead of 0.24 s). The link shows its speed in a big answer: an
+ * answer that, after its first bytes, brought AUTO_MIN_BYTES more while we
+ * waited for them longer than AUTO_SLOW_BYTES_PER_S allows (64 Mbit/s, well
+ * under what the server compresses; see session_measure_read) marks the
+ * link slow for good, as soon as those bytes are in; every
  * session compresses before its next command (one round trip each), and no
  * more commands are chained behind the one in progress. */
+
+static int64_t session_now_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void session_measure_start(struct imap_session *s)
 {
         s->m_on = s->acct->compress == IMAP_COMPRESS_AUTO && s->acct->slow_link &&
                   s->caps.compress_deflate && !s->compress_sent;
-        s->m_t0 = imap_now_ms();
-        s->m_b0 = s->rbytes;
+        s->m_started = false;
+        s->m_wait_us = 0;
 }
 
-static void session_measure(struct imap_session *s, uint64_t bytes, int64_t took_ms)
+/* A read of the answer being measured, after waiting waited_us for it. The
+ * first one ends the round trip and the server's start (its wait is not the
+ * link's speed; nor is an unknown or stale rtt needed to take it off); from
+ * there on only the time spent waiting counts: a client that takes its time
+ * over what arrived (sanitizers, a loaded machine, a callback writing to
+ * disk) finds the bytes there when it reads, and is no slow link. */
+static void session_measure_read(struct imap_session *s, int64_t waited_us)
 {
-        if (s->acct->compress != IMAP_COMPRESS_AUTO || !s->acct->slow_link ||
-            !s->caps.compress_deflate || s->compressing || bytes < AUTO_MIN_BYTES)
+        if (!s->m_started) {
+                s->m_started = true;
+                s->m_b0 = s->rbytes;
                 return;
-        int64_t rtt = atomic_load(&s->rtt_ms);
-        int64_t transfer = took_ms - (rtt > 0 ? rtt : 0);
-        if (transfer < 1)
-                transfer = 1;
-        uint64_t rate = bytes * 1000 / (uint64_t)transfer;
+        }
+        s->m_wait_us += waited_us;
+        uint64_t bytes = s->rbytes - s->m_b0;
+        if (bytes < AUTO_MIN_BYTES)
+                return;
+        s->m_on = false;
+        if (s->compressing || s->compress_sent)
+                return;
+        int64_t ms = s->m_wait_us / 1000 > 0 ? s->m_wait_us / 1000 : 1;
+        uint64_t rate = bytes * 1000 / (uint64_t)ms;
         log_dbg("%s: the link brought %llu kB in %lld ms", s->who,
-                (unsigned long long)(bytes / 1024), (long long)transfer);
+                (unsigned long long)(bytes / 1024), (long long)ms);
         if (rate >= AUTO_SLOW_BYTES_PER_S)
                 return;
         if (!atomic_exchange(s->acct->slow_link, true))
                 log_info("%s: the link brought %llu kB in %lld ms (%llu kB/s): compressing "
                          "(COMPRESS=DEFLATE; -o compress=no turns it off)",
-                         s->who, (unsigned long long)(bytes / 1024), (long long)transfer,
+                         s->who, (unsigned long long)(bytes / 1024), (long long)ms,
                          (unsigned long long)(rate / 1024));
 }
 

@@ -142,7 +142,10 @@ int imap_session_cmd(struct imap_session *s, struct imap_cmd *cmd, imap_data_fn 
 typedef struct imap_cmd *(*imap_next_fn)(void *ctx);
 
 /* imap_session_cmd, and after each untagged response next is asked for
- * another command, which goes out at once (at most IMAP_CHAIN_MAX in all):
+ * another command, which goes out at once, or, while the commands waiting
+ * behind the one being answered hold CHAIN_UNREAD_BYTES (session.c), once
+ * the server has read them; next is not asked again until it has gone out
+ * (at most IMAP_CHAIN_MAX in all):
  * a caller whose next command becomes known while the answer to the one
  * before is still arriving saves the round trip of waiting for its end.
  * The answers of all of them go to fn. res is the first command's result,

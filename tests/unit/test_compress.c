@@ -691,6 +691,76 @@ START_TEST(test_session_auto_fast_link)
 }
 END_TEST
 
+/* compress=auto: a reader slower than the link (sanitizers, a loaded
+ * machine: its callbacks take the time) is no slow link. The fake sends ten
+ * answers of 64 KiB at once, the client spends 40 ms on each: the answer
+ * takes 400 ms, but the link never made the client wait, and compressing
+ * would only add the server's deflate and our inflate to the client's
+ * work. Nothing may turn compression on (NOOP follows, no COMPRESS). */
+static bool slow_reader(void *ctx, const struct imap_response *r)
+{
+        size_t *got = ctx;
+        if (r->kind != IMAP_RESP_UNTAGGED || !r->name || strcmp(r->name, "FETCH") != 0)
+                return false;
+        const struct imap_value *v = imap_fetch_item(r->args, "BODY[]");
+        if (v && v->type == IMAP_STRING)
+                *got += v->len;
+        nanosleep(&(struct timespec){0, 40 * 1000000L}, NULL);
+        return true;
+}
+
+START_TEST(test_session_auto_slow_reader_fast_link)
+{
+        size_t each = 64u * 1024, k = 10;
+        unsigned char *body = test_text(each);
+        char *big = malloc(k * (each + 64) + 64);
+        size_t bl = 0;
+        for (size_t i = 0; i < k; i++) {
+                bl += (size_t)sprintf(big + bl, "* %zu FETCH (UID %zu BODY[] {%zu}\r\n", i + 1,
+                                      i + 1, each);
+                memcpy(big + bl, body, each);
+                bl += each;
+                bl += (size_t)sprintf(big + bl, ")\r\n");
+        }
+        bl += (size_t)sprintf(big + bl, "A2 OK done\r\n");
+        static const struct zstep script[] = {
+            {.reply = ZGREETING},
+            {.expect = "LOGIN \"alice\" \"pw\"", .reply = ZLOGIN_OK},
+            {.expect = "UID FETCH 1:10", .reply = "$BIG"},
+            {.expect = "NOOP\r", .reply = "* 3 EXISTS\r\n$T OK done\r\n"},
+            {0},
+        };
+        struct zfake f;
+        zf_start(&f, script);
+        f.big = big;
+        f.big_len = bl;
+        atomic_bool slow_link = false;
+        struct imap_account a = zf_acct(f.port);
+        a.compress = IMAP_COMPRESS_AUTO;
+        a.slow_link = &slow_link;
+        struct imap_session *s = NULL;
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        struct imap_cmd c;
+        struct imap_result res;
+        size_t got = 0;
+        imap_session_cmd_init(s, &c);
+        imap_cmd_add(&c, "UID FETCH 1:10 (UID BODY.PEEK[])");
+        ck_assert_int_eq(imap_session_cmd(s, &c, slow_reader, &got, &res), 0);
+        imap_cmd_free(&c);
+        ck_assert_uint_eq(got, k * each);
+        ck_assert(!atomic_load(&slow_link));
+        unsigned ex = 0;
+        ck_assert_int_eq(noop(s, &ex), 0);
+        ck_assert_uint_eq(ex, 3);
+        imap_session_free(s);
+        zf_stop(&f);
+        ck_assert(strstr(f.log, "COMPRESS") == NULL);
+        free(big);
+        free(body);
+}
+END_TEST
+
 START_TEST(test_session_idle_compressed)
 {
         /* IDLE waits with poll() on the socket; a change arrives compressed. */
@@ -767,6 +837,7 @@ static Suite *compress_suite(void)
         tcase_add_test(tc, test_session_idle_compressed);
         tcase_add_test(tc, test_session_auto_slow_link);
         tcase_add_test(tc, test_session_auto_fast_link);
+        tcase_add_test(tc, test_session_auto_slow_reader_fast_link);
         tcase_add_test(tc, test_session_corrupt_stream_breaks);
         suite_add_tcase(s, tc);
         return s;

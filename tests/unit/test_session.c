@@ -4,10 +4,14 @@
  * so every byte the session sees is known. */
 #include <check.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "imap/auth.h"
 #include "imap/conn.h"
@@ -1333,6 +1337,202 @@ START_TEST(test_fetch_heads_chain)
 }
 END_TEST
 
+/* A chained command refused before the first one's answer ends (a server
+ * may answer FETCHes out of order, RFC 3501 5.5): the refusal is the
+ * result, not the first command's OK that comes after it. */
+START_TEST(test_fetch_heads_chain_refusal_first)
+{
+        static const struct step script[] = {
+            FAKE_LOGIN("IMAP4rev1"),
+            {"UID FETCH 1:2 (UID BODY.PEEK[]<0.100>)", 0,
+             "* 1 FETCH (UID 1 BODY[]<0> {3}\r\nabc)\r\n", 0},
+            {"UID FETCH 3 (UID BODY.PEEK[]<0.100>)", 0,
+             "$T NO [SERVERBUG] lost\r\n* 2 FETCH (UID 2 BODY[]<0> {3}\r\ndef)\r\n"
+             "A2 OK done\r\n",
+             0},
+            {NULL, 0, NULL, 0},
+        };
+        struct fake f;
+        struct imap_account a;
+        struct imap_session *s = fake_open(&f, script, &a);
+        struct chain_ctx c = {.s = s};
+        uint32_t uids[] = {1, 2};
+        int r = imap_fetch_heads_chain(s, uids, 2, 100, chain_body, &c, chain_next, &c);
+        imap_cmd_free(&c.cmd);
+        ck_assert_int_lt(r, 0);
+        ck_assert_str_eq(c.got, "1:abc 2:def ");
+        ck_assert(!imap_session_broken(s));
+        fake_finish(&f, s);
+}
+END_TEST
+
+/* A server like Dovecot, which reads a command only after it has written
+ * the whole answer to the one before, with small socket buffers (as a real
+ * link has, where loopback's are megabytes): chained commands it has not
+ * read yet fill its receive buffer and then ours; a client that then blocks
+ * writing the next one no longer reads, the server blocks writing its
+ * answer, and both wait for the deadline. The chain must never have more
+ * unread command bytes out than the buffers hold. */
+struct wall {
+        int lfd;
+        unsigned port;
+        pthread_t thread;
+        unsigned chained; /* commands answered after the first FETCH */
+};
+
+/* One line (up to cap - 1 bytes kept), byte by byte: 0 at EOF. */
+static ssize_t wall_line(int fd, char *buf, size_t cap)
+{
+        size_t n = 0;
+        for (;;) {
+                char c;
+                ssize_t r = read(fd, &c, 1);
+                if (r <= 0)
+                        return r < 0 ? -1 : 0;
+                if (n + 1 < cap)
+                        buf[n++] = c;
+                if (c == '\n') {
+                        buf[n] = '\0';
+                        return (ssize_t)n;
+                }
+        }
+}
+
+static int wall_write(int fd, const char *buf, size_t len)
+{
+        while (len > 0) {
+                ssize_t w = write(fd, buf, len);
+                if (w <= 0)
+                        return -1;
+                buf += w;
+                len -= (size_t)w;
+        }
+        return 0;
+}
+
+static int wall_ok(int fd, const char *line, const char *caps)
+{
+        char out[128];
+        int n =
+            snprintf(out, sizeof(out), "%.*s OK %sdone\r\n", (int)strcspn(line, " "), line, caps);
+        return wall_write(fd, out, (size_t)n);
+}
+
+static void *wall_main(void *arg)
+{
+        struct wall *w = arg;
+        int fd = accept(w->lfd, NULL, NULL);
+        if (fd < 0)
+                return NULL;
+        char line[256];
+        static char body[512 * 1024];
+        memset(body, 'x', sizeof(body));
+        if (wall_write(fd, GREETING, strlen(GREETING)) < 0 ||
+            wall_line(fd, line, sizeof(line)) <= 0 ||
+            wall_ok(fd, line, "[CAPABILITY IMAP4rev1] ") < 0 ||
+            wall_line(fd, line, sizeof(line)) <= 0)
+                goto out;
+        /* The first FETCH's answer: 16 MiB, more than both sides' buffers
+         * hold, written before reading on. */
+        for (unsigned i = 1; i <= 32; i++) {
+                char head[96];
+                int n = snprintf(head, sizeof(head), "* %u FETCH (UID %u BODY[]<0> {%zu}\r\n", i, i,
+                                 sizeof(body));
+                if (wall_write(fd, head, (size_t)n) < 0 || wall_write(fd, body, sizeof(body)) < 0 ||
+                    wall_write(fd, ")\r\n", 3) < 0)
+                        goto out;
+        }
+        if (wall_ok(fd, line, "") < 0)
+                goto out;
+        while (wall_line(fd, line, sizeof(line)) > 0 && wall_ok(fd, line, "") == 0)
+                w->chained++;
+out:
+        close(fd);
+        return NULL;
+}
+
+/* A small send buffer on our side of the connection to port too (no
+ * autotuning: loopback's starts at a megabyte). */
+static void wall_shrink_client(unsigned port)
+{
+        for (int fd = 3; fd < 1024; fd++) {
+                struct sockaddr_in peer;
+                socklen_t pl = sizeof(peer);
+                if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 &&
+                    peer.sin_family == AF_INET && ntohs(peer.sin_port) == port) {
+                        int small = 8192;
+                        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+                }
+        }
+}
+
+struct wall_next {
+        struct imap_session *s;
+        struct imap_cmd cmd;
+        bool live;
+        int asked;
+};
+
+/* Up to 7 more FETCHes of 600 scattered messages each (some 5 KB). */
+static struct imap_cmd *wall_next_fn(void *ctx)
+{
+        struct wall_next *c = ctx;
+        if (c->live)
+                imap_cmd_free(&c->cmd);
+        c->live = false;
+        if (c->asked >= 7)
+                return NULL;
+        c->asked++;
+        static uint32_t uids[600];
+        for (uint32_t i = 0; i < 600; i++)
+                uids[i] = 1000000 * (uint32_t)c->asked + 2 * i;
+        ck_assert_int_eq(imap_fetch_heads_cmd(c->s, uids, 600, 100, &c->cmd), 0);
+        c->live = true;
+        return &c->cmd;
+}
+
+static void wall_body(void *ctx, uint32_t uid, const char *data, size_t len)
+{
+        (void)uid;
+        (void)data;
+        *(size_t *)ctx += len;
+}
+
+START_TEST(test_fetch_heads_chain_never_blocks_writing)
+{
+        struct wall w = {0};
+        w.lfd = socket(AF_INET, SOCK_STREAM, 0);
+        int small = 4096;
+        setsockopt(w.lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t sl = sizeof(sa);
+        ck_assert_int_eq(bind(w.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        ck_assert_int_eq(listen(w.lfd, 1), 0);
+        ck_assert_int_eq(getsockname(w.lfd, (struct sockaddr *)&sa, &sl), 0);
+        w.port = ntohs(sa.sin_port);
+        pthread_create(&w.thread, NULL, wall_main, &w);
+        struct imap_account a = fake_acct(w.port, "pw", true);
+        struct imap_session *s = NULL;
+        char err[256];
+        ck_assert_int_eq(imap_session_open(&a, &s, err, sizeof(err)), 0);
+        wall_shrink_client(w.port);
+        struct wall_next c = {.s = s};
+        size_t got = 0;
+        uint32_t first[] = {1, 2};
+        int r = imap_fetch_heads_chain(s, first, 2, 100, wall_body, &got, wall_next_fn, &c);
+        if (c.live)
+                imap_cmd_free(&c.cmd);
+        ck_assert_int_eq(r, 0);
+        ck_assert(!imap_session_broken(s));
+        ck_assert_uint_eq(got, 32u * 512 * 1024);
+        ck_assert_int_ge(c.asked, 1); /* chained at all */
+        imap_session_free(s);
+        pthread_join(w.thread, NULL);
+        close(w.lfd);
+        ck_assert_uint_eq(w.chained, (unsigned)c.asked);
+}
+END_TEST
+
 int main(void)
 {
         signal(SIGPIPE, SIG_IGN); /* the fake server may write to a closed client */
@@ -1346,6 +1546,8 @@ int main(void)
         tcase_add_test(tc, test_login_synchronizing_literal);
         tcase_add_test(tc, test_login_refused);
         tcase_add_test(tc, test_fetch_heads_chain);
+        tcase_add_test(tc, test_fetch_heads_chain_refusal_first);
+        tcase_add_test(tc, test_fetch_heads_chain_never_blocks_writing);
         tcase_add_test(tc, test_deadline_breaks_session);
         tcase_add_test(tc, test_bye_breaks_session);
         tcase_add_test(tc, test_select_and_unsolicited_events);
