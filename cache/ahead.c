@@ -305,16 +305,27 @@ static uint64_t ahead_size_of(const struct ahead_job *j, uint32_t uid)
         return 0;
 }
 
-/* The job of the run that brings uid (its messages are disjoint: each job
- * claimed its own). */
-static struct ahead_job *ahead_run_job(struct ahead_run *run, uint32_t uid)
+static size_t ahead_fetch_len(const struct ahead_job *j);
+
+/* The job of the run that asked for uid with an answer of len bytes. Block
+ * jobs claim their messages apart, but a header scan's prefix job and a
+ * block job of another scan of the folder may both ask for one message:
+ * the length tells their answers apart (the first such job otherwise). */
+static struct ahead_job *ahead_run_job(struct ahead_run *run, uint32_t uid, size_t len)
 {
-        if (ahead_size_of(run->j, uid))
-                return run->j;
-        for (size_t i = 0; i < run->nmore; i++)
-                if (ahead_size_of(run->more[i], uid))
-                        return run->more[i];
-        return NULL;
+        struct ahead_job *any = NULL;
+        for (size_t i = 0; i <= run->nmore; i++) {
+                struct ahead_job *j = i == 0 ? run->j : run->more[i - 1];
+                uint64_t size = ahead_size_of(j, uid);
+                if (!size)
+                        continue;
+                uint64_t want = ahead_fetch_len(j);
+                if ((uint64_t)len == (size < want ? size : want))
+                        return j;
+                if (!any)
+                        any = j;
+        }
+        return any;
 }
 
 static size_t ahead_fetch_len(const struct ahead_job *j)
@@ -379,7 +390,7 @@ static void ahead_put_any(void *ctx, uint32_t uid, const char *data, size_t len)
 {
         struct ahead_run *run = ctx;
         atomic_fetch_add(&run->h->a->fetched_bytes, len);
-        struct ahead_job *j = ahead_run_job(run, uid);
+        struct ahead_job *j = ahead_run_job(run, uid, len);
         if (!j)
                 return; /* not asked for: never stored */
         if (j->prefix)
