@@ -30,6 +30,7 @@ struct own_mbox {
         size_t n, cap;
         unsigned in;     /* messages on their way in (MOVE target, APPEND) */
         uint32_t top;    /* the highest UID our changes gave a message here */
+        uint32_t first;  /* the lowest one since our changes here last paused */
         int64_t last_ms; /* when a change of ours last began or ended here */
         UT_hash_handle hh;
 };
@@ -104,6 +105,8 @@ int own_expect(struct own *o, const char *src, const uint32_t *uids, size_t n, c
         struct own_mbox *d = dst ? own_get(o, dst) : NULL;
         if (dst && !d)
                 r = -ENOMEM;
+        if (d && !d->in && now - d->last_ms > OWN_WINDOW_MS)
+                d->first = 0; /* a new run of changes */
         if (d) {
                 d->in += (unsigned)n;
                 d->last_ms = now;
@@ -224,13 +227,24 @@ static bool own_status(const struct own_mbox *om, const struct cache_mbox *m,
                 return true; /* nobody listed it: its first listing asks anyway */
         const struct imap_value *msgs = imap_fetch_item(list, "MESSAGES");
         const struct imap_value *next = imap_fetch_item(list, "UIDNEXT");
-        if (msgs && msgs->type == IMAP_NUMBER &&
-            (msgs->num + own_gone_count(om) < m->nmsgs || msgs->num > m->nmsgs + om->in))
-                return false;
         /* A refresh that ran across our move may have set an older UIDNEXT:
          * what we gave out ourselves counts too. */
         uint64_t uidnext = m->uidnext > om->top ? m->uidnext : (uint64_t)om->top + 1;
         if (next && next->type == IMAP_NUMBER && m->uidnext && next->num > uidnext + om->in)
+                return false;
+        /* NOTIFY reports each of our moves in here as the server makes it;
+         * the connection that hears it may read it only after the answers
+         * to our later moves were applied (a loaded machine). Its UIDNEXT,
+         * past the first UID of this run of ours but short of ours now,
+         * dates it: the folder as it was before the last (uidnext - UIDNEXT)
+         * of our messages came, which the count must match. */
+        if (msgs && msgs->type == IMAP_NUMBER && next && next->type == IMAP_NUMBER && om->first &&
+            next->num > om->first && next->num < uidnext && uidnext - next->num <= m->nmsgs) {
+                uint64_t then = m->nmsgs - (uidnext - next->num);
+                return msgs->num <= then && msgs->num + own_gone_count(om) >= then;
+        }
+        if (msgs && msgs->type == IMAP_NUMBER &&
+            (msgs->num + own_gone_count(om) < m->nmsgs || msgs->num > m->nmsgs + om->in))
                 return false;
         return msgs || next;
 }
@@ -261,6 +275,8 @@ void own_added(struct own *o, const char *dst, uint32_t uid)
         struct own_mbox *d = own_find(o, dst);
         if (d && uid > d->top)
                 d->top = uid;
+        if (d && (!d->first || uid < d->first))
+                d->first = uid;
 }
 
 bool own_event(struct own *o, struct cache *c, const struct imap_event *ev)

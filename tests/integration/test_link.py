@@ -120,7 +120,9 @@ def log_tail():
 
 
 class Census:
-    """The commands the mount sent after a mark, by kind (Dovecot's rawlog)."""
+    """The commands the mount sent after a mark, by kind (Dovecot's rawlog); also by
+    folder: each command counts for the folder its connection had selected then (a
+    SELECT for the folder it selects)."""
 
     KINDS = [("move", r"UID MOVE "), ("copy", r"UID COPY "), ("store", r"UID STORE "),
              ("expunge", r"UID EXPUNGE "), ("noop", r"NOOP"), ("select", r"(SELECT|EXAMINE) "),
@@ -128,23 +130,48 @@ class Census:
              ("idle", r"IDLE"), ("status", r"STATUS "), ("list", r"LIST ")]
 
     def __init__(self, mark):
-        self.lines = [l for l in mark.lines() if re.match(r"^[A-Za-z0-9.]+ [A-Za-z]", l)]
+        self.lines = []
         self.count = {k: 0 for k, _ in self.KINDS}
+        self.by_folder = {}  # (kind, folder) -> n
         self.other = []
-        for l in self.lines:
-            cmd = l.split(" ", 1)[1]
-            for k, rx in self.KINDS:
-                if re.match(rx, cmd, re.I):
-                    self.count[k] += 1
-                    break
-            else:
-                self.other.append(cmd)
+        for f in sorted(mark._sizes()):  # one file per connection
+            with open(os.path.join(mark.dir, f), "rb") as fh:
+                before = mark.TS.sub(b"", fh.read(mark.sizes.get(f, 0))).decode("utf-8", "replace")
+                data = mark.TS.sub(b"", fh.read()).decode("utf-8", "replace")
+            # what the connection had selected when the mark was taken
+            was = re.findall(r'^[A-Za-z0-9.]+ (?:SELECT|EXAMINE) "?([^"\r\n]*)"?', before,
+                             re.M | re.I)
+            selected = was[-1] if was else None
+            for l in data.split("\r\n"):
+                if not re.match(r"^[A-Za-z0-9.]+ [A-Za-z]", l):
+                    continue
+                self.lines.append(l)
+                cmd = l.split(" ", 1)[1]
+                m = re.match(r'(?:SELECT|EXAMINE) "?([^"]*)"?', cmd, re.I)
+                if m:
+                    selected = m.group(1)
+                for k, rx in self.KINDS:
+                    if re.match(rx, cmd, re.I):
+                        self.count[k] += 1
+                        key = (k, selected)
+                        self.by_folder[key] = self.by_folder.get(key, 0) + 1
+                        break
+                else:
+                    self.other.append(cmd)
+
+    def on(self, kind, folders):
+        """Commands of kind sent for one of folders."""
+        return sum(self.by_folder.get((kind, f), 0) for f in folders)
 
     def total(self):
         return len(self.lines)
 
     def summary(self):
         parts = ["%s %d" % (k, v) for k, v in self.count.items() if v]
+        refresh = sorted("%s %s" % (f, n) for (k, f), n in self.by_folder.items()
+                         if k == "select" and f)
+        if refresh:
+            parts.append("SELECTs by folder: %s" % ", ".join(refresh))
         if self.other:
             parts.append("other %d (%s)" % (len(self.other), ", ".join(sorted(set(
                 o[:30] for o in self.other))[:5])))
@@ -205,7 +232,8 @@ class Link(unittest.TestCase):
         self.assertEqual(cen.count["move"], SERIAL_N)
         self.assertLessEqual(cen.total(), 1.3 * SERIAL_N, cen.summary() + log_tail())
         for kind in ("noop", "select", "resync", "idle"):
-            self.assertLessEqual(cen.count[kind], 3, "%s storm: %s" % (kind, cen.summary()))
+            self.assertLessEqual(cen.on(kind, ("Src", "Dst")), 3,
+                                 "%s storm: %s" % (kind, cen.summary()))
         self.assertEqual(len(listing("Dst")), SERIAL_N)
 
     def test_2_serial_rm(self):
@@ -220,7 +248,8 @@ class Link(unittest.TestCase):
         self.assertEqual(cen.count["move"], SERIAL_N)
         self.assertLessEqual(cen.total(), 1.3 * SERIAL_N, cen.summary() + log_tail())
         for kind in ("noop", "select", "resync", "idle"):
-            self.assertLessEqual(cen.count[kind], 3, "%s storm: %s" % (kind, cen.summary()))
+            self.assertLessEqual(cen.on(kind, ("RmSrc", "Trash")), 3,
+                                 "%s storm: %s" % (kind, cen.summary()))
         self.assertEqual(listing("RmSrc"), [])
 
     def xargs(self, folder, tail):
@@ -230,23 +259,27 @@ class Link(unittest.TestCase):
         r = subprocess.run(["sh", "-c", cmd], cwd=d, capture_output=True, timeout=300)
         self.assertEqual(r.returncode, 0, r.stderr.decode(errors="replace") + log_tail())
 
-    def storm_free(self, cen, n):
+    def storm_free(self, cen, n, folders):
         """At most one UID MOVE per file (fewer where requests coalesced), and no refresh
         storm: the kernel runs renames across directories (s_vfs_rename_mutex) and unlinks
         in one directory (its i_rwsem) one at a time, so 16 processes still reach imapfs
         one request after another; what must not happen is the echo of each one
-        triggering NOOP/resync/IDLE restarts."""
+        triggering NOOP/resync/IDLE restarts of the folders at work. (Counted for those
+        folders only: the safety poll that runs every 30 s even with NOTIFY may fall
+        into the window on a slow machine, and it re-lists once each folder the earlier
+        tests changed, whose HIGHESTMODSEQ moved with our own changes.)"""
         self.assertLessEqual(cen.count["move"], n, cen.summary())
         self.assertLessEqual(cen.total(), 1.3 * n, cen.summary() + log_tail())
         for kind in ("noop", "select", "resync", "idle"):
-            self.assertLessEqual(cen.count[kind], 10, "%s storm: %s" % (kind, cen.summary()))
+            self.assertLessEqual(cen.on(kind, folders), 10,
+                                 "%s storm: %s" % (kind, cen.summary()))
 
     def test_3_parallel_mv(self):
         """xargs -P 16 mv: every message in the target exactly once, no refresh storm"""
         cen, _ = self.census_of(lambda: self.xargs("PSrc", "mv -t ../PDst"), PAR_N,
                                 "xargs -P16 mv")
         self.check_moved("PSrc", "PDst", IDS["PSrc"])
-        self.storm_free(cen, PAR_N)
+        self.storm_free(cen, PAR_N, ("PSrc", "PDst"))
         self.assertEqual(listing("PSrc"), [])
         self.assertEqual(len(listing("PDst")), PAR_N)
 
@@ -257,7 +290,7 @@ class Link(unittest.TestCase):
         self.assertEqual(message_ids("PRm"), {})
         now = sorted(v for v in message_ids("Trash").values() if v not in before)
         self.assertEqual(now, IDS["PRm"])
-        self.storm_free(cen, PAR_N)
+        self.storm_free(cen, PAR_N, ("PRm", "Trash"))
         self.assertEqual(listing("PRm"), [])
 
 
