@@ -108,8 +108,8 @@ static bool account_own_event(void *ctx, const struct imap_event *ev)
 /* Asks own.c whether our own changes on the way (or just done) account for
  * a SELECT's counts, as it does for NOTIFY's STATUS of a folder: a UID MOVE
  * into the folder whose answer has not been applied yet is no news. */
-static bool account_select_own(struct account *a, const char *mailbox,
-                               const struct imap_select_info *si)
+bool account_select_explained(struct account *a, const char *mailbox,
+                              const struct imap_select_info *si)
 {
         char k1[] = "MESSAGES", k2[] = "UIDNEXT", empty[] = "";
         struct imap_value next_v = {IMAP_NUMBER, empty, 0, si->uidnext, NULL, NULL};
@@ -143,7 +143,7 @@ static void account_select_compare(struct imap_session *s, const char *mailbox,
         if (m && m->state == CACHE_LISTING_VALID && m->uidvalidity == si->uidvalidity &&
             ((si->exists > m->exists && si->exists > m->nmsgs) ||
              (si->uidnext && m->uidnext && si->uidnext > m->uidnext)) &&
-            !(a->own && account_select_own(a, mailbox, si))) {
+            !(a->own && account_select_explained(a, mailbox, si))) {
                 log_dbg("%s: SELECT says %u messages, UIDNEXT %u; the listing %zu, %u: stale",
                         mailbox, si->exists, si->uidnext, m->nmsgs, m->uidnext);
                 cache_mbox_heard(a->cache, mailbox);

@@ -131,6 +131,12 @@ int account_run_write(struct account *a, const char *mailbox, enum imap_pool_use
 /* r (a negative errno) says the server could not be reached or did not
  * answer: asking again later may work. */
 bool account_transient(int r);
+/* Whether our own changes on their way or just done (cache/own.h) account
+ * for what a SELECT of mailbox says (counts, UIDNEXT) where it differs from
+ * the listing. With the cache lock held. */
+bool account_select_explained(struct account *a, const char *mailbox,
+                              const struct imap_select_info *si);
+
 /* SELECTs mailbox on s (no round trip if it is selected already) and checks
  * that its UIDVALIDITY is still uidvalidity: -ESTALE if not (our UIDs name
  * other messages now). si (may be NULL) gets what SELECT said. */
