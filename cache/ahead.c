@@ -294,7 +294,28 @@ struct ahead_run {
         size_t resent;       /* of more[], sent on this attempt (account_run may retry) */
         struct imap_cmd cmd; /* the last chained command, until the next is asked */
         bool cmd_live;
+        /* Bytes the commands sent on this attempt will bring, and brought
+         * so far: a job is chained only near the end (CHAIN_AHEAD_BYTES). */
+        uint64_t expect, got;
 };
+
+/* A queued job goes out behind the running command only once at most this
+ * much of that command's answer is still to come. Enough to cover a round
+ * trip on a fast link (1 MiB is 20 ms at 50 MB/s) and a whole probing
+ * batch (PROBE_BYTES); not more, because a chained job has claimed its
+ * messages: a reader who opens one of them far ahead of the scan then waits
+ * for the answers before it instead of fetching its file alone
+ * (test_hangs: read not behind queued read-ahead). */
+#define CHAIN_AHEAD_BYTES (1u << 20)
+
+/* What job j's answer will bring. */
+static uint64_t ahead_job_bytes(const struct ahead_job *j)
+{
+        uint64_t sum = 0, want = j->prefix ? j->prefix : (uint64_t)HEAD_BLOCKS * BLOCK_SIZE;
+        for (size_t i = 0; i < j->n; i++)
+                sum += j->sizes[i] < want ? j->sizes[i] : want;
+        return sum;
+}
 
 /* The size of message uid of job j (0 if the job has no such message). */
 static uint64_t ahead_size_of(const struct ahead_job *j, uint32_t uid)
@@ -390,6 +411,7 @@ static void ahead_put_any(void *ctx, uint32_t uid, const char *data, size_t len)
 {
         struct ahead_run *run = ctx;
         atomic_fetch_add(&run->h->a->fetched_bytes, len);
+        run->got += len;
         struct ahead_job *j = ahead_run_job(run, uid, len);
         if (!j)
                 return; /* not asked for: never stored */
@@ -414,7 +436,8 @@ static struct imap_cmd *ahead_next(void *ctx)
         struct ahead_job *j = NULL;
         if (run->resent < run->nmore) {
                 j = run->more[run->resent++];
-        } else if (run->nmore < sizeof(run->more) / sizeof(run->more[0])) {
+        } else if (run->nmore < sizeof(run->more) / sizeof(run->more[0]) &&
+                   run->expect <= run->got + CHAIN_AHEAD_BYTES) {
                 pthread_mutex_lock(&h->mu);
                 struct ahead_job *q = h->head;
                 if (q && !h->stop && !q->from_disk && q->mbox_id == run->j->mbox_id &&
@@ -443,6 +466,7 @@ static struct imap_cmd *ahead_next(void *ctx)
                 return NULL; /* its claims are given back with the run */
         }
         run->cmd_live = true;
+        run->expect += ahead_job_bytes(j);
         return &run->cmd;
 }
 
@@ -454,6 +478,8 @@ static int ahead_fetch(struct imap_session *s, void *ctx)
                 return r;
         run->s = s;
         run->resent = 0;
+        run->expect = ahead_job_bytes(run->j);
+        run->got = 0;
         /* imap_fetch_heads sorts its argument in place. */
         memcpy(run->copy, run->j->uids, run->j->n * sizeof(*run->copy));
         r = imap_fetch_heads_chain(s, run->copy, run->j->n, ahead_fetch_len(run->j), ahead_put_any,

@@ -181,15 +181,19 @@ class Hangs(unittest.TestCase):
         names = sorted(files.values(), key=lambda n: n.encode())
         self.assertEqual(len(names), SCAN_N)
         PROXY.set_rate(SCAN_RATE)
-        # A scan in name order: from the third open on, read-ahead queues batches of
-        # 16, then up to 8 MiB (about 40 of these messages) each, up to four jobs,
-        # covering about the first 140 messages.
-        for n in names[:7]:
+        # A scan in name order, from the first name right after the listing: a probing
+        # batch (1 MiB: 5 of these messages), then one of 8 MiB (about 40: up to
+        # names[45]), whose answer is still arriving when a reader at names[29] has less
+        # than half of it ahead and the next batch (about names[46:87]) is queued.
+        for n in names[:30]:
             with open(os.path.join(scan, n), "rb") as f:
                 f.read()
-        # A message in the last queued batch: ~25 MB of read-ahead is queued before it,
-        # 8 s at this rate. Read on its own it costs ~0.1 s.
-        target = os.path.join(scan, names[128])
+        # A message in that queued batch. It goes out behind the running one only near
+        # the running one's end (cache/ahead.c CHAIN_AHEAD_BYTES): until then it has
+        # claimed nothing, and this cat fetches its file alone (~0.1 s) instead of
+        # waiting for ~3 MB still to come of the running batch and ~7 MB of its own
+        # before the target, about 3 s at this rate.
+        target = os.path.join(scan, names[80])
         t0 = time.monotonic()
         r = sh(["cat", target], timeout=60)
         secs = time.monotonic() - t0
