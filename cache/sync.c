@@ -52,6 +52,7 @@ struct sync {
         bool finished;               /* the thread has ended (guarded by mu) */
         char *watched;               /* guarded by mu */
         struct imap_session *s;      /* the watcher's own connection (thread only) */
+        unsigned connects;           /* sessions opened so far (thread only) */
         bool notify;                 /* the server reports all mailboxes (NOTIFY) */
         char *in;                    /* what s has selected (guarded by mu) */
         pthread_cond_t moved;        /* in changed */
@@ -361,14 +362,16 @@ static void sync_collect(struct cache_mbox *m, struct sync_names *out)
 static int sync_poll_each(struct sync *sy, const char *watched)
 {
         struct account *a = sy->a;
-        /* A tree checked within the revalidation window is what a lookup
-         * would show too. On a fresh mount, the mount's own LIST is a few
-         * round trips old when live sync first connects: listing it again
-         * would cost the first reader of a folder a round trip on the
-         * pool's connection (issue 11). Later polls find it old. */
+        /* At the first connect, a tree checked within the revalidation
+         * window is what a lookup would show too: on a fresh mount, the
+         * mount's own LIST is a few round trips old, and listing it again
+         * would cost the first reader of a folder a round trip on the pool's
+         * connection (issue 11). Not after a reconnect: NOTIFY was off
+         * meanwhile, and a folder renamed then (Dovecot drops a session whose
+         * selected folder is renamed: test_sync) shows only in a LIST. */
         cache_lock(a->cache);
-        bool fresh =
-            a->tree_checked_ms && imap_now_ms() - a->tree_checked_ms < a->opts.revalidate_ms;
+        bool fresh = sy->connects <= 1 && a->tree_checked_ms &&
+                     imap_now_ms() - a->tree_checked_ms < a->opts.revalidate_ms;
         cache_unlock(a->cache);
         int r = fresh ? 0 : account_refresh_tree(a, 0);
         if (r < 0)
@@ -813,6 +816,7 @@ static void *sync_main(void *arg)
                                 continue;
                         }
                         backoff = BACKOFF_MIN_MS;
+                        sy->connects++;
                         /* Reconnected: anything may have changed meanwhile
                          * (but a server that asked us to slow down, or that
                          * keeps dropping us, is not polled again at once). */
