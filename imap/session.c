@@ -75,6 +75,7 @@ struct imap_session {
          * compressed. m_wait_us: time spent waiting for the link since the
          * first bytes (not the time our callbacks took). */
         bool m_on, m_started;
+        bool m_fast; /* an answer of this session measured the link fast */
         uint64_t m_b0;
         int64_t m_wait_us;
         struct imap_value uidonly_name, uidonly_uid;
@@ -917,7 +918,14 @@ static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data
                  * slow: what follows goes compressed, after this chain
                  * (COMPRESS waits for no command on its way), rather than in
                  * clear behind it. */
-                if (!held && left > 0 && n < IMAP_CHAIN_MAX && !session_wants_compress(s)) {
+                /* While compress=auto has not yet seen this link, nothing
+                 * is chained before the answer being read has shown its
+                 * speed: on a slow link the rest of a scan (up to 8 MiB)
+                 * then goes compressed rather than in clear behind a probe
+                 * (bench_link --mbit 20). */
+                bool unknown = s->m_on && !s->m_fast;
+                if (!held && left > 0 && n < IMAP_CHAIN_MAX && !unknown &&
+                    !session_wants_compress(s)) {
                         held = next(next_ctx);
                         if (held && held->nsplits) {
                                 log_warn("%s: a chained command needs a literal", s->who);
@@ -1567,8 +1575,10 @@ static void session_measure_read(struct imap_session *s, int64_t waited_us)
         uint64_t rate = bytes * 1000 / (uint64_t)ms;
         log_dbg("%s: the link brought %llu kB in %lld ms", s->who,
                 (unsigned long long)(bytes / 1024), (long long)ms);
-        if (rate >= AUTO_SLOW_BYTES_PER_S)
+        if (rate >= AUTO_SLOW_BYTES_PER_S) {
+                s->m_fast = true;
                 return;
+        }
         if (!atomic_exchange(s->acct->slow_link, true))
                 log_info("%s: the link brought %llu kB in %lld ms (%llu kB/s): compressing "
                          "(COMPRESS=DEFLATE; -o compress=no turns it off)",
