@@ -60,6 +60,7 @@ struct account {
         struct blocks *blocks;
         struct ahead *ahead;
         struct store *disk;      /* the persistent cache (cache/store.h), NULL when off */
+        uint64_t disk_max;       /* its bound on content (-o cache_size) */
         struct search *search;   /* .search directories (cache/search.h), cache lock */
         struct own *own;         /* our changes' echoes (cache/own.h), cache lock */
         struct batch *batch;     /* concurrent changes coalesced (cache/batch.h) */

@@ -776,7 +776,16 @@ static struct ahead_stream *ahead_stream_start(struct ahead *h, uint64_t mbox_id
 static uint64_t ahead_budget(const struct ahead *h)
 {
         uint64_t half = h->a->opts.mem_cache / 2;
-        return half > 0 && half < SCAN_BYTES ? half : SCAN_BYTES;
+        uint64_t b = half > 0 && half < SCAN_BYTES ? half : SCAN_BYTES;
+        /* Nor more than half of a small persistent cache: every block read
+         * ahead is also written there, and a batch bigger than cache_size
+         * is evicted as it lands, the file growing by what the writer's
+         * batches hold before their freed pages can be reused (test_cache:
+         * a 2 MB cache_size reached a 9.9 MB file with 8 MiB batches). */
+        uint64_t disk_half = h->a->disk && h->a->disk_max ? h->a->disk_max / 2 : 0;
+        if (disk_half && disk_half < b)
+                b = disk_half > BLOCK_SIZE ? disk_half : BLOCK_SIZE;
+        return b;
 }
 
 /* Plans the leading blocks of message m nobody has yet into j (from the

@@ -44,6 +44,7 @@ int persist_open(struct account *a, const char *dir, uint64_t max_bytes, char *e
         if (r < 0)
                 return r;
         a->disk = s;
+        a->disk_max = max_bytes;
         return 0;
 }
 
