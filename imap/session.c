@@ -620,6 +620,44 @@ static int session_await_continuation(struct imap_session *s, const char *tag, i
         }
 }
 
+/* Reads one response. Untagged ones go to fn (or become events; a BYE ends
+ * the session with -EIO); a tagged one is handed back in *tagged, its
+ * capabilities noted, for the caller to match to its command and free.
+ * *tagged is NULL for anything else (a stray "+" outside a literal is
+ * ignored). */
+static int session_next_tagged(struct imap_session *s, int64_t deadline, imap_data_fn fn, void *ctx,
+                               struct imap_response **tagged)
+{
+        struct imap_response *resp;
+        *tagged = NULL;
+        if (session_read_response(s, deadline, &resp) < 0)
+                return -EIO;
+        if (resp->kind == IMAP_RESP_TAGGED) {
+                session_note_caps(s, resp);
+                *tagged = resp;
+                return 0;
+        }
+        if (resp->kind == IMAP_RESP_UNTAGGED) {
+                session_untagged(s, resp, fn, ctx);
+                if (resp->status == IMAP_ST_BYE) {
+                        imap_response_free(resp);
+                        session_break(s, "server said BYE");
+                        return -EIO;
+                }
+        }
+        imap_response_free(resp);
+        return 0;
+}
+
+/* The result of a command from its tagged answer; a BAD is logged. */
+static void session_take_result(struct imap_session *s, struct imap_result *res,
+                                const struct imap_response *tagged)
+{
+        session_fill_result(s, res, tagged);
+        if (res->status == IMAP_ST_BAD)
+                log_warn("%s: server rejected a command: %s", s->who, res->text);
+}
+
 /* Reads responses until every tag in tags[0..n) has its tagged answer
  * (res[i] for tags[i]); untagged ones go to fn, else become events. */
 static int session_collect(struct imap_session *s, char **tags, size_t n, imap_data_fn fn,
@@ -628,29 +666,15 @@ static int session_collect(struct imap_session *s, char **tags, size_t n, imap_d
         size_t left = n;
         while (left > 0) {
                 struct imap_response *resp;
-                if (session_read_response(s, deadline, &resp) < 0)
+                if (session_next_tagged(s, deadline, fn, ctx, &resp) < 0)
                         return -EIO;
-                if (resp->kind == IMAP_RESP_TAGGED) {
-                        session_note_caps(s, resp);
-                        for (size_t i = 0; i < n; i++)
-                                if (tags[i] && strcmp(resp->tag, tags[i]) == 0) {
-                                        session_fill_result(s, &res[i], resp);
-                                        if (res[i].status == IMAP_ST_BAD)
-                                                log_warn("%s: server rejected a command: %s",
-                                                         s->who, res[i].text);
-                                        tags[i] = NULL;
-                                        left--;
-                                        break;
-                                }
-                } else if (resp->kind == IMAP_RESP_UNTAGGED) {
-                        session_untagged(s, resp, fn, ctx);
-                        if (resp->status == IMAP_ST_BYE) {
-                                imap_response_free(resp);
-                                session_break(s, "server said BYE");
-                                return -EIO;
+                for (size_t i = 0; resp && i < n; i++)
+                        if (tags[i] && strcmp(resp->tag, tags[i]) == 0) {
+                                session_take_result(s, &res[i], resp);
+                                tags[i] = NULL;
+                                left--;
+                                break;
                         }
-                }
-                /* A stray "+" outside a literal is ignored. */
                 imap_response_free(resp);
         }
         return 0;
@@ -884,45 +908,31 @@ static int session_chain(struct imap_session *s, struct imap_cmd *cmd, imap_data
                 if (left == 0)
                         break;
                 struct imap_response *resp;
-                if (session_read_response(s, deadline, &resp) < 0)
+                if (session_next_tagged(s, deadline, fn, ctx, &resp) < 0)
                         return -EIO;
-                if (resp->kind == IMAP_RESP_TAGGED) {
-                        session_note_caps(s, resp);
-                        for (size_t i = 0; i < n; i++) {
-                                if (!open[i] || strcmp(resp->tag, tags[i]) != 0)
-                                        continue;
-                                struct imap_result one, *to = i == 0 ? res : &one;
-                                session_fill_result(s, to, resp);
-                                /* Kept apart: the first command's answer
-                                 * may come after it (RFC 3501 5.5). */
-                                if (i > 0 && one.status != IMAP_ST_OK && !bad_other)
-                                        *(bad_other = &other) = one;
-                                if (to->status == IMAP_ST_BAD)
-                                        log_warn("%s: server rejected a command: %s", s->who,
-                                                 to->text);
-                                open[i] = false;
-                                left--;
-                                break;
-                        }
-                } else if (resp->kind == IMAP_RESP_UNTAGGED) {
-                        session_untagged(s, resp, fn, ctx);
-                        if (resp->status == IMAP_ST_BYE) {
-                                imap_response_free(resp);
-                                session_break(s, "server said BYE");
-                                return -EIO;
-                        }
+                for (size_t i = 0; resp && i < n; i++) {
+                        if (!open[i] || strcmp(resp->tag, tags[i]) != 0)
+                                continue;
+                        struct imap_result one, *to = i == 0 ? res : &one;
+                        session_take_result(s, to, resp);
+                        /* Kept apart: the first command's answer may come
+                         * after it (RFC 3501 5.5). */
+                        if (i > 0 && one.status != IMAP_ST_OK && !bad_other)
+                                *(bad_other = &other) = one;
+                        open[i] = false;
+                        left--;
+                        break;
                 }
                 imap_response_free(resp);
                 /* Only while an answer is still coming: after the last
                  * tagged one the caller goes on as usual. A link just found
                  * slow: what follows goes compressed, after this chain
                  * (COMPRESS waits for no command on its way), rather than in
-                 * clear behind it. */
-                /* While compress=auto has not yet seen this link, nothing
-                 * is chained before the answer being read has shown its
-                 * speed: on a slow link the rest of a scan (up to 8 MiB)
-                 * then goes compressed rather than in clear behind a probe
-                 * (bench_link --mbit 20). */
+                 * clear behind it. And while compress=auto has not yet seen
+                 * this link, nothing is chained before the answer being read
+                 * has shown its speed: on a slow link the rest of a scan (up
+                 * to 8 MiB) then goes compressed rather than in clear behind
+                 * a probe (bench_link --mbit 20). */
                 bool unknown = s->m_on && !s->m_fast;
                 if (!held && left > 0 && n < IMAP_CHAIN_MAX && !unknown &&
                     !session_wants_compress(s)) {
@@ -970,31 +980,19 @@ static int session_collect_window(struct imap_session *s, char **tags, unsigned 
                 if (i == hi)
                         return 0;
                 struct imap_response *resp;
-                if (session_read_response(s, deadline, &resp) < 0)
+                if (session_next_tagged(s, deadline, fn, ctx, &resp) < 0)
                         return -EIO;
-                if (resp->kind == IMAP_RESP_TAGGED) {
-                        session_note_caps(s, resp);
+                if (resp) {
                         char *end;
                         unsigned long seq =
                             resp->tag[0] == 'A' ? strtoul(resp->tag + 1, &end, 10) : 0;
                         size_t k = seq > base ? (size_t)(seq - base - 1) : sent;
                         if (k < sent && tags[k] && strcmp(resp->tag, tags[k]) == 0) {
-                                session_fill_result(s, &res[k], resp);
-                                if (res[k].status == IMAP_ST_BAD)
-                                        log_warn("%s: server rejected a command: %s", s->who,
-                                                 res[k].text);
+                                session_take_result(s, &res[k], resp);
                                 tags[k] = NULL;
                                 (*answered)++;
                         }
-                } else if (resp->kind == IMAP_RESP_UNTAGGED) {
-                        session_untagged(s, resp, fn, ctx);
-                        if (resp->status == IMAP_ST_BYE) {
-                                imap_response_free(resp);
-                                session_break(s, "server said BYE");
-                                return -EIO;
-                        }
                 }
-                /* A stray "+" outside a literal is ignored. */
                 imap_response_free(resp);
         }
 }
