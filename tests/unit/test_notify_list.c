@@ -13,6 +13,7 @@
 
 #include "cache/account.h"
 #include "cache/persist.h"
+#include "tests/unit/fake_account.h"
 #include "tests/unit/fake_naming.h"
 #include "tests/unit/fake_server.h"
 #include "tests/unit/unit_main.h"
@@ -53,16 +54,7 @@ static bool checked_after(const char *list)
         ck_assert_ptr_nonnull(mkdtemp(dir));
         fake_start(&f, script);
         struct account a = {0};
-        a.imap = fake_acct(f.port, "pw", true);
-        a.opts.connections = 1;
-        a.opts.mem_cache = 1 << 20;
-        a.opts.revalidate_ms = 60000;
-        a.naming = fake_naming(false);
-        ck_assert_int_eq(account_init(&a), 0);
-        char err[256] = "";
-        ck_assert_msg(persist_open(&a, dir, 64 << 20, err, sizeof err) == 0, "%s", err);
-        bool net;
-        ck_assert_msg(account_connect(&a, err, sizeof err, &net) == 0, "%s", err);
+        fake_account_open(&a, f.port, dir, 60000);
         list_inbox(&a);
         cache_lock(a.cache);
         ck_assert_msg(a.tree_checked_ms != 0, "the tree was not listed at connect");

@@ -16,6 +16,7 @@
 #include "cache/own.h"
 #include "cache/persist.h"
 #include "imap/pool.h"
+#include "tests/unit/fake_account.h"
 #include "tests/unit/fake_naming.h"
 #include "tests/unit/fake_server.h"
 #include "tests/unit/unit_main.h"
@@ -97,16 +98,7 @@ static void read_after_own(const char *reselect, enum cache_listing_state want, 
         ck_assert_ptr_nonnull(mkdtemp(dir));
         fake_start(&f, played);
         struct account a = {0};
-        a.imap = fake_acct(f.port, "pw", true);
-        a.opts.connections = 1;
-        a.opts.mem_cache = 1 << 20;
-        a.opts.revalidate_ms = 60000;
-        a.naming = fake_naming(false);
-        ck_assert_int_eq(account_init(&a), 0);
-        char err[256] = "";
-        ck_assert_msg(persist_open(&a, dir, 64 << 20, err, sizeof err) == 0, "%s", err);
-        bool net;
-        ck_assert_msg(account_connect(&a, err, sizeof err, &net) == 0, "%s", err);
+        fake_account_open(&a, f.port, dir, 60000);
         list_folder(&a, "INBOX");
         list_folder(&a, "Label");
         ck_assert_int_eq(state_of(&a, "INBOX"), CACHE_LISTING_VALID);
