@@ -247,6 +247,7 @@ struct op {
         struct store_listing *listing; /* OP_LISTING */
         unsigned char *tree;           /* OP_TREE: serialized folders (values of the tree DB) */
         size_t ntree;
+        uint64_t seq; /* OP_BLOCK, OP_LISTING, ...: its place in the queue (FIFO) */
 };
 
 struct store {
@@ -263,9 +264,12 @@ struct store {
         struct op *committing;             /* the batch being committed: still visible to readers */
         struct op *touches, *touches_tail; /* LRU stamps (OP_TOUCH): readers never look */
         size_t ntouches;
-        uint64_t touch_takes;      /* lists of stamps the writer took */
-        uint64_t touch_flush;      /* a flusher waits until touch_takes reaches this */
-        struct timespec touch_due; /* when the oldest waiting stamp goes out (CLOCK_REALTIME) */
+        uint64_t touch_takes;       /* lists of stamps the writer took */
+        uint64_t touch_flush;       /* a flusher waits until touch_takes reaches this */
+        uint64_t touch_done;        /* the last list of stamps taken that is committed */
+        uint64_t op_seq;            /* ops queued so far: each op's seq is its number */
+        uint64_t op_taken, op_done; /* seq of the last op taken into a batch; committed */
+        struct timespec touch_due;  /* when the oldest waiting stamp goes out (CLOCK_REALTIME) */
         uint64_t commits;
         size_t queued_bytes;
         uint64_t dropped;
@@ -1037,7 +1041,63 @@ static int apply_one(struct store *s, struct wstate *w, struct op *o)
 
 /* Commits a batch in one write transaction. A failed batch is dropped whole (it is only
  * cache) and said once in the log. */
-static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
+static size_t op_cost(const struct op *o);
+
+static bool op_same_part(const struct op *a, const struct op *b)
+{
+        return a->khash == b->khash && a->uid == b->uid && a->index == b->index &&
+               a->uidvalidity == b->uidvalidity && a->form == b->form &&
+               strcmp(a->mailbox, b->mailbox) == 0 && strcmp(a->section, b->section) == 0;
+}
+
+/* Keeps the last stamp of each block, in order, and frees the others: a scan reads the same
+ * blocks over and over, and each stamp costs the writer two records. Returns what the whole
+ * list counted against the queue's bound. Without memory for the table, all are kept. */
+static size_t touches_dedup(struct op **list)
+{
+        size_t n = 0, cost = 0;
+        for (struct op *o = *list; o; o = o->next) {
+                n++;
+                cost += op_cost(o);
+        }
+        size_t cap = 16;
+        while (cap < 2 * n)
+                cap *= 2;
+        struct op **all = malloc(n * sizeof(*all) + 1);
+        struct op **seen = calloc(cap, sizeof(*seen));
+        if (!all || !seen) {
+                free(all);
+                free(seen);
+                return cost;
+        }
+        size_t i = 0;
+        for (struct op *o = *list; o; o = o->next)
+                all[i++] = o;
+        for (i = n; i-- > 0;) { /* from the last: the one kept is the latest */
+                size_t h = (size_t)all[i]->khash & (cap - 1);
+                while (seen[h] && !op_same_part(seen[h], all[i]))
+                        h = (h + 1) & (cap - 1);
+                if (seen[h]) {
+                        op_free(all[i]);
+                        all[i] = NULL;
+                } else {
+                        seen[h] = all[i];
+                }
+        }
+        struct op **tail = list;
+        for (i = 0; i < n; i++)
+                if (all[i]) {
+                        *tail = all[i];
+                        tail = &all[i]->next;
+                }
+        *tail = NULL;
+        free(all);
+        free(seen);
+        return cost;
+}
+
+/* Applies ops, then the LRU stamps touches, in one transaction. */
+static void apply_batch(struct store *s, struct op *ops, struct op *touches, bool skip_blocks)
 {
         struct wstate w = {0};
         if (!s->env || s->pid != store_getpid() || atomic_load(&s->broken))
@@ -1068,12 +1128,14 @@ static void apply_batch(struct store *s, struct op *ops, bool skip_blocks)
         for (struct op *o = ops; o && !rc; o = o->next)
                 if (!skip_blocks || o->kind != OP_BLOCK)
                         rc = apply_one(s, &w, o);
+        for (struct op *o = touches; o && !rc; o = o->next)
+                rc = apply_one(s, &w, o);
         if (rc == MDB_MAP_FULL && !skip_blocks) {
                 /* Room for listings matters more than content: again without the blocks. */
                 guard_jmp = NULL;
                 s->wtxn = NULL;
                 mdb_txn_abort(w.txn);
-                apply_batch(s, ops, true);
+                apply_batch(s, ops, touches, true);
                 return;
         }
         if (!rc)
@@ -1174,30 +1236,35 @@ static void *store_writer(void *arg)
                         }
                         s->head = last->next;
                         last->next = NULL;
+                        s->op_taken = last->seq;
                         if (!s->head)
                                 s->tail = NULL;
                 }
-                if (s->touches) {
-                        if (last)
-                                last->next = s->touches;
-                        else
-                                first = s->touches;
-                        s->touches = s->touches_tail = NULL;
-                        s->ntouches = 0;
+                /* The stamps go in the same transaction but not in the list readers scan
+                 * for queued blocks: a scan takes them by the ten thousand. */
+                struct op *touches = s->touches;
+                s->touches = s->touches_tail = NULL;
+                s->ntouches = 0;
+                if (touches)
                         s->touch_takes++;
-                }
+                uint64_t take = s->touch_takes;
                 s->committing = first;
                 pthread_mutex_unlock(&s->mu);
-                apply_batch(s, s->committing, false);
+                size_t touch_cost = touches_dedup(&touches);
+                apply_batch(s, s->committing, touches, false);
                 pthread_mutex_lock(&s->mu);
                 struct op *batch = s->committing;
                 s->committing = NULL;
                 for (struct op *o = batch; o; o = o->next)
-                        if (o->kind == OP_BLOCK || o->kind == OP_TOUCH)
+                        if (o->kind == OP_BLOCK)
                                 s->queued_bytes -= op_cost(o);
+                s->queued_bytes -= touch_cost;
+                s->touch_done = take;
+                s->op_done = s->op_taken;
                 pthread_cond_broadcast(&s->done);
                 pthread_mutex_unlock(&s->mu);
                 ops_free(batch);
+                ops_free(touches);
                 pthread_mutex_lock(&s->mu);
         }
         pthread_mutex_unlock(&s->mu);
@@ -1210,7 +1277,10 @@ static int submit(struct store *s, struct op *o)
         pthread_mutex_lock(&s->mu);
         if (!s->running) {
                 pthread_mutex_unlock(&s->mu);
-                apply_batch(s, o, false);
+                if (o->kind == OP_TOUCH)
+                        apply_batch(s, NULL, o, false);
+                else
+                        apply_batch(s, o, NULL, false);
                 op_free(o);
                 return 0;
         }
@@ -1259,6 +1329,7 @@ static int submit(struct store *s, struct op *o)
                 }
         }
         o->next = NULL;
+        o->seq = ++s->op_seq;
         /* The writer waits for a first op, or gathers a batch until BATCH_MS, a full
          * batch or a flush: a wake-up per block would only put it back to sleep. */
         bool wake = !s->head || o->kind != OP_BLOCK || s->queued_bytes >= s->batch_bytes;
@@ -1609,8 +1680,12 @@ int store_flush(struct store *s, int timeout_ms)
         uint64_t takes = s->touch_takes;
         if (stamps && s->touch_flush <= takes)
                 s->touch_flush = takes + 1;
-        while (s->running && (s->head || s->committing || (stamps && s->touch_takes == takes)) &&
-               rc == 0)
+        /* Ops queued now and in the batch being committed, and with stamps waiting, the
+         * list of stamps the writer takes next. A commit that starts after those are done
+         * (of the stamps reads add meanwhile) is not waited for. */
+        uint64_t want_op = s->tail ? s->tail->seq : s->op_taken;
+        uint64_t want_touch = stamps ? takes + 1 : s->touch_takes;
+        while (s->running && (s->op_done < want_op || s->touch_done < want_touch) && rc == 0)
                 rc = pthread_cond_timedwait(&s->done, &s->mu, &dl);
         s->flushing--;
         pthread_mutex_unlock(&s->mu);
