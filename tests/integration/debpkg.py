@@ -9,6 +9,9 @@ are absent, so a test can skip saying exactly what to install.
 
 The cache is $IMAPFS_SERVERS_CACHE, else BUILD/servers where BUILD is the directory of
 $IMAPFS_BIN's parent (build/fs/imapfs → build/servers), else $IMAPFS_SRC/build/servers.
+Cyrus drops to the `cyrus` user, which must reach its binaries: where that directory sits
+below one that others can't enter (a clone in a 0700 `mktemp -d`), the cache is
+/tmp/imapfs-servers-UID instead (owned by us, not a link, else a fresh temporary directory).
 """
 
 import glob
@@ -16,6 +19,7 @@ import os
 import shutil
 import signal
 import ssl
+import stat
 import subprocess
 import tempfile
 
@@ -37,6 +41,34 @@ def cache_dir():
             src = os.environ.get("IMAPFS_SRC") or os.path.dirname(os.path.dirname(here))
             d = os.path.join(src, "build", "servers")
     os.makedirs(d, exist_ok=True)
+    if not _others_reach(d):
+        d = _shared_tmp()
+    return d
+
+
+def _others_reach(d):
+    """Whether a user other than us can walk down to d (every directory on the way o+x)."""
+    d = os.path.realpath(d)
+    while True:
+        if not os.stat(d).st_mode & 0o001:
+            return False
+        up = os.path.dirname(d)
+        if up == d:
+            return True
+        d = up
+
+
+def _shared_tmp():
+    d = os.path.join(tempfile.gettempdir(), "imapfs-servers-%d" % os.getuid())
+    try:
+        os.mkdir(d, 0o755)
+    except FileExistsError:
+        pass
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022 \
+            or not _others_reach(d):
+        d = tempfile.mkdtemp(prefix="imapfs-servers-")
+    os.chmod(d, 0o755)
     return d
 
 
