@@ -308,12 +308,27 @@ struct ahead_run {
  * (test_hangs: read not behind queued read-ahead). */
 #define CHAIN_AHEAD_BYTES (1u << 20)
 
+/* The bytes job j asks for of each message: a header scan's prefix, else the leading
+ * blocks. */
+static uint64_t ahead_fetch_len(const struct ahead_job *j)
+{
+        return j->prefix ? j->prefix : (uint64_t)HEAD_BLOCKS * BLOCK_SIZE;
+}
+
+/* The bytes job j's answer brings of a message of size bytes: what it asked for, or the
+ * whole message. A shorter answer is not kept (see ahead_put). */
+static uint64_t ahead_want(const struct ahead_job *j, uint64_t size)
+{
+        uint64_t len = ahead_fetch_len(j);
+        return size < len ? size : len;
+}
+
 /* What job j's answer will bring. */
 static uint64_t ahead_job_bytes(const struct ahead_job *j)
 {
-        uint64_t sum = 0, want = j->prefix ? j->prefix : (uint64_t)HEAD_BLOCKS * BLOCK_SIZE;
+        uint64_t sum = 0;
         for (size_t i = 0; i < j->n; i++)
-                sum += j->sizes[i] < want ? j->sizes[i] : want;
+                sum += ahead_want(j, j->sizes[i]);
         return sum;
 }
 
@@ -325,8 +340,6 @@ static uint64_t ahead_size_of(const struct ahead_job *j, uint32_t uid)
                         return j->sizes[i];
         return 0;
 }
-
-static size_t ahead_fetch_len(const struct ahead_job *j);
 
 /* The job of the run that asked for uid with an answer of len bytes. Block
  * jobs claim their messages apart, but a header scan's prefix job and a
@@ -340,18 +353,12 @@ static struct ahead_job *ahead_run_job(struct ahead_run *run, uint32_t uid, size
                 uint64_t size = ahead_size_of(j, uid);
                 if (!size)
                         continue;
-                uint64_t want = ahead_fetch_len(j);
-                if ((uint64_t)len == (size < want ? size : want))
+                if ((uint64_t)len == ahead_want(j, size))
                         return j;
                 if (!any)
                         any = j;
         }
         return any;
-}
-
-static size_t ahead_fetch_len(const struct ahead_job *j)
-{
-        return j->prefix ? j->prefix : (size_t)HEAD_BLOCKS * BLOCK_SIZE;
 }
 
 /* A message's leading blocks arrived. They are kept only if they are as
@@ -362,9 +369,7 @@ static size_t ahead_fetch_len(const struct ahead_job *j)
 static void ahead_put(struct ahead_run *run, struct ahead_job *j, uint32_t uid, const char *data,
                       size_t len)
 {
-        uint64_t size = ahead_size_of(j, uid);
-        uint64_t want = size < (uint64_t)HEAD_BLOCKS * BLOCK_SIZE ? size : HEAD_BLOCKS * BLOCK_SIZE;
-        if (len != want || len == 0)
+        if (len != ahead_want(j, ahead_size_of(j, uid)) || len == 0)
                 return;
         /* Only blocks this job claimed are stored: blocks_put ignores others. */
         for (uint64_t b = 0; b * BLOCK_SIZE < len; b++) {
@@ -385,8 +390,7 @@ static void ahead_put_prefix(struct ahead_run *run, struct ahead_job *j, uint32_
                              const char *data, size_t len)
 {
         struct ahead *h = run->h;
-        uint64_t size = ahead_size_of(j, uid);
-        bool ok = len > 0 && len == (size < j->prefix ? size : j->prefix);
+        bool ok = len > 0 && len == ahead_want(j, ahead_size_of(j, uid));
         struct block_key key = ahead_key(j, uid, 0);
         pthread_mutex_lock(&h->mu);
         struct ahead_head *e = ahead_head_find(h, &key);
@@ -794,7 +798,7 @@ static uint64_t ahead_budget(const struct ahead *h)
 static uint64_t ahead_plan_msg(struct ahead *h, struct cache_mbox *mb, const struct cache_msg *m,
                                struct ahead_job *j, struct ahead_job *jd)
 {
-        uint64_t head = m->size < HEAD_BLOCKS * BLOCK_SIZE ? m->size : HEAD_BLOCKS * BLOCK_SIZE;
+        uint64_t head = ahead_want(j, m->size);
         unsigned nb = 0;
         /* Stop at the first block that is cached or on its way (a reader has
          * been there). */
@@ -839,7 +843,7 @@ static uint64_t ahead_plan_one(struct ahead *h, struct cache_mbox *mb, const str
         j->uids[j->n] = m->uid;
         j->sizes[j->n] = m->size;
         j->nblocks[j->n++] = 0;
-        return m->size < j->prefix ? m->size : j->prefix;
+        return ahead_want(j, m->size);
 }
 
 /* Queues the next batch of scan st in direction dir (+1: up the names, -1:
@@ -906,12 +910,11 @@ static void ahead_plan(struct ahead *h, struct cache_mbox *mb, struct cache_msg 
          * cat of 1,000 messages (10 MB) one more at the end. */
         if (!probing) {
                 uint64_t all = 0, cap = budget + budget / 4;
-                uint64_t each = j->prefix ? j->prefix : (uint64_t)HEAD_BLOCKS * BLOCK_SIZE;
                 size_t k = 0;
                 for (size_t i = dir > 0 ? st->up_next : st->down_next;
                      k < want && all <= cap && (dir > 0 ? i < n : i > 0); k++) {
                         const struct cache_msg *m = sorted[dir > 0 ? i++ : --i];
-                        all += m->size < each ? m->size : each;
+                        all += ahead_want(j, m->size);
                 }
                 if (all <= cap && all > budget)
                         budget = all + 1;
