@@ -1039,8 +1039,6 @@ static int apply_one(struct store *s, struct wstate *w, struct op *o)
         return EINVAL;
 }
 
-/* Commits a batch in one write transaction. A failed batch is dropped whole (it is only
- * cache) and said once in the log. */
 static size_t op_cost(const struct op *o);
 
 static bool op_same_part(const struct op *a, const struct op *b)
@@ -1060,10 +1058,12 @@ static size_t touches_dedup(struct op **list)
                 n++;
                 cost += op_cost(o);
         }
+        if (n < 2)
+                return cost;
         size_t cap = 16;
         while (cap < 2 * n)
                 cap *= 2;
-        struct op **all = malloc(n * sizeof(*all) + 1);
+        struct op **all = malloc(n * sizeof(*all));
         struct op **seen = calloc(cap, sizeof(*seen));
         if (!all || !seen) {
                 free(all);
@@ -1096,7 +1096,8 @@ static size_t touches_dedup(struct op **list)
         return cost;
 }
 
-/* Applies ops, then the LRU stamps touches, in one transaction. */
+/* Commits a batch in one write transaction. A failed batch is dropped whole (it is only
+ * cache) and said once in the log. Applies ops, then the LRU stamps touches. */
 static void apply_batch(struct store *s, struct op *ops, struct op *touches, bool skip_blocks)
 {
         struct wstate w = {0};

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "imap/conn.h"
+#include "cache/clock.h"
 #include "imap/log.h"
 
 extern char **environ;
@@ -90,7 +90,7 @@ static bool password_reap(pid_t pid, int pidfd, int64_t deadline, int *status)
                 pid_t w = waitpid(pid, status, WNOHANG);
                 if (w == pid || (w < 0 && errno != EINTR))
                         return true;
-                int64_t left = deadline - imap_now_ms();
+                int64_t left = deadline - cache_now_ms();
                 if (left <= 0)
                         return false;
                 /* Without a pidfd (old kernels) the child is looked at every 20 ms. */
@@ -156,14 +156,14 @@ char *password_run(const char *what, const char *cmd, int timeout_ms, bool own_g
                 return NULL;
         }
         int pidfd = password_pidfd(pid);
-        int64_t deadline = imap_now_ms() + timeout_ms;
+        int64_t deadline = cache_now_ms() + timeout_ms;
         char *buf = malloc(PASSWORD_MAX);
         size_t n = 0;
         bool eof = false, timed_out = false;
         /* Read to the end: the command should not die of SIGPIPE, and its
          * exit status counts. */
         while (!eof) {
-                int64_t left = deadline - imap_now_ms();
+                int64_t left = deadline - cache_now_ms();
                 if (left <= 0) {
                         timed_out = true;
                         break;

@@ -84,6 +84,22 @@ static void read_all(struct store *s, uint32_t from, uint32_t to)
         }
 }
 
+/* The store reopened (the first writer closed) and 100 more blocks put into it, beyond
+ * what a store of max bytes holds: the oldest stamps are evicted. */
+static struct store *reopened_full(uint64_t max)
+{
+        struct store *t = NULL;
+        char err[256];
+        ck_assert_int_eq(store_open(cdir, max, &t, err, sizeof(err)), 0);
+        static unsigned char b[4096];
+        for (uint32_t uid = 101; uid <= 200; uid++) {
+                struct store_part p = part(uid);
+                memset(b, (int)uid, sizeof(b));
+                ck_assert_int_eq(store_block_put(t, &p, 0, b, sizeof(b)), 0);
+        }
+        return t;
+}
+
 /* Before: every read's stamp was a queued write, committed BATCH_MS later. */
 START_TEST(test_reads_commit_nothing_at_once)
 {
@@ -145,15 +161,8 @@ START_TEST(test_stamps_order_eviction)
         struct store *s = stored(100, max);
         read_all(s, 1, 10);
         store_close(s); /* the writer commits what waits before it ends */
-        struct store *t = NULL;
-        char err[256];
-        ck_assert_int_eq(store_open(cdir, max, &t, err, sizeof(err)), 0);
-        static unsigned char b[4096];
-        for (uint32_t uid = 101; uid <= 200; uid++) {
-                struct store_part p = part(uid);
-                memset(b, (int)uid, sizeof(b));
-                ck_assert_int_eq(store_block_put(t, &p, 0, b, sizeof(b)), 0);
-        }
+        struct store *t = reopened_full(max);
+        unsigned char b[4096];
         ck_assert_uint_le(store_bytes(t), max);
         read_all(t, 1, 10); /* read last before the others: kept */
         struct store_part gone = part(11);
@@ -172,15 +181,8 @@ START_TEST(test_repeated_reads_keep_the_last_stamp)
         read_all(s, 11, 100);
         read_all(s, 1, 10); /* the stamps of the first reads of 1..10 are older */
         store_close(s);
-        struct store *t = NULL;
-        char err[256];
-        ck_assert_int_eq(store_open(cdir, max, &t, err, sizeof(err)), 0);
-        static unsigned char b[4096];
-        for (uint32_t uid = 101; uid <= 200; uid++) {
-                struct store_part p = part(uid);
-                memset(b, (int)uid, sizeof(b));
-                ck_assert_int_eq(store_block_put(t, &p, 0, b, sizeof(b)), 0);
-        }
+        struct store *t = reopened_full(max);
+        unsigned char b[4096];
         read_all(t, 1, 10);
         struct store_part gone = part(11);
         ck_assert_int_lt(store_block_get(t, &gone, 0, b, sizeof(b)), 0);
